@@ -1,0 +1,64 @@
+# lethe: the README's commands. Each target sets up what it needs (.venv, Debian packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lethe-installed
+DEBS ?= dataset-fashion-mnist postgresql
+PYTEST_ARGS ?=
+
+.PHONY: setup debs demo test test-unit test-integration test-pipelines bench bench-quick compile lint images clean
+
+setup: $(STAMP) debs
+
+# The venv is (re)built when missing or older than pyproject.toml (the pinned dependencies).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+# Fashion-MNIST and PostgreSQL come from Debian; installed when missing and apt is usable.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1; apt-get install -y -q $$missing >/dev/null 2>&1; } || \
+	      echo "warning: could not install$$missing"; \
+	  else echo "note: Debian packages missing:$$missing (install them with apt-get)"; fi; \
+	fi
+
+demo: setup
+	$(BIN)/lethe demo
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/python -m pytest -q tests/integration
+
+test-pipelines: setup
+	$(BIN)/python -m pytest -q tests/pipelines
+
+bench: setup
+	$(BIN)/python benchmarks/run.py --full
+
+bench-quick: setup
+	$(BIN)/python benchmarks/run.py --quick
+
+compile: setup
+	$(BIN)/lethe pipeline compile --out pipelines/compiled
+
+lint: setup
+	$(BIN)/ruff check src components pipelines tests benchmarks
+
+images:
+	docker build -f docker/Dockerfile.cpu -t lethe:cpu .
+	docker build -f docker/Dockerfile.cuda -t lethe:cuda .
+
+clean:
+	rm -rf .lethe .pytest_cache .ruff_cache

@@ -1,0 +1,240 @@
+"""Parameter importances: LFSSD (label-free, MAS-style) and SSD (Fisher diagonal).
+
+For a classifier f in eval mode and batches B_1..B_n of a fixed batch size:
+
+    LFSSD:  I = (1/n) Σ_k |∇θ mean_{x∈B_k} ||f(x)||²₂|      (raw logits, no labels)
+    SSD:    I = (1/n) Σ_k (∇θ mean_{(x,y)∈B_k} CE(f(x), y))²
+
+Foster, Schoepf & Brintrup, arXiv 2402.19308 (LFSSD) and arXiv 2308.07707 (SSD).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from lethe.errors import ImportancesError
+from lethe.unlearning.fingerprint import model_fingerprint
+
+METHODS = ("lfssd", "ssd")
+
+
+class Importances(Mapping[str, torch.Tensor]):
+    """Averaged importances by parameter name, read-only, with the metadata that binds them.
+
+    The values are the mean over batches of the per-batch term; `num_batches` lets shards
+    computed on disjoint parts of the data be merged exactly.
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, torch.Tensor],
+        *,
+        method: str,
+        batch_size: int,
+        num_batches: int,
+        num_samples: int,
+        model_fingerprint: str,
+    ) -> None:
+        if method not in METHODS:
+            raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+        if num_batches < 1 or batch_size < 1 or num_samples < 1:
+            raise ImportancesError("importances need at least one batch of at least one sample")
+        self._values = MappingProxyType(dict(values))
+        self.method = method
+        self.batch_size = int(batch_size)
+        self.num_batches = int(num_batches)
+        self.num_samples = int(num_samples)
+        self.model_fingerprint = model_fingerprint
+
+    # Mapping protocol (read-only view; tensors are handed out as they are stored).
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return (
+            f"Importances(method={self.method!r}, batch_size={self.batch_size}, "
+            f"num_batches={self.num_batches}, num_samples={self.num_samples}, "
+            f"tensors={len(self)}, model={self.model_fingerprint[:12]})"
+        )
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "batch_size": self.batch_size,
+            "num_batches": self.num_batches,
+            "num_samples": self.num_samples,
+            "model_fingerprint": self.model_fingerprint,
+        }
+
+    def check_compatible(self, other: Importances) -> None:
+        """Refuse to combine importances that do not measure the same thing."""
+        for key in ("method", "batch_size", "model_fingerprint"):
+            mine, theirs = getattr(self, key), getattr(other, key)
+            if mine != theirs:
+                raise ImportancesError(
+                    f"importances differ in {key}: {_short(mine)} vs {_short(theirs)}; "
+                    "they cannot be merged or compared"
+                )
+        if set(self) != set(other):
+            raise ImportancesError("importances cover different parameters")
+
+    def check_finite(self) -> None:
+        bad = [name for name, value in self.items() if not bool(torch.isfinite(value).all())]
+        if bad:
+            raise ImportancesError(f"importances hold NaN or Inf in {', '.join(bad[:3])}")
+
+    @classmethod
+    def merge(cls, shards: Sequence[Importances]) -> Importances:
+        """Combine shards computed on disjoint parts of the data: a batch-weighted mean.
+
+        Equal to one pass over all the data (to float rounding) when the shard boundaries fall
+        on batch boundaries, since each shard's value is its per-batch sum over its batch count.
+        """
+        if not shards:
+            raise ImportancesError("nothing to merge")
+        first = shards[0]
+        for shard in shards[1:]:
+            first.check_compatible(shard)
+        names = list(first)
+        total_batches = sum(shard.num_batches for shard in shards)
+        merged = torch._foreach_mul([first[n].double() for n in names], float(first.num_batches))
+        for shard in shards[1:]:
+            torch._foreach_add_(merged, [shard[n].double() for n in names], alpha=float(shard.num_batches))
+        torch._foreach_div_(merged, float(total_batches))
+        return cls(
+            {n: m.to(first[n].dtype) for n, m in zip(names, merged, strict=True)},
+            method=first.method,
+            batch_size=first.batch_size,
+            num_batches=total_batches,
+            num_samples=sum(shard.num_samples for shard in shards),
+            model_fingerprint=first.model_fingerprint,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {name: value.detach().to("cpu").contiguous() for name, value in self.items()}
+        save_file(tensors, str(path), metadata={"lethe": json.dumps(self.metadata)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Importances:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                raw = (handle.metadata() or {}).get("lethe")
+                values = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        except FileNotFoundError as exc:
+            raise ImportancesError(f"no importances file at {path}") from exc
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise ImportancesError(f"cannot read importances from {path}: {exc}") from exc
+        if raw is None:
+            raise ImportancesError(f"{path} holds tensors but no lethe importances metadata")
+        return cls(values, **json.loads(raw))
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text[:12] if len(text) == 64 else text
+
+
+def _split_batch(batch: Any, method: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(batch, torch.Tensor):
+        inputs, labels = batch, None
+    elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        inputs = batch[0]
+        labels = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
+    else:
+        raise ImportancesError("each batch must be an input tensor or a tuple (inputs, labels, ...)")
+    if method == "ssd" and labels is None:
+        raise ImportancesError("SSD importances need labels: batches must be (inputs, labels)")
+    return inputs, labels
+
+
+def _objective(outputs: torch.Tensor, labels: torch.Tensor | None, method: str) -> torch.Tensor:
+    if method == "lfssd":
+        return outputs.pow(2).sum(dim=1).mean()  # batch mean of ||f(x)||²₂
+    return nn.functional.cross_entropy(outputs, labels)
+
+
+def compute_importances(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    method: str = "lfssd",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+) -> Importances:
+    """Importances of every named parameter over `batches` (see the module docstring).
+
+    `batch_size` defaults to the DataLoader's, or to the first batch's size. The model's
+    values, `requires_grad` flags, training mode and device are restored afterwards.
+    """
+    if method not in METHODS:
+        raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+    named = list(model.named_parameters())
+    if not named:
+        raise ImportancesError("the model has no parameters")
+    names = [name for name, _ in named]
+    params = [param for _, param in named]
+    original_device = params[0].device
+    target = torch.device(device) if device is not None else original_device
+    fingerprint = model_fingerprint(model)
+    flags = [param.requires_grad for param in params]
+    was_training = model.training
+    batch_size = batch_size or getattr(batches, "batch_size", None)
+
+    total = len(batches) if hasattr(batches, "__len__") else None
+    accumulated: list[torch.Tensor] | None = None
+    num_batches = num_samples = 0
+    try:
+        model.to(target)
+        model.eval()
+        for param in params:
+            param.requires_grad_(True)
+        for batch in tqdm(batches, total=total, desc=f"{method} importances", disable=not progress,
+                          unit="batch", leave=False):
+            inputs, labels = _split_batch(batch, method)
+            inputs = inputs.to(target, non_blocking=True)
+            labels = labels.to(target, non_blocking=True) if labels is not None else None
+            batch_size = batch_size or int(inputs.shape[0])
+            objective = _objective(model(inputs), labels, method)
+            grads = torch.autograd.grad(objective, params, allow_unused=True, materialize_grads=True)
+            if accumulated is None:
+                accumulated = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params]
+            if method == "lfssd":
+                torch._foreach_add_(accumulated, torch._foreach_abs(grads))
+            else:
+                torch._foreach_addcmul_(accumulated, grads, grads)
+            num_batches += 1
+            num_samples += int(inputs.shape[0])
+    finally:
+        for param, flag in zip(params, flags, strict=True):
+            param.requires_grad_(flag)
+        model.train(was_training)
+        model.to(original_device)
+    if accumulated is None:
+        raise ImportancesError("no batches: importances need at least one sample")
+    torch._foreach_div_(accumulated, float(num_batches))
+    values = {name: value.detach().to("cpu") for name, value in zip(names, accumulated, strict=True)}
+    result = Importances(values, method=method, batch_size=batch_size, num_batches=num_batches,
+                         num_samples=num_samples, model_fingerprint=fingerprint)
+    result.check_finite()  # a model that outputs NaN/Inf yields importances nobody may use
+    return result

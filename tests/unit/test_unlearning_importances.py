@@ -1,0 +1,158 @@
+"""The importance pass against a naive reference written here, and its metadata."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lethe.errors import ImportancesError
+from lethe.unlearning import Importances, compute_importances, model_fingerprint
+
+
+def tiny_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 6 * 6, 5),
+    )
+
+
+def tiny_data(n: int = 40, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 6, 6, generator=generator), torch.randint(0, 5, (n,), generator=generator)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor | None, size: int):
+    for start in range(0, len(x), size):
+        yield x[start:start + size] if y is None else (x[start:start + size], y[start:start + size])
+
+
+def naive_reference(model: nn.Module, x, y, size: int, method: str) -> dict[str, torch.Tensor]:
+    """Element by element as the papers write it: one backward per batch, loop over parameters."""
+    model.eval()
+    totals = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    count = 0
+    for start in range(0, len(x), size):
+        model.zero_grad()
+        out = model(x[start:start + size])
+        if method == "lfssd":
+            loss = sum((out[i] ** 2).sum() for i in range(len(out))) / len(out)
+        else:
+            loss = nn.functional.cross_entropy(out, y[start:start + size])
+        loss.backward()
+        for name, p in model.named_parameters():
+            g = p.grad.detach()
+            totals[name] += g.abs() if method == "lfssd" else g * g
+        count += 1
+    model.zero_grad()
+    return {name: t / count for name, t in totals.items()}
+
+
+@pytest.mark.parametrize("method", ["lfssd", "ssd"])
+def test_matches_naive_reference(method: str) -> None:
+    model, (x, y) = tiny_model(), tiny_data()
+    ours = compute_importances(model, batches(x, y, 8), method=method, progress=False)
+    reference = naive_reference(tiny_model(), x, y, 8, method)
+    assert set(ours) == set(reference)
+    for name, expected in reference.items():
+        torch.testing.assert_close(ours[name], expected, rtol=1e-6, atol=1e-9)
+    assert ours.num_batches == 5 and ours.num_samples == 40 and ours.batch_size == 8
+    assert ours.method == method
+
+
+def test_bn_affine_bias_and_head_all_covered_and_nonzero() -> None:
+    model, (x, _) = tiny_model(), tiny_data()
+    importances = compute_importances(model, batches(x, None, 10), progress=False)
+    assert set(importances) == {name for name, _ in model.named_parameters()}
+    assert "1.weight" in importances and "1.bias" in importances  # BatchNorm affine
+    assert all(float(v.sum()) > 0 for v in importances.values())
+
+
+def test_ssd_differs_from_lfssd() -> None:
+    model, (x, y) = tiny_model(), tiny_data()
+    lfssd = compute_importances(model, batches(x, y, 8), method="lfssd", progress=False)
+    ssd = compute_importances(model, batches(x, y, 8), method="ssd", progress=False)
+    assert not torch.allclose(lfssd["4.weight"], ssd["4.weight"])
+
+
+def test_ssd_without_labels_is_refused() -> None:
+    model, (x, _) = tiny_model(), tiny_data()
+    with pytest.raises(ImportancesError, match="labels"):
+        compute_importances(model, batches(x, None, 8), method="ssd", progress=False)
+
+
+def test_model_left_as_it_was() -> None:
+    model, (x, y) = tiny_model(), tiny_data()
+    model.train()
+    model[0].weight.requires_grad_(False)
+    before = model_fingerprint(model)
+    running_mean = model[1].running_mean.clone()
+    compute_importances(model, batches(x, y, 8), progress=False)
+    assert model.training
+    assert model[0].weight.requires_grad is False and model[4].weight.requires_grad is True
+    assert model_fingerprint(model) == before
+    assert torch.equal(model[1].running_mean, running_mean)  # eval mode: BN stats untouched
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_dataloader_batch_size_is_recorded() -> None:
+    model, (x, y) = tiny_model(), tiny_data(n=30)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    importances = compute_importances(model, loader, progress=False)
+    assert importances.batch_size == 16 and importances.num_batches == 2 and importances.num_samples == 30
+
+
+def test_shard_merge_equals_one_pass() -> None:
+    model, (x, y) = tiny_model(), tiny_data(n=48)
+    whole = compute_importances(model, batches(x, y, 8), progress=False)
+    shards = [compute_importances(model, batches(x[a:b], y[a:b], 8), progress=False)
+              for a, b in [(0, 16), (16, 40), (40, 48)]]
+    merged = Importances.merge(shards)
+    assert merged.num_batches == whole.num_batches and merged.num_samples == whole.num_samples
+    for name in whole:
+        torch.testing.assert_close(merged[name], whole[name], rtol=1e-6, atol=1e-9)
+
+
+def test_merge_refuses_mismatches() -> None:
+    model, (x, y) = tiny_model(), tiny_data()
+    a = compute_importances(model, batches(x, y, 8), progress=False)
+    with pytest.raises(ImportancesError, match="batch_size"):
+        Importances.merge([a, compute_importances(model, batches(x, y, 10), progress=False)])
+    with pytest.raises(ImportancesError, match="method"):
+        Importances.merge([a, compute_importances(model, batches(x, y, 8), method="ssd", progress=False)])
+    with pytest.raises(ImportancesError, match="model_fingerprint"):
+        Importances.merge([a, compute_importances(tiny_model(seed=3), batches(x, y, 8), progress=False)])
+
+
+def test_save_load_roundtrip_keeps_values_and_metadata(tmp_path) -> None:
+    model, (x, y) = tiny_model(), tiny_data()
+    importances = compute_importances(model, batches(x, y, 8), progress=False)
+    loaded = Importances.load(importances.save(tmp_path / "full.safetensors"))
+    assert loaded.metadata == importances.metadata
+    for name in importances:
+        assert torch.equal(loaded[name], importances[name])
+
+
+def test_load_of_garbage_is_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ImportancesError, match="cannot read"):
+        Importances.load(path)
+    with pytest.raises(ImportancesError, match="no importances file"):
+        Importances.load(tmp_path / "missing.safetensors")
+
+
+def test_read_only_mapping() -> None:
+    model, (x, _) = tiny_model(), tiny_data()
+    importances = compute_importances(model, batches(x, None, 8), progress=False)
+    with pytest.raises(TypeError):
+        importances["4.weight"] = torch.zeros(1)  # type: ignore[index]
+
+
+def test_nan_model_output_is_refused() -> None:
+    model, (x, _) = tiny_model(), tiny_data()
+    with torch.no_grad():
+        model[4].bias.fill_(float("nan"))
+    with pytest.raises(ImportancesError, match="NaN"):
+        compute_importances(model, batches(x, None, 8), progress=False)
