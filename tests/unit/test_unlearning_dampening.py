@@ -109,7 +109,7 @@ def test_mixed_batch_size_refused() -> None:
 
 def test_dampening_real_importances_forgets_the_forget_batch() -> None:
     """End to end on the tiny model: forget samples' outputs shrink much more than the rest."""
-    model, (x, y) = tiny_model(), tiny_data(n=80)
+    model, (x, _) = tiny_model(), tiny_data(n=80)
     full = compute_importances(model, batches(x, None, 8), progress=False)
     forget = compute_importances(model, batches(x[:8], None, 8), progress=False)
     model.eval()
