@@ -1,0 +1,152 @@
+"""What every benchmark part shares: the data, timers, the machine's description, JSON output."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lethe.data import SampleSet, load_dataset
+from lethe.errors import DataError
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """The train and test splits a run uses (a seeded slice of them in the quick profile)."""
+
+    train: SampleSet
+    test: SampleSet
+    note: str = ""
+
+
+def take(samples: SampleSet, limit: int | None, *, seed: int) -> SampleSet:
+    """A seeded random subset of `limit` samples, kept in the split's order (all when None)."""
+    if limit is None or limit >= len(samples):
+        return samples
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(samples), generator=generator)[:limit].sort().values
+    return samples.subset(chosen)
+
+
+def load_bench_data(dataset: str, train_limit: int | None, test_limit: int | None, *,
+                    fallback: str | None = None) -> BenchData:
+    """The two splits; with `fallback`, a missing data set is replaced (and the swap recorded)."""
+    try:
+        train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
+        note = ""
+    except DataError as exc:
+        if fallback is None:
+            raise
+        train, test = load_dataset(fallback, "train"), load_dataset(fallback, "test")
+        note = f"{dataset} unavailable ({exc}); ran on {fallback}"
+    return BenchData(take(train, train_limit, seed=0), take(test, test_limit, seed=0), note)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Seconds of one `with` block; synchronises the device on both ends."""
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        sync(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sync(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[Any, float]:
+    with Stopwatch(device) as watch:
+        result = fn()
+    return result, watch.seconds
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device | None = None) -> dict[str, Any]:
+    """Median, min and max of `repeats` timed calls (after one untimed warm-up call)."""
+    fn()
+    times = [timed(fn, device)[1] for _ in range(repeats)]
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """Mean and sample standard deviation (0 for a single value) of the finite values."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return {"mean": None, "std": None, "n": 0}
+    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return {"mean": statistics.fmean(finite), "std": std, "n": len(finite)}
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """The machine a result was measured on, as the README names it."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def jsonable(value: Any) -> Any:
+    """Strict JSON: NaN/Inf become null, tuples lists, numpy/torch scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+@contextmanager
+def section(title: str) -> Iterator[None]:
+    """Prints what runs and how long it took, so a long `make bench` log can be followed."""
+    print(f"== {title} ...", flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"== {title}: {time.perf_counter() - start:.1f} s", flush=True)

@@ -1,0 +1,100 @@
+"""How pipeline tasks meet the cluster: credentials, settings, the GPU, caching.
+
+Credentials reach the pods through Kubernetes Secrets (kfp-kubernetes `use_secret_as_env`), plain
+settings through one ConfigMap; the compiled YAML names only the Secrets and their keys, never a
+value. The names below are the contract with infra/ (kustomize). Everything here is applied to
+tasks in pipelines/ at compile time; kfp.local ignores it (tasks inherit the local environment).
+"""
+
+from __future__ import annotations
+
+import os
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from lethe.errors import PipelineError
+
+# Secret name -> {secret key: environment variable}. `optional`: the pod starts without it.
+SECRETS: dict[str, dict[str, str]] = {
+    # Object store (S3 API): artifacts, importances cache, MLflow artifacts read back by clients.
+    "lethe-s3": {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+    # The ledger's database URL holds its password.
+    "lethe-ledger": {"url": "LETHE_LEDGER_URL"},
+    # HMAC key for subject identifiers (personal data is never stored raw).
+    "lethe-subject-key": {"key": "LETHE_SUBJECT_KEY"},
+    # MLflow basic auth, when the tracking server has it.
+    "lethe-mlflow": {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
+}
+OPTIONAL_SECRETS = frozenset({"lethe-mlflow"})
+
+# Plain settings, not secret: ConfigMap key -> environment variable (all optional).
+CONFIG_MAP = "lethe-config"
+CONFIG_KEYS: dict[str, str] = {
+    "LETHE_TRACKING_URI": "LETHE_TRACKING_URI",
+    "LETHE_ARTIFACTS": "LETHE_ARTIFACTS",
+    "LETHE_MODEL_NAME": "LETHE_MODEL_NAME",
+    "LETHE_DATA_DIR": "LETHE_DATA_DIR",
+    "AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL": "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION": "AWS_DEFAULT_REGION",
+}
+
+# What each kind of step needs: which secrets.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "ledger": ("lethe-ledger", "lethe-subject-key", "lethe-s3", "lethe-mlflow"),
+    "registry": ("lethe-s3", "lethe-mlflow"),
+    "storage": ("lethe-s3",),
+    "none": (),
+}
+
+# GPU placement, read when compiling (the scheduling Job gets them from the infra ConfigMap):
+#   LETHE_GPU_NODE_SELECTOR="cloud.google.com/gke-accelerator=nvidia-l4"
+#   LETHE_GPU_TOLERATION="nvidia.com/gpu:NoSchedule" or "key=value:NoSchedule"
+GPU_RESOURCE = "nvidia.com/gpu"
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def configure(task: PipelineTask, *, needs: str, cache: bool, gpu: bool = False,
+              display_name: str | None = None) -> PipelineTask:
+    """Give `task` its credentials, settings, caching flag and (for unlearning) one GPU."""
+    if needs not in NEEDS:
+        raise PipelineError(f"unknown task needs {needs!r}; expected one of {sorted(NEEDS)}")
+    task.set_caching_options(cache)
+    if display_name:
+        task.set_display_name(display_name)
+    kubernetes.use_config_map_as_env(task, config_map_name=CONFIG_MAP, config_map_key_to_env=CONFIG_KEYS,
+                                     optional=True)
+    for secret in NEEDS[needs]:
+        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=SECRETS[secret],
+                                     optional=secret in OPTIONAL_SECRETS)
+    if gpu:
+        request_gpu(task)
+    return task
+
+
+def request_gpu(task: PipelineTask) -> PipelineTask:
+    """One NVIDIA GPU (the step itself falls back to the CPU when none is visible)."""
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    selector = os.environ.get("LETHE_GPU_NODE_SELECTOR", "").strip()
+    if selector:
+        key, sep, value = selector.partition("=")
+        if not sep or not key or not value:
+            raise PipelineError(f"LETHE_GPU_NODE_SELECTOR must be key=value, not {selector!r}")
+        kubernetes.add_node_selector(task, label_key=key.strip(), label_value=value.strip())
+    toleration = os.environ.get("LETHE_GPU_TOLERATION", "").strip()
+    if toleration:
+        kubernetes.add_toleration(task, **parse_toleration(toleration))
+    return task
+
+
+def parse_toleration(text: str) -> dict[str, str]:
+    """`key[=value]:Effect` -> add_toleration keyword arguments (Exists when no value)."""
+    spec, sep, effect = text.rpartition(":")
+    if not sep or effect not in _EFFECTS or not spec:
+        raise PipelineError(f"LETHE_GPU_TOLERATION must be key[=value]:Effect with Effect one of {_EFFECTS}, "
+                            f"not {text!r}")
+    key, has_value, value = spec.partition("=")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}

@@ -1,0 +1,63 @@
+"""Components at both ends of a run: take requests (or an on-demand order) in, settle them at the end."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Model, Output
+
+from components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def collect_requests(
+    run_id: str,
+    dataset: str,
+    model_name: str,
+    max_requests: int,
+    subject_map: str,
+    forget: Output[Artifact],
+    parent: Output[Model],
+) -> int:
+    """Claim pending erasure requests for this run, resolve them to sample ids, freeze the champion.
+
+    Returns the number of requests to honour (a single output: kfp.local resolves conditions only
+    on a task's default output)."""
+    from lethe.steps.collect import collect_requests as step
+
+    result = step(run_id, forget_path=forget.path, model_dir=parent.path, dataset=dataset or None,
+                  model_name=model_name or None, max_requests=max_requests or None,
+                  subject_map=subject_map or None)
+    forget.metadata.update({"num_requests": result["num_requests"], "num_samples": result["num_samples"]})
+    parent.metadata.update(result.get("parent") or {})
+    return result["num_requests"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def prepare_request(
+    model: str,
+    dataset: str,
+    forget_ids: list,
+    forget_subjects: list,
+    forget_class: int,
+    scenario: str,
+    subject_map: str,
+    forget: Output[Artifact],
+    parent: Output[Model],
+) -> int:
+    """An on-demand order: fetch the model (registry URI, alias or path), resolve what to forget."""
+    from lethe.steps.prepare import prepare_request as step
+
+    result = step(model, forget_path=forget.path, model_dir=parent.path, dataset=dataset or None,
+                  forget_ids=forget_ids, forget_subjects=forget_subjects,
+                  forget_class=None if forget_class < 0 else forget_class, scenario=scenario,
+                  subject_map=subject_map or None)
+    forget.metadata.update({"num_samples": result["num_samples"], "scenario": result["scenario"]})
+    parent.metadata.update(result.get("parent") or {})
+    return result["num_samples"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus) -> str:
+    """The exit task: settle this run's requests from its recorded outcome and its final state."""
+    from lethe.steps.finalize import finalize_requests as step
+
+    result = step(run_id, pipeline_state=status.state, error=status.error_message or "")
+    return result["summary"]

@@ -1,0 +1,16 @@
+"""KFP pipelines built from components/: the scheduled deletion run, on-demand unlearning, importances.
+
+`PIPELINES` maps each pipeline's short name (used by `lethe pipeline ...`) to its function.
+"""
+
+from pipelines.importances import importances_pipeline
+from pipelines.scheduled import scheduled_deletion_pipeline
+from pipelines.unlearning import unlearning_pipeline
+
+PIPELINES = {
+    "scheduled": scheduled_deletion_pipeline,
+    "unlearning": unlearning_pipeline,
+    "importances": importances_pipeline,
+}
+
+__all__ = ["PIPELINES", "importances_pipeline", "scheduled_deletion_pipeline", "unlearning_pipeline"]

@@ -1,0 +1,49 @@
+"""The scheduled GDPR deletion run: collect pending requests, forget them, settle them.
+
+collect → importances of D (cached) → unlearn (GPU) → evaluate → register + gate → (new champion:
+refresh importances); `finalize_requests` is the exit task of a `dsl.ExitHandler`, so it runs
+whatever happens and settles the run's requests from the outcome recorded by the register step.
+No pending request: `collect` returns 0 and everything under `dsl.If` is skipped (a clean no-op).
+
+One run forgets one batch of subjects (the ledger holds GDPR requests, which are about people);
+forgetting a whole class is an on-demand order (`unlearning_pipeline`, scenario `class`), since a
+class is a product decision, not a person's request, and the gate judges the two differently.
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
+from kfp import dsl
+
+from components import collect_requests, finalize_requests
+from components.platform import configure
+from pipelines.stages import forget_and_register
+
+NAME = "lethe-scheduled-deletion"
+
+
+@dsl.pipeline(name=NAME, description="Forget the pending GDPR erasure requests from the champion model "
+                                     "(LFSSD), evaluate, register behind the gate, settle the requests.")
+def scheduled_deletion_pipeline(
+    dataset: str = "",
+    model_name: str = "",
+    max_requests: int = 0,
+    subject_map: str = "",
+    batch_size: int = 128,
+    method: str = "lfssd",
+    alpha: str = "search",
+    lam: float = 1.0,
+    thresholds: str = "",
+) -> None:
+    """Empty `dataset`/`model_name` mean the champion's own data set and LETHE_MODEL_NAME;
+    `max_requests` 0 takes every pending request; `alpha` is a number or `search`."""
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    finalize = finalize_requests(run_id=run_id)
+    configure(finalize, needs="ledger", cache=False, display_name="finalize requests")
+    with dsl.ExitHandler(finalize, name="deletion-run"):
+        collect = collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
+                                   max_requests=max_requests, subject_map=subject_map)
+        configure(collect, needs="ledger", cache=False, display_name="collect requests")
+        with dsl.If(collect.outputs["Output"] > 0, name="requests-pending"):
+            forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
+                                run_id=run_id, dataset=dataset, model_name=model_name,
+                                batch_size=batch_size, method=method, alpha=alpha, lam=lam,
+                                thresholds=thresholds)

@@ -1,0 +1,42 @@
+"""On-demand unlearning: one model, one forget set (sample ids, subjects or a class), one candidate.
+
+Subject ids given here are run parameters, visible to whoever can read the run in KFP: GDPR
+requests belong in the ledger (`lethe requests add`) and the scheduled pipeline.
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
+from kfp import dsl
+
+from components import prepare_request
+from components.platform import configure
+from pipelines.stages import forget_and_register
+
+NAME = "lethe-unlearning"
+
+
+@dsl.pipeline(name=NAME, description="Forget samples, subjects or a class from a model version (LFSSD), "
+                                     "evaluate, register behind the gate.")
+def unlearning_pipeline(
+    model: str = "champion",
+    dataset: str = "",
+    forget_ids: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
+    forget_subjects: list = [],  # noqa: B006
+    forget_class: int = -1,
+    scenario: str = "subject",
+    model_name: str = "",
+    subject_map: str = "",
+    batch_size: int = 128,
+    method: str = "lfssd",
+    alpha: str = "search",
+    lam: float = 1.0,
+    thresholds: str = "",
+) -> None:
+    """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias of LETHE_MODEL_NAME, or a model
+    directory; `forget_class` -1 means none; `scenario` is `subject` or `class`."""
+    prepared = prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
+                               forget_subjects=forget_subjects, forget_class=forget_class, scenario=scenario,
+                               subject_map=subject_map)
+    configure(prepared, needs="registry", cache=False, display_name="fetch model, resolve forget set")
+    forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
+                        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
+                        batch_size=batch_size, method=method, alpha=alpha, lam=lam, thresholds=thresholds)

@@ -1,0 +1,134 @@
+"""`lethe pipeline compile|run|submit|schedule`: the KFP pipelines of pipelines/.
+
+Examples:
+  lethe pipeline compile --out pipelines/compiled
+  lethe pipeline run --local scheduled -p max_requests=50
+  lethe pipeline run --local unlearning -p forget_class=3 -p scenario=class
+  lethe pipeline submit --host http://localhost:8080 scheduled
+  lethe pipeline schedule --host http://ml-pipeline.kubeflow:8888 --cron "0 0 2 * * *" \\
+      --name lethe-nightly-deletion          # every day at 02:00:00 (six fields, seconds first)
+
+kfp is imported only when one of these runs (the rest of lethe never imports it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from lethe.config import settings
+from lethe.errors import PipelineError
+
+DEFAULT_PIPELINE = "scheduled"
+DEFAULT_EXPERIMENT = "lethe"
+
+
+def load_tooling() -> ModuleType:
+    """`pipelines.tooling`, from the installed distribution or from a source checkout's root."""
+    try:
+        return importlib.import_module("pipelines.tooling")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pipelines", "components"):
+            raise
+    root = Path.cwd()
+    if not all((root / package / "__init__.py").is_file() for package in ("pipelines", "components")):
+        raise PipelineError("the pipeline definitions (pipelines/, components/) are not installed: run lethe "
+                            "from the repository root or install the distribution")
+    sys.path.insert(0, str(root))
+    return importlib.import_module("pipelines.tooling")
+
+
+def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", nargs="?", default=DEFAULT_PIPELINE,
+                        help=f"scheduled | unlearning | importances (default {DEFAULT_PIPELINE})")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pipeline parameter (repeatable); JSON values are parsed, e.g. "
+                             "forget_ids='[\"digits/train/3\"]'")
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    tooling = load_tooling()
+    names = args.names or list(tooling.PIPELINES)
+    for name in names:
+        path = tooling.compile_pipeline(name, Path(args.out) / f"{name}.yaml")
+        print(f"{name:12s} {path}")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if not args.local:
+        raise PipelineError("`lethe pipeline run` runs on this machine: pass --local "
+                            "(use `lethe pipeline submit --host URL` for a cluster)")
+    tooling = load_tooling()
+    params = tooling.parse_params(args.param)
+    root = Path(args.pipeline_root or settings().home / "kfp")
+
+    def show(task: str, state: str) -> None:
+        print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
+
+    log_path = None if args.verbose_tasks else root / "logs" / f"{args.pipeline}.log"
+    print(f"running pipeline {args.pipeline} with kfp.local (pipeline root {root})", file=sys.stderr)
+    run = tooling.run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show)
+    where = f"; task logs in {log_path}" if log_path else ""
+    if not run.succeeded:
+        print(f"pipeline {args.pipeline} FAILED after {run.seconds:.1f} s: {run.error}{where}")
+        return 1
+    print(f"pipeline {args.pipeline} succeeded in {run.seconds:.1f} s{where}")
+    return 0
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    tooling = load_tooling()
+    run_id = tooling.submit(args.pipeline, tooling.parse_params(args.param), host=args.host,
+                            experiment=args.experiment, run_name=args.run_name, namespace=args.namespace)
+    print(f"submitted {args.pipeline}: run {run_id}")
+    return 0
+
+
+def schedule_command(args: argparse.Namespace) -> int:
+    tooling = load_tooling()
+    cron = tooling.validate_cron(args.cron)  # before anything else: a bad cron changes nothing
+    job_id = tooling.schedule(args.pipeline, tooling.parse_params(args.param), host=args.host, cron=cron,
+                              job_name=args.name, experiment=args.experiment, namespace=args.namespace,
+                              max_concurrency=args.max_concurrency, catchup=args.catchup)
+    print(f"recurring run {args.name} ({cron}): {job_id}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("pipeline", help="compile, run locally, submit or schedule KFP pipelines",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="pipeline_command", metavar="ACTION", required=True)
+
+    compile_parser = commands.add_parser("compile", help="write every pipeline's YAML")
+    compile_parser.add_argument("--out", required=True, help="output directory")
+    compile_parser.add_argument("names", nargs="*", help="pipelines to compile (default: all)")
+    compile_parser.set_defaults(func=compile_command)
+
+    run_parser = commands.add_parser("run", help="run a pipeline on this machine (kfp.local)")
+    _add_pipeline_args(run_parser)
+    run_parser.add_argument("--local", action="store_true", help="run with kfp.local (subprocesses)")
+    run_parser.add_argument("--pipeline-root", help="where task outputs go (default LETHE_HOME/kfp)")
+    run_parser.add_argument("--verbose-tasks", action="store_true",
+                            help="stream every task's output here instead of into a log file")
+    run_parser.set_defaults(func=run_command)
+
+    for name, helptext, func in (("submit", "start one run on a KFP cluster", submit_command),
+                                 ("schedule", "create a recurring run on a KFP cluster", schedule_command)):
+        sub = commands.add_parser(name, help=helptext)
+        _add_pipeline_args(sub)
+        sub.add_argument("--host", required=True, help="the KFP API, e.g. http://ml-pipeline.kubeflow:8888")
+        sub.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="KFP experiment (default lethe)")
+        sub.add_argument("--namespace", help="KFP namespace (multi-user installs)")
+        sub.set_defaults(func=func)
+        if name == "submit":
+            sub.add_argument("--run-name", help="display name of the run")
+        else:
+            sub.add_argument("--cron", required=True,
+                             help='six fields, seconds first: "0 0 2 * * *" is 02:00:00 every day')
+            sub.add_argument("--name", required=True, help="the recurring run's name (idempotent)")
+            sub.add_argument("--max-concurrency", type=int, default=1, help="runs at once (default 1)")
+            sub.add_argument("--catchup", action="store_true", help="run the schedules missed while paused")

@@ -1,0 +1,152 @@
+"""`lethe request add|list|show|export|retry`: the erasure-request ledger.
+
+Nothing here prints a raw subject id: the ledger only holds its keyed hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
+    from lethe.ledger import ErasureRequest, Ledger
+
+DEFAULT_DEADLINE_DAYS = 30
+
+
+def _iso_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # naive means UTC
+
+
+def _day(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _due(request: ErasureRequest, now: datetime) -> str:
+    if not request.is_open:
+        return "-"
+    days = (request.deadline - now).total_seconds() / 86400
+    return f"OVERDUE {-days:.0f}d" if request.overdue else f"in {days:.0f}d"
+
+
+def _as_dict(request: ErasureRequest) -> dict[str, Any]:
+    data = {key: getattr(request, key) for key in request.__dataclass_fields__}
+    data["sample_ids"] = list(request.sample_ids)
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    from lethe.ledger import Ledger
+
+    return Ledger(args.ledger, deadline_days=getattr(args, "deadline_days", DEFAULT_DEADLINE_DAYS))
+
+
+def add(args: argparse.Namespace) -> int:
+    result = _ledger(args).add(args.subject, args.samples or (), received_at=args.received)
+    request = result.request
+    if result.created:
+        status = "recorded"
+    elif result.merged_sample_ids:
+        status = f"merged {len(result.merged_sample_ids)} sample id(s) into the subject's open request"
+    else:
+        status = "the subject already has an open request covering it"
+    print(f"{request.id}  {request.state}  deadline {_day(request.deadline)}  ({status})")
+    return 0
+
+
+def list_(args: argparse.Namespace) -> int:
+    requests = _ledger(args).list_requests(args.state)
+    if args.json:
+        print(json.dumps([_as_dict(r) for r in requests], indent=2))
+        return 0
+    now = datetime.now(UTC)
+    header = f"{'ID':36}  {'STATE':12}  {'RECEIVED':16}  {'DEADLINE':16}  {'DUE':12}  {'SAMPLES':>7}  VERSION"
+    print(header)
+    for r in requests:
+        samples = str(len(r.sample_ids)) if r.sample_ids else "all"
+        print(f"{r.id:36}  {r.state:12}  {_day(r.received_at):16}  {_day(r.deadline):16}  "
+              f"{_due(r, now):12}  {samples:>7}  {r.model_version or '-'}")
+    overdue = sum(r.overdue for r in requests)
+    print(f"{len(requests)} request(s)" + (f", {overdue} OVERDUE" if overdue else ""))
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    request, history = ledger.get(args.id), ledger.history(args.id)
+    if args.json:
+        print(json.dumps({**_as_dict(request), "history": [
+            {**t.__dict__, "at": t.at.isoformat()} for t in history]}, indent=2))
+        return 0
+    now = datetime.now(UTC)
+    rows = [("id", request.id), ("state", request.state), ("subject hash", request.subject_hash),
+            ("samples", ", ".join(request.sample_ids) or "all samples of the subject"),
+            ("received", request.received_at.isoformat()),
+            ("deadline", f"{request.deadline.isoformat()} ({_due(request, now)})"),
+            ("run", request.run_id or "-"), ("lease until", _day(request.lease_expires_at)),
+            ("model version", request.model_version or "-"), ("fulfilled", _day(request.fulfilled_at)),
+            ("reason", request.reason or "-")]
+    for key, value in rows:
+        print(f"{key:>14}: {value}")
+    print("history:")
+    for t in history:
+        print(f"  {t.at.isoformat(timespec='seconds')}  {t.from_state or '(received)':>12} -> {t.to_state:12}"
+              f"  {t.run_id or ''}  {t.note or ''}".rstrip())
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from lethe.ledger import export_certificates
+
+    written = export_certificates(_ledger(args), args.out)
+    print(f"{len(written)} certificate(s) written to {args.out}")
+    return 0
+
+
+def retry(args: argparse.Namespace) -> int:
+    request = _ledger(args).retry(args.id, note=f"retried: {args.reason}")
+    print(f"{request.id}  {request.state}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ledger", metavar="URL", default=None,
+                        help="ledger database URL (default: LETHE_LEDGER_URL or sqlite under LETHE_HOME)")
+    parser = subparsers.add_parser("request", help="GDPR erasure requests: add, list, show, export")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = actions.add_parser("add", parents=[common], help="record an erasure request for a subject")
+    p.add_argument("--subject", required=True, help="the subject's id (stored only as a keyed hash)")
+    p.add_argument("--samples", nargs="+", metavar="ID",
+                   help="sample ids to forget (default: all of the subject's)")
+    p.add_argument("--received", type=_iso_datetime, metavar="ISO",
+                   help="when the request was received (default: now; naive times are UTC)")
+    p.add_argument("--deadline-days", type=int, default=DEFAULT_DEADLINE_DAYS,
+                   help=f"days from receipt to the deadline (default {DEFAULT_DEADLINE_DAYS})")
+    p.set_defaults(func=add)
+
+    p = actions.add_parser("list", parents=[common], help="list requests with their state and deadline")
+    p.add_argument("--state", help="pending, in_progress, fulfilled, needs_review or failed")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=list_)
+
+    p = actions.add_parser("show", parents=[common], help="one request and its history")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=show)
+
+    p = actions.add_parser("export", parents=[common], help="a JSON certificate per fulfilled request")
+    p.add_argument("--out", required=True, metavar="DIR", help="a directory or s3://bucket/prefix")
+    p.set_defaults(func=export)
+
+    p = actions.add_parser("retry", parents=[common], help="return a failed request to pending")
+    p.add_argument("id")
+    p.add_argument("--reason", default="operator retry", help="why (recorded in the history)")
+    p.set_defaults(func=retry)

@@ -1,0 +1,79 @@
+"""`lethe review list|approve|reject`: a human decision on versions that failed the gate.
+
+Approving moves `champion` and fulfils the version's requests; rejecting returns them to
+pending for the next run. Both are safe to re-run if the ledger update failed halfway.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from lethe.errors import RegistryError
+
+if TYPE_CHECKING:  # MLflow loads only when a command runs: `lethe --help` stays fast
+    from lethe.registry import Registry
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    from lethe.registry import Registry
+
+    return Registry(args.tracking_uri, args.model_name)
+
+
+def list_(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    versions = registry.versions() if args.all else registry.pending_reviews()
+    champion = registry.champion_version()
+    print(f"model {registry.model_name}; champion: version {champion or '-'}")
+    print(f"{'VERSION':>7}  {'CREATED':16}  {'PARENT':>6}  {'GATE':4}  {'REVIEW':8}  {'REQUESTS':>8}  "
+          "REASONS")
+    for v in versions:
+        reasons = v.tags.get("lethe.gate_reasons", "")
+        print(f"{v.version:>7}  {v.created:%Y-%m-%d %H:%M}  {v.parent_version or '-':>6}  {v.gate or '-':4}  "
+              f"{v.review or '-':8}  {len(v.request_ids):>8}  {reasons[:80]}")
+    if not versions:
+        print("nothing awaits review" if not args.all else "no versions")
+    return 0
+
+
+def _decide(args: argparse.Namespace, decision: str) -> int:
+    registry = _registry(args)
+    info = registry.version(args.version)
+    if info.review == "pending":
+        info = (registry.approve if decision == "approved" else registry.reject)(
+            args.version, by=args.by, reason=args.reason)
+    elif info.review != decision:  # the same decision again only finishes the ledger's part
+        raise RegistryError(f"version {info.version} is not awaiting review (review={info.review or 'none'})")
+    from lethe.ledger import Ledger
+
+    requests = Ledger(args.ledger).resolve_review(info.version, approved=decision == "approved",
+                                                  by=args.by, reason=args.reason)
+    if decision == "approved":
+        print(f"version {info.version} approved by {args.by}: it is the champion; "
+              f"{len(requests)} request(s) fulfilled")
+    else:
+        print(f"version {info.version} rejected by {args.by}; {len(requests)} request(s) back to pending")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: LETHE_TRACKING_URI)")
+    common.add_argument("--model-name", default=None, help="registered model (default: LETHE_MODEL_NAME)")
+    common.add_argument("--ledger", metavar="URL", default=None, help="ledger database URL")
+    parser = subparsers.add_parser("review", help="review model versions that failed the gate")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = actions.add_parser("list", parents=[common], help="versions awaiting review")
+    p.add_argument("--all", action="store_true", help="every version, not only those awaiting review")
+    p.set_defaults(func=list_)
+    choices = (("approve", "approved", "make it the champion and fulfil its requests"),
+               ("reject", "rejected", "keep the champion; its requests go back to pending"))
+    for name, decision, text in choices:
+        p = actions.add_parser(name, parents=[common], help=text)
+        p.add_argument("version")
+        p.add_argument("--by", required=True, metavar="NAME", help="who decides")
+        p.add_argument("--reason", required=True, metavar="TEXT", help="why")
+        p.set_defaults(func=lambda args, d=decision: _decide(args, d))

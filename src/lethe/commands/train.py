@@ -1,0 +1,84 @@
+"""`lethe train`: train a model directory (the baseline, or with --exclude-* the retrained gold standard)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lethe.errors import ConfigError
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def _parse_kwargs(pairs: list[str]) -> dict[str, object]:
+    kwargs: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--arch-arg expects KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except ValueError:
+            kwargs[key] = value
+    return kwargs
+
+
+def run(args: argparse.Namespace) -> int:
+    from lethe.models.baseline import train_model_dir
+
+    exclude_ids = list(args.exclude_ids or [])
+    if args.exclude_ids_file:
+        exclude_ids += _read_lines(args.exclude_ids_file)
+    subjects = list(args.exclude_subjects or [])
+    if args.exclude_subjects_file:
+        subjects += _read_lines(args.exclude_subjects_file)
+    record = train_model_dir(
+        args.dataset, args.model, args.out, epochs=args.epochs, exclude_ids=exclude_ids,
+        exclude_subjects=subjects, subjects_file=args.subjects, exclude_class=args.exclude_class,
+        seed=args.seed, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
+        arch_kwargs=_parse_kwargs(args.arch_arg or []), data_dir=args.data_dir, device=args.device,
+        progress=not args.no_progress,
+    )
+    excluded = f", {record['excluded']} samples excluded" if record["excluded"] else ""
+    print(f"{args.out}: {record['model']} on {record['dataset']} ({record['n_train']} samples{excluded}), "
+          f"test accuracy {record['test_accuracy']:.4f}, {record['seconds']:.1f} s on {record['device']}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model directory (baseline, or the gold standard without some samples)",
+        description="Train a classifier and write DIR/model.safetensors, DIR/model.json and DIR/train.json. "
+                    "With --exclude-* the named samples are left out: the 'retrained without the forget set' "
+                    "gold standard.")
+    parser.add_argument("--dataset", required=True,
+                        help="digits, fashion-mnist, cifar10, cifar100, cifar20, imagefolder:DIR, shards:URI")
+    parser.add_argument("--model", required=True,
+                        help="convnet, resnet18-cifar, resnet18, vit_b_16, or a model directory whose "
+                             "architecture to reuse (weights start fresh)")
+    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--out", required=True, help="the model directory to write")
+    parser.add_argument("--exclude-ids", nargs="+", metavar="ID", help="sample ids to leave out")
+    parser.add_argument("--exclude-ids-file", metavar="PATH", help="file of sample ids, one a line")
+    parser.add_argument("--exclude-subjects", nargs="+", metavar="SUBJECT",
+                        help="subjects whose samples to leave out")
+    parser.add_argument("--exclude-subjects-file", metavar="PATH", help="file of subjects, one a line")
+    parser.add_argument("--subjects", metavar="PATH",
+                        help="subject map (CSV/Parquet: subject_id, sample_id); default: the synthetic one")
+    parser.add_argument("--exclude-class", type=int, metavar="K", help="leave out every sample of class K")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW, one-cycle)")
+    parser.add_argument("--augment", action="store_true", help="random flips and crops (for CIFAR)")
+    parser.add_argument("--arch-arg", action="append", metavar="KEY=VALUE",
+                        help="architecture argument, e.g. width=16 or image_size=224 (repeatable)")
+    parser.add_argument("--data-dir", help="where the data set's files are (default: LETHE_DATA_DIR)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)

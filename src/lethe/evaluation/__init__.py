@@ -1,0 +1,44 @@
+"""Evaluation a reviewer can trust: accuracies, membership inference, the gate, the evidence.
+
+See docs/architecture.md, "Evaluation". Everything works on one batched forward pass per model
+and split; the gate is a pure function of the resulting metrics.
+"""
+
+from lethe.evaluation.evaluator import evaluate_candidate, model_metrics
+from lethe.evaluation.forward import predict_logits
+from lethe.evaluation.gate import SCENARIOS, Check, GateDecision, Thresholds, decide, load_thresholds
+from lethe.evaluation.metrics import accuracy, agreement, check_logits, cross_entropy, entropy
+from lethe.evaluation.mia import MembershipResult, calibrated_gap, membership_inference, reference_member_rate
+from lethe.evaluation.plots import dampened_share_per_layer, plot_dampening, plot_entropy_distributions
+from lethe.evaluation.report import predictions_frame, write_evidently_report
+from lethe.evaluation.targets import ClassTarget, ForgettingTarget, SubjectTarget, TargetMeasurement
+
+__all__ = [
+    "SCENARIOS",
+    "Check",
+    "ClassTarget",
+    "ForgettingTarget",
+    "GateDecision",
+    "MembershipResult",
+    "SubjectTarget",
+    "TargetMeasurement",
+    "Thresholds",
+    "accuracy",
+    "agreement",
+    "calibrated_gap",
+    "check_logits",
+    "cross_entropy",
+    "dampened_share_per_layer",
+    "decide",
+    "entropy",
+    "evaluate_candidate",
+    "load_thresholds",
+    "membership_inference",
+    "model_metrics",
+    "plot_dampening",
+    "plot_entropy_distributions",
+    "predict_logits",
+    "predictions_frame",
+    "reference_member_rate",
+    "write_evidently_report",
+]

@@ -1,0 +1,54 @@
+"""Batched, gradient-free forward passes: the one expensive part of evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lethe.evaluation.metrics import check_logits
+
+
+def _inputs_of(batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise TypeError("each batch must be an input tensor or a tuple (inputs, labels, ...)")
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "evaluating",
+    what: str = "model",
+) -> torch.Tensor:
+    """Logits [N, K] on the CPU for every batch, in order; the model's mode and device are restored.
+
+    Raises EvaluationError when the model outputs NaN or Inf (see `check_logits`).
+    """
+    first = next(iter(model.parameters()), None)
+    original_device = first.device if first is not None else torch.device("cpu")
+    target = torch.device(device) if device is not None else original_device
+    was_training = model.training
+    total = len(batches) if hasattr(batches, "__len__") else None
+    outputs: list[torch.Tensor] = []
+    try:
+        model.to(target)
+        model.eval()
+        for batch in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch", leave=False):
+            outputs.append(model(_inputs_of(batch).to(target, non_blocking=True)).float().cpu())
+    finally:
+        model.train(was_training)
+        model.to(original_device)
+    logits = torch.cat(outputs) if outputs else torch.empty(0, 0)
+    if outputs:
+        check_logits(logits, what=what)
+    return logits

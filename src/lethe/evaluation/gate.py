@@ -1,0 +1,167 @@
+"""The promotion gate: a pure function from metrics to `pass` or `review`, with reasons.
+
+A candidate passes only when every criterion of its scenario holds; each failed criterion is
+spelled out with the numbers, so a reviewer sees exactly why a version waits for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lethe.errors import ConfigError
+
+SCENARIOS = ("class", "subject")
+#: Float slack for "at the limit": 0.99 - 0.97 is 0.020000000000000018, which is 2 points.
+TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Limits of the gate; accuracies and rates are shares (0.02 = 2 points)."""
+
+    test_accuracy_drop_max: float = 0.02
+    retain_accuracy_drop_max: float = 0.02
+    class_forget_accuracy_max: float = 0.05
+    subject_forget_accuracy_over_test_max: float = 0.02
+    subject_member_rate_gap_max: float = 0.05
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_thresholds(path: str | Path | None = None) -> Thresholds:
+    """The packaged defaults, overridden by the keys of the YAML file at `path` (if any)."""
+    text = resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text()
+    values = _flatten(yaml.safe_load(text))
+    if path is not None:
+        try:
+            override = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read gate thresholds from {path}: {exc}") from exc
+        if not isinstance(override, dict):
+            raise ConfigError(f"gate thresholds in {path} must be a mapping")
+        values.update(_flatten(override))
+    known = {f.name for f in fields(Thresholds)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown gate threshold(s): {', '.join(unknown)}")
+    try:
+        parsed = {k: float(v) for k, v in values.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"gate thresholds must be numbers: {exc}") from exc
+    if any(not math.isfinite(v) for v in parsed.values()):
+        raise ConfigError("gate thresholds must be finite numbers")
+    return Thresholds(**parsed)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    limit: float
+    passed: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    decision: str  # "pass" | "review"
+    reasons: list[str]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.decision == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision, "reasons": list(self.reasons),
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+def _pts(share: float) -> str:
+    return f"{100 * share:.2f} points"
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.2f}%"
+
+
+def _check(name: str, value: float, limit: float, failure: str) -> Check:
+    if not math.isfinite(value):  # a metric that could not be measured never passes
+        return Check(name, float(value), float(limit), False,
+                     f"{name.replace('_', ' ')} could not be measured (missing or NaN)")
+    passed = value <= limit + TOLERANCE
+    return Check(name, float(value), float(limit), passed, "" if passed else failure)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float:
+    value = metrics
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return float("nan")
+        value = value[part]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
+           thresholds: Thresholds | None = None) -> GateDecision:
+    """`pass` when the candidate meets every criterion of `scenario`, else `review` with reasons.
+
+    `parent` and `candidate` hold `retain_accuracy`, `test_accuracy`, `forget_accuracy` (0..1)
+    and `mia.gap` (subject scenario); a missing or non-finite metric fails its criterion.
+    """
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    t = thresholds or load_thresholds()
+    checks: list[Check] = []
+    for split, limit in (("test", t.test_accuracy_drop_max), ("retain", t.retain_accuracy_drop_max)):
+        before, after = _metric(parent, f"{split}_accuracy"), _metric(candidate, f"{split}_accuracy")
+        drop = before - after
+        checks.append(_check(
+            f"{split}_accuracy_drop", drop, limit,
+            f"{split} accuracy dropped by {_pts(drop)} ({_pct(before)} -> {_pct(after)}), "
+            f"more than the allowed {_pts(limit)}"))
+    forget = _metric(candidate, "forget_accuracy")
+    if scenario == "class":
+        limit = t.class_forget_accuracy_max
+        checks.append(_check("forget_accuracy", forget, limit,
+                             f"forget accuracy is {_pct(forget)}, above the allowed {_pct(limit)}: "
+                             "the class is not forgotten"))
+    else:
+        test = _metric(candidate, "test_accuracy")
+        over, limit = forget - test, t.subject_forget_accuracy_over_test_max
+        checks.append(_check("forget_accuracy_over_test", over, limit,
+                             f"forget accuracy {_pct(forget)} exceeds test accuracy {_pct(test)} by "
+                             f"{_pts(over)}, more than the allowed {_pts(limit)}: the samples are "
+                             "still recognised as training data"))
+        gap, gap_limit = _metric(candidate, "mia.gap"), t.subject_member_rate_gap_max
+        checks.append(_check("member_rate_gap", gap, gap_limit,
+                             f"membership-inference gap is {gap:.3f} (forget member rate "
+                             f"{_pct(_metric(candidate, 'mia.forget_member_rate'))} vs held-out "
+                             f"{_pct(_metric(candidate, 'mia.holdout_member_rate'))}), above the "
+                             f"allowed {gap_limit:.3f}"))
+    reasons = [c.reason for c in checks if not c.passed]
+    return GateDecision("review" if reasons else "pass", reasons, checks)

@@ -1,0 +1,75 @@
+"""PNG plots for the reviewer (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: containers and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SPLIT_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
+
+
+def plot_entropy_distributions(
+    before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], path: str | Path,
+    *, num_classes: int | None = None,
+) -> Path:
+    """Histograms of softmax entropy per split (retain/forget/test), parent left, candidate right."""
+    path = Path(path)
+    values = [np.asarray(v, dtype=float) for d in (before, after) for v in d.values() if len(v)]
+    top = float(np.log(num_classes)) if num_classes else max((float(v.max()) for v in values), default=1.0)
+    bins = np.linspace(0.0, max(top, 1e-6), 41)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (title, splits) in zip(axes, (("parent (before)", before), ("candidate (after)", after)),
+                                   strict=True):
+        for split, value in splits.items():
+            if len(value):
+                ax.hist(np.asarray(value, dtype=float), bins=bins, density=True, histtype="stepfilled",
+                        alpha=0.35, color=SPLIT_COLOURS.get(split), label=f"{split} (n={len(value)})")
+        ax.set_title(title)
+        ax.set_xlabel("softmax entropy (nats)")
+        ax.legend()
+    axes[0].set_ylabel("density")
+    fig.suptitle("Prediction entropy: forgotten samples should look like test data (or be uncertain)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def dampened_share_per_layer(report: Mapping[str, Any]) -> dict[str, float]:
+    """Share of dampened elements per layer (module), from a DampeningReport.to_dict()."""
+    selected: dict[str, int] = {}
+    elements: dict[str, int] = {}
+    for name, count in report["elements"].items():
+        layer = name.rsplit(".", 1)[0] if "." in name else name
+        elements[layer] = elements.get(layer, 0) + int(count)
+        selected[layer] = selected.get(layer, 0) + int(report["selected"].get(name, 0))
+    return {layer: selected[layer] / max(elements[layer], 1) for layer in elements}
+
+
+def plot_dampening(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Horizontal bars: the share of each layer's parameters that dampening changed."""
+    path = Path(path)
+    shares = dampened_share_per_layer(report)
+    layers = list(shares)
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(layers) + 1)))
+    ax.barh(range(len(layers)), [100 * shares[layer] for layer in layers], color="tab:purple")
+    ax.set_yticks(range(len(layers)), layers)
+    ax.invert_yaxis()  # first layer on top
+    ax.set_xlabel("dampened elements (% of the layer)")
+    ax.set_title(f"Dampening: α={report['alpha']:.4g}, λ={report['lam']:.3g}, "
+                 f"{report.get('total_selected', sum(report['selected'].values()))} elements in total")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,114 @@
+"""Forgetting targets for the α search: is this dampened copy forgotten enough?
+
+Each target is a callable `target(candidate_model) -> bool` for `lethe.unlearning.search_alpha`.
+It needs forward passes only (no labels, no backward) over the forget samples and small fixed
+samples of retained and held-out inputs, and records what each trial measured (including the
+retain agreement the dampening costs), so the search can be reported.
+
+- `class`: the candidate agrees with the original model's predictions on at most 5% of the
+  forget samples (the original predicts the class on nearly all of them, so this is forget
+  accuracy ≈ 0 without needing labels).
+- `subject`: the forget samples' entropy no longer separates them from held-out inputs: the
+  calibrated membership attack, fit afresh on each trial's own outputs (the candidate's retain
+  sample as members against one half of its held-out sample), flags forget samples as members
+  no more often than the other held-out half (gap ≤ 0.05). Fitting on the original model's
+  outputs instead would test the wrong model: dampening shifts every entropy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lethe.errors import EvaluationError
+from lethe.evaluation.forward import predict_logits
+from lethe.evaluation.metrics import agreement
+from lethe.evaluation.mia import calibrated_gap, membership_features
+
+DEFAULT_MAX_FORGET_AGREEMENT = 0.05
+DEFAULT_MAX_MEMBER_RATE_GAP = 0.05
+
+
+@dataclass
+class TargetMeasurement:
+    """What one α trial measured; `value` is compared with `limit` (met when value <= limit)."""
+
+    criterion: str
+    value: float
+    limit: float
+    met: bool
+    retain_agreement: float
+    forget_agreement: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ForgettingTarget:
+    """Base: forward passes of the original model once; each call measures one candidate."""
+
+    criterion = ""
+
+    def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any], *,
+                 limit: float, device: str | torch.device | None = None) -> None:
+        self.forget, self.retain, self.limit, self.device = forget, retain, float(limit), device
+        self.original_forget = self._logits(original, forget)
+        self.original_retain = self._logits(original, retain)
+        if len(self.original_forget) == 0:
+            raise EvaluationError("the forgetting target needs at least one forget sample")
+        self.measurements: list[TargetMeasurement] = []
+
+    def _logits(self, model: nn.Module, batches: Iterable[Any]) -> torch.Tensor:
+        return predict_logits(model, batches, device=self.device, progress=False, what="model")
+
+    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+        raise NotImplementedError
+
+    def __call__(self, candidate: nn.Module) -> bool:
+        measurement = self.measure(candidate)
+        self.measurements.append(measurement)
+        return measurement.met
+
+
+class ClassTarget(ForgettingTarget):
+    """Met when the candidate agrees with the original on <= `limit` of the forget samples."""
+
+    criterion = "forget_agreement"
+
+    def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any], *,
+                 limit: float = DEFAULT_MAX_FORGET_AGREEMENT,
+                 device: str | torch.device | None = None) -> None:
+        super().__init__(original, forget, retain, limit=limit, device=device)
+
+    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+        forget_agreement = agreement(self._logits(candidate, self.forget), self.original_forget)
+        retain_agreement = agreement(self._logits(candidate, self.retain), self.original_retain)
+        return TargetMeasurement(self.criterion, forget_agreement, self.limit,
+                                 forget_agreement <= self.limit, retain_agreement, forget_agreement)
+
+
+class SubjectTarget(ForgettingTarget):
+    """Met when the calibrated attack's member-rate gap (forget vs held-out) is <= `limit`."""
+
+    criterion = "member_rate_gap"
+
+    def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any],
+                 held_out: Iterable[Any], *, limit: float = DEFAULT_MAX_MEMBER_RATE_GAP, seed: int = 0,
+                 device: str | torch.device | None = None) -> None:
+        super().__init__(original, forget, retain, limit=limit, device=device)
+        self.held_out, self.seed = held_out, seed
+
+    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+        forget_logits = self._logits(candidate, self.forget)
+        retain_logits = self._logits(candidate, self.retain)
+        held_out_logits = self._logits(candidate, self.held_out)
+        # Same seed every trial: the same split of the held-out sample, so trials differ only by α.
+        gap = calibrated_gap(membership_features(retain_logits), membership_features(held_out_logits),
+                             membership_features(forget_logits), seed=self.seed, bootstrap=0).gap
+        return TargetMeasurement(self.criterion, gap, self.limit, gap <= self.limit,
+                                 agreement(retain_logits, self.original_retain),
+                                 agreement(forget_logits, self.original_forget))

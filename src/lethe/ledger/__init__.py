@@ -1,0 +1,35 @@
+"""The erasure-request ledger (SQLAlchemy): SQLite by default, PostgreSQL in production."""
+
+from lethe.ledger.certificates import CERTIFICATE_FORMAT, certificate, export_certificates
+from lethe.ledger.engine import dispose_engines
+from lethe.ledger.ledger import (
+    DEFAULT_DEADLINE_DAYS,
+    DEFAULT_LEASE,
+    AddResult,
+    ErasureRequest,
+    Ledger,
+    Transition,
+    hash_subject,
+)
+from lethe.ledger.schema import FAILED, FULFILLED, IN_PROGRESS, NEEDS_REVIEW, OPEN_STATES, PENDING, STATES
+
+__all__ = [
+    "CERTIFICATE_FORMAT",
+    "DEFAULT_DEADLINE_DAYS",
+    "DEFAULT_LEASE",
+    "FAILED",
+    "FULFILLED",
+    "IN_PROGRESS",
+    "NEEDS_REVIEW",
+    "OPEN_STATES",
+    "PENDING",
+    "STATES",
+    "AddResult",
+    "ErasureRequest",
+    "Ledger",
+    "Transition",
+    "certificate",
+    "dispose_engines",
+    "export_certificates",
+    "hash_subject",
+]

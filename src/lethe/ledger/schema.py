@@ -1,0 +1,91 @@
+"""The ledger's tables: erasure requests and their transition history (SQLAlchemy 2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Request states. Open ones block a second request of the same subject (see Ledger.add).
+PENDING = "pending"
+IN_PROGRESS = "in_progress"
+FULFILLED = "fulfilled"
+NEEDS_REVIEW = "needs_review"
+FAILED = "failed"
+STATES = (PENDING, IN_PROGRESS, FULFILLED, NEEDS_REVIEW, FAILED)
+OPEN_STATES = (PENDING, IN_PROGRESS, NEEDS_REVIEW)
+
+# Every legal state change; anything else is refused and changes nothing.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({IN_PROGRESS, PENDING}),  # claim; pending -> pending records merged samples
+    IN_PROGRESS: frozenset({FULFILLED, NEEDS_REVIEW, FAILED, PENDING}),  # finalize, release, lease expiry
+    NEEDS_REVIEW: frozenset({FULFILLED, PENDING}),  # reviewer approved / rejected (re-run)
+    FAILED: frozenset({PENDING}),  # an operator retries it
+    FULFILLED: frozenset(),
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    __tablename__ = "erasure_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_hash: Mapped[str] = mapped_column(String(64), index=True)
+    sample_ids: Mapped[list[str]] = mapped_column(JSON)  # [] means every sample of the subject
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    model_version: Mapped[str | None] = mapped_column(String(64), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # metrics, gate, algorithm, review
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The subject's hash while no run has claimed the request yet: new samples of the subject merge
+    # into it. Unique (NULLs are not), so concurrent `add`s never open two such requests.
+    intake_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+    transitions: Mapped[list[TransitionRow]] = relationship(
+        back_populates="request", order_by="TransitionRow.id", cascade="all, delete-orphan")
+
+
+class TransitionRow(Base):
+    __tablename__ = "request_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))  # None: the request was received
+    to_state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+
+    request: Mapped[RequestRow] = relationship(back_populates="transitions")

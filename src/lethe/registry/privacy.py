@@ -1,0 +1,52 @@
+"""What may reach MLflow: request ids, never a subject id (raw or hashed) nor a sample id.
+
+The guard runs before anything is sent: it scans every string (params, metric names, tags,
+description) and every text file to be uploaded for the caller's forbidden values (the subjects,
+their hashes, the forget set's sample ids) and for anything shaped like a lethe sample id
+(`<dataset>/<split>/<index>`, e.g. `digits/train/17`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from lethe.errors import RegistryError
+
+SAMPLE_ID = re.compile(r"(?<![\w/.-])[A-Za-z0-9_.:-]+/(?:train|test|val|validation)/\d+(?![\w/])")
+TEXT_SUFFIXES = {".json", ".html", ".htm", ".txt", ".csv", ".yaml", ".yml", ".md", ".log", ".svg"}
+
+
+class PrivacyGuard:
+    def __init__(self, forbidden: Iterable[str] = ()) -> None:
+        # Very short values would match by accident (a subject "7"); they are checked as whole tokens.
+        self._forbidden = sorted({str(v) for v in forbidden if str(v).strip()}, key=len, reverse=True)
+        self._short = {v for v in self._forbidden if len(v) < 6}
+
+    def _find(self, text: str) -> str | None:
+        for value in self._forbidden:
+            if value in self._short:
+                if re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text):
+                    return value
+            elif value in text:
+                return value
+        match = SAMPLE_ID.search(text)
+        return match.group(0) if match else None
+
+    def check_text(self, text: str, where: str) -> None:
+        found = self._find(text)
+        if found is not None:
+            raise RegistryError(f"refusing to send {where} to MLflow: it holds a subject or sample id "
+                                f"({_mask(found)}); only request ids may leave the ledger")
+
+    def check_files(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            if path.is_dir():
+                self.check_files(sorted(p for p in path.rglob("*") if p.is_file()))
+            elif path.suffix.lower() in TEXT_SUFFIXES:
+                self.check_text(path.read_text(errors="replace"), f"the file {path.name}")
+
+
+def _mask(value: str) -> str:
+    return value[:2] + "…" if len(value) > 3 else "…"

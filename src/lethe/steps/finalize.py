@@ -1,0 +1,93 @@
+"""finalize-requests: the exit task of a scheduled run; it runs whether the run succeeded or not.
+
+It settles every request the run still holds, from the run's outcome marker and its final state:
+  - the run succeeded and its version became champion  -> fulfilled (with the version), certificate
+  - the run succeeded and the gate failed               -> needs_review (with the gate's reasons)
+  - anything else (a step failed, no outcome, the champion moved on) -> back to pending, reason noted
+so a failure never marks a request fulfilled and never loses one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from lethe.config import settings
+from lethe.errors import LedgerError, LetheError
+from lethe.ledger import FULFILLED, Ledger, certificate
+from lethe.steps.outcome import read_outcome
+from lethe.storage import join_uri, put_bytes
+
+log = logging.getLogger(__name__)
+SUCCEEDED = "SUCCEEDED"
+
+
+def _release_reason(state: str, error: str, outcome: dict[str, Any] | None) -> str:
+    if state != SUCCEEDED:
+        return f"the run ended {state.lower() or 'without a state'}" + (f": {error}" if error else "")
+    if outcome is None:
+        return "the run produced no model version"
+    if outcome.get("decision") == "stale":
+        return (f"version {outcome.get('version')} passed the gate but the champion moved on during the run; "
+                "it will be re-run from the current champion")
+    return f"unexpected outcome {outcome.get('decision')!r}"
+
+
+def finalize_requests(
+    run_id: str,
+    *,
+    pipeline_state: str = SUCCEEDED,
+    error: str = "",
+    ledger_url: str | None = None,
+    outcome_root: str | None = None,
+    certificates_root: str | None = None,
+) -> dict[str, Any]:
+    """Settle the run's requests; returns counts per new state and a one-line summary."""
+    ledger = Ledger(ledger_url)
+    held = ledger.for_run(run_id)
+    if not held:
+        return {"fulfilled": [], "needs_review": [], "released": [], "certificates": [],
+                "summary": f"run {run_id}: no request to settle"}
+    held_ids = [r.id for r in held]
+    try:
+        outcome = read_outcome(run_id, outcome_root)
+    except LetheError as exc:  # an unreadable marker is no outcome: nothing may be fulfilled from it
+        outcome, error = None, f"{error} (outcome unreadable: {exc})".strip()
+    state = (pipeline_state or "").upper()
+    settled: dict[str, list[str]] = {"fulfilled": [], "needs_review": [], "released": []}
+    decided = outcome is not None and state == SUCCEEDED and outcome.get("decision") in ("pass", "review")
+    covered = [i for i in held_ids if outcome and i in set(outcome.get("request_ids", []))] if decided else []
+    record = {k: outcome[k] for k in ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario")
+              if k in outcome} if outcome else {}
+    if covered and outcome["decision"] == "pass":
+        ledger.fulfil(covered, run_id=run_id, model_version=str(outcome["version"]), outcome=record)
+        settled["fulfilled"] = covered
+    elif covered:
+        reasons = "; ".join(outcome.get("gate", {}).get("reasons", [])) or "the gate failed"
+        ledger.mark_needs_review(covered, run_id=run_id, model_version=str(outcome["version"]),
+                                 outcome=record, reason=reasons)
+        settled["needs_review"] = covered
+    rest = [i for i in held_ids if i not in covered]
+    if rest:
+        reason = _release_reason(state, error, outcome) if not decided else "not part of the run's outcome"
+        ledger.release(rest, run_id=run_id, reason=reason)
+        settled["released"] = rest
+    certificates = _write_certificates(ledger, settled["fulfilled"], certificates_root)
+    summary = (f"run {run_id}: {len(settled['fulfilled'])} fulfilled, {len(settled['needs_review'])} "
+               f"awaiting review, {len(settled['released'])} back to pending")
+    log.info(summary)
+    return {**settled, "certificates": certificates, "summary": summary}
+
+
+def _write_certificates(ledger: Ledger, request_ids: list[str], root: str | None) -> list[str]:
+    written = []
+    base = root or join_uri(settings().artifacts, "certificates")
+    for request_id in request_ids:
+        request = ledger.get(request_id)
+        if request.state != FULFILLED:
+            raise LedgerError(f"request {request_id} is {request.state} after fulfilment")
+        uri = join_uri(base, f"{request_id}.json")
+        put_bytes((json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode(), uri)
+        written.append(uri)
+    return written

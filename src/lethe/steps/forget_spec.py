@@ -1,0 +1,123 @@
+"""What one run forgets, frozen when the run starts: the `forget` artifact between pipeline steps.
+
+Written by `collect_requests` (scheduled run) or `prepare_request` (on demand), read by every
+later step, so they all work on the same samples and the same parent model even if the ledger or
+the registry move meanwhile. It holds sample ids and request ids, never a subject id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lethe.errors import PipelineError
+
+FORGET_FILE = "forget.json"
+FORMAT = "lethe-forget-spec/1"
+
+
+@dataclass
+class ForgetSpec:
+    scenario: str  # "subject" | "class"
+    dataset: str
+    sample_ids: list[str] = field(default_factory=list)
+    forget_class: int | None = None
+    request_ids: list[str] = field(default_factory=list)
+    parent: dict[str, Any] = field(default_factory=dict)  # name, version, fingerprint of the model
+    num_samples: int = 0
+    num_subjects: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.sample_ids and self.forget_class is None
+
+    def forget_kwargs(self) -> dict[str, Any]:
+        """The forget-set arguments of `lethe.steps.unlearn` / `lethe.steps.evaluate`."""
+        return {"forget_ids": list(self.sample_ids), "forget_class": self.forget_class,
+                "scenario": self.scenario}
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / FORGET_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ForgetSpec:
+        path = Path(directory)
+        path = path / FORGET_FILE if path.is_dir() else path
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise PipelineError(f"cannot read the forget set of this run from {path}: {exc}") from exc
+        if raw.pop("format", None) != FORMAT:
+            raise PipelineError(f"{path} is not a lethe forget set ({FORMAT})")
+        return cls(**raw)
+
+
+def parse_alpha(text: str | float | None) -> float | str:
+    """α from a pipeline parameter: a positive number, or a strategy name such as `search`."""
+    if text is None or str(text).strip() == "":
+        return "search"
+    value = str(text).strip()
+    try:
+        number = float(value)
+    except ValueError:
+        return value.lower()
+    if not number > 0:
+        raise PipelineError(f"α must be positive, not {value}")
+    return number
+
+
+def unlearn_from_spec(
+    model_path: str | Path,
+    forget_path: str | Path,
+    importances_path: str | Path,
+    out_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    batch_size: int,
+    alpha: str | float | None = "search",
+    lam: float = 1.0,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`lethe.steps.unlearn.unlearn` on this run's forget set with the given full-data importances."""
+    from lethe.steps.importances import importances_file
+    from lethe.steps.unlearn import unlearn
+
+    spec = ForgetSpec.load(forget_path)
+    result = unlearn(model_path, dataset or spec.dataset, **spec.forget_kwargs(), alpha=parse_alpha(alpha),
+                     lam=lam, importances=importances_file(importances_path), batch_size=batch_size,
+                     out_dir=out_dir, device=device, progress=progress)
+    # Artifact metadata takes scalars only.
+    summary = {k: v for k, v in result["summary"].items() if isinstance(v, (int, float, str, bool))}
+    return {**result, "summary": summary}
+
+
+def evaluate_from_spec(
+    candidate_path: str | Path,
+    parent_path: str | Path,
+    forget_path: str | Path,
+    out_dir: str | Path,
+    *,
+    report_path: str | Path | None = None,
+    dataset: str | None = None,
+    thresholds: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`lethe.steps.evaluate.evaluate` on this run's forget set; copies report.html to `report_path`."""
+    import shutil
+
+    from lethe.steps.evaluate import evaluate
+
+    spec = ForgetSpec.load(forget_path)
+    result = evaluate(candidate_path, parent_path, dataset or spec.dataset, **spec.forget_kwargs(),
+                      out_dir=out_dir, thresholds=thresholds, device=device, progress=progress)
+    if report_path is not None:
+        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(out_dir) / "report.html", report_path)
+    return result

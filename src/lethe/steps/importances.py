@@ -1,0 +1,233 @@
+"""Full-data importances of a model version: cached, or computed in shards and merged exactly.
+
+The D pass (one epoch of forward+backward over the training set) does not depend on any request,
+so it runs once per (model fingerprint, data set fingerprint, method, batch size) and lands in the
+`ImportancesCache`; every later request for that model only pays for its forget set.
+
+Output: a directory with `importances.safetensors` and `importances.json` (cache key, URI, sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lethe.config import settings
+from lethe.data import SampleSet, load_dataset
+from lethe.errors import ImportancesError, PipelineError
+from lethe.models import load_model, read_card
+from lethe.storage import ImportancesCache
+from lethe.unlearning import METHODS, Importances
+from lethe.unlearning import compute_importances as engine_importances
+
+IMPORTANCES_FILE = "importances.safetensors"
+INFO_FILE = "importances.json"
+DEFAULT_BATCH_SIZE = 128
+MAX_SHARDS = 256
+
+
+def importances_file(path: str | Path) -> Path:
+    """The safetensors file of an importances output (the directory or the file itself)."""
+    path = Path(path)
+    return path / IMPORTANCES_FILE if path.is_dir() else path
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _check_args(method: str, batch_size: int) -> None:
+    if method not in METHODS:
+        raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+    if int(batch_size) < 1:
+        raise ImportancesError(f"batch size must be positive, not {batch_size}")
+
+
+def _training_set(model_path: str | Path, dataset: str | None, data_dir: str | None) -> SampleSet:
+    name = dataset or read_card(model_path).dataset
+    if not name:
+        raise PipelineError(f"no data set given and the model card at {model_path} names none")
+    return load_dataset(name, "train", data_dir=data_dir)
+
+
+def _write(importances: Importances, out_path: str | Path | None, info: dict[str, Any]) -> None:
+    if out_path is None:
+        return
+    out = Path(out_path)
+    out.mkdir(parents=True, exist_ok=True)
+    importances.save(out / IMPORTANCES_FILE)
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def _batches(samples: SampleSet, batch_size: int, method: str) -> Any:
+    return samples.batches(batch_size, with_labels=method == "ssd")
+
+
+def compute_importances(
+    model_path: str | Path,
+    dataset: str | None = None,
+    *,
+    out_path: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    method: str = "lfssd",
+    cache_root: str | None = None,
+    use_cache: bool = True,
+    device: str | None = None,
+    progress: bool = True,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Importances of the whole training set for the model at `model_path`, from the cache when
+    there; computed and stored otherwise. Returns what was done (`cached`, `uri`, `seconds`, ...)."""
+    _check_args(method, batch_size)
+    started = time.perf_counter()
+    card = read_card(model_path)  # the weights are verified against it when they are loaded
+    train = _training_set(model_path, dataset, data_dir)
+    cache = ImportancesCache(cache_root or settings().artifacts)
+    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
+           "method": method, "batch_size": int(batch_size)}
+    importances = cache.get(**key) if use_cache else None
+    cached = importances is not None
+    if importances is None:
+        model, _ = load_model(model_path)
+        importances = engine_importances(model, _batches(train, batch_size, method), method=method,
+                                         device=device or default_device(), progress=progress,
+                                         batch_size=batch_size)
+    uri = cache.uri_for(**key)
+    if not cached:
+        cache.put(importances, dataset_fingerprint=key["dataset_fingerprint"])
+    info = {**key, "cached": cached, "uri": uri, "sha256": ImportancesCache.sha256(uri),
+            "dataset": train.name, "num_samples": importances.num_samples,
+            "num_batches": importances.num_batches, "seconds": round(time.perf_counter() - started, 3)}
+    _write(importances, out_path, info)
+    return info
+
+
+def plan_shards(num_shards: int) -> list[int]:
+    if not 1 <= int(num_shards) <= MAX_SHARDS:
+        raise PipelineError(f"the number of shards must be between 1 and {MAX_SHARDS}, not {num_shards}")
+    return list(range(int(num_shards)))
+
+
+def shard_range(num_samples: int, batch_size: int, shard_index: int, num_shards: int) -> tuple[int, int]:
+    """Samples [start, stop) of shard k of K, cut on batch boundaries so the merge is exact."""
+    num_batches = -(-num_samples // batch_size)
+    if not 0 <= shard_index < num_shards:
+        raise PipelineError(f"shard index {shard_index} outside 0..{num_shards - 1}")
+    if num_shards > num_batches:
+        raise PipelineError(f"{num_shards} shards for {num_batches} batches: use at most {num_batches}")
+    first = shard_index * num_batches // num_shards
+    last = (shard_index + 1) * num_batches // num_shards
+    return first * batch_size, min(last * batch_size, num_samples)
+
+
+def compute_importances_shard(
+    model_path: str | Path,
+    dataset: str | None = None,
+    *,
+    out_path: str | Path,
+    shard_index: int,
+    num_shards: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    method: str = "lfssd",
+    cache_root: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Importances over shard k of K of the training set; nothing to do when the whole set is cached."""
+    _check_args(method, batch_size)
+    started = time.perf_counter()
+    card = read_card(model_path)
+    train = _training_set(model_path, dataset, data_dir)
+    start, stop = shard_range(len(train), int(batch_size), int(shard_index), int(num_shards))
+    cache = ImportancesCache(cache_root or settings().artifacts)
+    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
+           "method": method, "batch_size": int(batch_size)}
+    info: dict[str, Any] = {**key, "shard_index": int(shard_index), "num_shards": int(num_shards),
+                            "start": start, "stop": stop}
+    if cache.get(**key) is not None:
+        Path(out_path).mkdir(parents=True, exist_ok=True)
+        (Path(out_path) / INFO_FILE).write_text(json.dumps({**info, "cached": True}, indent=2) + "\n")
+        return {**info, "cached": True, "seconds": round(time.perf_counter() - started, 3)}
+    model, _ = load_model(model_path)
+    shard = train.subset(torch.arange(start, stop))
+    importances = engine_importances(model, _batches(shard, batch_size, method), method=method,
+                                     device=device or default_device(), progress=progress,
+                                     batch_size=batch_size)
+    info.update(cached=False, seconds=round(time.perf_counter() - started, 3))
+    _write(importances, out_path, info)
+    return info
+
+
+def merge_importances(
+    model_path: str | Path,
+    dataset: str | None,
+    shard_paths: list[str | Path],
+    *,
+    out_path: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    method: str = "lfssd",
+    cache_root: str | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Merge shard importances (exactly) into the cache; checks they cover the whole training set."""
+    _check_args(method, batch_size)
+    started = time.perf_counter()
+    card = read_card(model_path)
+    train = _training_set(model_path, dataset, data_dir)
+    cache = ImportancesCache(cache_root or settings().artifacts)
+    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
+           "method": method, "batch_size": int(batch_size)}
+    importances = cache.get(**key)
+    cached = importances is not None
+    if importances is None:
+        files = [importances_file(p) for p in shard_paths]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing or not files:
+            raise ImportancesError(f"{len(missing)} of {len(files)} shard(s) have no importances to merge")
+        importances = Importances.merge([Importances.load(f) for f in files])
+        if importances.model_fingerprint != card.fingerprint:
+            raise ImportancesError("the shards were computed for another model than the one given")
+        if importances.num_samples != len(train):
+            raise ImportancesError(f"the shards cover {importances.num_samples} of {len(train)} samples: "
+                                   "a shard is missing or repeated")
+        cache.put(importances, dataset_fingerprint=key["dataset_fingerprint"])
+    uri = cache.uri_for(**key)
+    info = {**key, "cached": cached, "uri": uri, "sha256": ImportancesCache.sha256(uri),
+            "dataset": train.name, "num_samples": importances.num_samples,
+            "num_batches": importances.num_batches, "num_shards": len(shard_paths),
+            "seconds": round(time.perf_counter() - started, 3)}
+    _write(importances, out_path, info)
+    return info
+
+
+def refresh_importances(
+    model: str | Path,
+    dataset: str | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    method: str = "lfssd",
+    cache_root: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Make sure the cache holds the importances of `model` (a model directory or a registry
+    reference such as `models:/NAME@champion`), e.g. right after it became champion."""
+    from lethe.models import is_model_dir
+
+    if is_model_dir(model):
+        return compute_importances(model, dataset, batch_size=batch_size, method=method,
+                                   cache_root=cache_root, device=device, progress=progress)
+    import tempfile
+
+    from lethe.steps.prepare import fetch_model
+
+    with tempfile.TemporaryDirectory(prefix="lethe-refresh-") as tmp:
+        fetched = fetch_model(str(model), tmp)
+        info = compute_importances(tmp, dataset, batch_size=batch_size, method=method, cache_root=cache_root,
+                                   device=device, progress=progress)
+        return {**info, "model_version": fetched.get("version")}

@@ -1,0 +1,228 @@
+"""The `unlearn` step: LFSSD on a forget request, with α chosen per request.
+
+Loads the parent model, resolves the forget set, takes the full-data importances (given, or
+computed once and saved beside the result), computes the forget importances with the same batch
+size, chooses α (a number, the ASSD rule, or a search for the least dampening that meets the
+scenario's forgetting target), dampens, and writes a model directory plus `dampening.json`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lethe.errors import ConfigError, ImportancesError
+from lethe.evaluation import ClassTarget, ForgettingTarget, SubjectTarget
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
+from lethe.models import load_model, save_model
+from lethe.steps.evaluate import DAMPENING_FILE, Request, resolve_request
+from lethe.unlearning import Importances, calibrate_alpha, compute_importances, dampen, search_alpha
+
+log = logging.getLogger(__name__)
+
+DAMPENING_FORMAT = "lethe-dampening/1"
+FULL_IMPORTANCES_FILE = "importances-full.safetensors"
+DEFAULT_IMPORTANCE_BATCH_SIZE = 128  # the importances step's default, so cached D importances fit
+ALPHA_STRATEGIES = ("search", "assd")
+#: α search interval and bisection steps: 12 halvings of ln(1000) pin the transition to a factor 1.002.
+SEARCH_LOW, SEARCH_HIGH, SEARCH_STEPS = 1.0, 1000.0, 12
+#: Fixed samples the forgetting target runs forward passes over on every α trial.
+TARGET_SAMPLE_SIZE = 2000
+
+
+def parse_alpha(alpha: str | float) -> str | float:
+    """A positive number, or one of `search`, `assd`."""
+    if isinstance(alpha, str) and alpha.strip().lower() in ALPHA_STRATEGIES:
+        return alpha.strip().lower()
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ConfigError(f"alpha must be a positive number, 'search' or 'assd', not {alpha!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"alpha must be a positive, finite number, not {alpha!r}")
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _local_importances(uri: str | Path, out: Path) -> Path:
+    """A local safetensors file for `uri`: a file, a directory holding one, or an s3:// object."""
+    text = str(uri)
+    if text.startswith("s3://"):
+        from lethe.storage import get_file
+
+        return get_file(text, out / FULL_IMPORTANCES_FILE)
+    path = Path(text)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.safetensors"))
+        if len(candidates) != 1:
+            raise ImportancesError(f"{path} holds {len(candidates)} safetensors files; "
+                                   "name the importances file")
+        path = candidates[0]
+    if not path.is_file():
+        raise ImportancesError(f"no importances file at {path}")
+    return path
+
+
+def _full_importances(model: nn.Module, request: Request, importances: str | Path | None,
+                      batch_size: int | None, out: Path, device: str,
+                      progress: bool) -> tuple[Importances, dict[str, Any]]:
+    if importances is not None:
+        path = _local_importances(importances, out)
+        full = Importances.load(path)
+        if batch_size is not None and batch_size != full.batch_size:
+            raise ImportancesError(f"the full-data importances were computed with batch size "
+                                   f"{full.batch_size}, not {batch_size}: the forget pass must use the same")
+        computed = False
+    else:
+        full = compute_importances(model, request.train.batches(batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE,
+                                                                with_labels=False),
+                                   device=device, progress=progress)
+        path = full.save(out / FULL_IMPORTANCES_FILE)
+        computed = True
+    if full.method != "lfssd":
+        raise ImportancesError(f"lethe unlearns with label-free LFSSD importances, not {full.method!r} ones")
+    if full.num_samples != len(request.train):
+        raise ImportancesError(f"the full-data importances cover {full.num_samples} samples but "
+                               f"{request.dataset}/train has {len(request.train)}: they belong to other data")
+    info = {"path": str(path) if not computed else path.name, "sha256": _sha256(path), "computed": computed,
+            **full.metadata}
+    return full, info
+
+
+def _fixed_sample(samples: Any, size: int, seed: int) -> Any:
+    if len(samples) <= size:
+        return samples
+    generator = torch.Generator().manual_seed(seed)
+    return samples.subset(torch.randperm(len(samples), generator=generator)[:size].sort().values)
+
+
+def make_target(model: nn.Module, request: Request, *, device: str, seed: int = 0,
+                sample_size: int = TARGET_SAMPLE_SIZE) -> ForgettingTarget:
+    """The scenario's forgetting target over fixed retain (and held-out) samples; forward passes only."""
+    def batches(samples: Any) -> Any:
+        return samples.batches(FORWARD_BATCH_SIZE, with_labels=False)
+
+    forget = batches(request.split.forget)
+    retain = batches(_fixed_sample(request.split.retain, sample_size, seed))
+    if request.scenario == "class":
+        return ClassTarget(model, forget, retain, device=device)
+    held_out = batches(_fixed_sample(request.test, sample_size, seed + 1))
+    return SubjectTarget(model, forget, retain, held_out, seed=seed, device=device)
+
+
+def unlearn(
+    model_path: str | Path,
+    dataset: str | None = None,
+    *,
+    forget_ids: Sequence[str] = (),
+    forget_subjects: Sequence[str] = (),
+    forget_class: int | None = None,
+    scenario: str | None = None,
+    alpha: str | float = "search",
+    lam: float = 1.0,
+    importances: str | Path | None = None,
+    batch_size: int | None = None,
+    out_dir: str | Path,
+    device: str | None = None,
+    progress: bool = True,
+    subjects_file: str | Path | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Forget the request's samples from the model at `model_path`; write the result to `out_dir`.
+
+    `alpha`: a number, `assd` (the ASSD percentile rule) or `search` (the largest α whose
+    dampened model meets the scenario's target; see `lethe.evaluation.targets`). `importances`:
+    the full-data LFSSD importances (file, directory or s3:// URI); computed and saved into
+    `out_dir` when absent. `batch_size`: of the importance passes (default: the given
+    importances', else 128). Returns dampening.json's content plus `summary`.
+    """
+    started = time.perf_counter()
+    choice = parse_alpha(alpha)
+    if not lam > 0:
+        raise ConfigError(f"lambda must be positive, not {lam}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, card = load_model(model_path)
+    request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
+                              forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
+                              data_dir=data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    full, importances_info = _full_importances(model, request, importances, batch_size, out, device, progress)
+    forget = compute_importances(model, request.split.forget.batches(full.batch_size, with_labels=False),
+                                 device=device, progress=progress, batch_size=full.batch_size)
+    assd = calibrate_alpha(full, forget, n_full=len(request.train), n_forget=len(request.split.forget))
+    target = make_target(model, request, device=device, seed=seed)
+
+    search: dict[str, Any] | None = None
+    if choice == "search":
+        result = search_alpha(model, full, forget, target, lam=lam, low=SEARCH_LOW, high=SEARCH_HIGH,
+                              steps=SEARCH_STEPS)
+        search = {"low": SEARCH_LOW, "high": SEARCH_HIGH, "steps": SEARCH_STEPS, "found": result.found,
+                  "trials": [{"alpha": t.alpha, "meets_target": t.meets_target,
+                              "fraction_dampened": t.fraction_dampened, **m.to_dict()}
+                             for t, m in zip(result.trials, target.measurements, strict=True)]}
+        if not result.found:
+            log.warning("no α in [%g, %g] meets the %s target; using α=%g (the most dampening tried)",
+                        SEARCH_LOW, SEARCH_HIGH, request.scenario, SEARCH_LOW)
+        chosen = result.alpha if result.found else SEARCH_LOW
+    else:
+        chosen = assd if choice == "assd" else float(choice)
+
+    candidate = copy.deepcopy(model)
+    report = dampen(candidate, full, forget, alpha=chosen, lam=lam)
+    final = target.measure(candidate)  # what the chosen α costs, measured like every trial
+    card_fields = {
+        "dataset": request.dataset, "normalization": card.normalization, "classes": card.classes,
+        "image_size": card.image_size, "parent_fingerprint": card.fingerprint,
+        "unlearning": {"method": "lfssd", "alpha": chosen, "lam": lam, "alpha_method": _method(choice),
+                       "scenario": request.scenario, "forget_size": len(request.split.forget)},
+    }
+    saved = save_model(candidate, out, {k: v for k, v in card_fields.items() if v is not None})
+
+    dampening = {
+        "format": DAMPENING_FORMAT,
+        **report.to_dict(),
+        "alpha_method": _method(choice),
+        "alpha_assd": assd,
+        "target": {"scenario": request.scenario, **final.to_dict()},
+        "target_met": final.met,
+        "search": search,
+        "scenario": request.scenario,
+        "forget_class": request.forget_class,
+        "dataset": request.dataset,
+        "forget_size": len(request.split.forget),
+        "retain_size": len(request.split.retain),
+        "importances": importances_info,
+        "forget_importances": forget.metadata,
+        "parent_fingerprint": card.fingerprint,
+        "candidate_fingerprint": saved.fingerprint,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    (out / DAMPENING_FILE).write_text(json.dumps(dampening, indent=2) + "\n")
+    summary = {"alpha": chosen, "lam": lam, "alpha_method": _method(choice), "target_met": final.met,
+               "forget_agreement": final.forget_agreement, "retain_agreement": final.retain_agreement,
+               "total_selected": report.total_selected, "fraction_dampened": report.fraction,
+               "forget_size": len(request.split.forget)}
+    return {**dampening, "summary": summary}
+
+
+def _method(choice: str | float) -> str:
+    return choice if isinstance(choice, str) else "given"

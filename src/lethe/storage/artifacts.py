@@ -1,0 +1,228 @@
+"""Write and read artifacts by URI, each with a sha256 sidecar that is checked on every read.
+
+`<uri>.sha256` holds `<hex>  <name>` (the `sha256sum` format, so `sha256sum -c` works on local
+copies). The data is written before its sidecar, so a reader never trusts a half-written file:
+no sidecar is refused like a wrong one. A directory is its files plus `lethe-manifest.json`
+(relative path -> sha256), written last: a missing, extra or altered file is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lethe.errors import IntegrityError, StorageError
+from lethe.storage import s3
+from lethe.storage.s3 import ArtifactNotFoundError
+from lethe.storage.uris import SIDECAR_SUFFIX, is_s3, join_uri, local_path, sidecar_uri, split_s3
+
+MANIFEST = "lethe-manifest.json"
+_CHUNK = 1024 * 1024
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sidecar_text(sha: str, uri: str) -> bytes:
+    return f"{sha}  {uri.rstrip('/').rsplit('/', 1)[-1]}\n".encode()
+
+
+def _parse_sidecar(text: bytes, uri: str) -> str:
+    token = text.decode(errors="replace").split(maxsplit=1)[0] if text.strip() else ""
+    if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
+        raise IntegrityError(f"the recorded sha256 of {uri} is malformed")
+    return token
+
+
+# --- raw transfers (no hashing) -------------------------------------------------------------
+
+def _raw_upload(src: Path, uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with s3.s3_errors(uri):
+            s3.client().upload_file(str(src), bucket, key, Config=s3.transfer_config())
+        return
+    dest = local_path(uri)
+    try:
+        tmp = _temp_beside(dest)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)  # readers see the old or the new file, never a partial one
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+
+
+def _temp_beside(dest: Path) -> Path:
+    """A fresh temporary file in `dest`'s folder (same filesystem, so os.replace is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    return Path(name)
+
+
+def _raw_put_bytes(data: bytes, uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with s3.s3_errors(uri):
+            s3.client().put_object(Bucket=bucket, Key=key, Body=data)
+        return
+    dest = local_path(uri)
+    try:
+        tmp = _temp_beside(dest)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+
+
+def _raw_get_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with s3.s3_errors(uri):
+            return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    try:
+        return local_path(uri).read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactNotFoundError(f"no artifact at {uri}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+
+
+def _raw_download(uri: str, dest: Path) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with s3.s3_errors(uri):
+            s3.client().download_file(bucket, key, str(dest), Config=s3.transfer_config())
+        return
+    try:
+        shutil.copyfile(local_path(uri), dest)
+    except FileNotFoundError as exc:
+        raise ArtifactNotFoundError(f"no artifact at {uri}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
+
+
+def _raw_exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            with s3.s3_errors(uri):
+                s3.client().head_object(Bucket=bucket, Key=key)
+        except ArtifactNotFoundError:
+            return False
+        return True
+    return local_path(uri).is_file()
+
+
+# --- verified artifacts ---------------------------------------------------------------------
+
+def put_file(src: str | Path, uri: str) -> str:
+    """Store the local file `src` at `uri` (multipart on S3 when large); returns its sha256."""
+    src = Path(src)
+    if not src.is_file():
+        raise StorageError(f"no file to store at {src}")
+    sha = sha256_file(src)
+    _raw_upload(src, uri)
+    _raw_put_bytes(_sidecar_text(sha, uri), sidecar_uri(uri))
+    return sha
+
+
+def put_bytes(data: bytes, uri: str) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    _raw_put_bytes(data, uri)
+    _raw_put_bytes(_sidecar_text(sha, uri), sidecar_uri(uri))
+    return sha
+
+
+def recorded_sha256(uri: str) -> str:
+    """The sha256 stored beside the artifact at `uri`."""
+    try:
+        text = _raw_get_bytes(sidecar_uri(uri))
+    except ArtifactNotFoundError as exc:
+        if exists(uri):
+            raise IntegrityError(f"{uri} has no recorded sha256; refusing to trust it") from exc
+        raise ArtifactNotFoundError(f"no artifact at {uri}") from exc
+    return _parse_sidecar(text, uri)
+
+
+def exists(uri: str) -> bool:
+    return _raw_exists(uri)
+
+
+def _check(actual: str, expected: str, uri: str) -> None:
+    if actual != expected:
+        raise IntegrityError(f"{uri} is corrupt or was altered: sha256 {actual[:12]}... differs from "
+                             f"the recorded {expected[:12]}...")
+
+
+def get_file(uri: str, dest: str | Path, *, expected_sha256: str | None = None) -> Path:
+    """Copy the artifact to `dest` after checking its sha256; `dest` is untouched on a mismatch."""
+    expected = recorded_sha256(uri)
+    if expected_sha256 is not None:
+        _check(expected, expected_sha256, uri)
+    dest = Path(dest)
+    try:
+        tmp = _temp_beside(dest)
+    except OSError as exc:
+        raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    try:
+        _raw_download(uri, tmp)
+        _check(sha256_file(tmp), expected, uri)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def get_bytes(uri: str) -> bytes:
+    expected = recorded_sha256(uri)
+    data = _raw_get_bytes(uri)
+    _check(hashlib.sha256(data).hexdigest(), expected, uri)
+    return data
+
+
+def put_dir(src_dir: str | Path, uri: str) -> dict[str, str]:
+    """Store every file under `src_dir` below `uri`; returns the manifest (relative path -> sha256)."""
+    src_dir = Path(src_dir)
+    if not src_dir.is_dir():
+        raise StorageError(f"no directory to store at {src_dir}")
+    files = sorted(p for p in src_dir.rglob("*") if p.is_file() and not p.name.endswith(SIDECAR_SUFFIX))
+    manifest = {}
+    for path in files:
+        relative = path.relative_to(src_dir).as_posix()
+        if relative == MANIFEST:
+            continue
+        manifest[relative] = put_file(path, join_uri(uri, relative))
+    put_bytes(json.dumps({"files": manifest}, indent=1, sort_keys=True).encode(), join_uri(uri, MANIFEST))
+    return manifest
+
+
+def get_dir(uri: str, dest_dir: str | Path) -> Path:
+    """Download a directory stored by `put_dir`, verifying every file against its manifest."""
+    try:
+        manifest = json.loads(get_bytes(join_uri(uri, MANIFEST)))["files"]
+    except ArtifactNotFoundError as exc:
+        raise ArtifactNotFoundError(f"no stored directory at {uri} (no {MANIFEST})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"the manifest of {uri} is malformed") from exc
+    dest_dir = Path(dest_dir)
+    for relative, sha in manifest.items():
+        target = (dest_dir / relative).resolve()
+        if dest_dir.resolve() not in target.parents:
+            raise IntegrityError(f"the manifest of {uri} names a path outside the directory: {relative}")
+        get_file(join_uri(uri, relative), target, expected_sha256=sha)
+    return dest_dir

@@ -1,0 +1,69 @@
+"""A cache of full-data importances, so the D pass runs once per model version.
+
+Key: (model fingerprint, dataset fingerprint, method, batch size); importances of one model
+are meaningless for another, and their values depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from lethe.errors import ImportancesError, StorageError
+from lethe.storage.artifacts import exists, get_file, put_file, recorded_sha256
+from lethe.storage.uris import join_uri
+from lethe.unlearning import METHODS, Importances
+
+_TOKEN = re.compile(r"^[0-9A-Za-z_.-]{1,128}$")
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN.match(str(value)):
+        raise StorageError(f"invalid {what} {value!r} for an importances cache key")
+    return str(value)
+
+
+class ImportancesCache:
+    """Importances stored under `<root>/importances/<model fp>/<dataset fp>-<method>-b<batch>.safetensors`."""
+
+    def __init__(self, root_uri: str | Path) -> None:
+        self.root_uri = str(root_uri)
+
+    def uri_for(self, *, model_fingerprint: str, dataset_fingerprint: str, method: str,
+                batch_size: int) -> str:
+        if method not in METHODS:
+            raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+        if int(batch_size) < 1:
+            raise ImportancesError(f"batch size must be positive, not {batch_size}")
+        name = f"{_token(dataset_fingerprint, 'dataset fingerprint')}-{method}-b{int(batch_size)}.safetensors"
+        return join_uri(self.root_uri, "importances", _token(model_fingerprint, "model fingerprint"), name)
+
+    def get(self, *, model_fingerprint: str, dataset_fingerprint: str, method: str,
+            batch_size: int) -> Importances | None:
+        """The cached importances, verified (sha256, then metadata), or None when not cached."""
+        uri = self.uri_for(model_fingerprint=model_fingerprint, dataset_fingerprint=dataset_fingerprint,
+                           method=method, batch_size=batch_size)
+        if not exists(uri):
+            return None
+        with tempfile.TemporaryDirectory(prefix="lethe-importances-") as tmp:
+            importances = Importances.load(get_file(uri, Path(tmp) / "importances.safetensors"))
+        wanted = {"model_fingerprint": model_fingerprint, "method": method, "batch_size": int(batch_size)}
+        found = {key: getattr(importances, key) for key in wanted}
+        if found != wanted:
+            raise ImportancesError(f"the importances cached at {uri} belong to {found}, not {wanted}")
+        return importances
+
+    def put(self, importances: Importances, *, dataset_fingerprint: str) -> str:
+        """Store `importances` (of the whole data set `dataset_fingerprint`); returns its URI."""
+        uri = self.uri_for(model_fingerprint=importances.model_fingerprint,
+                           dataset_fingerprint=dataset_fingerprint, method=importances.method,
+                           batch_size=importances.batch_size)
+        with tempfile.TemporaryDirectory(prefix="lethe-importances-") as tmp:
+            put_file(importances.save(Path(tmp) / "importances.safetensors"), uri)
+        return uri
+
+    @staticmethod
+    def sha256(uri: str) -> str:
+        """The recorded sha256 of a cached entry (for the model version's lineage tags)."""
+        return recorded_sha256(uri)
