@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lethe-installed
 DEBS ?= dataset-fashion-mnist postgresql
 PYTEST_ARGS ?=
+IMAGE ?= ghcr.io/lethe-unlearning/lethe:0.1.0
 
 .PHONY: setup debs demo test test-unit test-integration test-pipelines bench bench-quick compile lint images clean
 
@@ -32,7 +33,7 @@ debs:
 demo: setup
 	$(BIN)/lethe demo
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 
 test-unit: setup
@@ -53,12 +54,14 @@ bench-quick: setup
 compile: setup
 	$(BIN)/lethe pipeline compile --out pipelines/compiled
 
+# ruff, yamllint, hadolint, shellcheck, and every offline kustomize overlay rendered and validated.
 lint: setup
-	$(BIN)/ruff check src components pipelines tests benchmarks
+	bash tools/lint.sh
 
 images:
-	docker build -f docker/Dockerfile.cpu -t lethe:cpu .
-	docker build -f docker/Dockerfile.cuda -t lethe:cuda .
+	@docker info >/dev/null 2>&1 || { echo "make images: no Docker engine here" >&2; exit 1; }
+	docker build -f docker/Dockerfile.cpu -t $(IMAGE) .
+	docker build -f docker/Dockerfile.cuda -t $(IMAGE)-cuda .
 
 clean:
 	rm -rf .lethe .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ code cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -15,29 +15,30 @@ class Profile:
     name: str
     dataset: str = "fashion-mnist"
     arch: str = "convnet"
-    train_limit: int | None = None          # a seeded random subset of the train split; None = all
-    test_limit: int | None = None
+    # Quality: models are trained on a seeded slice of the train split (None = all of it).
+    train_limit: int | None = 10_000
     seeds: int = 3
     epochs: int = 3                         # the training recipe: original and retrained alike
     finetune_epochs: int = 1                 # the finetune baseline, on the retain set
-    finetune_limit: int | None = None        # retain samples the finetune epoch sees; None = all
+    finetune_limit: int | None = 5_000       # retain samples the finetune epochs see; None = all
     forget_classes: tuple[int, ...] = (1, 7, 9)
     subject_sizes: tuple[int, ...] = (100, 1000)
     importance_batch_size: int = 128         # the D and Df passes (values depend on it)
-    eval_retain_limit: int | None = 10_000   # retain samples evaluated per model (accuracy, MIA)
+    eval_retain_limit: int | None = 3_000    # retain samples each model is measured on
+    eval_test_limit: int | None = 3_000      # test samples each model is measured on
     paper_alpha: float = 10.0                # the LFSSD/SSD papers' α for ResNet18
-    # Speed
+    # Speed: the request and scaling run on a slice of the train split (None = all of it).
+    speed_train_limit: int | None = None
     request_size: int = 100                  # forget samples of the cached-vs-recomputed request
-    overhead_batches: int = 20               # batches of the importance-vs-bare fwd+bwd comparison
+    overhead_batches: int = 10               # batches of the importance-vs-bare fwd+bwd comparison
     overhead_repeats: int = 5
     latency_repeats: int = 5
-    scaling_sizes: tuple[int, ...] = (5_000, 10_000, 20_000, 40_000)
+    scaling_sizes: tuple[int, ...] = (2_500, 5_000, 10_000, 20_000)
     shards: int = 4
     # Sensitivity sweep
     sweep_alphas: tuple[float, ...] = (1.5, 2, 3, 5, 7, 10, 15, 25, 40, 70, 120)
     sweep_lambdas: tuple[float, ...] = (0.1, 0.5, 1.0)
-    sweep_eval_limit: int = 5_000
-    extra: dict[str, Any] = field(default_factory=dict)
+    sweep_eval_limit: int = 1_500
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,24 +49,48 @@ class Profile:
 
 FULL = Profile(name="full")
 
-# CI smoke run (≤ 5 min on 2 cores): the same code paths on a 6,000-sample slice of the same data.
+# CI smoke run (≤ 5 min on 2 cores): the same code paths on small slices of the same data.
 QUICK = Profile(
     name="quick",
-    train_limit=6_000,
-    test_limit=2_000,
+    train_limit=3_000,
     seeds=1,
     epochs=1,
-    finetune_limit=2_000,
+    finetune_limit=1_000,
     forget_classes=(7,),
     subject_sizes=(100,),
-    eval_retain_limit=2_000,
+    eval_retain_limit=1_000,
+    eval_test_limit=1_000,
+    speed_train_limit=6_000,
     overhead_batches=4,
     overhead_repeats=3,
     latency_repeats=3,
     scaling_sizes=(1_000, 2_000, 4_000),
     sweep_alphas=(2, 5, 10, 25, 70),
     sweep_lambdas=(0.5, 1.0),
-    sweep_eval_limit=1_000,
+    sweep_eval_limit=500,
 )
 
-PROFILES = {"full": FULL, "quick": QUICK}
+# Seconds, for the unit tests: the bundled 8x8 digits, the same code paths.
+SMOKE = replace(
+    QUICK,
+    name="smoke",
+    dataset="digits",
+    train_limit=None,
+    epochs=2,
+    finetune_limit=None,
+    importance_batch_size=32,
+    eval_retain_limit=None,
+    eval_test_limit=None,
+    speed_train_limit=None,
+    request_size=50,
+    overhead_batches=2,
+    overhead_repeats=1,
+    latency_repeats=1,
+    scaling_sizes=(200, 400, 800),
+    shards=3,
+    sweep_alphas=(2, 10, 50),
+    sweep_lambdas=(1.0,),
+    sweep_eval_limit=300,
+)
+
+PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}

@@ -76,7 +76,8 @@ class Measurer:
     """Accuracies and both membership attacks of one model on one scenario's fixed samples."""
 
     def __init__(self, split: ForgetSplit, test: SampleSet, scenario: Scenario, *, retain_limit: int | None,
-                 seed: int, device: torch.device) -> None:
+                 test_limit: int | None, seed: int, device: torch.device) -> None:
+        test = take(test, test_limit, seed=seed)
         self.sets = {"retain": take(split.retain, retain_limit, seed=seed), "forget": split.forget, "test": test}
         self.labels = {name: samples.labels for name, samples in self.sets.items()}
         self.test_mask = (test.labels != scenario.forget_class if scenario.kind == "class"
@@ -121,7 +122,8 @@ def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: An
                  use_cache: bool) -> tuple[dict[str, Any], Importances, ForgetSplit]:
     """Every method on one scenario and seed: {method: {metrics..., seconds, info}}."""
     split = scenario.split(data.train, seed)
-    measure = Measurer(split, data.test, scenario, retain_limit=profile.eval_retain_limit, seed=seed,
+    measure = Measurer(split, data.test, scenario, retain_limit=profile.eval_retain_limit,
+                       test_limit=profile.eval_test_limit, seed=seed,
                        device=device)
     b = profile.importance_batch_size
     rows: dict[str, Any] = {}
@@ -170,7 +172,7 @@ def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: An
     for method in DAMPENING_METHODS:
         rows[method]["info"]["forget_pass_s"] = ssd_s if method == "ssd" else forget_s
     return {"forget_samples": len(split.forget), "retain_samples": len(split.retain),
-            "eval_retain_samples": len(measure.sets["retain"]), "methods": rows}, forget, split
+            "eval_samples": {k: len(v) for k, v in measure.sets.items()}, "methods": rows}, forget, split
 
 
 def run_quality(profile: Profile, data: BenchData, *, device: torch.device,

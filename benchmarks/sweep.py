@@ -7,6 +7,7 @@ other scenarios are swept in α at λ=1.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
         points = []
         for lam in _lambdas_for(scenario, scenarios, profile):
             for alpha in profile.sweep_alphas:
-                candidate = _copy(context.original)
+                candidate = copy.deepcopy(context.original)
                 report = dampen(candidate, context.full, context.forget[scenario.name], alpha=alpha, lam=lam)
                 points.append({"alpha": float(alpha), "lam": lam, "fraction_dampened": report.fraction,
                                **measure(candidate)})
@@ -74,12 +75,6 @@ def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
                                   "forget_samples": len(forget), "eval_samples": len(retain)}
     return {"alphas": list(profile.sweep_alphas), "lambdas": list(profile.sweep_lambdas),
             "eval_limit": limit, "scenarios": results, "recommendation": recommend(results)}
-
-
-def _copy(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(model)
 
 
 def recommend(results: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from torch import nn
 import lethe
 from lethe.config import settings
 from lethe.data import SampleSet
-from lethe.models import build_model, load_model, save_model
+from lethe.errors import LetheError
+from lethe.models import build_model, load_model, model_spec, save_model
 from lethe.models.training import finetune, train_classifier
 
 RECORD_FILE = "bench.json"
@@ -64,7 +65,7 @@ def train_or_load(recipe: Recipe, data: SampleSet, *, seed: int, device: torch.d
             model, _ = load_model(folder)
             record = json.loads((folder / RECORD_FILE).read_text())
             return Trained(model.eval(), float(record["seconds"]), True, record)
-        except (lethe.errors.LetheError, OSError, ValueError, KeyError):
+        except (LetheError, OSError, ValueError, KeyError):
             shutil.rmtree(folder, ignore_errors=True)  # unreadable entry: train afresh
     torch.manual_seed(seed)
     model = build_model(recipe.arch, num_classes=data.num_classes, in_channels=data.in_channels)
@@ -87,8 +88,9 @@ def train_or_load(recipe: Recipe, data: SampleSet, *, seed: int, device: torch.d
 def finetuned(original: nn.Module, retain: SampleSet, *, epochs: int, seed: int,
               device: torch.device) -> tuple[nn.Module, float]:
     """The finetune baseline: a copy of `original`, `epochs` more epochs on `retain`."""
-    model = build_model(original.lethe_spec["arch"], num_classes=retain.num_classes,
-                        in_channels=retain.in_channels)
+    spec = model_spec(original) or {}
+    model = build_model(spec["arch"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
+                        **spec.get("arch_kwargs", {}))
     model.load_state_dict(original.state_dict())
     result = finetune(model, retain, epochs=epochs, seed=seed, device=device, progress=False)
     return model.eval(), result.seconds

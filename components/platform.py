@@ -48,7 +48,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 
-# GPU placement, read when compiling (the scheduling Job gets them from the infra ConfigMap):
+# GPU placement, read when the pipelines are built, i.e. when `pipelines` is imported by
+# `lethe pipeline compile|submit|schedule` (the scheduling Job gets them from the infra ConfigMap):
 #   LETHE_GPU_NODE_SELECTOR="cloud.google.com/gke-accelerator=nvidia-l4"
 #   LETHE_GPU_TOLERATION="nvidia.com/gpu:NoSchedule" or "key=value:NoSchedule"
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -27,7 +27,8 @@ def test_packaged_defaults_are_the_issue_thresholds() -> None:
 def test_class_forgotten_at_small_cost_passes() -> None:
     decision = decide(PARENT, metrics(retain=0.98, test=0.94, forget=0.01), "class")
     assert decision.decision == "pass" and decision.reasons == []
-    assert {c.name for c in decision.checks} == {"test_accuracy_drop", "retain_accuracy_drop", "forget_accuracy"}
+    names = {c.name for c in decision.checks}
+    assert names == {"test_accuracy_drop", "retain_accuracy_drop", "forget_accuracy"}
 
 
 def test_every_failed_criterion_is_spelled_out_with_numbers() -> None:
@@ -54,7 +55,8 @@ def test_subject_scenario_checks_forget_accuracy_against_test_and_the_mia_gap() 
     assert decide(PARENT, ok, "subject").passed
     remembered = metrics(retain=0.985, test=0.945, forget=1.0, gap=0.20)
     decision = decide(PARENT, remembered, "subject")
-    assert [c.name for c in decision.checks if not c.passed] == ["forget_accuracy_over_test", "member_rate_gap"]
+    failed = [c.name for c in decision.checks if not c.passed]
+    assert failed == ["forget_accuracy_over_test", "member_rate_gap"]
     assert "membership-inference gap is 0.200" in decision.reasons[1]
 
 

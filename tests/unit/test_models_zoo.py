@@ -59,3 +59,12 @@ def test_bad_model_requests() -> None:
         build_model("convnet", num_classes=10, in_channels=1, depth=3)
     with pytest.raises(ModelError, match="at least 2 classes"):
         build_model("convnet", num_classes=1, in_channels=1)
+
+
+def test_models_pickle_with_their_spec() -> None:
+    import pickle
+
+    model = build_model("resnet18-cifar", num_classes=3, in_channels=1)
+    copy = pickle.loads(pickle.dumps(model))  # MLflow's pickle format depends on this
+    assert model_spec(copy) == model_spec(model)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), copy.parameters(), strict=True))

@@ -96,7 +96,8 @@ def test_models_load_back_and_can_be_unlearned_again(registry: Registry, model_d
                                                      tmp_path: Path) -> None:
     register(registry, model_dir, passed=True)
     expected = json.loads((model_dir / "model.json").read_text())["fingerprint"]
-    for ref in (f"models:/{registry.model_name}@{CHAMPION}", f"models:/{registry.model_name}/1", "1", "champion"):
+    name = registry.model_name
+    for ref in (f"models:/{name}@{CHAMPION}", f"models:/{name}/1", "1", "champion"):
         model, card = registry.load_model(ref)
         assert model_fingerprint(model) == expected == card.fingerprint
         assert any(p.requires_grad for p in model.parameters())  # a real nn.Module, not a traced graph
@@ -124,9 +125,11 @@ def test_a_tampered_registered_model_is_refused(registry: Registry, model_dir: P
 def test_nothing_personal_reaches_mlflow(registry: Registry, tracking: str, model_dir: Path,
                                          tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", subject_key=b"k")
-    subjects = {"subject-alice-91": ["digits/train/11", "digits/train/12"], "subject-bob-92": ["digits/train/13"]}
+    subjects = {"subject-alice-91": ["digits/train/11", "digits/train/12"],
+                "subject-bob-92": ["digits/train/13"]}
     requests = [ledger.add(s, ids).request for s, ids in subjects.items()]
-    forbidden = [*subjects, *(r.subject_hash for r in requests), *(i for ids in subjects.values() for i in ids)]
+    sample_ids = [i for ids in subjects.values() for i in ids]
+    forbidden = [*subjects, *(r.subject_hash for r in requests), *sample_ids]
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     (evidence / "metrics.json").write_text(json.dumps({"request_ids": [r.id for r in requests],
@@ -173,10 +176,12 @@ def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_
     register(registry, model_dir, passed=True)
     ledger.claim("run-1", request_ids=ids[:2])
     v2 = register(registry, model_dir, passed=False, parent="1", requests=tuple(ids[:2]))
-    ledger.mark_needs_review(ids[:2], run_id="run-1", model_version=v2.version, outcome=OUTCOME, reason="gate")
+    ledger.mark_needs_review(ids[:2], run_id="run-1", model_version=v2.version, outcome=OUTCOME,
+                             reason="gate")
     ledger.claim("run-2", request_ids=ids[2:])
     v3 = register(registry, model_dir, passed=False, parent="1", requests=tuple(ids[2:]))
-    ledger.mark_needs_review(ids[2:], run_id="run-2", model_version=v3.version, outcome=OUTCOME, reason="gate")
+    ledger.mark_needs_review(ids[2:], run_id="run-2", model_version=v3.version, outcome=OUTCOME,
+                             reason="gate")
     common = ["--tracking-uri", tracking, "--model-name", registry.model_name, "--ledger", ledger_url]
 
     assert cli.main(["review", "list", *common]) == 0

@@ -32,6 +32,11 @@ def _parse_kwargs(pairs: list[str]) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from lethe.models.baseline import train_model_dir
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     exclude_ids = list(args.exclude_ids or [])
     if args.exclude_ids_file:
         exclude_ids += _read_lines(args.exclude_ids_file)
@@ -80,5 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="architecture argument, e.g. width=16 or image_size=224 (repeatable)")
     parser.add_argument("--data-dir", help="where the data set's files are (default: LETHE_DATA_DIR)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

@@ -31,8 +31,10 @@ def plot_entropy_distributions(
                                    strict=True):
         for split, value in splits.items():
             if len(value):
-                ax.hist(np.asarray(value, dtype=float), bins=bins, density=True, histtype="stepfilled",
-                        alpha=0.35, color=SPLIT_COLOURS.get(split), label=f"{split} (n={len(value)})")
+                # Clip: a uniform softmax's entropy can exceed log K by float rounding.
+                clipped = np.clip(np.asarray(value, dtype=float), bins[0], bins[-1])
+                ax.hist(clipped, bins=bins, density=True, histtype="stepfilled", alpha=0.35,
+                        color=SPLIT_COLOURS.get(split), label=f"{split} (n={len(value)})")
         ax.set_title(title)
         ax.set_xlabel("softmax entropy (nats)")
         ax.legend()

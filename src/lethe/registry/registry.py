@@ -170,26 +170,34 @@ class Registry:
         self.model_name = model_name or settings().model_name
         self.experiment = experiment
         self.client = get_client(self.tracking_uri)
+        self._experiment_id: str | None = None
 
     def _errors(self) -> contextlib.AbstractContextManager[None]:
         return mlflow_errors(self.tracking_uri)
 
     # --- reading ----------------------------------------------------------------------------
 
-    def _info(self, mv: ModelVersion, champion: str | None) -> VersionInfo:
+    def _info(self, mv: ModelVersion, champion: str | None = None) -> VersionInfo:
+        """`champion`: the champion's version when known; else the version's own aliases tell
+        (MLflow fills them in when getting one version, not when searching)."""
+        is_champion = str(mv.version) == champion if champion is not None else CHAMPION in (mv.aliases or ())
         return VersionInfo(name=mv.name, version=str(mv.version), run_id=mv.run_id,
                            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
                            description=mv.description or "", tags=dict(mv.tags or {}),
-                           is_champion=str(mv.version) == champion)
+                           is_champion=is_champion)
 
-    def champion_version(self) -> str | None:
+    def _champion(self) -> ModelVersion | None:
         with self._errors():
             try:
-                return str(self.client.get_model_version_by_alias(self.model_name, CHAMPION).version)
+                return self.client.get_model_version_by_alias(self.model_name, CHAMPION)
             except MlflowException as exc:
                 if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                     return None
                 raise
+
+    def champion_version(self) -> str | None:
+        champion = self._champion()
+        return str(champion.version) if champion is not None else None
 
     def version(self, version: str | int) -> VersionInfo:
         with self._errors():
@@ -199,7 +207,7 @@ class Registry:
                 if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                     raise RegistryError(f"no version {version} of model {self.model_name}") from exc
                 raise
-        return self._info(mv, self.champion_version())
+        return self._info(mv)
 
     def versions(self) -> list[VersionInfo]:
         found: list[ModelVersion] = []
@@ -235,7 +243,7 @@ class Registry:
                 except MlflowException as exc:
                     raise RegistryError(f"model {self.model_name} has no version with alias "
                                         f"{alias!r}") from exc
-            return self._info(mv, self.champion_version())
+            return self._info(mv)
         if not text.isdigit():
             raise RegistryError(f"cannot read model reference {ref!r}: use models:/NAME@ALIAS, "
                                 "models:/NAME/VERSION or a version number")
@@ -338,8 +346,8 @@ class Registry:
             if value is not None:
                 tags[key] = str(value)
 
-        champion = self.champion_version()
-        champion_ids = set(self.version(champion).request_ids) if champion else set()
+        champion = self._champion()
+        champion_ids = set(self._info(champion).request_ids) if champion is not None else set()
         # Promote only what passed the gate and forgets at least everything the champion forgot.
         promote = gate.passed and champion_ids <= set(cumulative)
         if not promote:
@@ -359,7 +367,7 @@ class Registry:
         for key in numeric:
             guard.check_text(key, f"the metric '{key}'")
         guard.check_text(description, "the description")
-        guard.check_files([model_dir / "model.json", *evidence_paths])
+        guard.check_files([model_dir, *evidence_paths])
 
         with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
             evidence_dir = Path(tmp) / EVIDENCE_PATH
@@ -377,20 +385,26 @@ class Registry:
                           run_name: str) -> VersionInfo:
         run_tags = {k: v for k, v in tags.items() if len(v) <= 8000 and not k.startswith(f"{PREFIX}model_")}
         with self._errors():
-            experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
+            if self._experiment_id is None:
+                self._experiment_id = ensure_experiment(self.client, self.experiment, self.tracking_uri)
+            run = self.client.create_run(self._experiment_id, run_name=run_name, tags=run_tags)
             run_id = run.info.run_id
             try:
                 now = int(datetime.now(UTC).timestamp() * 1000)
                 items = [Param(k, v[:6000]) for k, v in params.items()]
-                for start in range(0, len(items), 100):
-                    self.client.log_batch(run_id, params=items[start:start + 100])
                 metric_items = [Metric(k, v, now, 0) for k, v in metrics.items()]
-                for start in range(0, len(metric_items), 1000):
-                    self.client.log_batch(run_id, metrics=metric_items[start:start + 1000])
+                note = [RunTag("mlflow.note.content", description)]
+                # One request when it fits MLflow's batch limits (100 params, 1000 entities in all).
+                while True:
+                    params_now, items = items[:100], items[100:]
+                    room = 999 - len(params_now)
+                    metrics_now, metric_items = metric_items[:room], metric_items[room:]
+                    self.client.log_batch(run_id, params=params_now, metrics=metrics_now, tags=note)
+                    note = []
+                    if not items and not metric_items:
+                        break
                 self.client.log_artifacts(run_id, str(evidence_dir), EVIDENCE_PATH)
                 self.client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
-                self.client.log_batch(run_id, tags=[RunTag("mlflow.note.content", description)])
                 try:
                     self.client.get_registered_model(self.model_name)
                 except MlflowException:
@@ -406,7 +420,10 @@ class Registry:
                 self.client.set_terminated(run_id, "FAILED")
                 raise
             self.client.set_terminated(run_id, "FINISHED")
-        return self.version(mv.version)
+        return VersionInfo(name=mv.name, version=str(mv.version), run_id=run_id,
+                           created=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+                           description=mv.description or description, tags={**tags, **(mv.tags or {})},
+                           is_champion=promote)
 
     # --- review -----------------------------------------------------------------------------
 

@@ -13,15 +13,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lethe.data import SampleSet, load_dataset
-from lethe.data import subject_map as subjects_of
 from lethe.errors import PipelineError
 from lethe.ledger import PENDING, ErasureRequest, Ledger
-from lethe.models import read_card
 from lethe.steps.forget_spec import ForgetSpec
-from lethe.steps.prepare import fetch_model
+
+if TYPE_CHECKING:
+    from lethe.data import SampleSet
 
 log = logging.getLogger(__name__)
 DEFAULT_LEASE_HOURS = 6.0
@@ -72,6 +71,12 @@ def collect_requests(
         ForgetSpec(scenario="subject", dataset=dataset or "").save(forget_path)
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         return {"num_requests": 0, "num_samples": 0, "request_ids": [], "failed": {}, "parent": {}}
+
+    # Loaded only now: a run with nothing to do should not pay for torch and MLflow.
+    from lethe.data import load_dataset
+    from lethe.data import subject_map as subjects_of
+    from lethe.models import read_card
+    from lethe.steps.prepare import fetch_model
 
     # The champion first: without one nothing is claimed (bad state changes nothing).
     parent = fetch_model("champion", model_dir, tracking_uri=tracking_uri, model_name=model_name)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.errors import PipelineError
+from lethe.steps.layout import REPORT_FILE
 
 FORGET_FILE = "forget.json"
 FORMAT = "lethe-forget-spec/1"
@@ -85,7 +86,7 @@ def unlearn_from_spec(
     progress: bool = True,
 ) -> dict[str, Any]:
     """`lethe.steps.unlearn.unlearn` on this run's forget set with the given full-data importances."""
-    from lethe.steps.importances import importances_file
+    from lethe.steps.layout import importances_file
     from lethe.steps.unlearn import unlearn
 
     spec = ForgetSpec.load(forget_path)
@@ -119,5 +120,5 @@ def evaluate_from_spec(
                       out_dir=out_dir, thresholds=thresholds, device=device, progress=progress)
     if report_path is not None:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(out_dir) / "report.html", report_path)
+        shutil.copyfile(Path(out_dir) / REPORT_FILE, report_path)
     return result

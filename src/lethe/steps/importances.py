@@ -20,20 +20,14 @@ from lethe.config import settings
 from lethe.data import SampleSet, load_dataset
 from lethe.errors import ImportancesError, PipelineError
 from lethe.models import load_model, read_card
+from lethe.steps.layout import IMPORTANCES_FILE, importances_file
+from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.storage import ImportancesCache
 from lethe.unlearning import METHODS, Importances
 from lethe.unlearning import compute_importances as engine_importances
 
-IMPORTANCES_FILE = "importances.safetensors"
-INFO_FILE = "importances.json"
 DEFAULT_BATCH_SIZE = 128
 MAX_SHARDS = 256
-
-
-def importances_file(path: str | Path) -> Path:
-    """The safetensors file of an importances output (the directory or the file itself)."""
-    path = Path(path)
-    return path / IMPORTANCES_FILE if path.is_dir() else path
 
 
 def default_device() -> str:

@@ -14,9 +14,9 @@ from typing import Any
 from lethe.data import load_dataset, resolve_forget_set
 from lethe.data import subject_map as subjects_of
 from lethe.errors import PipelineError
-from lethe.evaluation import SCENARIOS
 from lethe.models import is_model_dir, read_card
 from lethe.steps.forget_spec import ForgetSpec
+from lethe.steps.layout import SCENARIOS
 
 
 def fetch_model(model: str, dest_dir: str | Path, *, tracking_uri: str | None = None,

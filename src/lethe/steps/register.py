@@ -14,7 +14,8 @@ from typing import Any
 
 from lethe.errors import PipelineError
 from lethe.steps.forget_spec import ForgetSpec
-from lethe.steps.importances import INFO_FILE, importances_file
+from lethe.steps.layout import DAMPENING_FILE, METRICS_FILE, importances_file
+from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.steps.outcome import write_outcome
 from lethe.storage import sha256_file
 
@@ -53,11 +54,11 @@ def register_and_gate(
 
     candidate_dir, evaluation_dir = Path(candidate_dir), Path(evaluation_dir)
     spec = ForgetSpec.load(forget_path)
-    metrics = _read_json(evaluation_dir / "metrics.json", "the evaluation")
+    metrics = _read_json(evaluation_dir / METRICS_FILE, "the evaluation")
     gate = metrics.get("gate") or {}
     if gate.get("decision") not in ("pass", "review"):
         raise PipelineError(f"the evaluation at {evaluation_dir} holds no gate decision")
-    dampening_path = candidate_dir / "dampening.json"
+    dampening_path = candidate_dir / DAMPENING_FILE
     dampening = _read_json(dampening_path, "the dampening report") if dampening_path.is_file() else {}
 
     importances_uri = importances_sha = None

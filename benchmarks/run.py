@@ -1,0 +1,203 @@
+"""lethe's benchmarks: speed against the limits, forgetting quality against retraining.
+
+    python benchmarks/run.py --full   [--out benchmarks/results] [--device cpu|cuda] [--seeds N]
+    python benchmarks/run.py --quick  [--out DIR]   # CI smoke run, ≤ 5 min on 2 cores
+
+Writes speed.json, quality.json, sweep.json, sweep.png and a README.md with the tables into --out
+(the full run's default, benchmarks/results, regenerates benchmarks/README.md instead). The
+quick run defaults to LETHE_HOME/bench/quick-results so it never overwrites the published results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lethe` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from benchmarks import readme, speed  # noqa: E402
+from benchmarks.profiles import PROFILES, Profile  # noqa: E402
+from benchmarks.quality import run_quality  # noqa: E402
+from benchmarks.sweep import plot_sweep, run_sweep  # noqa: E402
+from benchmarks.workbench import BenchData, load_bench_data, machine, now, section, write_json  # noqa: E402
+from lethe.config import settings  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_RESULTS = BENCH_DIR / "results"
+
+TARGETS = [
+    {"key": "importance_overhead_ratio", "what": "importance pass / bare forward+backward", "target": "≤ 1.05",
+     "check": lambda v: v <= 1.05},
+    {"key": "cached_speedup", "what": "request recomputing D / request with D cached", "target": "≥ 100×",
+     "check": lambda v: v >= 100},
+    {"key": "retrain_speedup", "what": "retraining from scratch / unlearning (ASSD α)", "target": "≥ 1,000×",
+     "check": lambda v: v >= 1000},
+    {"key": "eval_speedup", "what": "batched evaluation / batch-size-1 evaluation", "target": "≥ 20×",
+     "check": lambda v: v >= 20},
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="profile", action="store_const", const="quick",
+                      help="CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)")
+    size.add_argument("--smoke", dest="profile", action="store_const", const="smoke", help=argparse.SUPPRESS)
+    size.add_argument("--full", dest="profile", action="store_const", const="full",
+                      help="the published run (≤ 60 min on 2 cores); the default")
+    parser.set_defaults(profile="full")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result folder (default: benchmarks/results for --full, "
+                             "LETHE_HOME/bench/quick-results for --quick)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--seeds", type=int, default=None, help="override the profile's number of seeds")
+    parser.add_argument("--no-cache", action="store_true", help="retrain every model, ignoring the model cache")
+    return parser.parse_args(argv)
+
+
+def default_out(profile: str) -> Path:
+    return DEFAULT_RESULTS if profile == "full" else settings().home / "bench" / "quick-results"
+
+
+def evaluation_speed(profile: Profile, data: BenchData, model: torch.nn.Module,
+                     device: torch.device) -> dict[str, Any]:
+    """Batched evaluation (MIA included) against batch-size-1: benchmarks/eval_speed.py."""
+    try:
+        from benchmarks import eval_speed
+    except ImportError:
+        return {"skipped": "benchmarks/eval_speed.py is missing", "speedup": None}
+    return eval_speed.run(model=model, train=data.speed_train, test=data.test, device=device,
+                          quick=profile.name == "quick")
+
+
+def training_throughput(quality: dict[str, Any]) -> float:
+    """Median seconds per (sample × epoch) over every training the quality run did (or cached)."""
+    epochs = quality["recipe"]["epochs"]
+    rates = [row["train_seconds"] / (quality["data"]["train_samples"] * epochs) for row in quality["setup"]]
+    for by_seed in quality["per_seed"].values():
+        for result in by_seed.values():
+            rates.append(result["methods"]["retrained"]["seconds"] / (result["retain_samples"] * epochs))
+    return statistics.median(rates)
+
+
+def retrain_ratio(quality: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """Retraining from scratch (same recipe) against unlearning.
+
+    `measured`: on the smallest subject scenario of the quality run, both on its training slice.
+    Headline: the speed request's data (the whole train split in the full run), retraining time
+    from the measured training throughput (time is linear in samples × epochs) against the
+    measured cached ASSD request on the same data.
+    """
+    subjects = [s for s in quality["scenarios"] if s["kind"] == "subject"]
+    name = min(subjects, key=lambda s: s["size"])["name"]
+    summary = quality["summary"][name]
+    retrain = summary["retrained"]["metrics"]["seconds"]["mean"]
+    assd = summary["lfssd_assd"]["metrics"]["seconds"]["mean"]
+    search = summary["lfssd_search"]["metrics"]["seconds"]["mean"]
+    recipe = quality["recipe"]
+    per_sample_epoch = training_throughput(quality)
+    retained = request["train_samples"] - request["forget_samples"]
+    full_retrain = per_sample_epoch * retained * recipe["epochs"]
+    return {
+        "recipe": f"{recipe['arch']}, {recipe['epochs']} epoch(s), batch {recipe['batch_size']}",
+        "training_seconds_per_1000_sample_epochs": per_sample_epoch * 1000,
+        "retrain_samples": retained,
+        "retrain_s": full_retrain,
+        "unlearn_assd_s": request["cached_request_s"],
+        "unlearn_search_s": request["search_request_s"],
+        "speedup_assd": full_retrain / request["cached_request_s"],
+        "speedup_search": full_retrain / request["search_request_s"],
+        "measured": {
+            "scenario": name, "train_samples": quality["data"]["train_samples"],
+            "seeds": summary["retrained"]["metrics"]["seconds"]["n"],
+            "retrain_s": retrain, "unlearn_assd_s": assd, "unlearn_search_s": search,
+            "speedup_assd": retrain / assd, "speedup_search": retrain / search,
+            "retrain_cached": any(seed["methods"]["retrained"]["info"].get("cached")
+                                  for seed in quality["per_seed"][name].values()),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = PROFILES[args.profile].with_seeds(args.seeds)
+    device = torch.device(args.device)
+    out = (args.out or default_out(args.profile)).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    started = time.perf_counter()
+    info = {"machine": machine(device), "date": now(), "profile": profile.to_dict(), "command": command}
+    print(f"lethe benchmarks ({profile.name}) → {out}", flush=True)
+
+    data = load_bench_data(profile.dataset, profile.train_limit, profile.speed_train_limit,
+                           fallback="digits" if profile.name == "quick" else None)
+    data_info = {"dataset": data.train.name, "train_samples": len(data.train), "test_samples": len(data.test),
+                 "speed_train_samples": len(data.speed_train), "note": data.note}
+
+    from benchmarks.engine_speed import importance_overhead
+
+    with section("speed: importance pass vs bare forward+backward"):
+        shape = (data.train.in_channels, *data.train.image_size)
+        overhead = [importance_overhead(profile.arch, shape, profile.overhead_batches,
+                                        profile.importance_batch_size, profile.overhead_repeats, device)]
+
+    with section("quality"):
+        quality, context = run_quality(profile, data, device=device, use_cache=not args.no_cache)
+    quality = {**info, "data": data_info, "seeds": profile.seeds, **quality}
+    write_json(out / "quality.json", quality)
+
+    with section("speed: request latency (cached vs recomputed D)"):
+        request = speed.request_latency(context.original, data.speed_train, data.test, size=profile.request_size,
+                                        batch_size=profile.importance_batch_size,
+                                        repeats=profile.latency_repeats, device=device,
+                                        paper_alpha=profile.paper_alpha)
+    with section("speed: D-pass scaling and merged shards"):
+        scaling = speed.scaling(context.original, data.speed_train, sizes=profile.scaling_sizes,
+                                batch_size=profile.importance_batch_size, shards=profile.shards, device=device)
+    with section("speed: evaluation throughput"):
+        evaluation = evaluation_speed(profile, data, context.original, device)
+    retrain = retrain_ratio(quality, request)
+    headline = {
+        "importance_overhead_ratio": overhead[0]["ratio"],
+        "cached_speedup": request["cached_speedup"],
+        "retrain_speedup": retrain["speedup_assd"],
+        "eval_speedup": evaluation.get("speedup"),
+    }
+    targets = [{"key": t["key"], "what": t["what"], "target": t["target"],
+                "met": headline[t["key"]] is not None and bool(t["check"](headline[t["key"]]))} for t in TARGETS]
+    speed_result = {**info, "data": data_info, "arch": profile.arch, **headline, "headline": headline,
+                    "targets": targets, "importance_overhead": overhead, "request": request, "retrain": retrain,
+                    "scaling": scaling, "evaluation": evaluation}
+    write_json(out / "speed.json", speed_result)
+
+    with section("α/λ sensitivity sweep"):
+        sweep = run_sweep(profile, data, context, device=device)
+        plot_sweep(sweep, out / "sweep.png")
+    write_json(out / "sweep.json", {**info, **sweep})
+
+    write_readme(out, command)
+    total = time.perf_counter() - started
+    print(f"done in {total / 60:.1f} min; headline: " +
+          ", ".join(f"{k}={v:.3g}" for k, v in headline.items() if v is not None), flush=True)
+    return 0
+
+
+def write_readme(out: Path, command: str) -> Path:
+    """Regenerate the tables: benchmarks/README.md for the published results, else out/README.md."""
+    if out.resolve() == DEFAULT_RESULTS.resolve():
+        return readme.write_readme(out, BENCH_DIR / "README.md", "results/", command)
+    return readme.write_readme(out, out / "README.md", "", command)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    sys.exit(main())
