@@ -30,24 +30,36 @@ from lethe.unlearning import Importances, calibrate_alpha, dampen, search_alpha
 
 METHODS = ("original", "retrained", "finetune", "ssd", "lfssd_paper", "lfssd_assd", "lfssd_search")
 METHOD_LABELS = {
-    "original": "original", "retrained": "retrained (gold)", "finetune": "finetune",
-    "ssd": "SSD (labels, α=10)", "lfssd_paper": "LFSSD α=10", "lfssd_assd": "LFSSD ASSD α",
+    "original": "original",
+    "retrained": "retrained (gold)",
+    "finetune": "finetune",
+    "ssd": "SSD (labels, α=10)",
+    "lfssd_paper": "LFSSD α=10",
+    "lfssd_assd": "LFSSD ASSD α",
     "lfssd_search": "LFSSD searched α",
 }
-METRICS = ("retain_accuracy", "test_accuracy", "forget_accuracy", "forgotten_class_test_accuracy",
-           "reference_member_rate", "calibrated_member_rate", "member_rate_gap", "loss_member_rate_gap",
-           "seconds")
+METRICS = (
+    "retain_accuracy",
+    "test_accuracy",
+    "forget_accuracy",
+    "forgotten_class_test_accuracy",
+    "reference_member_rate",
+    "calibrated_member_rate",
+    "member_rate_gap",
+    "loss_member_rate_gap",
+    "seconds",
+)
 DAMPENING_METHODS = ("ssd", "lfssd_paper", "lfssd_assd", "lfssd_search")
-CLASS_FORGET_LIMIT = 0.02       # class: forget accuracy at most 2%
+CLASS_FORGET_LIMIT = 0.02  # class: forget accuracy at most 2%
 CLASS_RETAIN_DROP_LIMIT = 0.02  # class: retained-class accuracy within 2 points of the original
-SUBJECT_FORGET_LIMIT = 0.02     # subject: forget accuracy within ±2 points of the retrained model
-SUBJECT_MEMBER_LIMIT = 0.05     # subject: member rate within ±0.05 of the retrained model
+SUBJECT_FORGET_LIMIT = 0.02  # subject: forget accuracy within ±2 points of the retrained model
+SUBJECT_MEMBER_LIMIT = 0.05  # subject: member rate within ±0.05 of the retrained model
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str                 # "class" | "subject"
+    kind: str  # "class" | "subject"
     forget_class: int | None = None
     size: int | None = None
 
@@ -58,8 +70,9 @@ class Scenario:
 
 
 def scenarios_of(profile: Profile) -> list[Scenario]:
-    return ([Scenario(f"class-{c}", "class", forget_class=c) for c in profile.forget_classes]
-            + [Scenario(f"subject-{n}", "subject", size=n) for n in profile.subject_sizes])
+    return [Scenario(f"class-{c}", "class", forget_class=c) for c in profile.forget_classes] + [
+        Scenario(f"subject-{n}", "subject", size=n) for n in profile.subject_sizes
+    ]
 
 
 @dataclass
@@ -75,19 +88,41 @@ class SeedContext:
 class Measurer:
     """Accuracies and both membership attacks of one model on one scenario's fixed samples."""
 
-    def __init__(self, split: ForgetSplit, test: SampleSet, scenario: Scenario, *, retain_limit: int | None,
-                 test_limit: int | None, seed: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        split: ForgetSplit,
+        test: SampleSet,
+        scenario: Scenario,
+        *,
+        retain_limit: int | None,
+        test_limit: int | None,
+        seed: int,
+        device: torch.device,
+    ) -> None:
         test = take(test, test_limit, seed=seed)
-        self.sets = {"retain": take(split.retain, retain_limit, seed=seed), "forget": split.forget, "test": test}
+        self.sets = {
+            "retain": take(split.retain, retain_limit, seed=seed),
+            "forget": split.forget,
+            "test": test,
+        }
         self.labels = {name: samples.labels for name, samples in self.sets.items()}
-        self.test_mask = (test.labels != scenario.forget_class if scenario.kind == "class"
-                          else torch.ones(len(test), dtype=torch.bool))
+        self.test_mask = (
+            test.labels != scenario.forget_class
+            if scenario.kind == "class"
+            else torch.ones(len(test), dtype=torch.bool)
+        )
         self.seed, self.device = seed, device
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        logits = {name: predict_logits(model, samples.batches(FORWARD_BATCH_SIZE, with_labels=False),
-                                       device=self.device, progress=False)
-                  for name, samples in self.sets.items()}
+        logits = {
+            name: predict_logits(
+                model,
+                samples.batches(FORWARD_BATCH_SIZE, with_labels=False),
+                device=self.device,
+                progress=False,
+            )
+            for name, samples in self.sets.items()
+        }
         raw = model_metrics(logits, self.labels, test_mask=self.test_mask, seed=self.seed)
         return {
             "retain_accuracy": raw["retain_accuracy"],
@@ -102,29 +137,50 @@ class Measurer:
         }
 
 
-def _dampened(original: nn.Module, full: Importances, forget: Importances, alpha: float,
-              lam: float = 1.0) -> tuple[nn.Module, dict[str, Any]]:
+def _dampened(
+    original: nn.Module, full: Importances, forget: Importances, alpha: float, lam: float = 1.0
+) -> tuple[nn.Module, dict[str, Any]]:
     candidate = copy.deepcopy(original)
     report = dampen(candidate, full, forget, alpha=alpha, lam=lam)
-    return candidate, {"alpha": alpha, "lam": lam, "fraction_dampened": report.fraction,
-                       "selected": report.total_selected}
+    return candidate, {
+        "alpha": alpha,
+        "lam": lam,
+        "fraction_dampened": report.fraction,
+        "selected": report.total_selected,
+    }
 
 
-def _timed_method(fn: Callable[[], tuple[nn.Module, dict[str, Any]]], device: torch.device,
-                  extra_seconds: float = 0.0) -> tuple[nn.Module, dict[str, Any], float]:
+def _timed_method(
+    fn: Callable[[], tuple[nn.Module, dict[str, Any]]], device: torch.device, extra_seconds: float = 0.0
+) -> tuple[nn.Module, dict[str, Any], float]:
     with Stopwatch(device) as watch:
         model, info = fn()
     return model, info, watch.seconds + extra_seconds
 
 
-def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: Any, recipe: Recipe,
-                 full: dict[str, Importances], profile: Profile, device: torch.device,
-                 use_cache: bool) -> tuple[dict[str, Any], Importances, ForgetSplit]:
+def run_scenario(
+    scenario: Scenario,
+    seed: int,
+    *,
+    data: BenchData,
+    original: Any,
+    recipe: Recipe,
+    full: dict[str, Importances],
+    profile: Profile,
+    device: torch.device,
+    use_cache: bool,
+) -> tuple[dict[str, Any], Importances, ForgetSplit]:
     """Every method on one scenario and seed: {method: {metrics..., seconds, info}}."""
     split = scenario.split(data.train, seed)
-    measure = Measurer(split, data.test, scenario, retain_limit=profile.eval_retain_limit,
-                       test_limit=profile.eval_test_limit, seed=seed,
-                       device=device)
+    measure = Measurer(
+        split,
+        data.test,
+        scenario,
+        retain_limit=profile.eval_retain_limit,
+        test_limit=profile.eval_test_limit,
+        seed=seed,
+        device=device,
+    )
     b = profile.importance_batch_size
     rows: dict[str, Any] = {}
 
@@ -135,20 +191,34 @@ def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: An
     retrained = train_or_load(recipe, split.retain, seed=seed, device=device, use_cache=use_cache)
     record("retrained", retrained.model, retrained.seconds, {"cached": retrained.cached})
     del retrained
-    tuned, tuned_s = finetuned(original.model, take(split.retain, profile.finetune_limit, seed=seed),
-                               epochs=profile.finetune_epochs, seed=seed, device=device)
-    record("finetune", tuned, tuned_s, {"epochs": profile.finetune_epochs,
-                                        "samples": min(len(split.retain), profile.finetune_limit or 10**12)})
+    tuned, tuned_s = finetuned(
+        original.model,
+        take(split.retain, profile.finetune_limit, seed=seed),
+        epochs=profile.finetune_epochs,
+        seed=seed,
+        device=device,
+    )
+    record(
+        "finetune",
+        tuned,
+        tuned_s,
+        {
+            "epochs": profile.finetune_epochs,
+            "samples": min(len(split.retain), profile.finetune_limit or 10**12),
+        },
+    )
     del tuned
 
     forget_ssd, ssd_s = d_pass(original.model, split.forget, b, device, method="ssd")
     model, info, seconds = _timed_method(
-        lambda: _dampened(original.model, full["ssd"], forget_ssd, profile.paper_alpha), device, ssd_s)
+        lambda: _dampened(original.model, full["ssd"], forget_ssd, profile.paper_alpha), device, ssd_s
+    )
     record("ssd", model, seconds, info)
 
     forget, forget_s = d_pass(original.model, split.forget, b, device)
     model, info, seconds = _timed_method(
-        lambda: _dampened(original.model, full["lfssd"], forget, profile.paper_alpha), device, forget_s)
+        lambda: _dampened(original.model, full["lfssd"], forget, profile.paper_alpha), device, forget_s
+    )
     record("lfssd_paper", model, seconds, info)
 
     def assd() -> tuple[nn.Module, dict[str, Any]]:
@@ -159,11 +229,24 @@ def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: An
     record("lfssd_assd", model, seconds, info)
 
     def searched() -> tuple[nn.Module, dict[str, Any]]:
-        request = Request(dataset=data.train.name, scenario=scenario.kind, train=data.train, test=data.test,
-                          split=split, forget_class=scenario.forget_class)
+        request = Request(
+            dataset=data.train.name,
+            scenario=scenario.kind,
+            train=data.train,
+            test=data.test,
+            split=split,
+            forget_class=scenario.forget_class,
+        )
         target = make_target(original.model, request, device=str(device), seed=seed)
-        result = search_alpha(original.model, full["lfssd"], forget, target, low=SEARCH_LOW, high=SEARCH_HIGH,
-                              steps=SEARCH_STEPS)
+        result = search_alpha(
+            original.model,
+            full["lfssd"],
+            forget,
+            target,
+            low=SEARCH_LOW,
+            high=SEARCH_HIGH,
+            steps=SEARCH_STEPS,
+        )
         model, info = _dampened(original.model, full["lfssd"], forget, result.alpha or SEARCH_LOW)
         return model, {**info, "found": result.found, "trials": len(result.trials)}
 
@@ -171,12 +254,21 @@ def run_scenario(scenario: Scenario, seed: int, *, data: BenchData, original: An
     record("lfssd_search", model, seconds, info)
     for method in DAMPENING_METHODS:
         rows[method]["info"]["forget_pass_s"] = ssd_s if method == "ssd" else forget_s
-    return {"forget_samples": len(split.forget), "retain_samples": len(split.retain),
-            "eval_samples": {k: len(v) for k, v in measure.sets.items()}, "methods": rows}, forget, split
+    return (
+        {
+            "forget_samples": len(split.forget),
+            "retain_samples": len(split.retain),
+            "eval_samples": {k: len(v) for k, v in measure.sets.items()},
+            "methods": rows,
+        },
+        forget,
+        split,
+    )
 
 
-def run_quality(profile: Profile, data: BenchData, *, device: torch.device,
-                use_cache: bool = True) -> tuple[dict[str, Any], SeedContext]:
+def run_quality(
+    profile: Profile, data: BenchData, *, device: torch.device, use_cache: bool = True
+) -> tuple[dict[str, Any], SeedContext]:
     """All seeds and scenarios; returns the results (per seed and summarised) and seed 0's context."""
     recipe = Recipe(arch=profile.arch, epochs=profile.epochs)
     scenarios = scenarios_of(profile)
@@ -189,15 +281,30 @@ def run_quality(profile: Profile, data: BenchData, *, device: torch.device,
             original = train_or_load(recipe, data.train, seed=seed, device=device, use_cache=use_cache)
             full_lfssd, lfssd_s = d_pass(original.model, data.train, b, device)
             full_ssd, ssd_s = d_pass(original.model, data.train, b, device, method="ssd")
-        setup.append({"seed": seed, "train_seconds": original.seconds, "cached": original.cached,
-                      "d_pass_lfssd_s": lfssd_s, "d_pass_ssd_s": ssd_s})
+        setup.append(
+            {
+                "seed": seed,
+                "train_seconds": original.seconds,
+                "cached": original.cached,
+                "d_pass_lfssd_s": lfssd_s,
+                "d_pass_ssd_s": ssd_s,
+            }
+        )
         full = {"lfssd": full_lfssd, "ssd": full_ssd}
         forgets, splits = {}, {}
         for scenario in scenarios:
             with section(f"quality seed {seed}: {scenario.name}"):
                 result, forgets[scenario.name], splits[scenario.name] = run_scenario(
-                    scenario, seed, data=data, original=original, recipe=recipe, full=full, profile=profile,
-                    device=device, use_cache=use_cache)
+                    scenario,
+                    seed,
+                    data=data,
+                    original=original,
+                    recipe=recipe,
+                    full=full,
+                    profile=profile,
+                    device=device,
+                    use_cache=use_cache,
+                )
             per_seed[scenario.name][str(seed)] = result
         if seed == 0:
             context = SeedContext(original.model, full_lfssd, forgets, splits)
@@ -225,14 +332,27 @@ def summarise(by_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
         gold = [by_seed[s]["methods"]["retrained"] for s in seeds]
         original = [by_seed[s]["methods"]["original"] for s in seeds]
         metrics = {m: mean_std([r.get(m) for r in rows]) for m in METRICS}
-        distance = {m: mean_std([abs(r[m] - g[m]) if r.get(m) is not None and g.get(m) is not None else None
-                                 for r, g in zip(rows, gold, strict=True)])
-                    for m in METRICS if m != "seconds"}
-        drop = {m: mean_std([o[m] - r[m] for r, o in zip(rows, original, strict=True)])
-                for m in ("retain_accuracy", "test_accuracy")}
+        distance = {
+            m: mean_std(
+                [
+                    abs(r[m] - g[m]) if r.get(m) is not None and g.get(m) is not None else None
+                    for r, g in zip(rows, gold, strict=True)
+                ]
+            )
+            for m in METRICS
+            if m != "seconds"
+        }
+        drop = {
+            m: mean_std([o[m] - r[m] for r, o in zip(rows, original, strict=True)])
+            for m in ("retain_accuracy", "test_accuracy")
+        }
         alphas = [r["info"].get("alpha") for r in rows if r["info"].get("alpha") is not None]
-        out[method] = {"metrics": metrics, "distance_to_retrained": distance, "drop_from_original": drop,
-                       "alpha": mean_std(alphas) if alphas else None}
+        out[method] = {
+            "metrics": metrics,
+            "distance_to_retrained": distance,
+            "drop_from_original": drop,
+            "alpha": mean_std(alphas) if alphas else None,
+        }
     return out
 
 
@@ -242,20 +362,41 @@ def check_targets(scenario: Scenario, summary: dict[str, Any]) -> list[dict[str,
     for method in ("finetune", *DAMPENING_METHODS):
         s = summary[method]
         if scenario.kind == "class":
-            checks = [("forget_accuracy", s["metrics"]["forget_accuracy"]["mean"], CLASS_FORGET_LIMIT),
-                      ("retain_accuracy_drop", s["drop_from_original"]["retain_accuracy"]["mean"],
-                       CLASS_RETAIN_DROP_LIMIT),
-                      ("test_accuracy_drop", s["drop_from_original"]["test_accuracy"]["mean"],
-                       CLASS_RETAIN_DROP_LIMIT)]
+            checks = [
+                ("forget_accuracy", s["metrics"]["forget_accuracy"]["mean"], CLASS_FORGET_LIMIT),
+                (
+                    "retain_accuracy_drop",
+                    s["drop_from_original"]["retain_accuracy"]["mean"],
+                    CLASS_RETAIN_DROP_LIMIT,
+                ),
+                (
+                    "test_accuracy_drop",
+                    s["drop_from_original"]["test_accuracy"]["mean"],
+                    CLASS_RETAIN_DROP_LIMIT,
+                ),
+            ]
         else:
             d = s["distance_to_retrained"]
-            checks = [("forget_accuracy_distance", d["forget_accuracy"]["mean"], SUBJECT_FORGET_LIMIT),
-                      ("reference_member_rate_distance", d["reference_member_rate"]["mean"], SUBJECT_MEMBER_LIMIT),
-                      ("calibrated_member_rate_distance", d["calibrated_member_rate"]["mean"],
-                       SUBJECT_MEMBER_LIMIT)]
+            checks = [
+                ("forget_accuracy_distance", d["forget_accuracy"]["mean"], SUBJECT_FORGET_LIMIT),
+                ("reference_member_rate_distance", d["reference_member_rate"]["mean"], SUBJECT_MEMBER_LIMIT),
+                (
+                    "calibrated_member_rate_distance",
+                    d["calibrated_member_rate"]["mean"],
+                    SUBJECT_MEMBER_LIMIT,
+                ),
+            ]
         for criterion, value, limit in checks:
             met = value is not None and value <= limit
-            rows.append({"scenario": scenario.name, "method": method, "criterion": criterion, "value": value,
-                         "limit": limit, "met": met,
-                         "miss_by": 0.0 if met or value is None else value - limit})
+            rows.append(
+                {
+                    "scenario": scenario.name,
+                    "method": method,
+                    "criterion": criterion,
+                    "value": value,
+                    "limit": limit,
+                    "met": met,
+                    "miss_by": 0.0 if met or value is None else value - limit,
+                }
+            )
     return rows

@@ -42,102 +42,169 @@ def _seconds(value: float | None) -> str:
 def _ratio(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value:.3f}×" if value < 10 else f"{value:,.0f}×"
+    if value < 2:
+        return f"{value:.3f}×"
+    return f"{value:.1f}×" if value < 100 else f"{value:,.0f}×"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def _machine_line(result: dict[str, Any]) -> str:
     m = result.get("machine", {})
     gpu = f", {m['gpu']}" if m.get("gpu") else ""
-    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores ({m.get('torch_threads', '?')} torch threads)"
-            f"{gpu}, device `{m.get('device', '?')}`, torch {m.get('torch', '?')}, Python {m.get('python', '?')}")
+    return (
+        f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores ({m.get('torch_threads', '?')} torch threads)"
+        f"{gpu}, device `{m.get('device', '?')}`, torch {m.get('torch', '?')}, Python {m.get('python', '?')}"
+    )
 
 
 def speed_section(speed: dict[str, Any]) -> list[str]:
     h = speed["headline"]
     lines = ["## Speed", "", f"Measured {speed['date']} on {_machine_line(speed)}.", ""]
-    lines += _table(["ratio", "measured", "target", "met"], [
-        [f"`{row['key']}`: {row['what']}", _ratio(h.get(row["key"])), row["target"],
-         "yes" if row.get("met") else "**no**"] for row in speed["targets"]])
+    lines += _table(
+        ["ratio", "measured", "target", "met"],
+        [
+            [
+                f"`{row['key']}`: {row['what']}",
+                _ratio(h.get(row["key"])),
+                row["target"],
+                "yes" if row.get("met") else "**no**",
+            ]
+            for row in speed["targets"]
+        ],
+    )
     r = speed.get("request")
     if r:
-        lines += ["", f"**A request of {r['forget_samples']} forget samples** (`{speed['arch']}`, "
-                  f"|D| = {r['train_samples']:,}, batch size {r['batch_size']}):", ""]
-        lines += _table(["", "seconds"], [
-            ["D pass (full-data importances, once per model version)", _seconds(r["d_pass_s"])],
-            ["cached request, ASSD α: load D + Df pass + α + dampen a copy", _seconds(r["cached_request_s"])],
-            ["… of which: load D / Df pass / dampen a copy",
-             " / ".join(_seconds(r["parts"][k]) for k in ("load_d_s", "forget_pass_s", "dampen_copy_s"))],
-            ["same request recomputing D", _seconds(r["recomputed_request_s"])],
-            [f"cached request with lethe's α search ({r['search_trials']} trials of forward passes)",
-             _seconds(r["search_request_s"])],
-            ["same, recomputing D", _seconds(r["search_recomputed_request_s"])],
-        ])
-        lines += ["", f"With the α search the cached request is {_ratio(r['search_cached_speedup'])} faster "
-                  "than recomputing D (the search's forward passes, not the importances, dominate it)."]
+        lines += [
+            "",
+            f"**A request of {r['forget_samples']} forget samples** (`{speed['arch']}`, "
+            f"|D| = {r['train_samples']:,}, batch size {r['batch_size']}):",
+            "",
+        ]
+        lines += _table(
+            ["", "seconds"],
+            [
+                ["D pass (full-data importances, once per model version)", _seconds(r["d_pass_s"])],
+                [
+                    "cached request, ASSD α: load D + Df pass + α + dampen a copy",
+                    _seconds(r["cached_request_s"]),
+                ],
+                [
+                    "… of which: load D / Df pass / dampen a copy",
+                    " / ".join(
+                        _seconds(r["parts"][k]) for k in ("load_d_s", "forget_pass_s", "dampen_copy_s")
+                    ),
+                ],
+                ["same request recomputing D", _seconds(r["recomputed_request_s"])],
+                [
+                    f"cached request with lethe's α search ({r['search_trials']} trials of forward passes)",
+                    _seconds(r["search_request_s"]),
+                ],
+                ["same, recomputing D", _seconds(r["search_recomputed_request_s"])],
+            ],
+        )
+        lines += [
+            "",
+            f"With the α search the cached request is {_ratio(r['search_cached_speedup'])} faster "
+            "than recomputing D (the search's forward passes, not the importances, dominate it).",
+        ]
     rt = speed.get("retrain")
     if rt:
         m = rt["measured"]
-        lines += ["", f"**Unlearning against retraining from scratch** (recipe: {rt['recipe']}): retraining on "
-                  f"{rt['retrain_samples']:,} images takes {_seconds(rt['retrain_s'])} at the measured training "
-                  f"throughput ({rt['training_seconds_per_1000_sample_epochs']:.2f} s per 1,000 image-epochs, "
-                  "the median over every training of the quality run); the cached request takes "
-                  f"{_seconds(rt['unlearn_assd_s'])} with the ASSD α ({_ratio(rt['speedup_assd'])}) and "
-                  f"{_seconds(rt['unlearn_search_s'])} with the α search ({_ratio(rt['speedup_search'])}). "
-                  f"Measured side by side on the quality run's {m['train_samples']:,}-image slice "
-                  f"({m['scenario']}, mean of {m['seeds']} seed(s)): retraining {_seconds(m['retrain_s'])}, "
-                  f"ASSD request {_seconds(m['unlearn_assd_s'])} ({_ratio(m['speedup_assd'])}), searched "
-                  f"{_seconds(m['unlearn_search_s'])} ({_ratio(m['speedup_search'])})."]
+        lines += [
+            "",
+            f"**Unlearning against retraining from scratch** (recipe: {rt['recipe']}): retraining on "
+            f"{rt['retrain_samples']:,} images takes {_seconds(rt['retrain_s'])} at the measured training "
+            f"throughput ({rt['training_seconds_per_1000_sample_epochs']:.2f} s per 1,000 image-epochs, "
+            "the median over every training of the quality run); the cached request takes "
+            f"{_seconds(rt['unlearn_assd_s'])} with the ASSD α ({_ratio(rt['speedup_assd'])}) and "
+            f"{_seconds(rt['unlearn_search_s'])} with the α search ({_ratio(rt['speedup_search'])}). "
+            f"Measured side by side on the quality run's {m['train_samples']:,}-image slice "
+            f"({m['scenario']}, mean of {m['seeds']} seed(s)): retraining {_seconds(m['retrain_s'])}, "
+            f"ASSD request {_seconds(m['unlearn_assd_s'])} ({_ratio(m['speedup_assd'])}), searched "
+            f"{_seconds(m['unlearn_search_s'])} ({_ratio(m['speedup_search'])}).",
+        ]
     sc = speed.get("scaling")
     if sc:
         fit = sc["fit"]
-        lines += ["", "**D-pass time against |D|** (linear least squares: "
-                  f"{fit['seconds_per_1000_samples']:.2f} s per 1,000 samples + {fit['intercept_s']:.2f} s, "
-                  f"R² = {fit['r2']:.4f}, largest residual {100 * fit['max_relative_residual']:.1f}%):", ""]
-        lines += _table(["|D|", "seconds", "samples/s"],
-                        [[f"{p['samples']:,}", f"{p['seconds']:.2f}", f"{p['samples_per_s']:.0f}"]
-                         for p in sc["points"]])
+        lines += [
+            "",
+            "**D-pass time against |D|** (linear least squares: "
+            f"{fit['seconds_per_1000_samples']:.2f} s per 1,000 samples + {fit['intercept_s']:.2f} s, "
+            f"R² = {fit['r2']:.4f}, largest residual {100 * fit['max_relative_residual']:.1f}%):",
+            "",
+        ]
+        lines += _table(
+            ["|D|", "seconds", "samples/s"],
+            [[f"{p['samples']:,}", f"{p['seconds']:.2f}", f"{p['samples_per_s']:.0f}"] for p in sc["points"]],
+        )
         s = sc["shards"]
-        lines += ["", f"**{s['k']} merged shards against one pass** over {s['samples']:,} samples: max abs "
-                  f"difference {s['max_abs_diff']:.2e} (relative to the largest value {s['max_rel_diff']:.1e}; "
-                  f"bit-identical: {'yes' if s['bit_identical'] else 'no, float rounding'}); shards "
-                  f"{' + '.join(f'{t:.1f}' for t in s['shard_seconds'])} s in sequence, merge "
-                  f"{_seconds(s['merge_seconds'])}, one pass {s['one_pass_seconds']:.1f} s; on {s['k']} "
-                  f"nodes the pass would take {s['parallel_seconds_ideal']:.1f} s."]
+        lines += [
+            "",
+            f"**{s['k']} merged shards against one pass** over {s['samples']:,} samples: max abs "
+            f"difference {s['max_abs_diff']:.2e} (relative to the largest value {s['max_rel_diff']:.1e}; "
+            f"bit-identical: {'yes' if s['bit_identical'] else 'no, float rounding'}); shards "
+            f"{' + '.join(f'{t:.1f}' for t in s['shard_seconds'])} s in sequence, merge "
+            f"{_seconds(s['merge_seconds'])}, one pass {s['one_pass_seconds']:.1f} s; on {s['k']} "
+            f"nodes the pass would take {s['parallel_seconds_ideal']:.1f} s.",
+        ]
     ev = speed.get("evaluation")
     if ev and ev.get("speedup") is not None:
-        lines += ["", f"**Evaluation** of {ev['samples']:,} samples (forward passes, accuracy, both membership "
-                  f"attacks with entropy and loss features): {ev['batched_total_with_mia_s']:.1f} s at batch size "
-                  f"{ev['batch_size']} (forward {ev['batched_forward_s']:.1f} s) against "
-                  f"{ev['bs1_total_with_mia_s_scaled']:.0f} s at batch size 1 (forward measured on "
-                  f"{ev['bs1_measured_samples']:,} samples and scaled): {ev['speedup']:.1f}× "
-                  f"(forward alone {ev['speedup_forward']:.1f}×)."]
+        lines += [
+            "",
+            f"**Evaluation** of {ev['samples']:,} samples (forward passes, accuracy, both membership "
+            f"attacks with entropy and loss features): {ev['batched_total_with_mia_s']:.1f} s at batch size "
+            f"{ev['batch_size']} (forward {ev['batched_forward_s']:.1f} s) against "
+            f"{ev['bs1_total_with_mia_s_scaled']:.0f} s at batch size 1 (forward measured on "
+            f"{ev['bs1_measured_samples']:,} samples and scaled): {ev['speedup']:.1f}× "
+            f"(forward alone {ev['speedup_forward']:.1f}×).",
+        ]
     ov = speed.get("importance_overhead")
     if ov:
-        lines += ["", "**Importance pass against a bare forward+backward** over the same batches (median of "
-                  "interleaved runs):", ""]
-        lines += _table(["model", "batches × size", "bare", "importances", "ratio"], [
-            [row["model"], f"{row['batches']} × {row['batch_size']}", f"{row['bare_seconds_median']:.3f} s",
-             f"{row['importances_seconds_median']:.3f} s", f"{row['ratio']:.3f}"] for row in ov])
+        lines += [
+            "",
+            "**Importance pass against a bare forward+backward** over the same batches (median of "
+            "interleaved runs):",
+            "",
+        ]
+        lines += _table(
+            ["model", "batches × size", "bare", "importances", "ratio"],
+            [
+                [
+                    row["model"],
+                    f"{row['batches']} × {row['batch_size']}",
+                    f"{row['bare_seconds_median']:.3f} s",
+                    f"{row['importances_seconds_median']:.3f} s",
+                    f"{row['ratio']:.3f}",
+                ]
+                for row in ov
+            ],
+        )
     return lines
 
 
 def quality_section(quality: dict[str, Any]) -> list[str]:
     labels = quality["method_labels"]
     recipe = quality["recipe"]
-    lines = ["## Quality against retraining", "",
-             f"Measured {quality['date']} on {_machine_line(quality)}. `{recipe['arch']}` on "
-             f"{quality['data']['train_samples']:,} {quality['data']['dataset']} training images, "
-             f"{recipe['epochs']} epoch(s) per training (AdamW, one-cycle, lr {recipe['lr']}, batch "
-             f"{recipe['batch_size']}); {quality['seeds']} seed(s); mean ± std over seeds. Accuracies and member "
-             "rates in %; in `class` scenarios *test* is the test accuracy on the retained classes. "
-             "*ref MR*: the papers' attack (share of forget samples called member); *cal MR*: the calibrated "
-             "attack's forget member rate (its held-out false-positive rate is the level to reach). *time*: "
-             "training for original/retrained, finetuning, or the request with D importances cached.", ""]
+    lines = [
+        "## Quality against retraining",
+        "",
+        f"Measured {quality['date']} on {_machine_line(quality)}. `{recipe['arch']}` on "
+        f"{quality['data']['train_samples']:,} {quality['data']['dataset']} training images, "
+        f"{recipe['epochs']} epoch(s) per training (AdamW, one-cycle, lr {recipe['lr']}, batch "
+        f"{recipe['batch_size']}); {quality['seeds']} seed(s); mean ± std over seeds. Accuracies and member "
+        "rates in %; in `class` scenarios *test* is the test accuracy on the retained classes. "
+        "*ref MR*: the papers' attack (share of forget samples called member); *cal MR*: the calibrated "
+        "attack's forget member rate (its held-out false-positive rate is the level to reach). *time*: "
+        "training for original/retrained, finetuning, or the request with D importances cached.",
+        "",
+    ]
     for scenario in quality["scenarios"]:
         name = scenario["name"]
         summary = quality["summary"][name]
@@ -148,9 +215,18 @@ def quality_section(quality: dict[str, Any]) -> list[str]:
             s = summary[method]
             m = s["metrics"]
             alpha = _num(s["alpha"], 1) if s.get("alpha") else "–"
-            rows.append([labels[method], _pct(m["retain_accuracy"]), _pct(m["test_accuracy"]),
-                         _pct(m["forget_accuracy"]), _pct(m["reference_member_rate"]),
-                         _pct(m["calibrated_member_rate"]), _num(m["seconds"], 1), alpha])
+            rows.append(
+                [
+                    labels[method],
+                    _pct(m["retain_accuracy"]),
+                    _pct(m["test_accuracy"]),
+                    _pct(m["forget_accuracy"]),
+                    _pct(m["reference_member_rate"]),
+                    _pct(m["calibrated_member_rate"]),
+                    _num(m["seconds"], 1),
+                    alpha,
+                ]
+            )
         lines += _table(["method", "retain", "test", "forget", "ref MR", "cal MR", "time (s)", "α"], rows)
         lines += ["", "Distance to the retrained model (|method − retrained| per seed, in points):", ""]
         rows = []
@@ -158,50 +234,93 @@ def quality_section(quality: dict[str, Any]) -> list[str]:
             if method == "retrained":
                 continue
             d = summary[method]["distance_to_retrained"]
-            rows.append([labels[method], *(_pct(d[k]) for k in ("retain_accuracy", "test_accuracy",
-                                                                "forget_accuracy", "reference_member_rate",
-                                                                "calibrated_member_rate"))])
+            rows.append(
+                [
+                    labels[method],
+                    *(
+                        _pct(d[k])
+                        for k in (
+                            "retain_accuracy",
+                            "test_accuracy",
+                            "forget_accuracy",
+                            "reference_member_rate",
+                            "calibrated_member_rate",
+                        )
+                    ),
+                ]
+            )
         lines += _table(["method", "Δ retain", "Δ test", "Δ forget", "Δ ref MR", "Δ cal MR"], rows)
         lines.append("")
     misses = [t for t in quality["targets"] if not t["met"]]
-    lines += ["### Targets", "",
-              "`class`: forget accuracy ≤ 2%, retain and retained-class test accuracy within 2 points of the "
-              "original. `subject`: forget accuracy within ±2 points and member rates within ±0.05 of the "
-              f"retrained model (means over seeds). {len(quality['targets']) - len(misses)} of "
-              f"{len(quality['targets'])} checks met. Misses:", ""]
-    rows = [[t["scenario"], labels[t["method"]], t["criterion"],
-             "–" if t["value"] is None else f"{100 * t['value']:.1f}", f"{100 * t['limit']:.0f}",
-             "–" if t["value"] is None else f"{100 * t['miss_by']:.1f}"] for t in misses]
-    lines += _table(["scenario", "method", "criterion", "value (pts)", "limit (pts)", "missed by (pts)"], rows)
+    lines += [
+        "### Targets",
+        "",
+        "`class`: forget accuracy ≤ 2%, retain and retained-class test accuracy within 2 points of the "
+        "original. `subject`: forget accuracy within ±2 points and member rates within ±0.05 of the "
+        f"retrained model (means over seeds). {len(quality['targets']) - len(misses)} of "
+        f"{len(quality['targets'])} checks met. Misses:",
+        "",
+    ]
+    rows = [
+        [
+            t["scenario"],
+            labels[t["method"]],
+            t["criterion"],
+            "–" if t["value"] is None else f"{100 * t['value']:.1f}",
+            f"{100 * t['limit']:.0f}",
+            "–" if t["value"] is None else f"{100 * t['miss_by']:.1f}",
+        ]
+        for t in misses
+    ]
+    lines += _table(
+        ["scenario", "method", "criterion", "value (pts)", "limit (pts)", "missed by (pts)"], rows
+    )
     return lines
 
 
 def sweep_section(sweep: dict[str, Any], image: str) -> list[str]:
     rec = sweep["recommendation"]
-    lines = ["## α/λ sensitivity", "", f"![LFSSD sensitivity to α and λ]({image})", "",
-             f"Seed 0's original model; accuracies on up to {sweep['eval_limit']:,} samples per split. "
-             "Largest α (least change) meeting the target at λ=1, per scenario:", ""]
+    lines = [
+        "## α/λ sensitivity",
+        "",
+        f"![LFSSD sensitivity to α and λ]({image})",
+        "",
+        f"Seed 0's original model; accuracies on up to {sweep['eval_limit']:,} samples per split. "
+        "Largest α (least change) meeting the target at λ=1, per scenario:",
+        "",
+    ]
     rows = []
     for name, r in rec["per_scenario"].items():
         best = r["largest_alpha_meeting_target"]
-        rows.append([name, "none in the grid" if best is None else f"{best:g}",
-                     ", ".join(f"{a:g}" for a in r["alphas_meeting_target_at_lam_1"]) or "–",
-                     ", ".join(f"{v:g}" for v in r["lambdas_below_1_meeting_target"]) or "–"])
+        rows.append(
+            [
+                name,
+                "none in the grid" if best is None else f"{best:g}",
+                ", ".join(f"{a:g}" for a in r["alphas_meeting_target_at_lam_1"]) or "–",
+                ", ".join(f"{v:g}" for v in r["lambdas_below_1_meeting_target"]) or "–",
+            ]
+        )
     lines += _table(["scenario", "largest α", "α meeting the target (λ=1)", "λ<1 meeting it at some α"], rows)
     return lines
 
 
 def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
     speed, quality, sweep = (_load(results, n) for n in ("speed.json", "quality.json", "sweep.json"))
-    parts = ["# lethe benchmarks", "",
-             "Generated by `python benchmarks/run.py` from the JSON files in "
-             f"`{image_prefix or '.'}` (last run: `{command}`). Do not edit the tables by hand; the "
-             "discussion between the prose markers is kept.", "",
-             "## How to run", "",
-             "- `make bench` (`python benchmarks/run.py --full`): everything below, ≤ 60 minutes on 2 cores;",
-             "- `make bench-quick` (`--quick`): the same code on a 6,000-image slice, one seed, ≤ 5 minutes, "
-             "results written outside the repository (`--out`, default `.lethe/bench/quick-results`);",
-             "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds.", ""]
+    parts = [
+        "# lethe benchmarks",
+        "",
+        "Generated by `python benchmarks/run.py` from the JSON files in "
+        f"`{image_prefix or '.'}` (last run: `{command}`). Do not edit the tables by hand; the "
+        "discussion between the prose markers is kept.",
+        "",
+        "## How to run",
+        "",
+        "- `make bench` (`python benchmarks/run.py --full`): everything below, ≤ 60 minutes on 2 cores;",
+        "- `make bench-quick` (`--quick`): the same code on a 6,000-image slice, one seed, ≤ 5 minutes, "
+        "results written outside the repository (`--out`, default `.lethe/bench/quick-results`);",
+        "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds.",
+        "",
+    ]
     if quality:
         parts += _design(quality) + [""]
     parts += [PROSE_BEGIN, prose.strip() or DEFAULT_PROSE, PROSE_END, ""]
@@ -214,22 +333,34 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _slice(limit: int | None, what: str) -> str:
+    return f"a fixed {limit:,}-sample slice of {what}" if limit else f"all of {what}"
+
+
 def _design(quality: dict[str, Any]) -> list[str]:
-    p = quality["profile"]
+    p, data = quality["profile"], quality["data"]
+    scenarios = quality["scenarios"]
+    trainings = p["seeds"] * (1 + len(scenarios))
+    train_slice = _slice(p["train_limit"], "the train split")
     return [
-        "## Design (what fits in an hour on 2 cores)", "",
-        f"- Data: Fashion-MNIST (real), {quality['data']['train_samples']:,} training and "
-        f"{quality['data']['test_samples']:,} test images; `{p['arch']}`.",
-        f"- One original model per seed ({p['seeds']} seeds), trained {p['epochs']} epoch(s); its full-data "
-        "importances (LFSSD, and SSD's with labels) are computed **once per seed** and reused by every "
-        "scenario and method — the product's point.",
-        f"- A model retrained from scratch without the forget set per scenario and seed, same recipe "
-        f"({len(quality['scenarios'])} scenarios × {p['seeds']} seeds).",
+        "## Design (what fits in an hour on 2 cores)",
+        "",
+        f"- Data: {data['dataset']} (real images). Models are trained on {train_slice}"
+        f" ({data['train_samples']:,} images, seeded); the speed benchmarks use "
+        f"{data['speed_train_samples']:,} training images; {data['test_samples']:,} test images."
+        + (f" Note: {data['note']}." if data.get("note") else ""),
+        f"- `{p['arch']}`, {p['epochs']} epoch(s) per training: one original per seed ({p['seeds']} seeds) "
+        "and one model retrained from scratch without the forget set per scenario and seed, the same "
+        f"recipe: {trainings} trainings in all — the run's main cost, which is why models train on a slice.",
+        "- The original's full-data importances (LFSSD, and SSD's with labels) are computed **once per "
+        "seed** and reused by every scenario and method, as the product does per model version.",
         f"- Finetune baseline: {p['finetune_epochs']} epoch(s) on "
-        + (f"a {p['finetune_limit']:,}-sample slice of " if p.get("finetune_limit") else "")
-        + "the retain set, lr 1e-3 decaying to 0.",
-        f"- Metrics on a fixed {p['eval_retain_limit']:,}-sample slice of the retain set, the whole forget set "
-        "and the whole test set.",
+        f"{_slice(p['finetune_limit'], 'the retain set')}, lr 1e-3 decaying to 0.",
+        f"- Every model is measured on {_slice(p['eval_retain_limit'], 'the retain set')}, the whole "
+        f"forget set and {_slice(p['eval_test_limit'], 'the test set')}.",
+        "- LFSSD's searched α is lethe's own search (`lethe.steps.unlearn`: bisection on log α in "
+        "[1, 1000], 12 steps, the scenario's forgetting target on fixed 2,000-sample retain/held-out "
+        "slices).",
         "- Trained models are cached under `.lethe/bench/models/` keyed by recipe, seed and the exact "
         "training data, so a rerun reuses them (and the training time measured when they were trained).",
     ]

@@ -35,32 +35,69 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RESULTS = BENCH_DIR / "results"
 
 TARGETS = [
-    {"key": "importance_overhead_ratio", "what": "importance pass / bare forward+backward", "target": "≤ 1.05",
-     "check": lambda v: v <= 1.05},
-    {"key": "cached_speedup", "what": "request recomputing D / request with D cached", "target": "≥ 100×",
-     "check": lambda v: v >= 100},
-    {"key": "retrain_speedup", "what": "retraining from scratch / unlearning (ASSD α)", "target": "≥ 1,000×",
-     "check": lambda v: v >= 1000},
-    {"key": "eval_speedup", "what": "batched evaluation / batch-size-1 evaluation", "target": "≥ 20×",
-     "check": lambda v: v >= 20},
+    {
+        "key": "importance_overhead_ratio",
+        "what": "importance pass / bare forward+backward",
+        "target": "≤ 1.05",
+        "check": lambda v: v <= 1.05,
+    },
+    {
+        "key": "cached_speedup",
+        "what": "request recomputing D / request with D cached",
+        "target": "≥ 100×",
+        "check": lambda v: v >= 100,
+    },
+    {
+        "key": "retrain_speedup",
+        "what": "retraining from scratch / unlearning (ASSD α)",
+        "target": "≥ 1,000×",
+        "check": lambda v: v >= 1000,
+    },
+    {
+        "key": "eval_speedup",
+        "what": "batched evaluation / batch-size-1 evaluation",
+        "target": "≥ 20×",
+        "check": lambda v: v >= 20,
+    },
 ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="profile", action="store_const", const="quick",
-                      help="CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)")
+    size.add_argument(
+        "--quick",
+        dest="profile",
+        action="store_const",
+        const="quick",
+        help="CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)",
+    )
     size.add_argument("--smoke", dest="profile", action="store_const", const="smoke", help=argparse.SUPPRESS)
-    size.add_argument("--full", dest="profile", action="store_const", const="full",
-                      help="the published run (≤ 60 min on 2 cores); the default")
+    size.add_argument(
+        "--full",
+        dest="profile",
+        action="store_const",
+        const="full",
+        help="the published run (≤ 60 min on 2 cores); the default",
+    )
     parser.set_defaults(profile="full")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="result folder (default: benchmarks/results for --full, "
-                             "LETHE_HOME/bench/quick-results for --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result folder (default: benchmarks/results for --full, "
+        "LETHE_HOME/bench/quick-results for --quick)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seeds", type=int, default=None, help="override the profile's number of seeds")
-    parser.add_argument("--no-cache", action="store_true", help="retrain every model, ignoring the model cache")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="retrain every model, ignoring the model cache"
+    )
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="only regenerate the README tables from the JSON files already in --out",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,15 +105,17 @@ def default_out(profile: str) -> Path:
     return DEFAULT_RESULTS if profile == "full" else settings().home / "bench" / "quick-results"
 
 
-def evaluation_speed(profile: Profile, data: BenchData, model: torch.nn.Module,
-                     device: torch.device) -> dict[str, Any]:
+def evaluation_speed(
+    profile: Profile, data: BenchData, model: torch.nn.Module, device: torch.device
+) -> dict[str, Any]:
     """Batched evaluation (MIA included) against batch-size-1: benchmarks/eval_speed.py."""
     try:
         from benchmarks import eval_speed
     except ImportError:
         return {"skipped": "benchmarks/eval_speed.py is missing", "speedup": None}
-    return eval_speed.run(model=model, train=data.speed_train, test=data.test, device=device,
-                          quick=profile.name == "quick")
+    return eval_speed.run(
+        model=model, train=data.speed_train, test=data.test, device=device, quick=profile.name != "full"
+    )
 
 
 def training_throughput(quality: dict[str, Any]) -> float:
@@ -117,12 +156,18 @@ def retrain_ratio(quality: dict[str, Any], request: dict[str, Any]) -> dict[str,
         "speedup_assd": full_retrain / request["cached_request_s"],
         "speedup_search": full_retrain / request["search_request_s"],
         "measured": {
-            "scenario": name, "train_samples": quality["data"]["train_samples"],
+            "scenario": name,
+            "train_samples": quality["data"]["train_samples"],
             "seeds": summary["retrained"]["metrics"]["seconds"]["n"],
-            "retrain_s": retrain, "unlearn_assd_s": assd, "unlearn_search_s": search,
-            "speedup_assd": retrain / assd, "speedup_search": retrain / search,
-            "retrain_cached": any(seed["methods"]["retrained"]["info"].get("cached")
-                                  for seed in quality["per_seed"][name].values()),
+            "retrain_s": retrain,
+            "unlearn_assd_s": assd,
+            "unlearn_search_s": search,
+            "speedup_assd": retrain / assd,
+            "speedup_search": retrain / search,
+            "retrain_cached": any(
+                seed["methods"]["retrained"]["info"].get("cached")
+                for seed in quality["per_seed"][name].values()
+            ),
         },
     }
 
@@ -134,21 +179,41 @@ def main(argv: list[str] | None = None) -> int:
     out = (args.out or default_out(args.profile)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if args.readme_only:
+        print(f"written: {write_readme(out, command)}")
+        return 0
     started = time.perf_counter()
     info = {"machine": machine(device), "date": now(), "profile": profile.to_dict(), "command": command}
     print(f"lethe benchmarks ({profile.name}) → {out}", flush=True)
 
-    data = load_bench_data(profile.dataset, profile.train_limit, profile.speed_train_limit,
-                           fallback="digits" if profile.name == "quick" else None)
-    data_info = {"dataset": data.train.name, "train_samples": len(data.train), "test_samples": len(data.test),
-                 "speed_train_samples": len(data.speed_train), "note": data.note}
+    data = load_bench_data(
+        profile.dataset,
+        profile.train_limit,
+        profile.speed_train_limit,
+        fallback="digits" if profile.name == "quick" else None,
+    )
+    data_info = {
+        "dataset": data.train.name,
+        "train_samples": len(data.train),
+        "test_samples": len(data.test),
+        "speed_train_samples": len(data.speed_train),
+        "note": data.note,
+    }
 
     from benchmarks.engine_speed import importance_overhead
 
     with section("speed: importance pass vs bare forward+backward"):
         shape = (data.train.in_channels, *data.train.image_size)
-        overhead = [importance_overhead(profile.arch, shape, profile.overhead_batches,
-                                        profile.importance_batch_size, profile.overhead_repeats, device)]
+        overhead = [
+            importance_overhead(
+                profile.arch,
+                shape,
+                profile.overhead_batches,
+                profile.importance_batch_size,
+                profile.overhead_repeats,
+                device,
+            )
+        ]
 
     with section("quality"):
         quality, context = run_quality(profile, data, device=device, use_cache=not args.no_cache)
@@ -156,13 +221,25 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "quality.json", quality)
 
     with section("speed: request latency (cached vs recomputed D)"):
-        request = speed.request_latency(context.original, data.speed_train, data.test, size=profile.request_size,
-                                        batch_size=profile.importance_batch_size,
-                                        repeats=profile.latency_repeats, device=device,
-                                        paper_alpha=profile.paper_alpha)
+        request = speed.request_latency(
+            context.original,
+            data.speed_train,
+            data.test,
+            size=profile.request_size,
+            batch_size=profile.importance_batch_size,
+            repeats=profile.latency_repeats,
+            device=device,
+            paper_alpha=profile.paper_alpha,
+        )
     with section("speed: D-pass scaling and merged shards"):
-        scaling = speed.scaling(context.original, data.speed_train, sizes=profile.scaling_sizes,
-                                batch_size=profile.importance_batch_size, shards=profile.shards, device=device)
+        scaling = speed.scaling(
+            context.original,
+            data.speed_train,
+            sizes=profile.scaling_sizes,
+            batch_size=profile.importance_batch_size,
+            shards=profile.shards,
+            device=device,
+        )
     with section("speed: evaluation throughput"):
         evaluation = evaluation_speed(profile, data, context.original, device)
     retrain = retrain_ratio(quality, request)
@@ -172,11 +249,28 @@ def main(argv: list[str] | None = None) -> int:
         "retrain_speedup": retrain["speedup_assd"],
         "eval_speedup": evaluation.get("speedup"),
     }
-    targets = [{"key": t["key"], "what": t["what"], "target": t["target"],
-                "met": headline[t["key"]] is not None and bool(t["check"](headline[t["key"]]))} for t in TARGETS]
-    speed_result = {**info, "data": data_info, "arch": profile.arch, **headline, "headline": headline,
-                    "targets": targets, "importance_overhead": overhead, "request": request, "retrain": retrain,
-                    "scaling": scaling, "evaluation": evaluation}
+    targets = [
+        {
+            "key": t["key"],
+            "what": t["what"],
+            "target": t["target"],
+            "met": headline[t["key"]] is not None and bool(t["check"](headline[t["key"]])),
+        }
+        for t in TARGETS
+    ]
+    speed_result = {
+        **info,
+        "data": data_info,
+        "arch": profile.arch,
+        **headline,
+        "headline": headline,
+        "targets": targets,
+        "importance_overhead": overhead,
+        "request": request,
+        "retrain": retrain,
+        "scaling": scaling,
+        "evaluation": evaluation,
+    }
     write_json(out / "speed.json", speed_result)
 
     with section("α/λ sensitivity sweep"):
@@ -186,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
 
     write_readme(out, command)
     total = time.perf_counter() - started
-    print(f"done in {total / 60:.1f} min; headline: " +
-          ", ".join(f"{k}={v:.3g}" for k, v in headline.items() if v is not None), flush=True)
+    print(
+        f"done in {total / 60:.1f} min; headline: "
+        + ", ".join(f"{k}={v:.3g}" for k, v in headline.items() if v is not None),
+        flush=True,
+    )
     return 0
 
 

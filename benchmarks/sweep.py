@@ -30,13 +30,17 @@ RETAIN_DROP_LIMIT = 0.02
 
 
 def _lambdas_for(scenario: Scenario, scenarios: list[Scenario], profile: Profile) -> tuple[float, ...]:
-    firsts = {next(s.name for s in scenarios if s.kind == kind) for kind in ("class", "subject")
-              if any(s.kind == kind for s in scenarios)}
+    firsts = {
+        next(s.name for s in scenarios if s.kind == kind)
+        for kind in ("class", "subject")
+        if any(s.kind == kind for s in scenarios)
+    }
     return profile.sweep_lambdas if scenario.name in firsts else (1.0,)
 
 
-def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
-              device: torch.device) -> dict[str, Any]:
+def run_sweep(
+    profile: Profile, data: BenchData, context: SeedContext, *, device: torch.device
+) -> dict[str, Any]:
     scenarios = scenarios_of(profile)
     limit = profile.sweep_eval_limit
     test = take(data.test, limit, seed=0)
@@ -45,22 +49,32 @@ def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
         split = context.splits[scenario.name]
         forget = take(split.forget, limit, seed=0)
         retain = take(split.retain, limit, seed=0)
-        test_mask = (test.labels != scenario.forget_class if scenario.kind == "class"
-                     else torch.ones(len(test), dtype=torch.bool))
+        test_mask = (
+            test.labels != scenario.forget_class
+            if scenario.kind == "class"
+            else torch.ones(len(test), dtype=torch.bool)
+        )
 
-        def measure(model: torch.nn.Module, forget=forget, retain=retain, test_mask=test_mask,
-                    kind=scenario.kind) -> dict[str, float]:
-            logits = {name: predict_logits(model, s.batches(FORWARD_BATCH_SIZE, with_labels=False),
-                                           device=device, progress=False)
-                      for name, s in (("forget", forget), ("retain", retain), ("test", test))}
-            row = {"forget_accuracy": accuracy(logits["forget"], forget.labels),
-                   "retain_accuracy": accuracy(logits["retain"], retain.labels),
-                   "test_accuracy": accuracy(logits["test"][test_mask], test.labels[test_mask])}
+        def measure(
+            model: torch.nn.Module, forget=forget, retain=retain, test_mask=test_mask, kind=scenario.kind
+        ) -> dict[str, float]:
+            logits = {
+                name: predict_logits(
+                    model, s.batches(FORWARD_BATCH_SIZE, with_labels=False), device=device, progress=False
+                )
+                for name, s in (("forget", forget), ("retain", retain), ("test", test))
+            }
+            row = {
+                "forget_accuracy": accuracy(logits["forget"], forget.labels),
+                "retain_accuracy": accuracy(logits["retain"], retain.labels),
+                "test_accuracy": accuracy(logits["test"][test_mask], test.labels[test_mask]),
+            }
             if kind == "subject":
                 features = {k: entropy(v)[:, None].double().numpy() for k, v in logits.items()}
                 features["test"] = features["test"][test_mask.numpy()]
-                row["member_rate_gap"] = calibrated_gap(features["retain"], features["test"], features["forget"],
-                                                        seed=0, bootstrap=0)[2]
+                row["member_rate_gap"] = calibrated_gap(
+                    features["retain"], features["test"], features["forget"], seed=0, bootstrap=0
+                ).gap
             return row
 
         base = measure(context.original)
@@ -69,12 +83,28 @@ def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
             for alpha in profile.sweep_alphas:
                 candidate = copy.deepcopy(context.original)
                 report = dampen(candidate, context.full, context.forget[scenario.name], alpha=alpha, lam=lam)
-                points.append({"alpha": float(alpha), "lam": lam, "fraction_dampened": report.fraction,
-                               **measure(candidate)})
-        results[scenario.name] = {"kind": scenario.kind, "original": base, "points": points,
-                                  "forget_samples": len(forget), "eval_samples": len(retain)}
-    return {"alphas": list(profile.sweep_alphas), "lambdas": list(profile.sweep_lambdas),
-            "eval_limit": limit, "scenarios": results, "recommendation": recommend(results)}
+                points.append(
+                    {
+                        "alpha": float(alpha),
+                        "lam": lam,
+                        "fraction_dampened": report.fraction,
+                        **measure(candidate),
+                    }
+                )
+        results[scenario.name] = {
+            "kind": scenario.kind,
+            "original": base,
+            "points": points,
+            "forget_samples": len(forget),
+            "eval_samples": len(retain),
+        }
+    return {
+        "alphas": list(profile.sweep_alphas),
+        "lambdas": list(profile.sweep_lambdas),
+        "eval_limit": limit,
+        "scenarios": results,
+        "recommendation": recommend(results),
+    }
 
 
 def recommend(results: dict[str, Any]) -> dict[str, Any]:
@@ -94,9 +124,11 @@ def recommend(results: dict[str, Any]) -> dict[str, Any]:
         at_one = [p for p in r["points"] if p["lam"] == 1.0]
         good = [p["alpha"] for p in at_one if ok(p)]
         lower_lam_good = sorted({p["lam"] for p in r["points"] if p["lam"] < 1.0 and ok(p)})
-        per_scenario[name] = {"alphas_meeting_target_at_lam_1": good,
-                              "largest_alpha_meeting_target": max(good) if good else None,
-                              "lambdas_below_1_meeting_target": lower_lam_good}
+        per_scenario[name] = {
+            "alphas_meeting_target_at_lam_1": good,
+            "largest_alpha_meeting_target": max(good) if good else None,
+            "lambdas_below_1_meeting_target": lower_lam_good,
+        }
     largest = [v["largest_alpha_meeting_target"] for v in per_scenario.values()]
     found = [a for a in largest if a is not None]
     return {
@@ -120,7 +152,9 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
             pts = sorted((p for p in r["points"] if p["lam"] == lam), key=lambda p: p["alpha"])
             a = [p["alpha"] for p in pts]
             color = colors[k % len(colors)]
-            ax.plot(a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color, label=f"forget, λ={lam:g}")
+            ax.plot(
+                a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color, label=f"forget, λ={lam:g}"
+            )
             ax.plot(a, [p["retain_accuracy"] for p in pts], "--", color=color, label=f"retain, λ={lam:g}")
             if r["kind"] == "subject":
                 ax.plot(a, [p["member_rate_gap"] for p in pts], ":", color=color, label=f"MIA gap, λ={lam:g}")
@@ -131,7 +165,7 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"{name} ({r['forget_samples']} forget samples)")
         ax.legend(fontsize=6, loc="lower right")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes[0][0].set_ylabel("accuracy / member-rate gap")
     fig.suptitle("LFSSD sensitivity to α and λ (seed 0; dotted vertical: the paper's α=10)", fontsize=10)

@@ -41,8 +41,9 @@ def take(samples: SampleSet, limit: int | None, *, seed: int) -> SampleSet:
     return samples.subset(chosen)
 
 
-def load_bench_data(dataset: str, train_limit: int | None, speed_train_limit: int | None, *,
-                    fallback: str | None = None) -> BenchData:
+def load_bench_data(
+    dataset: str, train_limit: int | None, speed_train_limit: int | None, *, fallback: str | None = None
+) -> BenchData:
     """The splits; with `fallback`, a missing data set is replaced (and the swap recorded)."""
     try:
         train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
@@ -83,12 +84,19 @@ def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[An
     return result, watch.seconds
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device | None = None) -> dict[str, Any]:
+def median_seconds(
+    fn: Callable[[], Any], repeats: int, device: torch.device | None = None, *, warm_up: bool = True
+) -> dict[str, Any]:
     """Median, min and max of `repeats` timed calls (after one untimed warm-up call)."""
-    fn()
+    if warm_up:
+        fn()
     times = [timed(fn, device)[1] for _ in range(repeats)]
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": repeats}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "repeats": repeats,
+    }
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -123,7 +131,7 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def jsonable(value: Any) -> Any:

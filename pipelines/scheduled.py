@@ -32,6 +32,7 @@ def scheduled_deletion_pipeline(
     alpha: str = "search",
     lam: float = 1.0,
     thresholds: str = "",
+    refresh: bool = True,
 ) -> None:
     """Empty `dataset`/`model_name` mean the champion's own data set and LETHE_MODEL_NAME;
     `max_requests` 0 takes every pending request; `alpha` is a number or `search`."""
@@ -46,4 +47,4 @@ def scheduled_deletion_pipeline(
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,
                                 batch_size=batch_size, method=method, alpha=alpha, lam=lam,
-                                thresholds=thresholds)
+                                thresholds=thresholds, refresh=refresh)

@@ -30,6 +30,7 @@ def forget_and_register(
     alpha: str,
     lam: float,
     thresholds: str,
+    refresh: dsl.PipelineChannel,
 ) -> PipelineTask:
     """Add the forgetting stages; returns the register task (its output: the decision)."""
     importances = compute_importances(model=parent, dataset=dataset, batch_size=batch_size, method=method)
@@ -49,8 +50,10 @@ def forget_and_register(
                                    model_name=model_name)
     configure(registered, needs="registry", cache=False, display_name="register + gate")
 
-    with dsl.If(registered.outputs["Output"] == "pass", name="new-champion"):
-        refresh = refresh_importances(model=candidate.outputs["candidate"], dataset=dataset,
-                                      batch_size=batch_size, method=method)
-        configure(refresh, needs="storage", cache=False, display_name="importances of the new champion")
+    # A new champion's importances are computed now (refresh) or by the next run that needs them.
+    with dsl.If(registered.outputs["Output"] == "pass", name="new-champion"), \
+            dsl.If(refresh == True, name="refresh"):  # noqa: E712 (builds a KFP condition, not a bool)
+        refreshed = refresh_importances(model=candidate.outputs["candidate"], dataset=dataset,
+                                        batch_size=batch_size, method=method)
+        configure(refreshed, needs="storage", cache=False, display_name="importances of the new champion")
     return registered

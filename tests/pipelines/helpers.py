@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +15,27 @@ ENVIRONMENT = ("LETHE_LEDGER_URL", "LETHE_TRACKING_URI", "MLFLOW_TRACKING_URI", 
                "LETHE_SUBJECT_KEY", "LETHE_MODEL_NAME", "LETHE_DATA_DIR")
 
 
+_template: list[Path] = []
+
+
+def _empty_mlflow_db() -> Path:
+    """An MLflow SQLite database with its schema in place, made once per test session: creating
+    the schema takes seconds, copying the file milliseconds."""
+    if not _template:
+        from mlflow import MlflowClient
+
+        path = Path(tempfile.mkdtemp(prefix="lethe-mlflow-template-")) / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+        _template.append(path)
+    return _template[0]
+
+
 @contextmanager
 def lethe_home(root: Path) -> Iterator[Path]:
     """LETHE_HOME=root with the embedded defaults (SQLite ledger and MLflow, local artifacts); the
     environment is inherited by kfp.local's task subprocesses."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_mlflow_db(), root / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         for name in ENVIRONMENT:
             patch.delenv(name, raising=False)

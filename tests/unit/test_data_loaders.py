@@ -92,13 +92,11 @@ def test_wrong_data_dir(tmp_path: Path) -> None:
 
 
 def test_offline_without_files_says_how_to_get_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.datasets
-
     def offline(*args: object, **kwargs: object) -> None:
-        raise OSError("network unreachable")
+        raise OSError("network unreachable")  # what torchvision's download raises offline
 
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    monkeypatch.setattr(fm, "_torchvision_dataset", lambda: offline)
     monkeypatch.delenv("LETHE_DATA_DIR", raising=False)
     monkeypatch.setenv("LETHE_HOME", str(tmp_path / "home"))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist.*--data-dir"):

@@ -47,7 +47,9 @@ def test_spec_is_recorded_and_seeding_reproduces_weights() -> None:
     a = build_model("convnet", num_classes=4, in_channels=3, width=8)
     torch.manual_seed(3)
     b = build_model("convnet", num_classes=4, in_channels=3, width=8)
-    assert model_spec(a) == {"arch": "convnet", "num_classes": 4, "in_channels": 3, "arch_kwargs": {"width": 8}}
+    kwargs = {"width": 8, "hidden": 128, "dropout": 0.25}  # defaults recorded too
+    expected = {"arch": "convnet", "num_classes": 4, "in_channels": 3, "arch_kwargs": kwargs}
+    assert model_spec(a) == expected
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert set(ARCHS) == {"convnet", "resnet18-cifar", "resnet18", "vit_b_16"}
 

@@ -209,3 +209,14 @@ def test_an_unreachable_server_is_a_quick_registry_error() -> None:
     with pytest.raises(RegistryError, match="cannot reach the MLflow server"):
         Registry("http://127.0.0.1:9", "m")
     assert time.monotonic() - start < 10
+
+
+def test_many_params_and_metrics_are_logged_in_batches(registry: Registry, model_dir: Path) -> None:
+    params = {f"p{i:03d}": i for i in range(150)}
+    metrics = {f"m{i:04d}": i / 7 for i in range(1200)}
+    info = register(registry, model_dir, passed=True, params=params, metrics=metrics)
+    data = registry.client.get_run(info.run_id).data
+    logged = {k: v for k, v in data.params.items() if k.startswith("p")}
+    assert logged == {k: str(v) for k, v in params.items()}
+    assert {k: v for k, v in data.metrics.items() if k.startswith("m")} == pytest.approx(metrics)
+    assert data.tags["mlflow.note.content"] == info.description

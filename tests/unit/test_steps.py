@@ -166,7 +166,8 @@ def test_collect_resolves_subjects_and_fails_what_it_cannot(home, tmp_path, digi
     now = states()
     assert (now[whole], now[some], now[bad_ids], now[unknown]) == ("in_progress", "in_progress", "failed",
                                                                    "failed")
-    assert "subject" not in json.dumps(spec.__dict__).replace("num_subjects", "")  # no subject ids
+    text = (tmp_path / "f" / "forget.json").read_text()
+    assert not any(subject in text for subject in ("subject-00007", "someone", "nobody"))
     # A retried collect in the same run finds its own claim again.
     again = collect_requests("run-1", forget_path=tmp_path / "f2", model_dir=tmp_path / "m2")
     assert sorted(again["request_ids"]) == sorted([whole, some])
@@ -184,7 +185,8 @@ def _claimed(run_id: str, subjects: list[str]) -> list[str]:
 
 def _outcome(decision: str, ids: list[str]) -> dict:
     return {"decision": decision, "version": "7", "model_name": "m", "request_ids": ids,
-            "gate": {"decision": "review" if decision == "review" else "pass", "reasons": ["too much damage"]},
+            "gate": {"decision": "review" if decision == "review" else "pass",
+                     "reasons": ["too much damage"]},
             "metrics": {"test_accuracy": 0.9}, "algorithm": "lfssd", "parameters": {"alpha": 10.0}}
 
 

@@ -107,7 +107,7 @@ def test_cli_trains_the_gold_standard_without_the_forget_set(
     assert 0.0 <= record["test_accuracy"] <= 1.0 and record["epochs"] == 1
     model, card = load_model(out)
     assert card.fingerprint == record["fingerprint"] and card.extra["excluded"] == len(excluded)
-    assert card.arch_kwargs == {"width": 4} and card.dataset == "digits"
+    assert card.arch_kwargs["width"] == 4 and card.dataset == "digits"
     assert "test accuracy" in capsys.readouterr().out
 
     # --model may name a model directory: its architecture, fresh weights
@@ -115,7 +115,8 @@ def test_cli_trains_the_gold_standard_without_the_forget_set(
     code_dir = main(["train", "--dataset", "digits", "--model", str(again), "--epochs", "1", "--batch-size",
                      "64", "--out", str(tmp_path / "from-dir"), "--no-progress", "--device", "cpu"])
     assert code == code_dir == 0
-    assert read_card(tmp_path / "from-dir").fingerprint == read_card(again).fingerprint  # same seed, same arch
+    # same seed, same architecture: the same weights
+    assert read_card(tmp_path / "from-dir").fingerprint == read_card(again).fingerprint
 
 
 @pytest.mark.parametrize(("args", "message"), [

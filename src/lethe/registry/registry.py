@@ -367,6 +367,8 @@ class Registry:
         for key in numeric:
             guard.check_text(key, f"the metric '{key}'")
         guard.check_text(description, "the description")
+        run_name = run_name or f"{scenario}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        guard.check_text(run_name, "the run name")
         guard.check_files([model_dir, *evidence_paths])
 
         with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
@@ -376,7 +378,6 @@ class Registry:
                 copy = shutil.copytree if path.is_dir() else shutil.copy2
                 copy(path, evidence_dir / path.name)
             (evidence_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
-            run_name = run_name or f"{scenario}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
             return self._log_and_register(model_dir, evidence_dir, flat_params, numeric, tags, description,
                                           promote, run_name)
 

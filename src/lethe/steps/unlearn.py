@@ -162,8 +162,7 @@ def unlearn(
     request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
                               forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
                               data_dir=data_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first file written: refused input leaves nothing behind
 
     full, importances_info = _full_importances(model, request, importances, batch_size, out, device, progress)
     forget = compute_importances(model, request.split.forget.batches(full.batch_size, with_labels=False),

@@ -1,0 +1,97 @@
+"""The benchmark harness's own logic: shard ranges, merged shards, summaries, targets, the README."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import readme
+from benchmarks.quality import METHODS, Scenario, check_targets, summarise
+from benchmarks.run import DEFAULT_RESULTS, default_out, parse_args
+from benchmarks.speed import _batch_aligned_shards, scaling
+from benchmarks.workbench import mean_std, take
+from lethe.data import load_dataset
+from lethe.models import build_model
+
+
+@pytest.mark.parametrize(("n", "batch", "shards"), [(1000, 128, 4), (300, 32, 3), (64, 32, 5)])
+def test_shards_are_contiguous_whole_batches(n: int, batch: int, shards: int) -> None:
+    ranges = _batch_aligned_shards(n, batch, shards)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    for (_, stop), (start, _) in zip(ranges, ranges[1:], strict=False):
+        assert stop == start and start % batch == 0
+    assert len(ranges) == min(shards, -(-n // batch))
+
+
+@pytest.fixture
+def one_thread():
+    # A tiny model gains nothing from threads, and on a busy 2-core runner they only wait on each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_merged_shards_match_one_pass_and_time_is_fitted(one_thread) -> None:
+    torch.manual_seed(0)
+    digits = take(load_dataset("digits", "train"), 256, seed=0)
+    model = build_model("convnet", num_classes=10, in_channels=1, width=4, hidden=16).eval()
+    result = scaling(model, digits, sizes=(64, 128, 256), batch_size=32, shards=3, device=torch.device("cpu"))
+    shards = result["shards"]
+    assert [p["samples"] for p in result["points"]] == [64, 128, 256]
+    assert shards["k"] == 3 and shards["num_batches"]["merged"] == shards["num_batches"]["one_pass"] == 8
+    assert shards["max_rel_diff"] < 1e-5 and shards["allclose_rtol_1e-5"]
+    assert set(result["fit"]) >= {"seconds_per_1000_samples", "intercept_s", "r2"}
+
+
+def _row(forget: float, member: float, seconds: float = 1.0, alpha: float | None = None) -> dict:
+    metrics = dict.fromkeys(("retain_accuracy", "test_accuracy"), 0.9)
+    metrics.update(forget_accuracy=forget, forgotten_class_test_accuracy=None, reference_member_rate=member,
+                   calibrated_member_rate=member, holdout_member_rate=0.5, member_rate_gap=member - 0.5,
+                   loss_member_rate_gap=0.0)
+    return {**metrics, "seconds": seconds, "info": {"alpha": alpha} if alpha else {}}
+
+
+def test_distance_to_retrained_is_per_seed_and_targets_report_the_miss() -> None:
+    by_seed = {}
+    for seed, (gold, ours) in enumerate([(0.90, 0.95), (0.80, 0.79)]):
+        methods = {m: _row(0.5, 0.5) for m in METHODS}
+        methods["retrained"] = _row(gold, 0.50)
+        methods["lfssd_search"] = _row(ours, 0.60, alpha=12.0)
+        by_seed[str(seed)] = {"methods": methods}
+    summary = summarise(by_seed)
+    distance = summary["lfssd_search"]["distance_to_retrained"]["forget_accuracy"]
+    assert distance["mean"] == pytest.approx((0.05 + 0.01) / 2) and distance["n"] == 2
+    assert summary["lfssd_search"]["alpha"]["mean"] == pytest.approx(12.0)
+    rows = {(r["method"], r["criterion"]): r for r in check_targets(Scenario("subject-100", "subject", size=100),
+                                                                     summary)}
+    forget = rows[("lfssd_search", "forget_accuracy_distance")]
+    assert not forget["met"] and forget["miss_by"] == pytest.approx(0.03 - 0.02)
+    member = rows[("lfssd_search", "reference_member_rate_distance")]
+    assert not member["met"] and member["miss_by"] == pytest.approx(0.10 - 0.05)
+
+
+def test_mean_std_skips_missing_values() -> None:
+    assert mean_std([1.0, None, 3.0, float("nan")]) == {"mean": 2.0, "std": pytest.approx(2**0.5), "n": 2}
+    assert mean_std([None])["mean"] is None
+
+
+def test_readme_regeneration_keeps_the_prose(tmp_path) -> None:
+    target = tmp_path / "README.md"
+    readme.write_readme(tmp_path, target, "", "cmd")
+    text = target.read_text()
+    assert readme.PROSE_BEGIN in text and readme.DEFAULT_PROSE in text
+    target.write_text(text.replace(readme.DEFAULT_PROSE, "LFSSD misses class 9 by 3 points."))
+    (tmp_path / "unrelated.json").write_text(json.dumps({}))
+    readme.write_readme(tmp_path, target, "", "cmd again")
+    regenerated = target.read_text()
+    assert "LFSSD misses class 9 by 3 points." in regenerated and "cmd again" in regenerated
+
+
+def test_quick_run_never_writes_the_published_results() -> None:
+    assert parse_args(["--quick"]).profile == "quick"
+    assert parse_args([]).profile == "full"
+    assert default_out("full") == DEFAULT_RESULTS
+    assert default_out("quick").resolve() != DEFAULT_RESULTS.resolve()

@@ -1,0 +1,167 @@
+"""Each KFP component's python_func (its body as it runs in the container) on digits, in process.
+
+The chain prepare → importances → unlearn → evaluate → register shares module-scoped artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Metrics, Model
+
+import components
+from lethe.models import read_card
+from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
+
+SUBJECTS = ["subject-00001", "subject-00002"]
+
+
+def _artifact(kind: type, path: Path) -> Artifact:
+    return kind(name=path.name, uri=str(path), metadata={})
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, digits_convnet_dir: Path):
+    with lethe_home(tmp_path_factory.mktemp("components") / "lethe") as root:
+        register_champion(digits_convnet_dir)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def prepared(home: Path) -> dict:
+    work = home / "work"
+    forget, parent = _artifact(Artifact, work / "forget"), _artifact(Model, work / "parent")
+    count = components.prepare_request.python_func(
+        model="champion", dataset="", forget_ids=[], forget_subjects=SUBJECTS, forget_class=-1,
+        scenario="subject", subject_map="", forget=forget, parent=parent)
+    return {"count": count, "forget": forget, "parent": parent}
+
+
+@pytest.fixture(scope="module")
+def importances(home: Path, prepared: dict) -> dict:
+    out = _artifact(Artifact, home / "work" / "importances")
+    cached = components.compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
+                                                        method="lfssd", importances=out)
+    return {"cached": cached, "artifact": out}
+
+
+@pytest.fixture(scope="module")
+def candidate(home: Path, prepared: dict, importances: dict) -> dict:
+    out = _artifact(Model, home / "work" / "candidate")
+    alpha = components.unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
+                                           importances=importances["artifact"], dataset="", batch_size=128,
+                                           alpha="3", lam=1.0, candidate=out)
+    return {"alpha": alpha, "artifact": out}
+
+
+@pytest.fixture(scope="module")
+def evaluation(home: Path, prepared: dict, candidate: dict) -> dict:
+    work = home / "work"
+    evaluation, report, metrics = (_artifact(Artifact, work / "evaluation"), _artifact(HTML, work / "report"),
+                                   _artifact(Metrics, work / "metrics"))
+    decision = components.evaluate.python_func(candidate=candidate["artifact"], parent=prepared["parent"],
+                                               forget=prepared["forget"], dataset="", thresholds="",
+                                               evaluation=evaluation, report=report, metrics=metrics)
+    return {"decision": decision, "evaluation": evaluation, "report": report, "metrics": metrics}
+
+
+def test_prepare_request_fetches_the_champion_and_resolves_subjects(prepared, digits_convnet_dir):
+    assert prepared["count"] == 20  # two synthetic subjects of ten samples
+    spec = json.loads((Path(prepared["forget"].path) / "forget.json").read_text())
+    assert len(spec["sample_ids"]) == 20 and spec["parent"]["version"] == "1"
+    assert not any(subject in json.dumps(spec) for subject in SUBJECTS)
+    assert read_card(prepared["parent"].path).fingerprint == read_card(digits_convnet_dir).fingerprint
+    assert prepared["parent"].metadata["version"] == "1"
+
+
+def test_fetch_model(home, tmp_path, digits_convnet_dir):
+    out = _artifact(Model, tmp_path / "fetched")
+    fingerprint = components.fetch_model.python_func(model="models:/lethe-classifier/1", fetched=out)
+    assert fingerprint == read_card(digits_convnet_dir).fingerprint == read_card(out.path).fingerprint
+
+
+def test_compute_importances_fills_then_reads_the_cache(home, prepared, importances, tmp_path):
+    assert importances["cached"] is False
+    assert importances["artifact"].metadata["num_samples"] == 1438
+    again = _artifact(Artifact, tmp_path / "again")
+    assert components.compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
+                                                      method="lfssd", importances=again) is True
+    assert again.metadata["sha256"] == importances["artifact"].metadata["sha256"]
+
+
+def test_shard_and_merge_components(home, prepared, tmp_path):
+    shards = components.plan_shards.python_func(num_shards=2)
+    assert shards == [0, 1]
+    outputs = [_artifact(Artifact, tmp_path / f"shard{k}") for k in shards]
+    for k, out in zip(shards, outputs, strict=True):
+        assert components.compute_importances_shard.python_func(
+            model=prepared["parent"], dataset="", batch_size=64, method="lfssd", shard_index=k,
+            num_shards=2, shard=out) is False
+    merged = _artifact(Artifact, tmp_path / "merged")
+    merge = components.merge_importances.python_func
+    assert merge(model=prepared["parent"], dataset="", batch_size=64, method="lfssd", shards=outputs,
+                 importances=merged) is False
+    assert merged.metadata["num_batches"] == 23 and merged.metadata["batch_size"] == 64
+
+
+def test_unlearn_writes_a_candidate_with_its_dampening_report(prepared, candidate):
+    assert candidate["alpha"] == 3.0
+    out = Path(candidate["artifact"].path)
+    report = json.loads((out / "dampening.json").read_text())
+    assert report["alpha"] == 3.0 and report["forget_size"] == 20 and report["total_selected"] > 0
+    assert read_card(out).fingerprint != read_card(prepared["parent"].path).fingerprint
+    assert candidate["artifact"].metadata["total_selected"] == report["total_selected"]
+
+
+def test_evaluate_writes_metrics_report_and_the_gate(evaluation):
+    assert evaluation["decision"] in ("pass", "review")
+    metrics = json.loads((Path(evaluation["evaluation"].path) / "metrics.json").read_text())
+    assert metrics["gate"]["decision"] == evaluation["decision"]
+    assert "<html" in Path(evaluation["report"].path).read_text()[:2000].lower()
+    logged = evaluation["metrics"].metadata
+    assert logged["candidate_forget_accuracy"] == metrics["candidate"]["forget_accuracy"]
+
+
+def test_register_and_gate_records_version_and_outcome(home, prepared, importances, candidate, evaluation):
+    from lethe.registry import Registry
+    from lethe.steps.outcome import read_outcome
+
+    registered = _artifact(Artifact, home / "work" / "registered")
+    decision = components.register_and_gate.python_func(
+        candidate=candidate["artifact"], evaluation=evaluation["evaluation"], forget=prepared["forget"],
+        importances=importances["artifact"], run_id="run-components", model_name="", registered=registered)
+    expected = "pass" if evaluation["decision"] == "pass" else "review"
+    assert decision == expected
+    assert Path(registered.path).read_text().strip() == "2" == registered.metadata["version"]
+    registry = Registry()
+    assert (registry.champion_version() == "2") == (decision == "pass")
+    version = registry.version("2")
+    assert version.parent_version == "1"
+    assert version.tags["lethe.importances_sha256"] == importances["artifact"].metadata["sha256"]
+    outcome = read_outcome("run-components")
+    assert (outcome["version"], outcome["decision"], outcome["request_ids"]) == ("2", decision, [])
+
+
+def test_refresh_importances_computes_once_per_model(home, candidate):
+    refresh = components.refresh_importances.python_func
+    assert refresh(model=candidate["artifact"], dataset="", batch_size=128, method="lfssd") is False
+    assert refresh(model=candidate["artifact"], dataset="", batch_size=128, method="lfssd") is True
+
+
+def test_collect_and_finalize_components(home, tmp_path):
+    ids = file_requests(["subject-00005", "subject-00006"])
+    forget, parent = _artifact(Artifact, tmp_path / "forget"), _artifact(Model, tmp_path / "parent")
+    count = components.collect_requests.python_func(run_id="run-cf", dataset="", model_name="",
+                                                    max_requests=0, subject_map="", forget=forget,
+                                                    parent=parent)
+    assert count == 2 and forget.metadata["num_samples"] == 20
+    assert {states()[i] for i in ids} == {"in_progress"}
+    status = dsl.PipelineTaskFinalStatus(state="FAILED", pipeline_job_resource_name="run-cf",
+                                         pipeline_task_name="exit-handler-1", error_code=1,
+                                         error_message="Task unlearn failed.")
+    summary = components.finalize_requests.python_func(run_id="run-cf", status=status)
+    assert "0 fulfilled" in summary and "2 back to pending" in summary
+    assert {states()[i] for i in ids} == {"pending"}
