@@ -61,6 +61,11 @@ def _machine_line(result: dict[str, Any]) -> str:
     return (
         f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores ({m.get('torch_threads', '?')} torch threads)"
         f"{gpu}, device `{m.get('device', '?')}`, torch {m.get('torch', '?')}, Python {m.get('python', '?')}"
+        + (
+            f"; load average {m['load_average_1min']} at the start"
+            if m.get("load_average_1min") is not None
+            else ""
+        )
     )
 
 
@@ -316,8 +321,10 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
         "## How to run",
         "",
         "- `make bench` (`python benchmarks/run.py --full`): everything below, ≤ 60 minutes on 2 cores;",
-        "- `make bench-quick` (`--quick`): the same code on a 6,000-image slice, one seed, ≤ 5 minutes, "
-        "results written outside the repository (`--out`, default `.lethe/bench/quick-results`);",
+        "- `make bench-quick` (`--quick`): the same code on small slices, one seed, one class and one "
+        "subject scenario, ≤ 5 minutes (the CI smoke test); "
+        "results go to `--out` (default `.lethe/bench/quick-results`), never over the published ones;",
+        "- `python benchmarks/run.py --readme-only` regenerates this file from `results/*.json`;",
         "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds.",
         "",
     ]

@@ -127,6 +127,8 @@ def machine(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        # Timings on a busy machine are not comparable: say how busy it was when the run started.
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -50,6 +50,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 # GPU placement, read when the pipelines are built, i.e. when `pipelines` is imported by
 # `lethe pipeline compile|submit|schedule` (the scheduling Job gets them from the infra ConfigMap):
+#   LETHE_GPU_LIMIT="1" (0: no GPU request)
 #   LETHE_GPU_NODE_SELECTOR="cloud.google.com/gke-accelerator=nvidia-l4"
 #   LETHE_GPU_TOLERATION="nvidia.com/gpu:NoSchedule" or "key=value:NoSchedule"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -74,9 +75,20 @@ def configure(task: PipelineTask, *, needs: str, cache: bool, gpu: bool = False,
     return task
 
 
+def gpu_limit() -> int:
+    """LETHE_GPU_LIMIT (default 1); 0 requests none and the step runs on the CPU."""
+    text = os.environ.get("LETHE_GPU_LIMIT", "").strip() or "1"
+    if not text.isdigit():
+        raise PipelineError(f"LETHE_GPU_LIMIT must be a whole number of GPUs, not {text!r}")
+    return int(text)
+
+
 def request_gpu(task: PipelineTask) -> PipelineTask:
-    """One NVIDIA GPU (the step itself falls back to the CPU when none is visible)."""
-    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    """NVIDIA GPUs for the task (the step itself falls back to the CPU when none is visible)."""
+    limit = gpu_limit()
+    if limit == 0:
+        return task
+    task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(limit)
     selector = os.environ.get("LETHE_GPU_NODE_SELECTOR", "").strip()
     if selector:
         key, sep, value = selector.partition("=")

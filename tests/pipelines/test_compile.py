@@ -160,6 +160,18 @@ def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
                                          "effect": "NoSchedule"}
 
 
+def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
+    monkeypatch.setenv("LETHE_GPU_LIMIT", "0")
+    try:
+        _rebuild_pipelines()
+        path = compile_pipeline("scheduled", tmp_path / "s.yaml")
+    finally:
+        monkeypatch.delenv("LETHE_GPU_LIMIT")
+        _rebuild_pipelines()
+    executors = yaml.safe_load_all(path.read_text()).__next__()["deploymentSpec"]["executors"]
+    assert "resources" not in executors["exec-unlearn"]["container"]
+
+
 @pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu=yes:Sometimes", ":NoSchedule"])
 def test_bad_tolerations_are_refused(text):
     with pytest.raises(PipelineError):

@@ -48,9 +48,15 @@ def test_merged_shards_match_one_pass_and_time_is_fitted(one_thread) -> None:
 
 def _row(forget: float, member: float, seconds: float = 1.0, alpha: float | None = None) -> dict:
     metrics = dict.fromkeys(("retain_accuracy", "test_accuracy"), 0.9)
-    metrics.update(forget_accuracy=forget, forgotten_class_test_accuracy=None, reference_member_rate=member,
-                   calibrated_member_rate=member, holdout_member_rate=0.5, member_rate_gap=member - 0.5,
-                   loss_member_rate_gap=0.0)
+    metrics.update(
+        forget_accuracy=forget,
+        forgotten_class_test_accuracy=None,
+        reference_member_rate=member,
+        calibrated_member_rate=member,
+        holdout_member_rate=0.5,
+        member_rate_gap=member - 0.5,
+        loss_member_rate_gap=0.0,
+    )
     return {**metrics, "seconds": seconds, "info": {"alpha": alpha} if alpha else {}}
 
 
@@ -65,8 +71,10 @@ def test_distance_to_retrained_is_per_seed_and_targets_report_the_miss() -> None
     distance = summary["lfssd_search"]["distance_to_retrained"]["forget_accuracy"]
     assert distance["mean"] == pytest.approx((0.05 + 0.01) / 2) and distance["n"] == 2
     assert summary["lfssd_search"]["alpha"]["mean"] == pytest.approx(12.0)
-    rows = {(r["method"], r["criterion"]): r for r in check_targets(Scenario("subject-100", "subject", size=100),
-                                                                     summary)}
+    rows = {
+        (r["method"], r["criterion"]): r
+        for r in check_targets(Scenario("subject-100", "subject", size=100), summary)
+    }
     forget = rows[("lfssd_search", "forget_accuracy_distance")]
     assert not forget["met"] and forget["miss_by"] == pytest.approx(0.03 - 0.02)
     member = rows[("lfssd_search", "reference_member_rate_distance")]

@@ -48,6 +48,7 @@ def test_batched_forward_equals_one_pass_and_restores_the_model() -> None:
     with torch.no_grad():
         expected = model.eval()(x)
     assert torch.allclose(logits, expected, atol=1e-6)
+    model(x).sum().backward()  # parameters can still take gradients (importances need them)
 
 
 def test_a_model_that_outputs_nan_is_refused() -> None:

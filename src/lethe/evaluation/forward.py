@@ -20,7 +20,6 @@ def _inputs_of(batch: Any) -> torch.Tensor:
     raise TypeError("each batch must be an input tensor or a tuple (inputs, labels, ...)")
 
 
-@torch.inference_mode()
 def predict_logits(
     model: nn.Module,
     batches: Iterable[Any],
@@ -48,11 +47,15 @@ def predict_logits(
         if channels_last:
             model.to(memory_format=torch.channels_last)
         model.eval()
-        for batch in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch", leave=False):
-            inputs = _inputs_of(batch).to(target, non_blocking=True)
-            if channels_last and inputs.ndim == 4:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            outputs.append(model(inputs).float().cpu())
+        # Only the loop runs in inference mode: parameters re-laid out inside it would become
+        # inference tensors that can never take gradients again (importances need them).
+        with torch.inference_mode():
+            for batch in tqdm(batches, total=total, desc=desc, disable=not progress, unit="batch",
+                              leave=False):
+                inputs = _inputs_of(batch).to(target, non_blocking=True)
+                if channels_last and inputs.ndim == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                outputs.append(model(inputs).float().cpu())
     finally:
         model.train(was_training)
         if channels_last:

@@ -1,0 +1,376 @@
+"""`lethe demo`: the whole product on one machine, from a fresh clone, in a few minutes.
+
+1. a data set: Fashion-MNIST (the Debian package `dataset-fashion-mnist`), else the bundled digits;
+2. a `convnet` trained on it (reused when already trained), registered in MLflow as `champion`;
+3. erasure requests for a few subjects (synthetic subject map), and one for a subject the data
+   does not know (it fails, with its reason);
+4. the scheduled deletion pipeline, run through kfp.local: collect → importances (cached) →
+   unlearn → evaluate → register + gate → refresh importances → finalize the requests;
+5. one whole class forgotten on demand (the unlearning pipeline, scenario `class`): a class is a
+   product decision, not a person's request, so it is not in the ledger and the gate judges it
+   by its own criteria; one scheduled run handles one batch of subjects;
+6. a last scheduled run with nothing pending (a clean no-op);
+7. a summary: accuracies and member rates before/after, the gate, the champion, the requests'
+   states, where each Evidently report lies.
+
+Everything lives under `<LETHE_HOME>/demo` (ledger, MLflow, artifacts, pipeline root), with the
+demo's public subject key (LETHE_DEMO=1). The trained model and the importances cache are kept
+between runs; the ledger and the registry start afresh each time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lethe.config import settings
+from lethe.errors import DataError, PipelineError
+
+PREFERRED_DATASET = "fashion-mnist"
+FALLBACK_DATASET = "digits"
+ARCH = "convnet"
+EPOCHS = {"fashion-mnist": 3, "digits": 6}
+DEMO_SUBJECTS = 5
+UNKNOWN_SUBJECT = "subject-not-in-the-data"
+FORGET_CLASS = 1  # Fashion-MNIST "Trouser", digits "1"
+# Settings that could point the demo at real services: the demo always uses the embedded ones.
+EMBEDDED = ("LETHE_LEDGER_URL", "LETHE_TRACKING_URI", "MLFLOW_TRACKING_URI", "LETHE_ARTIFACTS",
+            "LETHE_SUBJECT_KEY", "LETHE_MODEL_NAME", "LETHE_DATA_DIR")
+# Kept between demo runs: what is expensive to rebuild and safe to reuse.
+KEPT = ("models", "data")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class DemoOptions:
+    home: Path | None = None  # default <LETHE_HOME>/demo
+    dataset: str | None = None  # default Fashion-MNIST, else digits
+    epochs: int | None = None
+    subjects: int = DEMO_SUBJECTS
+    forget_class: int = FORGET_CLASS
+    retrain: bool = False
+    progress: bool = True
+
+
+@dataclass
+class DemoResult:
+    dataset: str
+    fallback_reason: str | None
+    model_dir: Path
+    trained: bool
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one per pipeline run
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    champion: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return all(run["succeeded"] for run in self.runs)
+
+
+@contextlib.contextmanager
+def demo_environment(home: Path) -> Iterator[None]:
+    """LETHE_HOME=home, LETHE_DEMO=1 and embedded defaults, for this process and the pipeline's tasks."""
+    saved = {name: os.environ.get(name)
+             for name in (*EMBEDDED, "LETHE_HOME", "LETHE_DEMO", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")}
+    try:
+        for name in EMBEDDED:
+            os.environ[name] = ""  # empty means unset to lethe.config
+        os.environ["LETHE_HOME"] = str(home)
+        os.environ["LETHE_DEMO"] = "1"
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # the demo shows its own progress
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def reset_state(home: Path) -> None:
+    """A fresh ledger, registry and pipeline root; the model and the importances cache stay."""
+    home.mkdir(parents=True, exist_ok=True)
+    for entry in home.iterdir():
+        if entry.name in KEPT:
+            continue
+        if entry.name == "artifacts" and entry.is_dir():
+            for part in entry.iterdir():
+                if part.name != "importances":
+                    shutil.rmtree(part) if part.is_dir() else part.unlink()
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def choose_dataset(wanted: str | None) -> tuple[str, str | None]:
+    """The data set to use and, when falling back to digits, why."""
+    from lethe.data import load_dataset
+
+    if wanted:
+        return wanted, None
+    try:
+        load_dataset(PREFERRED_DATASET, "train")
+        return PREFERRED_DATASET, None
+    except DataError as first:
+        reason = str(first)
+    if _apt_install("dataset-fashion-mnist"):
+        try:
+            load_dataset(PREFERRED_DATASET, "train")
+            return PREFERRED_DATASET, None
+        except DataError as exc:
+            reason = str(exc)
+    return FALLBACK_DATASET, reason
+
+
+def _apt_install(package: str) -> bool:
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    say(f"installing the Debian package {package} ...")
+    try:
+        done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, timeout=300,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def ensure_model(home: Path, dataset: str, *, epochs: int, retrain: bool,
+                 progress: bool) -> tuple[Path, bool]:
+    """The demo's trained model directory (trained now unless already there)."""
+    from lethe.models import is_model_dir
+    from lethe.models.baseline import train_model_dir
+
+    model_dir = home / "models" / f"{dataset}-{ARCH}"
+    if is_model_dir(model_dir) and not retrain:
+        return model_dir, False
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    record = train_model_dir(dataset, ARCH, model_dir, epochs=epochs, seed=0, progress=progress)
+    say(f"    trained {ARCH} on {dataset}: test accuracy {record['test_accuracy']:.4f} "
+        f"in {record['seconds']:.0f} s")
+    return model_dir, True
+
+
+def file_requests(dataset: str, count: int) -> list[str]:
+    """Erasure requests for the first `count` subjects of the synthetic map, and one unknown subject."""
+    from lethe.data import load_dataset, subject_map
+    from lethe.ledger import Ledger
+
+    subjects = sorted(subject_map(load_dataset(dataset, "train")))[:count]
+    ledger = Ledger()
+    return [ledger.add(subject).request.id for subject in [*subjects, UNKNOWN_SUBJECT]]
+
+
+def run_pipeline(name: str, params: dict[str, Any], home: Path, label: str) -> dict[str, Any]:
+    """One kfp.local run with a progress line per task; task output goes to a log file."""
+    from lethe.commands.pipeline import load_tooling
+
+    tooling = load_tooling()
+    log_path = home / "logs" / f"{label}.log"
+    started: dict[str, float] = {}
+
+    def on_task(task: str, state: str) -> None:
+        if state == "RUNNING":
+            started[task] = time.perf_counter()
+            return
+        took = time.perf_counter() - started.get(task, time.perf_counter())
+        say(f"    {task:24s} {state:8s} {took:6.1f} s")
+
+    run = tooling.run_local(name, params, pipeline_root=home / "kfp", log_path=log_path, on_task=on_task)
+    say(f"    {'pipeline ' + name:24s} {'SUCCESS' if run.succeeded else 'FAILURE':8s} {run.seconds:6.1f} s"
+        + ("" if run.succeeded else f"  ({run.error}; log: {log_path})"))
+    return {"label": label, "pipeline": name, "succeeded": run.succeeded, "seconds": run.seconds,
+            "tasks": run.tasks, "error": run.error, "log": str(log_path)}
+
+
+def collect_versions() -> tuple[list[dict[str, Any]], str | None]:
+    """Every registered version with the numbers a reviewer sees (read back from MLflow)."""
+    from urllib.parse import urlparse
+
+    from lethe.registry import Registry
+
+    registry = Registry()
+    versions = []
+    for info in registry.versions():
+        entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get("lethe.scenario"),
+                                 "parent": info.parent_version, "gate": info.gate, "review": info.review,
+                                 "alpha": info.tags.get("lethe.alpha"), "requests": len(info.request_ids),
+                                 "champion": info.is_champion, "reasons": info.tags.get("lethe.gate_reasons")}
+        if info.parent_version and info.run_id:
+            run = registry.client.get_run(info.run_id)
+            with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:
+                path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
+                entry["metrics"] = json.loads(Path(path).read_text())
+            artifacts = run.info.artifact_uri
+            report = f"{artifacts}/evidence/report.html"
+            entry["report"] = urlparse(report).path if report.startswith("file:") else report
+        versions.append(entry)
+    return versions, registry.champion_version()
+
+
+def collect_requests_states() -> list[dict[str, Any]]:
+    from lethe.ledger import Ledger
+
+    return [{"id": r.id, "state": r.state, "version": r.model_version, "reason": r.reason,
+             "received": r.received_at.isoformat(timespec="seconds")}
+            for r in Ledger().list_requests()]
+
+
+def run_demo(options: DemoOptions) -> DemoResult:
+    home = (options.home or settings().home / "demo").resolve()
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        seconds[name] = round(now - since, 1)
+        return now
+
+    with demo_environment(home):
+        say(f"lethe demo — everything under {home}")
+        reset_state(home)
+        say("[1/6] data set")
+        dataset, fallback = choose_dataset(options.dataset)
+        if fallback:
+            say(f"    Fashion-MNIST is not available ({fallback}); using the bundled digits instead")
+        say(f"    {dataset}")
+        mark = lap("dataset", clock)
+
+        say(f"[2/6] model: {ARCH} on {dataset}")
+        epochs = options.epochs or EPOCHS.get(dataset, 3)
+        model_dir, trained = ensure_model(home, dataset, epochs=epochs, retrain=options.retrain,
+                                          progress=options.progress)
+        if not trained:
+            say(f"    reusing the trained model at {model_dir}")
+        from lethe.registry import GateDecision, Registry
+
+        base = Registry().register_version(model_dir, gate=GateDecision(True, ("base model",)),
+                                           scenario="subject", run_name="base-model")
+        say(f"    registered as version {base.version}, alias champion")
+        mark = lap("model", mark)
+
+        say(f"[3/6] erasure requests: {options.subjects} subjects, and one subject the data does not know")
+        request_ids = file_requests(dataset, options.subjects)
+        say(f"    {len(request_ids)} requests pending")
+        mark = lap("requests", mark)
+
+        runs = []
+        say("[4/6] scheduled deletion run (kfp.local)")
+        runs.append(run_pipeline("scheduled", {}, home, "scheduled-subjects"))
+        mark = lap("scheduled run", mark)
+
+        say(f"[5/6] forget class {options.forget_class} on demand (kfp.local)")
+        runs.append(run_pipeline("unlearning", {"model": "champion", "scenario": "class",
+                                                "forget_class": options.forget_class, "refresh": False},
+                                 home, "class"))
+        mark = lap("class run", mark)
+
+        say("[6/6] scheduled run with nothing pending")
+        runs.append(run_pipeline("scheduled", {}, home, "scheduled-nothing-pending"))
+        mark = lap("no-op run", mark)
+
+        versions, champion = collect_versions()
+        requests = collect_requests_states()
+    seconds["total"] = round(time.perf_counter() - clock, 1)
+    return DemoResult(dataset=dataset, fallback_reason=fallback, model_dir=model_dir, trained=trained,
+                      runs=runs, versions=versions, requests=requests, champion=champion, seconds=seconds)
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:5.1f}%" if isinstance(value, (int, float)) else "    -"
+
+
+def _change(metrics: dict[str, Any], key: str, *, mia: bool = False) -> str:
+    def get(role: str) -> Any:
+        block = metrics.get(role) or {}
+        return (block.get("mia") or {}).get(key) if mia else block.get(key)
+
+    return f"{_pct(get('parent'))} → {_pct(get('candidate'))}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def summary(result: DemoResult) -> str:
+    out = []
+    fallback = f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""
+    source = f"{result.dataset}{fallback}"
+    out.append(f"data set: {source}")
+    out.append(f"model: {result.model_dir} ({'trained now' if result.trained else 'reused'})")
+    out.append("")
+    rows = [["version", "scenario", "forgets", "alpha", "retain acc", "test acc", "forget acc",
+             "forget member rate", "held-out member rate", "gate", "champion"]]
+    for v in result.versions:
+        m = v.get("metrics") or {}
+        if not m:
+            rows.append([v["version"], "base model", "-", "-", "-", "-", "-", "-", "-", v["gate"] or "-",
+                         "yes" if v["champion"] else "no"])
+            continue
+        forgets = m.get("num_samples", {}).get("forget", "-")
+        alpha = v.get("alpha")
+        gate = v["gate"] or "-"
+        if v.get("review") == "pending":
+            gate += " (review pending)"
+        rows.append([v["version"], v["scenario"] or "-", str(forgets),
+                     f"{float(alpha):.3g}" if alpha else "-",
+                     _change(m, "retain_accuracy"), _change(m, "test_accuracy"),
+                     _change(m, "forget_accuracy"),
+                     _change(m, "forget_member_rate", mia=True), _change(m, "holdout_member_rate", mia=True),
+                     gate, "yes" if v["champion"] else "no"])
+    out.append("model versions (before → after):")
+    out.append(_table(rows))
+    reasons = [f"  version {v['version']}: {v['reasons']}" for v in result.versions
+               if v.get("metrics") and v.get("gate") != "pass" and v.get("reasons")]
+    if reasons:
+        out.append("gate reasons:")
+        out.extend(reasons)
+    out.append(f"champion: version {result.champion}")
+    out.append("")
+    rows = [["request", "state", "version", "reason"]]
+    for r in result.requests:
+        rows.append([r["id"][:8], r["state"], r["version"] or "-", (r["reason"] or "-")[:70]])
+    out.append("erasure requests:")
+    out.append(_table(rows))
+    out.append("")
+    out.append("Evidently reports:")
+    for v in result.versions:
+        if v.get("report"):
+            out.append(f"  version {v['version']} ({v['scenario']}): {v['report']}")
+    out.append("")
+    rows = [["pipeline run", "result", "seconds", "tasks"]]
+    for run in result.runs:
+        rows.append([run["label"], "ok" if run["succeeded"] else "FAILED", f"{run['seconds']:.1f}",
+                     str(len(run["tasks"]))])
+    out.append(_table(rows))
+    timing = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    out.append(f"time: {timing}")
+    return "\n".join(out)
+
+
+def main(options: DemoOptions) -> int:
+    if options.subjects < 1:
+        raise PipelineError("the demo needs at least one subject")
+    result = run_demo(options)
+    print(summary(result))
+    return 0 if result.succeeded else 1
