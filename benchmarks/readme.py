@@ -306,6 +306,8 @@ def sweep_section(sweep: dict[str, Any], image: str) -> list[str]:
             ]
         )
     lines += _table(["scenario", "largest α", "α meeting the target (λ=1)", "λ<1 meeting it at some α"], rows)
+    if rec.get("text"):
+        lines += ["", f"**Recommendation.** {rec['text']}"]
     return lines
 
 

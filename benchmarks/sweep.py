@@ -12,19 +12,18 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from matplotlib import rcParams
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.profiles import Profile  # noqa: E402
-from benchmarks.quality import CLASS_FORGET_LIMIT, Scenario, SeedContext, scenarios_of  # noqa: E402
-from benchmarks.workbench import BenchData, take  # noqa: E402
-from lethe.evaluation import accuracy, entropy, predict_logits  # noqa: E402
-from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE  # noqa: E402
-from lethe.evaluation.mia import calibrated_gap  # noqa: E402
-from lethe.unlearning import dampen  # noqa: E402
+from benchmarks.profiles import Profile
+from benchmarks.quality import CLASS_FORGET_LIMIT, Scenario, SeedContext, scenarios_of
+from benchmarks.workbench import BenchData, take
+from lethe.evaluation import accuracy, entropy, predict_logits
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
+from lethe.evaluation.mia import calibrated_gap
+from lethe.unlearning import dampen
 
 RETAIN_DROP_LIMIT = 0.02
 
@@ -103,15 +102,16 @@ def run_sweep(
         "lambdas": list(profile.sweep_lambdas),
         "eval_limit": limit,
         "scenarios": results,
-        "recommendation": recommend(results),
+        "recommendation": recommend(results, profile.paper_alpha),
     }
 
 
-def recommend(results: dict[str, Any]) -> dict[str, Any]:
+def recommend(results: dict[str, Any], paper_alpha: float = 10.0) -> dict[str, Any]:
     """Per scenario, the α values (at λ=1) that meet the class target (forget ≤ 2%, retain drop ≤ 2
-    points) or, for subjects, bring the member-rate gap to ≤ 0.05 with retain drop ≤ 2 points; and
-    whether any λ < 1 beats λ = 1."""
+    points) or, for subjects, bring the member-rate gap to ≤ 0.05 with retain drop ≤ 2 points; what
+    λ < 1 changes; and the advice that follows, in words."""
     per_scenario = {}
+    lam_effect: dict[float, list[float]] = {}
     for name, r in results.items():
         base = r["original"]
 
@@ -121,21 +121,88 @@ def recommend(results: dict[str, Any]) -> dict[str, Any]:
                 return kept and p["forget_accuracy"] <= CLASS_FORGET_LIMIT
             return kept and p.get("member_rate_gap", math.inf) <= 0.05
 
-        at_one = [p for p in r["points"] if p["lam"] == 1.0]
-        good = [p["alpha"] for p in at_one if ok(p)]
-        lower_lam_good = sorted({p["lam"] for p in r["points"] if p["lam"] < 1.0 and ok(p)})
+        at_one = {p["alpha"]: p for p in r["points"] if p["lam"] == 1.0}
+        good = [a for a, p in at_one.items() if ok(p)]
+        for p in r["points"]:
+            if p["lam"] < 1.0 and p["alpha"] in at_one:
+                lam_effect.setdefault(p["lam"], []).append(
+                    p["retain_accuracy"] - at_one[p["alpha"]]["retain_accuracy"]
+                )
         per_scenario[name] = {
-            "alphas_meeting_target_at_lam_1": good,
+            "alphas_meeting_target_at_lam_1": sorted(good),
             "largest_alpha_meeting_target": max(good) if good else None,
-            "lambdas_below_1_meeting_target": lower_lam_good,
+            "paper_alpha_meets_target": paper_alpha in good,
+            "lambdas_below_1_meeting_target": sorted(
+                {p["lam"] for p in r["points"] if p["lam"] < 1.0 and ok(p)}
+            ),
         }
-    largest = [v["largest_alpha_meeting_target"] for v in per_scenario.values()]
-    found = [a for a in largest if a is not None]
+    found = {
+        n: v["largest_alpha_meeting_target"]
+        for n, v in per_scenario.items()
+        if v["largest_alpha_meeting_target"] is not None
+    }
+    lam_only = [
+        n
+        for n, v in per_scenario.items()
+        if v["lambdas_below_1_meeting_target"] and v["largest_alpha_meeting_target"] is None
+    ]
+    retain_change = {lam: sum(v) / len(v) for lam, v in sorted(lam_effect.items())}
     return {
         "per_scenario": per_scenario,
-        "common_alpha": (min(found) if found and len(found) == len(largest) else None),
-        "spread": (max(found) / min(found)) if len(found) > 1 else None,
+        "spread": (max(found.values()) / min(found.values())) if len(found) > 1 else None,
+        "paper_alpha_meets_target": sum(v["paper_alpha_meets_target"] for v in per_scenario.values()),
+        "lambda_below_1_only": lam_only,
+        "retain_change_vs_lam_1": retain_change,
+        "text": _advice(per_scenario, found, lam_only, retain_change, paper_alpha),
     }
+
+
+def _advice(
+    per_scenario: dict[str, Any],
+    found: dict[str, float],
+    lam_only: list[str],
+    retain_change: dict[float, float],
+    paper_alpha: float,
+) -> str:
+    n = len(per_scenario)
+    parts = []
+    if found:
+        low, high = min(found, key=found.get), max(found, key=found.get)
+        parts.append(
+            f"The largest α meeting the target ranges from {found[low]:g} ({low}) to {found[high]:g} "
+            f"({high}) on this grid; {n - len(found)} of {n} scenario(s) meet it at no α on the grid."
+        )
+    else:
+        parts.append(f"No α on the grid meets the target in any of the {n} scenario(s).")
+    paper = sum(v["paper_alpha_meets_target"] for v in per_scenario.values())
+    parts.append(f"The paper's α={paper_alpha:g} meets it in {paper} of {n}.")
+    common = [
+        a
+        for a in sorted({a for v in per_scenario.values() for a in v["alphas_meeting_target_at_lam_1"]})
+        if all(a in v["alphas_meeting_target_at_lam_1"] for v in per_scenario.values())
+    ]
+    if common:
+        parts.append(
+            f"Here α={max(common):g} serves every scenario; searching α per request (lethe's default) "
+            "still finds the least change for each."
+        )
+    else:
+        parts.append(
+            "No fixed α serves every scenario: search α per request (lethe's default), and treat a "
+            "failed search as a case for review."
+        )
+    if retain_change:
+        change = ", ".join(f"λ={lam:g}: {100 * d:+.1f} points" for lam, d in retain_change.items())
+        parts.append(
+            f"λ<1 changes retained accuracy, on average over the grid, by {change} against λ=1"
+            + (
+                f"; it meets a target λ=1 misses only in {', '.join(lam_only)}."
+                if lam_only
+                else "; it never meets a target that λ=1 misses."
+            )
+            + " Keep λ=1 unless a sweep like this one shows otherwise for your model."
+        )
+    return " ".join(parts)
 
 
 def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
@@ -143,8 +210,9 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
     names = list(sweep["scenarios"])
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows))  # no pyplot: no global state, no backend
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes.flat, names, strict=False):
         r = sweep["scenarios"][name]
         lams = sorted({p["lam"] for p in r["points"]})
@@ -161,6 +229,10 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
         ax.axhline(r["original"]["forget_accuracy"], color="grey", lw=0.8, alpha=0.6)
         ax.axvline(10, color="black", lw=0.6, ls=":")
         ax.set_xscale("log")
+        ax.set_xticks(sweep["alphas"])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_xlabel("α (log)")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"{name} ({r['forget_samples']} forget samples)")
@@ -172,5 +244,4 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -36,10 +36,15 @@ def _history_notes(request_id: str) -> list[str]:
     return [t.note or "" for t in Ledger().history(request_id)]
 
 
-def test_nothing_pending_is_a_clean_no_op(home):
-    run = _run(home)
-    assert run.succeeded, run.error
-    assert run.tasks == {"collect-requests": "SUCCESS", "finalize-requests": "SUCCESS"}
+def test_nothing_pending_is_a_clean_no_op(home, capsys):
+    from lethe.cli import main
+
+    assert main(["pipeline", "run", "--local", "scheduled", "-p", "max_requests=5"]) == 0
+    captured = capsys.readouterr()
+    assert "pipeline scheduled succeeded" in captured.out
+    ran = [line.split()[0] for line in captured.err.splitlines() if line.endswith("SUCCESS")]
+    assert ran == ["collect-requests", "finalize-requests"]
+    assert (home / "kfp" / "logs" / "scheduled.log").is_file()
     from lethe.registry import Registry
 
     assert [v.version for v in Registry().versions()] == ["1"]

@@ -103,3 +103,47 @@ def test_quick_run_never_writes_the_published_results() -> None:
     assert parse_args([]).profile == "full"
     assert default_out("full") == DEFAULT_RESULTS
     assert default_out("quick").resolve() != DEFAULT_RESULTS.resolve()
+
+
+def _sweep_point(alpha: float, forget: float, retain: float, lam: float = 1.0) -> dict:
+    return {
+        "alpha": alpha,
+        "lam": lam,
+        "forget_accuracy": forget,
+        "retain_accuracy": retain,
+        "test_accuracy": retain,
+    }
+
+
+def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one() -> None:
+    from benchmarks.sweep import recommend
+
+    base = {"forget_accuracy": 0.95, "retain_accuracy": 0.90, "test_accuracy": 0.90}
+    results = {
+        "class-1": {
+            "kind": "class",
+            "original": base,
+            "points": [
+                _sweep_point(2, 0.0, 0.80),
+                _sweep_point(5, 0.0, 0.89),
+                _sweep_point(10, 0.01, 0.895),
+                _sweep_point(25, 0.60, 0.90),
+            ],
+        },
+        "class-9": {
+            "kind": "class",
+            "original": base,
+            "points": [
+                _sweep_point(2, 0.0, 0.885),
+                _sweep_point(5, 0.30, 0.89),
+                _sweep_point(10, 0.90, 0.90),
+                _sweep_point(2, 0.0, 0.70, lam=0.5),
+            ],
+        },
+    }
+    rec = recommend(results, paper_alpha=10)
+    assert rec["per_scenario"]["class-1"]["largest_alpha_meeting_target"] == 10  # α=2 costs 10 points
+    assert rec["per_scenario"]["class-9"]["alphas_meeting_target_at_lam_1"] == [2]
+    assert rec["spread"] == pytest.approx(5.0) and rec["paper_alpha_meets_target"] == 1
+    assert "No fixed α serves every scenario" in rec["text"]
+    assert rec["retain_change_vs_lam_1"][0.5] == pytest.approx(0.70 - 0.885)
