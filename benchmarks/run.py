@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lethe` 
 import torch  # noqa: E402
 
 from benchmarks import readme, speed  # noqa: E402
+from benchmarks.engine_speed import importance_overhead  # noqa: E402
 from benchmarks.profiles import PROFILES, Profile  # noqa: E402
 from benchmarks.quality import run_quality  # noqa: E402
 from benchmarks.sweep import plot_sweep, run_sweep  # noqa: E402
@@ -200,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
         "note": data.note,
     }
 
-    from benchmarks.engine_speed import importance_overhead
-
     with section("speed: importance pass vs bare forward+backward"):
         shape = (data.train.in_channels, *data.train.image_size)
         overhead = [
@@ -214,6 +213,17 @@ def main(argv: list[str] | None = None) -> int:
                 device,
             )
         ]
+        if device.type == "cuda":  # the paper's model, CIFAR-shaped (speed does not depend on the data)
+            overhead.append(
+                importance_overhead(
+                    "resnet18-cifar",
+                    (3, 32, 32),
+                    profile.overhead_batches,
+                    64,
+                    profile.overhead_repeats,
+                    device,
+                )
+            )
 
     with section("quality"):
         quality, context = run_quality(profile, data, device=device, use_cache=not args.no_cache)

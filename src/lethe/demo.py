@@ -40,9 +40,9 @@ PREFERRED_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "digits"
 ARCH = "convnet"
 EPOCHS = {"fashion-mnist": 3, "digits": 6}
-DEMO_SUBJECTS = 5
+DEMO_SUBJECTS = 10  # 100 samples of Fashion-MNIST (ten per synthetic subject)
 UNKNOWN_SUBJECT = "subject-not-in-the-data"
-FORGET_CLASS = 1  # Fashion-MNIST "Trouser", digits "1"
+FORGET_CLASS = 9  # Fashion-MNIST "Ankle boot", digits "9"
 # Settings that could point the demo at real services: the demo always uses the embedded ones.
 EMBEDDED = ("LETHE_LEDGER_URL", "LETHE_TRACKING_URI", "MLFLOW_TRACKING_URI", "LETHE_ARTIFACTS",
             "LETHE_SUBJECT_KEY", "LETHE_MODEL_NAME", "LETHE_DATA_DIR")
@@ -67,6 +67,7 @@ class DemoOptions:
 
 @dataclass
 class DemoResult:
+    home: Path
     dataset: str
     fallback_reason: str | None
     model_dir: Path
@@ -286,8 +287,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
         versions, champion = collect_versions()
         requests = collect_requests_states()
     seconds["total"] = round(time.perf_counter() - clock, 1)
-    return DemoResult(dataset=dataset, fallback_reason=fallback, model_dir=model_dir, trained=trained,
-                      runs=runs, versions=versions, requests=requests, champion=champion, seconds=seconds)
+    return DemoResult(home=home, dataset=dataset, fallback_reason=fallback, model_dir=model_dir,
+                      trained=trained, runs=runs, versions=versions, requests=requests, champion=champion,
+                      seconds=seconds)
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -346,6 +348,10 @@ def summary(result: DemoResult) -> str:
         out.append("gate reasons:")
         out.extend(reasons)
     out.append(f"champion: version {result.champion}")
+    if any(v.get("review") == "pending" for v in result.versions):
+        out.append("versions that failed the gate wait for a reviewer: "
+                   f"LETHE_HOME={result.home} LETHE_DEMO=1 lethe review approve|reject VERSION "
+                   "--by NAME --reason TEXT")
     out.append("")
     rows = [["request", "state", "version", "reason"]]
     for r in result.requests:

@@ -85,18 +85,20 @@ def test_every_component_names_the_lethe_image_and_calls_lethe_steps(compiled):
         assert "pip install" not in program, executor  # the image has everything
 
 
-def test_the_image_is_configurable(tmp_path, monkeypatch):
-    import importlib
+def test_the_image_is_configurable(tmp_path):
+    import os
+    import subprocess
+    import sys
 
-    import components.image
-
-    monkeypatch.setenv("LETHE_IMAGE", "registry.example/lethe:cuda-test")
-    try:
-        importlib.reload(components.image)
-        assert components.image.IMAGE == "registry.example/lethe:cuda-test"
-    finally:
-        monkeypatch.delenv("LETHE_IMAGE")
-        importlib.reload(components.image)
+    # The image is read when the components are imported: compile in a fresh interpreter.
+    out = tmp_path / "scheduled.yaml"
+    env = {**os.environ, "LETHE_IMAGE": "registry.example/lethe:cuda-test"}
+    subprocess.run([sys.executable, "-c", "import sys; from pipelines.tooling import compile_pipeline; "
+                    "compile_pipeline('scheduled', sys.argv[1])", str(out)],
+                   env=env, check=True, cwd=Path(__file__).resolve().parents[2])
+    spec = next(yaml.safe_load_all(out.read_text()))
+    images = {body["container"]["image"] for body in spec["deploymentSpec"]["executors"].values()}
+    assert images == {"registry.example/lethe:cuda-test"}
 
 
 def test_credentials_come_from_secrets_by_reference_only(compiled):

@@ -156,3 +156,15 @@ def test_nan_model_output_is_refused() -> None:
         model[4].bias.fill_(float("nan"))
     with pytest.raises(ImportancesError, match="NaN"):
         compute_importances(model, batches(x, None, 8), progress=False)
+
+
+@pytest.mark.parametrize("method", ["lfssd", "ssd"])
+def test_per_sample_equals_the_reference_at_batch_size_one(method: str) -> None:
+    model, (x, y) = tiny_model(), tiny_data(n=20)
+    ours = compute_importances(model, batches(x, y, 8), method=method, per_sample=True, progress=False)
+    reference = naive_reference(tiny_model(), x, y, 1, method)
+    for name, expected in reference.items():
+        torch.testing.assert_close(ours[name], expected, rtol=1e-5, atol=1e-8)
+    assert ours.batch_size == 1 and ours.num_batches == 20 and ours.num_samples == 20
+    batched = compute_importances(model, batches(x, y, 1), method=method, progress=False)
+    assert batched.metadata == ours.metadata  # mergeable with, and refused against, the same things
