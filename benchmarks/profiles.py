@@ -16,29 +16,29 @@ class Profile:
     dataset: str = "fashion-mnist"
     arch: str = "convnet"
     # Quality: models are trained on a seeded slice of the train split (None = all of it).
-    train_limit: int | None = 8_000
+    train_limit: int | None = None
     seeds: int = 3
-    epochs: int = 3  # the training recipe: original and retrained alike
+    epochs: int = 2  # the training recipe: original and retrained alike
     finetune_epochs: int = 1  # the finetune baseline, on the retain set
-    finetune_limit: int | None = 3_000  # retain samples the finetune epochs see; None = all
+    finetune_limit: int | None = 10_000  # retain samples the finetune epochs see; None = all
     forget_classes: tuple[int, ...] = (1, 7, 9)
     subject_sizes: tuple[int, ...] = (100, 1000)
-    importance_batch_size: int = 128  # the D and Df passes (values depend on it)
-    eval_retain_limit: int | None = 2_000  # retain samples each model is measured on
-    eval_test_limit: int | None = 2_000  # test samples each model is measured on
+    importance_batch_size: int = 1  # the D and Df passes (values depend on it); 1 = per sample
+    eval_retain_limit: int | None = 4_000  # retain samples each model is measured on
+    eval_test_limit: int | None = 4_000  # test samples each model is measured on
     paper_alpha: float = 10.0  # the LFSSD/SSD papers' α for ResNet18
     # Speed: the request and scaling run on a slice of the train split (None = all of it).
     speed_train_limit: int | None = None
     request_size: int = 100  # forget samples of the cached-vs-recomputed request
-    overhead_batches: int = 10  # batches of the importance-vs-bare fwd+bwd comparison
+    overhead_batches: int = 20  # batches of the importance-vs-bare fwd+bwd comparison
     overhead_repeats: int = 5
     latency_repeats: int = 5
-    scaling_sizes: tuple[int, ...] = (2_500, 5_000, 10_000, 20_000)
+    scaling_sizes: tuple[int, ...] = (5_000, 10_000, 20_000, 40_000)
     shards: int = 4
     # Sensitivity sweep
-    sweep_alphas: tuple[float, ...] = (2, 3, 5, 7, 10, 15, 25, 50, 100)
+    sweep_alphas: tuple[float, ...] = (1.5, 2, 3, 5, 7, 10, 15, 25, 50, 100, 200)
     sweep_lambdas: tuple[float, ...] = (0.1, 0.5, 1.0)
-    sweep_eval_limit: int = 1_000
+    sweep_eval_limit: int = 1_500
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,18 +18,19 @@ from torch import nn
 from benchmarks.workbench import Stopwatch, median_seconds, timed
 from lethe.data import SampleSet, resolve_forget_set, subject_map
 from lethe.steps.evaluate import Request
+from lethe.steps.importance_pass import importances_of
 from lethe.steps.unlearn import SEARCH_HIGH, SEARCH_LOW, SEARCH_STEPS, make_target
-from lethe.unlearning import Importances, calibrate_alpha, compute_importances, dampen, search_alpha
+from lethe.unlearning import Importances, calibrate_alpha, dampen, search_alpha
 
 
 def d_pass(
     model: nn.Module, samples: SampleSet, batch_size: int, device: torch.device, method: str = "lfssd"
 ) -> tuple[Importances, float]:
-    """The full-data importances and the seconds they took."""
-    batches = samples.batches(batch_size, with_labels=method == "ssd")
+    """The importances over `samples` and the seconds they took (batch size 1: per sample, as the
+    product's default; see lethe.steps.importance_pass)."""
     return timed(
-        lambda: compute_importances(
-            model, batches, method=method, device=device, progress=False, batch_size=batch_size
+        lambda: importances_of(
+            model, samples, batch_size=batch_size, method=method, device=str(device), progress=False
         ),
         device,
     )
@@ -68,7 +69,6 @@ def request_latency(
     retain and held-out samples, per trial).
     """
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
-    forget_batches = split.forget.batches(batch_size, with_labels=False)
     full, d_seconds = d_pass(model, train, batch_size, device)
     request = Request(
         dataset=train.name, scenario="subject", train=train, test=test, split=split, forget_class=None
@@ -78,9 +78,8 @@ def request_latency(
         path = full.save(Path(tmp) / "full.safetensors")
 
         def forget_pass() -> Importances:
-            return compute_importances(
-                model, forget_batches, device=device, progress=False, batch_size=batch_size
-            )
+            return importances_of(model, split.forget, batch_size=batch_size, device=str(device),
+                                  progress=False)
 
         def assd_request(cached: Importances | None = None) -> nn.Module:
             d = cached if cached is not None else Importances.load(path)

@@ -25,13 +25,13 @@ from lethe.evaluation import ClassTarget, ForgettingTarget, SubjectTarget
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
 from lethe.models import load_model, save_model
 from lethe.steps.evaluate import DAMPENING_FILE, Request, resolve_request
-from lethe.unlearning import Importances, calibrate_alpha, compute_importances, dampen, search_alpha
+from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
+from lethe.unlearning import Importances, calibrate_alpha, dampen, search_alpha
 
 log = logging.getLogger(__name__)
 
 DAMPENING_FORMAT = "lethe-dampening/1"
 FULL_IMPORTANCES_FILE = "importances-full.safetensors"
-DEFAULT_IMPORTANCE_BATCH_SIZE = 128  # the importances step's default, so cached D importances fit
 ALPHA_STRATEGIES = ("search", "assd")
 #: α search interval and bisection steps: 12 halvings of ln(1000) pin the transition to a factor 1.002.
 SEARCH_LOW, SEARCH_HIGH, SEARCH_STEPS = 1.0, 1000.0, 12
@@ -90,9 +90,8 @@ def _full_importances(model: nn.Module, request: Request, importances: str | Pat
                                    f"{full.batch_size}, not {batch_size}: the forget pass must use the same")
         computed = False
     else:
-        full = compute_importances(model, request.train.batches(batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE,
-                                                                with_labels=False),
-                                   device=device, progress=progress)
+        full = importances_of(model, request.train, batch_size=batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE,
+                              device=device, progress=progress)
         path = full.save(out / FULL_IMPORTANCES_FILE)
         computed = True
     if full.method != "lfssd":
@@ -165,8 +164,8 @@ def unlearn(
     out = Path(out_dir)  # created by the first file written: refused input leaves nothing behind
 
     full, importances_info = _full_importances(model, request, importances, batch_size, out, device, progress)
-    forget = compute_importances(model, request.split.forget.batches(full.batch_size, with_labels=False),
-                                 device=device, progress=progress, batch_size=full.batch_size)
+    forget = importances_of(model, request.split.forget, batch_size=full.batch_size, device=device,
+                            progress=progress)
     assd = calibrate_alpha(full, forget, n_full=len(request.train), n_forget=len(request.split.forget))
     target = make_target(model, request, device=device, seed=seed)
 
