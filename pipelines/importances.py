@@ -20,7 +20,7 @@ def importances_pipeline(
     model: str = "champion",
     dataset: str = "",
     num_shards: int = 4,
-    batch_size: int = 128,
+    batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
 ) -> None:
     fetched = fetch_model(model=model)

@@ -90,7 +90,7 @@ def run_direct(run_id: str) -> None:
         collect_requests(run_id, forget_path=work / "forget", model_dir=work / "parent")
         compute_importances(work / "parent", out_path=work / "importances", progress=False)
         unlearn_from_spec(work / "parent", work / "forget", work / "importances", work / "candidate",
-                          batch_size=128, progress=False)
+                          batch_size=1, progress=False)
         evaluate_from_spec(work / "candidate", work / "parent", work / "forget", work / "evaluation",
                            progress=False)
         register_and_gate(work / "candidate", work / "evaluation", work / "forget", run_id=run_id,
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="a trained model directory")
     parser.add_argument("--forget", type=int, default=100, help="forget samples (unlearn)")
     parser.add_argument("--alpha", default="assd", help="α of the unlearn measurement (number, assd, search)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--subjects", type=int, default=10, help="subjects with a request (overhead)")
     args = parser.parse_args(argv)
     if args.what == "_direct":

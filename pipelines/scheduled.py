@@ -27,7 +27,7 @@ def scheduled_deletion_pipeline(
     model_name: str = "",
     max_requests: int = 0,
     subject_map: str = "",
-    batch_size: int = 128,
+    batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
     alpha: str = "search",
     lam: float = 1.0,

@@ -25,7 +25,7 @@ def unlearning_pipeline(
     scenario: str = "subject",
     model_name: str = "",
     subject_map: str = "",
-    batch_size: int = 128,
+    batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
     alpha: str = "search",
     lam: float = 1.0,

@@ -20,13 +20,13 @@ from lethe.config import settings
 from lethe.data import SampleSet, load_dataset
 from lethe.errors import ImportancesError, PipelineError
 from lethe.models import load_model, read_card
+from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
 from lethe.steps.layout import IMPORTANCES_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.storage import ImportancesCache
 from lethe.unlearning import METHODS, Importances
-from lethe.unlearning import compute_importances as engine_importances
 
-DEFAULT_BATCH_SIZE = 128
+DEFAULT_BATCH_SIZE = DEFAULT_IMPORTANCE_BATCH_SIZE  # 1: per sample (see importance_pass)
 MAX_SHARDS = 256
 
 
@@ -57,10 +57,6 @@ def _write(importances: Importances, out_path: str | Path | None, info: dict[str
     (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
-def _batches(samples: SampleSet, batch_size: int, method: str) -> Any:
-    return samples.batches(batch_size, with_labels=method == "ssd")
-
-
 def compute_importances(
     model_path: str | Path,
     dataset: str | None = None,
@@ -87,9 +83,8 @@ def compute_importances(
     cached = importances is not None
     if importances is None:
         model, _ = load_model(model_path)
-        importances = engine_importances(model, _batches(train, batch_size, method), method=method,
-                                         device=device or default_device(), progress=progress,
-                                         batch_size=batch_size)
+        importances = importances_of(model, train, batch_size=batch_size, method=method,
+                                 device=device or default_device(), progress=progress)
     uri = cache.uri_for(**key)
     if not cached:
         cache.put(importances, dataset_fingerprint=key["dataset_fingerprint"])
@@ -149,9 +144,8 @@ def compute_importances_shard(
         return {**info, "cached": True, "seconds": round(time.perf_counter() - started, 3)}
     model, _ = load_model(model_path)
     shard = train.subset(torch.arange(start, stop))
-    importances = engine_importances(model, _batches(shard, batch_size, method), method=method,
-                                     device=device or default_device(), progress=progress,
-                                     batch_size=batch_size)
+    importances = importances_of(model, shard, batch_size=batch_size, method=method,
+                                 device=device or default_device(), progress=progress)
     info.update(cached=False, seconds=round(time.perf_counter() - started, 3))
     _write(importances, out_path, info)
     return info

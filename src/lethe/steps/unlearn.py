@@ -150,7 +150,7 @@ def unlearn(
     dampened model meets the scenario's target; see `lethe.evaluation.targets`). `importances`:
     the full-data LFSSD importances (file, directory or s3:// URI); computed and saved into
     `out_dir` when absent. `batch_size`: of the importance passes (default: the given
-    importances', else 128). Returns dampening.json's content plus `summary`.
+    importances', else 1: per sample). Returns dampening.json's content plus `summary`.
     """
     started = time.perf_counter()
     choice = parse_alpha(alpha)
