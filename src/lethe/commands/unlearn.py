@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "computed when absent")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="batch size of the importance passes (default: the given "
-                             "importances', else 128)")
+                             "importances', else 1 = per sample)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the model directory to write")
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)
