@@ -78,3 +78,15 @@ def test_bad_scenario_and_bad_threshold_files_are_config_errors(tmp_path) -> Non
     bad.write_text("test_accuracy_drop_max: lots\n")
     with pytest.raises(ConfigError, match="numbers"):
         load_thresholds(bad)
+
+
+def test_an_unchanged_candidate_goes_to_review() -> None:
+    from lethe.evaluation import decide
+
+    parent = {"retain_accuracy": 0.95, "test_accuracy": 0.90, "forget_accuracy": 0.90,
+              "mia": {"gap": 0.0, "forget_member_rate": 0.5, "holdout_member_rate": 0.5}}
+    unchanged = {**parent, "parameters_changed": False}
+    decision = decide(parent, unchanged, "subject")
+    assert decision.decision == "review"
+    assert any("nothing was dampened" in reason for reason in decision.reasons)
+    assert decide(parent, {**parent, "parameters_changed": True}, "subject").decision == "pass"

@@ -145,6 +145,9 @@ def evaluate_candidate(
     candidate_metrics = model_metrics(candidate_logits, labels, test_mask=test_mask, seed=seed)
     candidate_metrics["agreement_with_parent"] = {
         split: agreement(candidate_logits[split], parent_logits[split]) for split in SPLITS}
+    # Never serve a model that forgot nothing: an unchanged candidate goes to a human.
+    candidate_metrics["parameters_changed"] = any(
+        not torch.equal(a, b) for a, b in zip(candidate.parameters(), parent.parameters(), strict=True))
     gate = decide(parent_metrics, candidate_metrics, scenario, thresholds)
     out = Path(out_dir)  # created only now: input that cannot be evaluated leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)

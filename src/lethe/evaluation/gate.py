@@ -163,5 +163,9 @@ def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
                              f"{_pct(_metric(candidate, 'mia.forget_member_rate'))} vs held-out "
                              f"{_pct(_metric(candidate, 'mia.holdout_member_rate'))}), above the "
                              f"allowed {gap_limit:.3f}"))
+    if candidate.get("parameters_changed") is False:
+        checks.append(_check("parameters_unchanged", 1.0, 0.0,
+                             "the candidate's parameters equal its parent's: nothing was dampened, so "
+                             "nothing was provably forgotten (the samples may already look unseen)"))
     reasons = [c.reason for c in checks if not c.passed]
     return GateDecision("review" if reasons else "pass", reasons, checks)
