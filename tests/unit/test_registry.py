@@ -220,3 +220,15 @@ def test_many_params_and_metrics_are_logged_in_batches(registry: Registry, model
     assert logged == {k: str(v) for k, v in params.items()}
     assert {k: v for k, v in data.metrics.items() if k.startswith("m")} == pytest.approx(metrics)
     assert data.tags["mlflow.note.content"] == info.description
+
+
+def test_cli_model_register_makes_the_first_champion(registry: Registry, model_dir: Path, capsys) -> None:
+    args = ["model", "register", str(model_dir), "--tracking-uri", registry.tracking_uri,
+            "--model-name", registry.model_name]
+    assert cli.main([*args, "--json"]) == 0
+    assert registry.champion_version() is None  # without --champion: registered, not promoted
+    assert cli.main([*args, "--champion"]) == 0
+    assert "alias champion" in capsys.readouterr().out
+    assert registry.champion_version() == "2"
+    assert cli.main(["model", "register", str(model_dir.parent / "nope"), "--tracking-uri",
+                     registry.tracking_uri]) == 2
