@@ -48,6 +48,18 @@ def _training_set(model_path: str | Path, dataset: str | None, data_dir: str | N
     return load_dataset(name, "train", data_dir=data_dir)
 
 
+def _cache_entry(model_path: str | Path, dataset: str | None, data_dir: str | None, method: str,
+                 batch_size: int, cache_root: str | None) -> tuple[Any, SampleSet, ImportancesCache, dict]:
+    """The model card (its weights are verified when loaded), the training set, the cache and
+    the cache key of the full-data importances."""
+    card = read_card(model_path)
+    train = _training_set(model_path, dataset, data_dir)
+    cache = ImportancesCache(cache_root or settings().artifacts)
+    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
+           "method": method, "batch_size": int(batch_size)}
+    return card, train, cache, key
+
+
 def _write(importances: Importances, out_path: str | Path | None, info: dict[str, Any]) -> None:
     if out_path is None:
         return
@@ -74,11 +86,7 @@ def compute_importances(
     there; computed and stored otherwise. Returns what was done (`cached`, `uri`, `seconds`, ...)."""
     _check_args(method, batch_size)
     started = time.perf_counter()
-    card = read_card(model_path)  # the weights are verified against it when they are loaded
-    train = _training_set(model_path, dataset, data_dir)
-    cache = ImportancesCache(cache_root or settings().artifacts)
-    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
-           "method": method, "batch_size": int(batch_size)}
+    card, train, cache, key = _cache_entry(model_path, dataset, data_dir, method, batch_size, cache_root)
     importances = cache.get(**key) if use_cache else None
     cached = importances is not None
     if importances is None:
@@ -130,12 +138,8 @@ def compute_importances_shard(
     """Importances over shard k of K of the training set; nothing to do when the whole set is cached."""
     _check_args(method, batch_size)
     started = time.perf_counter()
-    card = read_card(model_path)
-    train = _training_set(model_path, dataset, data_dir)
+    card, train, cache, key = _cache_entry(model_path, dataset, data_dir, method, batch_size, cache_root)
     start, stop = shard_range(len(train), int(batch_size), int(shard_index), int(num_shards))
-    cache = ImportancesCache(cache_root or settings().artifacts)
-    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
-           "method": method, "batch_size": int(batch_size)}
     info: dict[str, Any] = {**key, "shard_index": int(shard_index), "num_shards": int(num_shards),
                             "start": start, "stop": stop}
     if cache.get(**key) is not None:
@@ -165,11 +169,7 @@ def merge_importances(
     """Merge shard importances (exactly) into the cache; checks they cover the whole training set."""
     _check_args(method, batch_size)
     started = time.perf_counter()
-    card = read_card(model_path)
-    train = _training_set(model_path, dataset, data_dir)
-    cache = ImportancesCache(cache_root or settings().artifacts)
-    key = {"model_fingerprint": card.fingerprint, "dataset_fingerprint": train.fingerprint(),
-           "method": method, "batch_size": int(batch_size)}
+    card, train, cache, key = _cache_entry(model_path, dataset, data_dir, method, batch_size, cache_root)
     importances = cache.get(**key)
     cached = importances is not None
     if importances is None:
