@@ -258,7 +258,12 @@ def compute_importances(
                 objective = _objective(model(inputs), labels, method)
                 grads = torch.autograd.grad(objective, params, allow_unused=True, materialize_grads=True)
                 if method == "lfssd":
-                    torch._foreach_add_(accumulated, torch._foreach_abs(grads))
+                    # |g| in place: the gradients are ours (an expanded one is made dense first), and
+                    # not allocating a second copy of every gradient per batch keeps the pass at the
+                    # cost of a bare forward+backward.
+                    grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+                    torch._foreach_abs_(grads)
+                    torch._foreach_add_(accumulated, grads)
                 else:
                     torch._foreach_addcmul_(accumulated, grads, grads)
                 num_batches += 1
