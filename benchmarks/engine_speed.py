@@ -36,8 +36,14 @@ def bare_forward_backward(model: torch.nn.Module, batches: list[torch.Tensor]) -
     model.zero_grad(set_to_none=True)
 
 
-def importance_overhead(arch: str, shape: tuple[int, int, int], n_batches: int, batch_size: int,
-                        repeats: int, device: torch.device) -> dict:
+def importance_overhead(
+    arch: str,
+    shape: tuple[int, int, int],
+    n_batches: int,
+    batch_size: int,
+    repeats: int,
+    device: torch.device,
+) -> dict:
     torch.manual_seed(0)
     model = build_model(arch, num_classes=10, in_channels=shape[0]).to(device)
     batches = [torch.randn(batch_size, *shape, device=device) for _ in range(n_batches)]
@@ -55,8 +61,12 @@ def importance_overhead(arch: str, shape: tuple[int, int, int], n_batches: int, 
         _sync(device)
         ours.append(time.perf_counter() - start)
     return {
-        "model": arch, "input_shape": list(shape), "batches": n_batches, "batch_size": batch_size,
-        "repeats": repeats, "bare_seconds_median": statistics.median(bare),
+        "model": arch,
+        "input_shape": list(shape),
+        "batches": n_batches,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "bare_seconds_median": statistics.median(bare),
         "importances_seconds_median": statistics.median(ours),
         "ratio": statistics.median(ours) / statistics.median(bare),
     }
@@ -79,9 +89,14 @@ def dampen_speed(repeats: int, device: torch.device) -> dict:
         _sync(device)
         times.append(time.perf_counter() - start)
         fraction = report.fraction
-    return {"model": "resnet18-cifar", "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds_median": statistics.median(times), "seconds_max": max(times),
-            "fraction_dampened": fraction, "repeats": repeats}
+    return {
+        "model": "resnet18-cifar",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds_median": statistics.median(times),
+        "seconds_max": max(times),
+        "fraction_dampened": fraction,
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
@@ -94,9 +109,13 @@ def main() -> None:
     device = torch.device(args.device)
     n_batches = 4 if args.quick else 20
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "threads": torch.get_num_threads(), "device": str(device),
-                    "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None,
+        },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "importance_overhead": [
             importance_overhead("convnet", (1, 28, 28), n_batches, 128, args.repeats, device),
@@ -105,17 +124,23 @@ def main() -> None:
     }
     if device.type == "cuda" or not args.quick:
         result["importance_overhead"].append(
-            importance_overhead("resnet18-cifar", (3, 32, 32), max(n_batches // 4, 2), 64,
-                                args.repeats, device))
+            importance_overhead(
+                "resnet18-cifar", (3, 32, 32), max(n_batches // 4, 2), 64, args.repeats, device
+            )
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for row in result["importance_overhead"]:
-        print(f"importance pass / bare fwd+bwd ({row['model']}, {row['batches']}x{row['batch_size']}): "
-              f"{row['ratio']:.3f}  ({row['importances_seconds_median']:.3f}s "
-              f"vs {row['bare_seconds_median']:.3f}s)")
+        print(
+            f"importance pass / bare fwd+bwd ({row['model']}, {row['batches']}x{row['batch_size']}): "
+            f"{row['ratio']:.3f}  ({row['importances_seconds_median']:.3f}s "
+            f"vs {row['bare_seconds_median']:.3f}s)"
+        )
     d = result["dampen"]
-    print(f"dampen {d['model']} ({d['parameters'] / 1e6:.1f} M params): "
-          f"median {d['seconds_median'] * 1000:.0f} ms, max {d['seconds_max'] * 1000:.0f} ms")
+    print(
+        f"dampen {d['model']} ({d['parameters'] / 1e6:.1f} M params): "
+        f"median {d['seconds_median'] * 1000:.0f} ms, max {d['seconds_max'] * 1000:.0f} ms"
+    )
     print(f"written: {args.out}")
 
 

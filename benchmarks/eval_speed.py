@@ -40,17 +40,29 @@ def fashion_or_random(count: int = 70_000) -> tuple[SampleSet, SampleSet, str]:
         return load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test"), "fashion-mnist"
     except LetheError:
         gen = torch.Generator().manual_seed(0)
-        data = SampleSet(name="random", split="train", ids=[str(i) for i in range(count)],
-                         inputs=torch.randint(0, 256, (count, 1, 28, 28), dtype=torch.uint8, generator=gen),
-                         labels=torch.randint(0, 10, (count,), generator=gen), num_classes=10,
-                         normalization=Normalization.uniform(1))
+        data = SampleSet(
+            name="random",
+            split="train",
+            ids=[str(i) for i in range(count)],
+            inputs=torch.randint(0, 256, (count, 1, 28, 28), dtype=torch.uint8, generator=gen),
+            labels=torch.randint(0, 10, (count,), generator=gen),
+            num_classes=10,
+            normalization=Normalization.uniform(1),
+        )
         cut = count * 6 // 7
         return data.subset(torch.arange(cut)), data.subset(torch.arange(cut, count)), "random"
 
 
-def run(*, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device | str = "cpu",
-        quick: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-        bs1_samples: int | None = None) -> dict[str, Any]:
+def run(
+    *,
+    model: nn.Module,
+    train: SampleSet,
+    test: SampleSet,
+    device: torch.device | str = "cpu",
+    quick: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    bs1_samples: int | None = None,
+) -> dict[str, Any]:
     """Time evaluation of train + test (forward passes, accuracy, both MIA feature sets) batched,
     and forward passes at batch size 1 on a slice, scaled to the same count."""
     data = concat([train, test])
@@ -79,13 +91,19 @@ def run(*, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.de
     # The MIA costs the same either way; the speed-up compares whole evaluations.
     bs1_total_s = bs1_forward_s + (batched_s - forward_s)
     return {
-        "samples": len(data), "batch_size": batch_size, "threads": torch.get_num_threads(),
-        "device": str(device), "batched_forward_s": round(forward_s, 2),
+        "samples": len(data),
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "batched_forward_s": round(forward_s, 2),
         "batched_total_with_mia_s": round(batched_s, 2),
         # CPU time of this process: robust when other jobs share the cores (wall time is not).
-        "batched_total_with_mia_cpu_s": round(batched_cpu_s, 2), "bs1_measured_samples": count,
-        "bs1_forward_s_scaled": round(bs1_forward_s, 1), "bs1_total_with_mia_s_scaled": round(bs1_total_s, 1),
-        "speedup_forward": round(bs1_forward_s / forward_s, 1), "speedup": round(bs1_total_s / batched_s, 1),
+        "batched_total_with_mia_cpu_s": round(batched_cpu_s, 2),
+        "bs1_measured_samples": count,
+        "bs1_forward_s_scaled": round(bs1_forward_s, 1),
+        "bs1_total_with_mia_s_scaled": round(bs1_total_s, 1),
+        "speedup_forward": round(bs1_forward_s / forward_s, 1),
+        "speedup": round(bs1_total_s / batched_s, 1),
         "accuracy": round(acc, 4),
     }
 
@@ -106,8 +124,14 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         model = build_model("convnet", num_classes=10, in_channels=1).eval()
-    result = run(model=model, train=train, test=test, device=args.device, batch_size=args.batch_size,
-                 bs1_samples=args.bs1_samples)
+    result = run(
+        model=model,
+        train=train,
+        test=test,
+        device=args.device,
+        batch_size=args.batch_size,
+        bs1_samples=args.bs1_samples,
+    )
     print(json.dumps({"data": source, "model": args.model or "convnet (fresh weights)", **result}, indent=2))
 
 

@@ -197,6 +197,15 @@ def speed_section(speed: dict[str, Any]) -> list[str]:
                 for row in ov
             ],
         )
+    ps = speed.get("per_sample")
+    if ps:
+        lines += [
+            "",
+            f"**Per-sample pass** (lethe's default semantics) over {ps['samples']:,} samples: "
+            f"{ps['per_sample_samples_per_s']:.0f} samples/s against {ps['batched_samples_per_s']:.0f} "
+            f"for the batch-mean pass at batch size {ps['batch_size']}: per-sample importances cost "
+            f"{ps['per_sample_cost_ratio']:.2f}× the papers' pass.",
+        ]
     return lines
 
 
@@ -317,8 +326,61 @@ def sweep_section(sweep: dict[str, Any], image: str) -> list[str]:
     return lines
 
 
+def device_section(resnet: dict[str, Any] | None, full: dict[str, Any] | None, prefix: str) -> list[str]:
+    """The GPU runs: ResNet18 on synthetic CIFAR-shaped images (benchmarks/device_speed.py) and the
+    whole Fashion-MNIST run with `--device cuda` (its own README beside its JSON files)."""
+    if not resnet and not full:
+        return []
+    first = resnet or full
+    lines = ["## On a GPU", "", f"Measured {first['date']} on {_machine_line(first)}.", ""]
+    columns = []
+    if resnet:
+        columns.append(("ResNet18, CIFAR shape, synthetic", resnet["headline"]))
+    if full:
+        columns.append((f"{full['arch']}, Fashion-MNIST (`run.py --full --device cuda`)", full["headline"]))
+    targets = {row["key"]: row["target"] for row in (full or {}).get("targets", [])} or {
+        "importance_overhead_ratio": "≤ 1.05",
+        "cached_speedup": "≥ 100×",
+        "retrain_speedup": "≥ 1,000×",
+        "eval_speedup": "≥ 20×",
+    }
+    lines += _table(
+        ["ratio", *[name for name, _ in columns], "target"],
+        [[f"`{key}`", *[_ratio(h.get(key)) for _, h in columns], target] for key, target in targets.items()],
+    )
+    if resnet:
+        r, rt, ps = resnet["request"], resnet["retrain"], resnet["per_sample"]
+        ov = resnet["importance_overhead"]
+        lines += [
+            "",
+            f"ResNet18 (`python {resnet['command'].split('python ', 1)[-1]}`): importance pass / bare "
+            "forward+backward "
+            + ", ".join(f"{row['ratio']:.2f} over {row['batches']} × {row['batch_size']}" for row in ov)
+            + " (a pass has fixed costs: the headline is the longest pass); "
+            f"per-sample pass {ps['per_sample_samples_per_s']:.0f} samples/s "
+            f"({ps['per_sample_cost_ratio']:.2f}× the batch-mean pass at batch {ps['batch_size']}); "
+            f"D pass over {r['train_samples']:,} images {_seconds(r['d_pass_s'])}; a request of "
+            f"{r['forget_samples']} samples with D cached {_seconds(r['cached_request_s'])} (Df pass "
+            f"{_seconds(r['parts']['forget_pass_s'])}); one epoch of retraining on {rt['retain_samples']:,} "
+            f"images (bf16) {_seconds(rt['epoch_s'])} — `retrain_speedup` here is against **one** "
+            "epoch, a floor: a recipe of E epochs is E times it; `dampen` "
+            f"{_seconds(resnet['dampen']['seconds_median'])}; evaluation of "
+            f"{resnet['evaluation']['samples']:,} images with the MIA "
+            f"{resnet['evaluation']['batched_total_with_mia_s']:.1f} s.",
+        ]
+    if full:
+        lines += [
+            "",
+            f"The whole Fashion-MNIST run on the GPU: [{prefix}cuda/README.md]({prefix}cuda/README.md).",
+        ]
+    return lines
+
+
 def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
     speed, quality, sweep = (_load(results, n) for n in ("speed.json", "quality.json", "sweep.json"))
+    resnet_cuda, full_cuda = _load(results, "speed-cuda.json"), _load(results / "cuda", "speed.json")
+    # The run that produced the tables (a --readme-only regeneration only re-renders them).
+    command = next((r["command"] for r in (speed, quality, sweep) if r and r.get("command")), command)
     parts = [
         "# lethe benchmarks",
         "",
@@ -345,6 +407,7 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
         parts += quality_section(quality) + [""]
     if sweep:
         parts += sweep_section(sweep, f"{image_prefix}sweep.png") + [""]
+    parts += device_section(resnet_cuda, full_cuda, image_prefix)
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -29,7 +28,15 @@ from benchmarks.engine_speed import importance_overhead  # noqa: E402
 from benchmarks.profiles import PROFILES, Profile  # noqa: E402
 from benchmarks.quality import run_quality  # noqa: E402
 from benchmarks.sweep import plot_sweep, run_sweep  # noqa: E402
-from benchmarks.workbench import BenchData, load_bench_data, machine, now, section, write_json  # noqa: E402
+from benchmarks.workbench import (  # noqa: E402
+    BenchData,
+    command_line,
+    load_bench_data,
+    machine,
+    now,
+    section,
+    write_json,
+)  # noqa: E402
 from lethe.config import settings  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -182,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     out = (args.out or default_out(args.profile)).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = command_line("benchmarks/run.py", argv if argv is not None else sys.argv[1:])
     if args.readme_only:
         print(f"written: {write_readme(out, command)}")
         return 0
@@ -206,27 +213,20 @@ def main(argv: list[str] | None = None) -> int:
 
     with section("speed: importance pass vs bare forward+backward"):
         shape = (data.train.in_channels, *data.train.image_size)
+        runs = [(profile.arch, shape)]
+        if device.type == "cuda":  # the paper's model, CIFAR-shaped (speed does not depend on the data)
+            runs.append(("resnet18-cifar", (3, 32, 32)))
         overhead = [
             importance_overhead(
-                profile.arch,
-                shape,
+                arch,
+                arch_shape,
                 profile.overhead_batches,
-                profile.importance_batch_size,
+                profile.overhead_batch_size,
                 profile.overhead_repeats,
                 device,
             )
+            for arch, arch_shape in runs
         ]
-        if device.type == "cuda":  # the paper's model, CIFAR-shaped (speed does not depend on the data)
-            overhead.append(
-                importance_overhead(
-                    "resnet18-cifar",
-                    (3, 32, 32),
-                    profile.overhead_batches,
-                    64,
-                    profile.overhead_repeats,
-                    device,
-                )
-            )
 
     with section("quality"):
         quality, context = run_quality(profile, data, device=device, use_cache=not args.no_cache)
@@ -251,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
             sizes=profile.scaling_sizes,
             batch_size=profile.importance_batch_size,
             shards=profile.shards,
+            device=device,
+        )
+    with section("speed: per-sample pass vs batch-mean pass"):
+        per_sample = speed.per_sample_cost(
+            context.original,
+            data.speed_train.subset(torch.arange(min(profile.per_sample_samples, len(data.speed_train)))),
+            batch_size=profile.overhead_batch_size,
             device=device,
         )
     with section("speed: evaluation throughput"):
@@ -279,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         "headline": headline,
         "targets": targets,
         "importance_overhead": overhead,
+        "per_sample": per_sample,
         "request": request,
         "retrain": retrain,
         "scaling": scaling,

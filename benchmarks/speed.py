@@ -36,6 +36,25 @@ def d_pass(
     )
 
 
+def per_sample_cost(
+    model: nn.Module, samples: SampleSet, *, batch_size: int, device: torch.device
+) -> dict[str, Any]:
+    """The per-sample pass (lethe's default semantics) against the batch-mean pass at `batch_size`
+    over the same samples: what per-sample semantics cost."""
+    d_pass(model, samples.subset(torch.arange(min(2 * batch_size, len(samples)))), 1, device)  # warm-up
+    _, per_sample_s = d_pass(model, samples, 1, device)
+    _, batched_s = d_pass(model, samples, batch_size, device)
+    return {
+        "samples": len(samples),
+        "batch_size": batch_size,
+        "per_sample_s": per_sample_s,
+        "batched_s": batched_s,
+        "per_sample_samples_per_s": len(samples) / per_sample_s,
+        "batched_samples_per_s": len(samples) / batched_s,
+        "per_sample_cost_ratio": per_sample_s / batched_s,
+    }
+
+
 def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
     """Synthetic subjects, in a seeded random order, until they own at least `size` samples."""
     mapping = subject_map(train)
@@ -78,8 +97,9 @@ def request_latency(
         path = full.save(Path(tmp) / "full.safetensors")
 
         def forget_pass() -> Importances:
-            return importances_of(model, split.forget, batch_size=batch_size, device=str(device),
-                                  progress=False)
+            return importances_of(
+                model, split.forget, batch_size=batch_size, device=str(device), progress=False
+            )
 
         def assd_request(cached: Importances | None = None) -> nn.Module:
             d = cached if cached is not None else Importances.load(path)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -130,6 +131,20 @@ def machine(device: torch.device) -> dict[str, Any]:
         # Timings on a busy machine are not comparable: say how busy it was when the run started.
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that reproduces a result, without `--out` (where the result went is a path of
+    the machine that ran it, not part of the recipe)."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not arg.startswith("--out="):
+            args.append(shlex.quote(arg))
+    return " ".join(["python", script, *args])
 
 
 def now() -> str:

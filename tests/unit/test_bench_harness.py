@@ -147,3 +147,31 @@ def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one() -> Non
     assert rec["spread"] == pytest.approx(5.0) and rec["paper_alpha_meets_target"] == 1
     assert "No fixed α serves every scenario" in rec["text"]
     assert rec["retain_change_vs_lam_1"][0.5] == pytest.approx(0.70 - 0.885)
+
+
+def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one_thread) -> None:
+    """`run.py --smoke`: the full run's code paths end to end on digits, in seconds."""
+    from benchmarks.run import main
+
+    monkeypatch.setenv("LETHE_HOME", str(tmp_path / "home"))  # the model cache
+    out = tmp_path / "results"
+    assert main(["--smoke", "--out", str(out)]) == 0
+    speed = json.loads((out / "speed.json").read_text())
+    headline = speed["headline"]
+    assert set(headline) == {"importance_overhead_ratio", "cached_speedup", "retrain_speedup", "eval_speedup"}
+    assert all(value is not None and value > 0 for value in headline.values())
+    assert speed["cached_speedup"] == headline["cached_speedup"]  # also top-level, as the issue names them
+    assert speed["importance_overhead"][0]["batch_size"] == 32  # the batch-mean pass, not batch size 1
+    assert speed["per_sample"]["per_sample_s"] > 0 and speed["per_sample"]["batched_s"] > 0
+    assert speed["scaling"]["shards"]["allclose_rtol_1e-5"]
+    assert speed["request"]["recomputed_request_s"] > speed["request"]["cached_request_s"]
+    quality = json.loads((out / "quality.json").read_text())
+    assert set(quality["summary"]) == {"class-7", "subject-100"}
+    for scenario in quality["summary"].values():
+        assert set(scenario) == set(METHODS)
+        assert scenario["retrained"]["metrics"]["forget_accuracy"]["n"] == 1
+    class_7 = quality["summary"]["class-7"]
+    assert class_7["retrained"]["metrics"]["forget_accuracy"]["mean"] == 0.0  # never saw class 7
+    assert (out / "sweep.png").stat().st_size > 1000
+    text = (out / "README.md").read_text()
+    assert "## Speed" in text and "## Quality against retraining" in text and "sweep.png" in text

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from lethe.errors import ConfigError
+from lethe.nested import flatten
 
 SCENARIOS = ("class", "subject")
 #: Float slack for "at the limit": 0.99 - 0.97 is 0.020000000000000018, which is 2 points.
@@ -35,21 +36,10 @@ class Thresholds:
         return asdict(self)
 
 
-def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}_"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def load_thresholds(path: str | Path | None = None) -> Thresholds:
     """The packaged defaults, overridden by the keys of the YAML file at `path` (if any)."""
     text = resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text()
-    values = _flatten(yaml.safe_load(text))
+    values = flatten(yaml.safe_load(text), "_")
     if path is not None:
         try:
             override = yaml.safe_load(Path(path).read_text()) or {}
@@ -57,7 +47,7 @@ def load_thresholds(path: str | Path | None = None) -> Thresholds:
             raise ConfigError(f"cannot read gate thresholds from {path}: {exc}") from exc
         if not isinstance(override, dict):
             raise ConfigError(f"gate thresholds in {path} must be a mapping")
-        values.update(_flatten(override))
+        values.update(flatten(override, "_"))
     known = {f.name for f in fields(Thresholds)}
     unknown = sorted(set(values) - known)
     if unknown:

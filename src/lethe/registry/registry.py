@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 import lethe
 from lethe.config import settings
 from lethe.errors import IntegrityError, RegistryError
+from lethe.nested import flatten
 from lethe.registry.client import ensure_experiment, get_client, mlflow_errors
 from lethe.registry.privacy import PrivacyGuard
 from lethe.storage import sha256_file
@@ -105,20 +106,9 @@ def _read_long(tags: Mapping[str, str], key: str) -> str:
     return "".join(parts)
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
     out = {}
-    for key, value in _flatten(values).items():
+    for key, value in flatten(values, ".").items():
         if isinstance(value, bool):
             value = int(value)
         if isinstance(value, (int, float)) and math.isfinite(float(value)):
@@ -321,7 +311,7 @@ class Registry:
         inherited = set(parent.request_ids) if parent else set()
         new_ids = [i for i in dict.fromkeys(map(str, request_ids)) if i not in inherited]
         numeric = _numeric(metrics or {})
-        flat_params = {k: str(v) for k, v in _flatten(params or {}).items()}
+        flat_params = {k: str(v) for k, v in flatten(params or {}, ".").items()}
         for key, value in (("alpha", alpha), ("lambda", lam), ("method", method), ("scenario", scenario)):
             if value is not None:
                 flat_params.setdefault(key, str(value))
