@@ -395,7 +395,11 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
         "subject scenario, ≤ 5 minutes (the CI smoke test); "
         "results go to `--out` (default `.lethe/bench/quick-results`), never over the published ones;",
         "- `python benchmarks/run.py --readme-only` regenerates this file from `results/*.json`;",
-        "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds.",
+        "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds;",
+        "- `python benchmarks/device_speed.py --device cuda`: every headline ratio with ResNet18 on "
+        "CIFAR-shaped synthetic images (a GPU's speed run, about 2 minutes on an H200) into "
+        "`results/speed-cuda.json`; `python benchmarks/engine_speed.py`: the engine alone "
+        "(importance pass, `dampen` on ResNet18) into `results/engine.json`.",
         "",
     ]
     if quality:
