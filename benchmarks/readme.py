@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.targets import SPEED_TARGETS
+
 PROSE_BEGIN, PROSE_END = "<!-- prose: kept when the tables are regenerated -->", "<!-- /prose -->"
 DEFAULT_PROSE = "_(Written after a full run: where LFSSD misses, and by how much.)_"
 
@@ -338,12 +340,7 @@ def device_section(resnet: dict[str, Any] | None, full: dict[str, Any] | None, p
         columns.append(("ResNet18, CIFAR shape, synthetic", resnet["headline"]))
     if full:
         columns.append((f"{full['arch']}, Fashion-MNIST (`run.py --full --device cuda`)", full["headline"]))
-    targets = {row["key"]: row["target"] for row in (full or {}).get("targets", [])} or {
-        "importance_overhead_ratio": "≤ 1.05",
-        "cached_speedup": "≥ 100×",
-        "retrain_speedup": "≥ 1,000×",
-        "eval_speedup": "≥ 20×",
-    }
+    targets = {row["key"]: row["target"] for row in SPEED_TARGETS}
     lines += _table(
         ["ratio", *[name for name, _ in columns], "target"],
         [[f"`{key}`", *[_ratio(h.get(key)) for _, h in columns], target] for key, target in targets.items()],
@@ -353,7 +350,7 @@ def device_section(resnet: dict[str, Any] | None, full: dict[str, Any] | None, p
         ov = resnet["importance_overhead"]
         lines += [
             "",
-            f"ResNet18 (`python {resnet['command'].split('python ', 1)[-1]}`): importance pass / bare "
+            f"ResNet18 (`{resnet['command']}`): importance pass / bare "
             "forward+backward "
             + ", ".join(f"{row['ratio']:.2f} over {row['batches']} × {row['batch_size']}" for row in ov)
             + " (a pass has fixed costs: the headline is the longest pass); "

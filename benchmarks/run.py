@@ -28,6 +28,7 @@ from benchmarks.engine_speed import importance_overhead  # noqa: E402
 from benchmarks.profiles import PROFILES, Profile  # noqa: E402
 from benchmarks.quality import run_quality  # noqa: E402
 from benchmarks.sweep import plot_sweep, run_sweep  # noqa: E402
+from benchmarks.targets import SPEED_TARGETS  # noqa: E402
 from benchmarks.workbench import (  # noqa: E402
     BenchData,
     command_line,
@@ -41,33 +42,6 @@ from lethe.config import settings  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RESULTS = BENCH_DIR / "results"
-
-TARGETS = [
-    {
-        "key": "importance_overhead_ratio",
-        "what": "importance pass / bare forward+backward",
-        "target": "≤ 1.05",
-        "check": lambda v: v <= 1.05,
-    },
-    {
-        "key": "cached_speedup",
-        "what": "request recomputing D / request with D cached",
-        "target": "≥ 100×",
-        "check": lambda v: v >= 100,
-    },
-    {
-        "key": "retrain_speedup",
-        "what": "retraining from scratch / unlearning (ASSD α)",
-        "target": "≥ 1,000×",
-        "check": lambda v: v >= 1000,
-    },
-    {
-        "key": "eval_speedup",
-        "what": "batched evaluation / batch-size-1 evaluation",
-        "target": "≥ 20×",
-        "check": lambda v: v >= 20,
-    },
-]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -276,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             "target": t["target"],
             "met": headline[t["key"]] is not None and bool(t["check"](headline[t["key"]])),
         }
-        for t in TARGETS
+        for t in SPEED_TARGETS
     ]
     speed_result = {
         **info,

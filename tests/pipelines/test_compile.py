@@ -145,16 +145,23 @@ def _rebuild_pipelines() -> None:
     pipelines.PIPELINES["scheduled"] = pipelines.scheduled.scheduled_deletion_pipeline
 
 
-def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("LETHE_GPU_NODE_SELECTOR", "cloud.google.com/gke-accelerator=nvidia-l4")
-    monkeypatch.setenv("LETHE_GPU_TOLERATION", "nvidia.com/gpu:NoSchedule")
+def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     try:
         _rebuild_pipelines()
-        path = compile_pipeline("scheduled", tmp_path / "s.yaml")
+        return compile_pipeline("scheduled", path)
     finally:
-        monkeypatch.delenv("LETHE_GPU_NODE_SELECTOR")
-        monkeypatch.delenv("LETHE_GPU_TOLERATION")
+        for name in env:
+            monkeypatch.delenv(name)
         _rebuild_pipelines()
+
+
+def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
+    env = {"LETHE_GPU_NODE_SELECTOR": "cloud.google.com/gke-accelerator=nvidia-l4",
+           "LETHE_GPU_TOLERATION": "nvidia.com/gpu:NoSchedule"}
+    path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     platform = list(yaml.safe_load_all(path.read_text()))[1]
     unlearn = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-unlearn"]
     assert unlearn["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -163,13 +170,7 @@ def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
-    monkeypatch.setenv("LETHE_GPU_LIMIT", "0")
-    try:
-        _rebuild_pipelines()
-        path = compile_pipeline("scheduled", tmp_path / "s.yaml")
-    finally:
-        monkeypatch.delenv("LETHE_GPU_LIMIT")
-        _rebuild_pipelines()
+    path = _compile_scheduled_with({"LETHE_GPU_LIMIT": "0"}, tmp_path / "s.yaml", monkeypatch)
     executors = yaml.safe_load_all(path.read_text()).__next__()["deploymentSpec"]["executors"]
     assert "resources" not in executors["exec-unlearn"]["container"]
 

@@ -168,3 +168,25 @@ def test_per_sample_equals_the_reference_at_batch_size_one(method: str) -> None:
     assert ours.batch_size == 1 and ours.num_batches == 20 and ours.num_samples == 20
     batched = compute_importances(model, batches(x, y, 1), method=method, progress=False)
     assert batched.metadata == ours.metadata  # mergeable with, and refused against, the same things
+
+
+def test_importances_carry_the_fingerprint_of_the_exact_parameters() -> None:
+    """The fingerprint (hashed on a thread during the pass) is sha256 over every parameter's name,
+    dtype, shape and bytes, in module order: the format stored importances and model cards use."""
+    import hashlib
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    expected = hashlib.sha256()
+    for name, param in model.named_parameters():
+        data = param.detach().contiguous()
+        for part in (name, str(data.dtype), repr(tuple(data.shape))):
+            expected.update(part.encode())
+        expected.update(data.numpy().tobytes())
+    importances = compute_importances(model, [torch.randn(5, 4)], progress=False)
+    assert importances.model_fingerprint == model_fingerprint(model) == expected.hexdigest()
+    with torch.no_grad():
+        model[0].weight[0, 0] += 1e-3
+    assert compute_importances(model, [torch.randn(5, 4)], progress=False).model_fingerprint != (
+        importances.model_fingerprint
+    )
