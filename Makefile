@@ -46,10 +46,10 @@ test-pipelines: setup
 	$(BIN)/python -m pytest -q tests/pipelines
 
 bench: setup
-	$(BIN)/python benchmarks/run.py --full
+	$(BIN)/python -m benchmarks.run --full
 
 bench-quick: setup
-	$(BIN)/python benchmarks/run.py --quick
+	$(BIN)/python -m benchmarks.run --quick
 
 compile: setup
 	$(BIN)/lethe pipeline compile --out pipelines/compiled

@@ -1,4 +1,4 @@
 """lethe's benchmarks: speed against the limits, forgetting quality against retraining.
 
-Run them with `make bench` (`python benchmarks/run.py --full`) or `make bench-quick`.
+Run them with `make bench` (`python -m benchmarks.run --full`) or `make bench-quick`.
 """

@@ -1,7 +1,7 @@
 """Speed on an accelerator: ResNet18 (CIFAR shape) on synthetic images, every headline ratio.
 
-    python benchmarks/device_speed.py --device cuda [--train-samples 50000] [--out FILE]
-    python benchmarks/device_speed.py --device cpu --quick     # seconds, to check the script
+    python -m benchmarks.device_speed --device cuda [--train-samples 50000] [--out FILE]
+    python -m benchmarks.device_speed --device cpu --quick     # seconds, to check the script
 
 Speed does not depend on the pixels, so the data are random uint8 images of CIFAR-10's shape
 (3×32×32, 10 classes) and CIFAR-10's training-set size by default. The parts, in the product's
@@ -31,21 +31,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lethe` importable
-    root = Path(__file__).resolve().parent.parent
-    sys.path[:0] = [str(root), str(root / "src")]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks.engine_speed import dampen_speed, importance_overhead  # noqa: E402
-from benchmarks.speed import per_sample_cost  # noqa: E402
-from benchmarks.workbench import command_line, machine, median_seconds, now, timed, write_json  # noqa: E402
-from lethe.data import Normalization, SampleSet  # noqa: E402
-from lethe.models import build_model  # noqa: E402
-from lethe.models.training import train_classifier  # noqa: E402
-from lethe.steps.importance_pass import importances_of  # noqa: E402
-from lethe.unlearning import Importances, calibrate_alpha, dampen  # noqa: E402
+from benchmarks.engine_speed import dampen_speed, importance_overhead
+from benchmarks.speed import per_sample_cost
+from benchmarks.workbench import command_line, machine, median_seconds, now, timed, write_json
+from lethe.data import Normalization, SampleSet
+from lethe.devices import default_device
+from lethe.models import build_model
+from lethe.models.training import train_classifier
+from lethe.steps.importance_pass import importances_of
+from lethe.unlearning import Importances, calibrate_alpha, dampen
 
 ARCH, SHAPE, CLASSES = "resnet18-cifar", (3, 32, 32), 10
 
@@ -151,7 +148,7 @@ def evaluation(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=default_device())
     parser.add_argument("--train-samples", type=int, default=50_000, help="|D| (default CIFAR-10's 50,000)")
     parser.add_argument("--forget-samples", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
@@ -184,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "arch": ARCH,
         "input_shape": list(SHAPE),
         "data": "synthetic uint8 images (speed only)",
-        "command": command_line("benchmarks/device_speed.py", argv if argv is not None else sys.argv[1:]),
+        "command": command_line("-m benchmarks.device_speed", argv if argv is not None else sys.argv[1:]),
     }
     say("importance pass vs bare forward+backward")
     # (batches, batch size): a pass has fixed costs (the parameters and the result copied between

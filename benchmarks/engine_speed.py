@@ -1,6 +1,6 @@
 """Engine speed: the importance pass against a bare forward+backward, and dampening on ResNet18.
 
-    python benchmarks/engine_speed.py [--device cpu|cuda] [--repeats 7] [--out benchmarks/results/engine.json]
+    python -m benchmarks.engine_speed [--device cpu|cuda] [--repeats 7] [--out benchmarks/results/engine.json]
 
 Targets (issue 2): importance pass ≤ 1.05× a bare forward+backward over the same batches (median of
 ≥ 5 interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.

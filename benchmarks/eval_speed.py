@@ -1,35 +1,30 @@
 """Evaluation speed: 70,000 samples through `convnet`, membership inference included, batched
 against batch size 1, side by side on the same machine.
 
-    python benchmarks/eval_speed.py [--model DIR] [--bs1-samples 2000] [--threads N] [--device cpu]
+    python -m benchmarks.eval_speed [--model DIR] [--bs1-samples 2000] [--threads N] [--device cpu]
 
 Uses Fashion-MNIST (60,000 train + 10,000 test = 70,000) when it is installed, else random
 28x28 images of the same shape; a model directory when given, else a fresh `convnet` (speed does
 not depend on the weights). Batch size 1 runs over `--bs1-samples` samples and is scaled to the
 full count (its per-sample cost is flat). Prints one JSON object. `run()` is what
-benchmarks/run.py calls.
+benchmarks.run calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `lethe` importable from a checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from lethe.data import Normalization, SampleSet, concat, load_dataset  # noqa: E402
-from lethe.errors import LetheError  # noqa: E402
-from lethe.evaluation import accuracy, membership_inference, predict_logits  # noqa: E402
-from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE  # noqa: E402
-from lethe.models import build_model, load_model  # noqa: E402
+from lethe.data import Normalization, SampleSet, concat, load_dataset
+from lethe.errors import LetheError
+from lethe.evaluation import accuracy, membership_inference, predict_logits
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE
+from lethe.models import build_model, load_model
 
 FULL_BS1_SAMPLES, QUICK_BS1_SAMPLES = 2_000, 300
 

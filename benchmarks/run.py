@@ -1,7 +1,9 @@
 """lethe's benchmarks: speed against the limits, forgetting quality against retraining.
 
-    python benchmarks/run.py --full   [--out benchmarks/results] [--device cpu|cuda] [--seeds N]
-    python benchmarks/run.py --quick  [--out DIR]   # CI smoke run, ≤ 5 min on 2 cores
+    python -m benchmarks.run --full   [--out benchmarks/results] [--device cpu|cuda] [--seeds N]
+    python -m benchmarks.run --quick  [--out DIR]   # CI smoke run, ≤ 5 min on 2 cores
+
+Run from the repository root (benchmarks/ is not part of the installed distribution; lethe is).
 
 Writes speed.json, quality.json, sweep.json, sweep.png and a README.md with the tables into --out
 (the full run's default, benchmarks/results, regenerates benchmarks/README.md instead). The
@@ -18,18 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `benchmarks` and `lethe` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks import readme, speed  # noqa: E402
-from benchmarks.engine_speed import importance_overhead  # noqa: E402
-from benchmarks.profiles import PROFILES, Profile  # noqa: E402
-from benchmarks.quality import run_quality  # noqa: E402
-from benchmarks.sweep import plot_sweep, run_sweep  # noqa: E402
-from benchmarks.targets import SPEED_TARGETS  # noqa: E402
-from benchmarks.workbench import (  # noqa: E402
+from benchmarks import readme, speed
+from benchmarks.engine_speed import importance_overhead
+from benchmarks.profiles import PROFILES, Profile
+from benchmarks.quality import run_quality
+from benchmarks.sweep import plot_sweep, run_sweep
+from benchmarks.targets import SPEED_TARGETS
+from benchmarks.workbench import (
     BenchData,
     command_line,
     load_bench_data,
@@ -37,8 +36,8 @@ from benchmarks.workbench import (  # noqa: E402
     now,
     section,
     write_json,
-)  # noqa: E402
-from lethe.config import settings  # noqa: E402
+)
+from lethe.config import settings
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_RESULTS = BENCH_DIR / "results"
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     out = (args.out or default_out(args.profile)).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = command_line("benchmarks/run.py", argv if argv is not None else sys.argv[1:])
+    command = command_line("-m benchmarks.run", argv if argv is not None else sys.argv[1:])
     if args.readme_only:
         print(f"written: {write_readme(out, command)}")
         return 0

@@ -12,8 +12,8 @@ def fetch_model(model: str, fetched: Output[Model]) -> str:
     from lethe.steps.prepare import fetch_model as step
 
     result = step(model, fetched.path)
-    fetched.metadata.update(result)
-    return result.get("fingerprint", "")
+    fetched.metadata.update(result.to_dict())
+    return result.fingerprint
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -29,8 +29,8 @@ def compute_importances(
 
     result = step(model.path, dataset or None, out_path=importances.path, batch_size=batch_size,
                   method=method)
-    importances.metadata.update(result)
-    return bool(result["cached"])
+    importances.metadata.update(result.to_dict())
+    return result.cached
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -56,8 +56,8 @@ def compute_importances_shard(
 
     result = step(model.path, dataset or None, out_path=shard.path, shard_index=shard_index,
                   num_shards=num_shards, batch_size=batch_size, method=method)
-    shard.metadata.update(result)
-    return bool(result["cached"])
+    shard.metadata.update(result.to_dict())
+    return result.cached
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -74,8 +74,8 @@ def merge_importances(
 
     result = step(model.path, dataset or None, [s.path for s in shards], out_path=importances.path,
                   batch_size=batch_size, method=method)
-    importances.metadata.update(result)
-    return bool(result["cached"])
+    importances.metadata.update(result.to_dict())
+    return result.cached
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -83,4 +83,4 @@ def refresh_importances(model: Input[Model], dataset: str, batch_size: int, meth
     """Fill the cache for a new champion, so the next run starts from its importances."""
     from lethe.steps.importances import refresh_importances as step
 
-    return bool(step(model.path, dataset or None, batch_size=batch_size, method=method)["cached"])
+    return step(model.path, dataset or None, batch_size=batch_size, method=method).cached

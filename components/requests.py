@@ -25,9 +25,10 @@ def collect_requests(
     result = step(run_id, forget_path=forget.path, model_dir=parent.path, dataset=dataset or None,
                   model_name=model_name or None, max_requests=max_requests or None,
                   subject_map=subject_map or None)
-    forget.metadata.update({"num_requests": result["num_requests"], "num_samples": result["num_samples"]})
-    parent.metadata.update(result.get("parent") or {})
-    return result["num_requests"]
+    forget.metadata.update({"num_requests": result.num_requests, "num_samples": result.num_samples})
+    if result.parent is not None:
+        parent.metadata.update(result.parent.to_dict())
+    return result.num_requests
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -49,9 +50,9 @@ def prepare_request(
                   forget_ids=forget_ids, forget_subjects=forget_subjects,
                   forget_class=None if forget_class < 0 else forget_class, scenario=scenario,
                   subject_map=subject_map or None)
-    forget.metadata.update({"num_samples": result["num_samples"], "scenario": result["scenario"]})
-    parent.metadata.update(result.get("parent") or {})
-    return result["num_samples"]
+    forget.metadata.update({"num_samples": result.num_samples, "scenario": result.scenario})
+    parent.metadata.update(result.parent.to_dict())
+    return result.num_samples
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -60,4 +61,4 @@ def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus) -> str:
     from lethe.steps.finalize import finalize_requests as step
 
     result = step(run_id, pipeline_state=status.state, error=status.error_message or "")
-    return result["summary"]
+    return result.summary

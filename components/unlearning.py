@@ -15,15 +15,18 @@ def unlearn(
     batch_size: int,
     alpha: str,
     lam: float,
+    method: str,
     candidate: Output[Model],
 ) -> float:
-    """LFSSD on the forget set with the cached full-data importances; returns the α used."""
+    """Dampening on the forget set with the cached full-data importances of `method` (the run's
+    importance method, LFSSD by default); returns the α used."""
     from lethe.steps.forget_spec import unlearn_from_spec
 
     result = unlearn_from_spec(model.path, forget.path, importances.path, candidate.path,
-                               dataset=dataset or None, batch_size=batch_size, alpha=alpha, lam=lam)
-    candidate.metadata.update(result["summary"])
-    return float(result["summary"].get("alpha") or 0.0)
+                               dataset=dataset or None, batch_size=batch_size, alpha=alpha, lam=lam,
+                               method=method or None)
+    candidate.metadata.update(result.summary)
+    return float(result.alpha)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -43,9 +46,9 @@ def evaluate(
     result = evaluate_from_spec(candidate.path, parent.path, forget.path, evaluation.path,
                                 report_path=report.path, dataset=dataset or None,
                                 thresholds=thresholds or None)
-    for name, value in result["scalars"].items():
+    for name, value in result.scalars.items():
         metrics.log_metric(name, value)
-    return result["decision"]
+    return result.decision
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -65,7 +68,7 @@ def register_and_gate(
 
     result = step(candidate.path, evaluation.path, forget.path, run_id=run_id, model_name=model_name or None,
                   importances_path=importances.path)
-    registered.metadata.update(result)
+    registered.metadata.update(result.to_dict())
     with open(registered.path, "w") as handle:
-        handle.write(result["version"] + "\n")
-    return result["decision"]
+        handle.write(result.version + "\n")
+    return result.decision

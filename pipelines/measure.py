@@ -52,10 +52,10 @@ def measure_unlearn(model_dir: str, forget: int, alpha: str, batch_size: int) ->
                              importances=importances, batch_size=batch_size, out_dir=Path(tmp) / label,
                              progress=False)
             timings[label] = time.perf_counter() - started
-            timings[f"{label}_alpha"] = result["alpha"]
+            timings[f"{label}_alpha"] = result.alpha
     return {"measure": "unlearn", "model": model_dir, "forget_samples": forget, "alpha": alpha,
             "batch_size": batch_size, "full_data_pass_s": round(full_pass, 2),
-            "num_samples": info["num_samples"], "unlearn_cached_s": round(timings["cached"], 2),
+            "num_samples": info.num_samples, "unlearn_cached_s": round(timings["cached"], 2),
             "unlearn_recomputed_s": round(timings["recomputed"], 2),
             "speedup": round(timings["recomputed"] / timings["cached"], 1),
             "alphas": [timings["cached_alpha"], timings["recomputed_alpha"]]}
@@ -66,10 +66,10 @@ def _prepare_home(home: Path, model_dir: str, subjects: int) -> None:
     from lethe.data import load_dataset, subject_map
     from lethe.ledger import Ledger
     from lethe.models import read_card
-    from lethe.registry import GateDecision, Registry
+    from lethe.registry import PromotionDecision, Registry
     from lethe.steps.importances import compute_importances
 
-    Registry().register_version(model_dir, gate=GateDecision(True, ("base model",)), scenario="subject")
+    Registry().register_version(model_dir, gate=PromotionDecision(True, ("base model",)), scenario="subject")
     dataset = read_card(model_dir).dataset
     ledger = Ledger()
     for subject in sorted(subject_map(load_dataset(dataset, "train")))[:subjects]:

@@ -37,8 +37,8 @@ def forget_and_register(
     configure(importances, needs="storage", cache=False, display_name="importances of D (cached)")
 
     candidate = unlearn(model=parent, forget=forget, importances=importances.outputs["importances"],
-                        dataset=dataset, batch_size=batch_size, alpha=alpha, lam=lam)
-    configure(candidate, needs="none", cache=True, gpu=True, display_name="unlearn (LFSSD)")
+                        dataset=dataset, batch_size=batch_size, alpha=alpha, lam=lam, method=method)
+    configure(candidate, needs="none", cache=True, gpu=True, display_name="unlearn")
 
     evaluation = evaluate(candidate=candidate.outputs["candidate"], parent=parent, forget=forget,
                           dataset=dataset, thresholds=thresholds)

@@ -134,7 +134,8 @@ def test_certificates_land_in_the_artifact_store(ledger_url: str, artifact_root:
 def test_unreachable_s3_is_a_clear_error_and_the_ledger_is_unchanged(
         ledger_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from lethe.storage import ImportancesCache, s3
+    from lethe.steps.cache import ImportancesCache
+    from lethe.storage import s3
 
     ledger = Ledger(ledger_url, subject_key=KEY)
     done = ledger.add("s1").request

@@ -1,5 +1,5 @@
 """Artifacts on the local disk and on a real S3 endpoint (moto_server): integrity, directories,
-multipart uploads, the importances cache."""
+multipart uploads, the importances cache, listing, and data shards read through the same layer."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from lethe import storage
+from lethe.data import SampleSet, iter_shards, load_dataset, write_shards
+from lethe.data.sampleset import Normalization
 from lethe.errors import IntegrityError
-from lethe.storage import ImportancesCache
+from lethe.steps.cache import ImportancesCache
 from lethe.unlearning import Importances
 
 
@@ -76,3 +78,21 @@ def test_large_files_go_up_in_parts(s3_env, monkeypatch: pytest.MonkeyPatch, tmp
     assert head["ETag"].strip('"').endswith("-3") and head["ContentLength"] == big.stat().st_size
     assert storage.recorded_sha256(uri) == sha
     assert storage.get_file(uri, tmp_path / "back").read_bytes() == big.read_bytes()
+
+
+def test_shards_published_through_lethe_storage_load_back(artifact_root: str, tmp_path: Path) -> None:
+    samples = SampleSet(name="tiny", split="train", ids=[f"tiny/train/{i}" for i in range(10)],
+                        inputs=torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8),
+                        labels=torch.arange(10) % 3, num_classes=3, normalization=Normalization.uniform(1))
+    local = tmp_path / "shards"
+    write_shards(samples, local, shard_size=4)
+    root = storage.join_uri(artifact_root, "data", "tiny")
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        storage.put_file(path, storage.join_uri(root, path.relative_to(local).as_posix()))
+    listed = storage.list_uris(storage.join_uri(root, "train"))
+    assert [u.rsplit("/", 1)[-1] for u in listed] == [
+        f"shard-0000{n}.npz{suffix}" for n in range(3) for suffix in ("", ".sha256")]
+    assert [len(shard) for shard in iter_shards(root, "train")] == [4, 4, 2]  # sidecars are not shards
+    loaded = load_dataset(f"shards:{root}", "train")
+    assert loaded.ids == samples.ids and torch.equal(loaded.inputs, samples.inputs)
+    assert torch.equal(loaded.labels, samples.labels)

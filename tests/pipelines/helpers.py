@@ -45,9 +45,9 @@ def lethe_home(root: Path) -> Iterator[Path]:
 
 
 def register_champion(model_dir: Path) -> str:
-    from lethe.registry import GateDecision, Registry
+    from lethe.registry import PromotionDecision, Registry
 
-    info = Registry().register_version(model_dir, gate=GateDecision(True, ("base model",)),
+    info = Registry().register_version(model_dir, gate=PromotionDecision(True, ("base model",)),
                                        scenario="subject")
     assert info.is_champion
     return info.version

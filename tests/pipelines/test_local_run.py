@@ -1,12 +1,17 @@
 """The scheduled deletion pipeline, whole, through kfp.local (subprocess runner) on digits.
 
 Each test gets its own lethe home (SQLite ledger and MLflow, local artifacts) with the shared
-digits convnet registered as champion; the task subprocesses inherit LETHE_HOME.
+digits convnet registered as champion; the task subprocesses inherit LETHE_HOME. The full run goes
+through the installed console script from a directory outside the checkout, with no PYTHONPATH:
+the pipelines must come from the distribution, as for a user who ran `pip install`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from pipelines.tooling import run_local
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 pytestmark = pytest.mark.slow
+CHECKOUT = Path(__file__).resolve().parents[2]
 SUBJECTS = ["subject-00003", "subject-00004"]
 UNKNOWN = "nobody-we-know"
 
@@ -28,6 +34,27 @@ def home(tmp_path: Path, digits_convnet_dir: Path):
 
 def _run(home: Path, **params):
     return run_local("scheduled", params, pipeline_root=home / "kfp", log_path=home / "kfp.log")
+
+
+def _run_installed(home: Path, workdir: Path) -> dict[str, str]:
+    """`lethe pipeline run --local scheduled` run by the console script in `workdir`; each task's
+    final state, in the order they finished (from its progress lines on stderr)."""
+    assert not workdir.resolve().is_relative_to(CHECKOUT)
+    workdir.mkdir()
+    lethe = Path(sys.executable).with_name("lethe")
+    assert lethe.is_file(), "the console script is not installed: pip install -e ."
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    done = subprocess.run([str(lethe), "pipeline", "run", "--local", "scheduled"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    log = home / "kfp" / "logs" / "scheduled.log"
+    assert done.returncode == 0, f"{done.stdout}{done.stderr[-3000:]}; see {log}"
+    assert "pipeline scheduled succeeded" in done.stdout
+    final: dict[str, str] = {}
+    for line in done.stderr.splitlines():
+        parts = line.split()
+        if line.startswith("  ") and len(parts) == 2 and parts[1].isupper() and parts[1] != "RUNNING":
+            final[parts[0]] = parts[1]
+    return final
 
 
 def _history_notes(request_id: str) -> list[str]:
@@ -68,17 +95,17 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert [v.version for v in Registry().versions()] == ["1"]
 
 
-def test_the_scheduled_run_forgets_registers_and_settles(home):
+def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path):
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
-    run = _run(home)
-    assert run.succeeded, f"{run.error}; see {home / 'kfp.log'}"
-    assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
-                               "register-and-gate", "refresh-importances", "finalize-requests"]
+    tasks = _run_installed(home, tmp_path / "elsewhere")
+    assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
+                           "register-and-gate", "refresh-importances", "finalize-requests"]
+    assert set(tasks.values()) == {"SUCCESS"}
 
     from lethe.ledger import Ledger
     from lethe.registry import Registry
-    from lethe.storage import ImportancesCache
+    from lethe.steps.cache import ImportancesCache
 
     registry = Registry()
     assert registry.champion_version() == "2"
@@ -101,3 +128,46 @@ def test_the_scheduled_run_forgets_registers_and_settles(home):
     cached = list((home / "artifacts" / "importances" / fingerprint).glob("*.safetensors"))
     assert len(cached) == 1
     assert ImportancesCache.sha256(str(cached[0]))
+
+
+def test_ssd_runs_through_all_three_pipelines(home):
+    """method=ssd end to end: the importances pipeline fills the cache with the champion's SSD
+    importances, which the scheduled and the on-demand runs then unlearn with; what was run is
+    recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
+    from lethe.config import settings
+    from lethe.registry import Registry
+
+    def cached(fingerprint: str) -> list[str]:
+        folder = home / "artifacts" / "importances" / fingerprint
+        return sorted(p.name for p in folder.glob("*.safetensors"))
+
+    parent = Registry().version("1").tags["lethe.model_fingerprint"]
+    sharded = run_local("importances", {"model": "champion", "num_shards": 2, "method": "ssd"},
+                        pipeline_root=home / "kfp", log_path=home / "kfp.log")
+    assert sharded.succeeded, f"{sharded.error}; see {home / 'kfp.log'}"
+    assert [t for t in sharded.tasks if t.startswith("compute-importances-shard")] != []
+    assert len(cached(parent)) == 1 and cached(parent)[0].endswith("-ssd-b1.safetensors")
+
+    valid = file_requests(SUBJECTS)
+    scheduled = _run(home, method="ssd", refresh=False)
+    assert scheduled.succeeded, f"{scheduled.error}; see {home / 'kfp.log'}"
+    assert "refresh-importances" not in scheduled.tasks
+    assert len(cached(parent)) == 1  # the cached SSD importances were used: nothing else computed
+
+    on_demand = run_local("unlearning", {"model": f"models:/{settings().model_name}/1", "forget_class": 5,
+                                         "scenario": "class", "method": "ssd", "refresh": False},
+                          pipeline_root=home / "kfp", log_path=home / "kfp.log")
+    assert on_demand.succeeded, f"{on_demand.error}; see {home / 'kfp.log'}"
+    assert len(cached(parent)) == 1
+
+    registry = Registry()
+    versions = {v.version: v for v in registry.versions()}
+    assert set(versions) == {"1", "2", "3"} and versions["3"].parent_version == "1"
+    for number in ("2", "3"):
+        assert versions[number].tags["lethe.method"] == "ssd"
+        assert "with SSD" in versions[number].description
+    from lethe.ledger import Ledger
+
+    for request_id in valid:
+        request = Ledger().get(request_id)
+        assert request.model_version == "2" and request.outcome["algorithm"] == "ssd"

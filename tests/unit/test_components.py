@@ -53,7 +53,7 @@ def candidate(home: Path, prepared: dict, importances: dict) -> dict:
     out = _artifact(Model, home / "work" / "candidate")
     alpha = components.unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
                                            importances=importances["artifact"], dataset="", batch_size=128,
-                                           alpha="3", lam=1.0, candidate=out)
+                                           alpha="3", lam=1.0, method="lfssd", candidate=out)
     return {"alpha": alpha, "artifact": out}
 
 

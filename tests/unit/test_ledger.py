@@ -237,6 +237,12 @@ def test_certificates_for_fulfilled_requests_only(ledger: Ledger, tmp_path: Path
     assert Path(written[0] + ".sha256").read_text().split()[0] == hashlib.sha256(text.encode()).hexdigest()
     with pytest.raises(LedgerError, match="only a fulfilled"):
         certificate(ledger.list_requests(PENDING)[0])
+    # Named requests (a run's exit task): the same file, and a request not fulfilled is refused.
+    assert export_certificates(ledger, str(tmp_path / "run"), request_ids=[done.id]) == [
+        str(tmp_path / "run" / f"{done.id}.json")]
+    assert (tmp_path / "run" / f"{done.id}.json").read_text() == text
+    with pytest.raises(LedgerError, match="only a fulfilled"):
+        export_certificates(ledger, str(tmp_path / "run"), request_ids=[ledger.list_requests(PENDING)[0].id])
 
 
 def test_concurrent_claimers_never_share_a_request(ledger: Ledger) -> None:

@@ -92,6 +92,23 @@ def test_lineage_champion_and_review(registry: Registry, model_dir: Path, tmp_pa
     assert [v.version for v in registry.versions()] == ["1", "2", "3", "4", "5"]
 
 
+def test_the_method_comes_from_the_unlearned_models_card(registry: Registry, model_dir: Path,
+                                                         tmp_path: Path) -> None:
+    from lethe.steps.register import method_of
+
+    register(registry, model_dir, passed=True)
+    card = json.loads((model_dir / "model.json").read_text())
+    card["unlearning"] = {"method": "ssd", "alpha": 3.0, "lam": 1.0}
+    (model_dir / "model.json").write_text(json.dumps(card))
+    v2 = register(registry, model_dir, passed=True, parent="1", requests=("r1",), alpha=3.0)
+    assert v2.tags["lethe.method"] == "ssd" and "Unlearned from version 1 with SSD (α=3)" in v2.description
+    assert registry.client.get_run(v2.run_id).data.params["method"] == "ssd"
+    # The register step reads dampening.json's method, or its importances' (older records), or the card.
+    assert method_of({"method": "ssd", "importances": {"method": "lfssd"}}, tmp_path) == "ssd"
+    assert method_of({"importances": {"method": "ssd"}}, tmp_path) == "ssd"
+    assert method_of({}, model_dir) == "ssd" and method_of({}, tmp_path) is None
+
+
 def test_models_load_back_and_can_be_unlearned_again(registry: Registry, model_dir: Path,
                                                      tmp_path: Path) -> None:
     register(registry, model_dir, passed=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lethe.errors import ImportancesError, IntegrityError, PipelineError
-from lethe.steps.forget_spec import ForgetSpec, parse_alpha
+from lethe.errors import ConfigError, ImportancesError, IntegrityError, PipelineError
+from lethe.steps.alpha import parse_alpha
+from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.importances import (
     compute_importances,
     compute_importances_shard,
@@ -55,14 +56,14 @@ def test_more_shards_than_batches_are_refused():
 def test_cached_importances_are_reused_and_bound_to_their_key(home, digits_convnet_dir, tmp_path):
     first = compute_importances(digits_convnet_dir, out_path=tmp_path / "a", batch_size=BATCH, progress=False)
     again = compute_importances(digits_convnet_dir, out_path=tmp_path / "b", batch_size=BATCH, progress=False)
-    assert (first["cached"], again["cached"]) == (False, True)
-    assert first["uri"] == again["uri"] and first["sha256"] == again["sha256"]
+    assert (first.cached, again.cached) == (False, True)
+    assert first.uri == again.uri and first.sha256 == again.sha256
     a, b = (Importances.load(importances_file(tmp_path / d)) for d in "ab")
     assert all(torch.equal(a[name], b[name]) for name in a)
     info = json.loads((tmp_path / "b" / "importances.json").read_text())
     assert info["cached"] and info["num_samples"] == 1438 and info["batch_size"] == BATCH
     other = compute_importances(digits_convnet_dir, batch_size=64, progress=False)
-    assert not other["cached"] and other["uri"] != first["uri"]  # the batch size is part of the key
+    assert not other.cached and other.uri != first.uri  # the batch size is part of the key
 
 
 def test_sharded_importances_merge_to_one_pass(home, digits_convnet_dir, tmp_path):
@@ -72,19 +73,19 @@ def test_sharded_importances_merge_to_one_pass(home, digits_convnet_dir, tmp_pat
     for k, path in enumerate(shards):
         info = compute_importances_shard(digits_convnet_dir, out_path=path, shard_index=k, num_shards=3,
                                          batch_size=BATCH, progress=False)
-        assert not info["cached"]
+        assert not info.cached
     with pytest.raises(ImportancesError, match="cover"):  # a shard missing is not a merge
         merge_importances(digits_convnet_dir, None, shards[:2], batch_size=BATCH)
     merged = merge_importances(digits_convnet_dir, None, shards, out_path=tmp_path / "merged",
                                batch_size=BATCH)
-    assert not merged["cached"] and merged["num_batches"] == whole["num_batches"] == 12
+    assert not merged.cached and merged.num_batches == whole.num_batches == 12
     one, three = (Importances.load(importances_file(tmp_path / d)) for d in ("whole", "merged"))
     for name in one:
         torch.testing.assert_close(three[name], one[name], rtol=1e-5, atol=1e-8)
     # Now cached: every shard is a no-op and the merge reads the cache.
     assert compute_importances_shard(digits_convnet_dir, out_path=tmp_path / "s", shard_index=0,
-                                     num_shards=3, batch_size=BATCH)["cached"]
-    assert merge_importances(digits_convnet_dir, None, [], batch_size=BATCH)["cached"]
+                                     num_shards=3, batch_size=BATCH).cached
+    assert merge_importances(digits_convnet_dir, None, [], batch_size=BATCH).cached
 
 
 # --- forget sets and outcomes ---------------------------------------------------------------
@@ -104,7 +105,7 @@ def test_forget_spec_round_trips_and_refuses_other_files(tmp_path):
 def test_alpha_parameter():
     assert parse_alpha("search") == "search" and parse_alpha("") == "search"
     assert parse_alpha("12.5") == 12.5 and parse_alpha("ASSD") == "assd"
-    with pytest.raises(PipelineError):
+    with pytest.raises(ConfigError):
         parse_alpha("-1")
 
 
@@ -131,7 +132,7 @@ def test_collect_with_nothing_pending_needs_no_champion(home, tmp_path):
     from lethe.steps.collect import collect_requests
 
     result = collect_requests("run-1", forget_path=tmp_path / "f", model_dir=tmp_path / "m")
-    assert result["num_requests"] == 0
+    assert result.num_requests == 0
     assert ForgetSpec.load(tmp_path / "f").empty
 
 
@@ -157,8 +158,8 @@ def test_collect_resolves_subjects_and_fails_what_it_cannot(home, tmp_path, digi
     bad_ids = ledger.add("someone-else", ["digits/train/99999"]).request.id
     unknown = ledger.add("nobody").request.id
     result = collect_requests("run-1", forget_path=tmp_path / "f", model_dir=tmp_path / "m", max_requests=10)
-    assert sorted(result["request_ids"]) == sorted([whole, some])
-    assert set(result["failed"]) == {bad_ids, unknown}
+    assert sorted(result.request_ids) == sorted([whole, some])
+    assert set(result.failed) == {bad_ids, unknown}
     spec = ForgetSpec.load(tmp_path / "f")
     owned = subject_map(load_dataset("digits", "train"))["subject-00007"]
     assert set(spec.sample_ids) == {*owned, "digits/train/5", "digits/train/6"}
@@ -170,7 +171,7 @@ def test_collect_resolves_subjects_and_fails_what_it_cannot(home, tmp_path, digi
     assert not any(subject in text for subject in ("subject-00007", "someone", "nobody"))
     # A retried collect in the same run finds its own claim again.
     again = collect_requests("run-1", forget_path=tmp_path / "f2", model_dir=tmp_path / "m2")
-    assert sorted(again["request_ids"]) == sorted([whole, some])
+    assert sorted(again.request_ids) == sorted([whole, some])
 
 
 # --- finalize -------------------------------------------------------------------------------
@@ -197,10 +198,10 @@ def test_finalize_fulfils_only_a_successful_promoted_run(home):
     ids = _claimed("run-ok", ["a1", "a2"])
     write_outcome("run-ok", _outcome("pass", ids))
     result = finalize_requests("run-ok", pipeline_state="SUCCEEDED")
-    assert sorted(result["fulfilled"]) == sorted(ids) and not result["released"]
+    assert sorted(result.fulfilled) == sorted(ids) and not result.released
     request = Ledger().get(ids[0])
     assert (request.state, request.model_version) == ("fulfilled", "7")
-    certificate = json.loads(Path(result["certificates"][0]).read_text())
+    certificate = json.loads(Path(result.certificates[0]).read_text())
     assert certificate["model_version"] == "7" and certificate["parameters"] == {"alpha": 10.0}
 
 
@@ -210,7 +211,7 @@ def test_finalize_sends_a_failed_gate_to_review(home):
 
     ids = _claimed("run-rv", ["b1"])
     write_outcome("run-rv", _outcome("review", ids))
-    assert finalize_requests("run-rv")["needs_review"] == ids
+    assert finalize_requests("run-rv").needs_review == ids
     request = Ledger().get(ids[0])
     assert request.state == "needs_review" and "too much damage" in request.reason
 
@@ -225,7 +226,7 @@ def test_finalize_never_fulfils_a_failed_or_undecided_run(home, state, decision)
     if decision:
         write_outcome("run-x", _outcome(decision, ids))
     result = finalize_requests("run-x", pipeline_state=state, error="Task unlearn failed.")
-    assert sorted(result["released"]) == sorted(ids) and not result["fulfilled"]
+    assert sorted(result.released) == sorted(ids) and not result.fulfilled
     assert set(states().values()) == {"pending"}
     notes = [t.note for t in Ledger().history(ids[0])]
     assert any(n and n.startswith("released:") for n in notes)
@@ -235,5 +236,5 @@ def test_finalize_with_nothing_held_is_a_no_op(home):
     from lethe.steps.finalize import finalize_requests
 
     ids = _claimed("someone-else", ["d1"])
-    assert finalize_requests("run-idle")["summary"].endswith("no request to settle")
+    assert finalize_requests("run-idle").summary.endswith("no request to settle")
     assert states() == {ids[0]: "in_progress"}

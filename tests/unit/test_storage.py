@@ -1,9 +1,12 @@
-"""Artifacts by URI: sha256 sidecars checked on read, directories, S3 (moto in-process), errors."""
+"""Artifacts by URI: sha256 sidecars checked on read, directories, S3 (moto in-process), errors;
+the backend registry (one backend per scheme) and the package's independence from the engine."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +15,9 @@ import torch
 
 from lethe import storage
 from lethe.errors import ImportancesError, IntegrityError, StorageError
-from lethe.storage import ArtifactNotFoundError, ImportancesCache, s3
+from lethe.steps.cache import ImportancesCache
+from lethe.storage import ArtifactNotFoundError, Backend, s3
+from lethe.storage.backends import LocalBackend, S3Backend
 from lethe.unlearning import Importances
 
 BUCKET = "lethe-unit"
@@ -202,5 +207,125 @@ def test_uris() -> None:
     assert storage.join_uri("file:///tmp/x", "y") == "/tmp/x/y"
     with pytest.raises(StorageError):
         storage.split_s3("http://x/y")
+    with pytest.raises(StorageError, match="not an S3 URI"):
+        storage.join_uri("s3://", "k")
     with pytest.raises(StorageError, match="unsupported"):
         storage.put_bytes(b"", "gs://bucket/key")
+
+
+def test_listing_is_recursive_sorted_and_below_the_folder_only(root: str) -> None:
+    for name in ("b/2.bin", "a.bin", "b/1.bin", "bc/3.bin"):
+        storage.put_bytes(name.encode(), storage.join_uri(root, "data", name))
+    listed = storage.list_uris(storage.join_uri(root, "data", "b"))
+    assert listed == [storage.join_uri(root, "data", "b", n) for n in ("1.bin", "1.bin.sha256", "2.bin",
+                                                                         "2.bin.sha256")]
+    assert all(storage.exists(uri) for uri in listed)  # the URIs it lists are the ones it reads
+    assert storage.list_uris(storage.join_uri(root, "nothing-here")) == []
+    assert len(storage.list_uris(root)) == 8
+
+
+def test_delete_removes_the_artifact_and_its_sidecar(root: str) -> None:
+    uri = storage.join_uri(root, "gone.bin")
+    storage.put_bytes(b"x", uri)
+    storage.delete(uri)
+    assert not storage.exists(uri) and storage.list_uris(root) == []
+    storage.delete(uri)  # deleting nothing is not an error
+
+
+def test_local_listing_skips_half_written_temporary_files(tmp_path: Path) -> None:
+    storage.put_bytes(b"x", str(tmp_path / "a.bin"))
+    (tmp_path / ".b.bin.abc123.part").write_bytes(b"half")
+    assert storage.list_uris(str(tmp_path)) == [str(tmp_path / "a.bin"), str(tmp_path / "a.bin.sha256")]
+
+
+def test_the_backend_is_chosen_by_the_uri_scheme(tmp_path: Path) -> None:
+    assert isinstance(storage.backend_for(str(tmp_path / "x")), LocalBackend)
+    assert isinstance(storage.backend_for(f"file://{tmp_path}/x"), LocalBackend)
+    assert isinstance(storage.backend_for("s3://bucket/key"), S3Backend)
+    assert isinstance(storage.backend_for("S3://bucket/key"), S3Backend)
+    storage.put_bytes(b"via file://", f"file://{tmp_path}/f.bin")
+    assert storage.get_bytes(str(tmp_path / "f.bin")) == b"via file://"
+    for unknown in ("gs://bucket/key", "mem2://x"):
+        with pytest.raises(StorageError, match="unsupported storage URI .*no backend for") as refused:
+            storage.backend_for(unknown)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(StorageError, match="invalid URI scheme"):
+        storage.register_backend("not a scheme", LocalBackend())
+
+
+class MemoryBackend(Backend):
+    """A toy backend: objects in a dict. Proves that a new scheme needs nothing but this class."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def read_bytes(self, uri: str) -> bytes:
+        if uri not in self.objects:
+            raise ArtifactNotFoundError(f"no artifact at {uri}")
+        return self.objects[uri]
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        self.objects[uri] = bytes(data)
+
+    def upload_file(self, src: Path, uri: str) -> None:
+        self.write_bytes(uri, Path(src).read_bytes())
+
+    def download_file(self, uri: str, dest: Path) -> None:
+        Path(dest).write_bytes(self.read_bytes(uri))
+
+    def exists(self, uri: str) -> bool:
+        return uri in self.objects
+
+    def list(self, prefix: str) -> list[str]:
+        folder = prefix.rstrip("/") + "/"
+        return sorted(uri for uri in self.objects if uri.startswith(folder))
+
+    def delete(self, uri: str) -> None:
+        self.objects.pop(uri, None)
+
+
+@pytest.fixture
+def memory_backend(monkeypatch: pytest.MonkeyPatch) -> MemoryBackend:
+    from lethe.storage import backends
+
+    backend = MemoryBackend()
+    monkeypatch.setitem(backends.BACKENDS, "mem", backend)  # what register_backend does, undone after
+    return backend
+
+
+def test_a_new_backend_is_one_class_and_one_entry(memory_backend: MemoryBackend, tmp_path: Path) -> None:
+    uri = storage.join_uri("mem://store/", "models", "/v1.bin")
+    assert uri == "mem://store/models/v1.bin"
+    sha = storage.put_bytes(b"weights", uri)
+    assert memory_backend.objects[uri + ".sha256"] == f"{sha}  v1.bin\n".encode()
+    assert storage.exists(uri) and storage.get_bytes(uri) == b"weights"
+    assert storage.recorded_sha256(uri) == sha
+    memory_backend.objects[uri] = b"weightz"  # tampered behind lethe's back
+    with pytest.raises(IntegrityError, match="altered"):
+        storage.get_bytes(uri)
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "model.json").write_text("{}")
+    storage.put_dir(src, "mem://store/dir")
+    assert (storage.get_dir("mem://store/dir", tmp_path / "back") / "model.json").read_text() == "{}"
+    assert storage.list_uris("mem://store/dir") == ["mem://store/dir/lethe-manifest.json",
+                                                    "mem://store/dir/lethe-manifest.json.sha256",
+                                                    "mem://store/dir/model.json",
+                                                    "mem://store/dir/model.json.sha256"]
+
+
+def test_register_backend_serves_a_new_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lethe.storage import backends
+
+    monkeypatch.setattr(backends, "BACKENDS", dict(backends.BACKENDS))  # restored after the test
+    backend = MemoryBackend()
+    storage.register_backend("mem", backend)
+    assert storage.backend_for("mem://x/y") is backend
+
+
+def test_the_storage_layer_imports_nothing_of_the_engine() -> None:
+    heavy = ("torch", "lethe.unlearning", "lethe.data", "lethe.models", "lethe.steps")
+    code = ("import sys, lethe.storage; print(sorted(m for m in sys.modules "
+            f"if any(m == h or m.startswith(h + '.') for h in {heavy!r})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

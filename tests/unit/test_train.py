@@ -14,7 +14,7 @@ from lethe.data import SampleSet, resolve_forget_set, subject_map
 from lethe.errors import DataError, ModelError
 from lethe.models import build_model, load_model, read_card
 from lethe.models.baseline import excluded_digest
-from lethe.models.training import accuracy, augment_batch, finetune, predict, train_classifier
+from lethe.models.training import augment_batch, finetune, model_accuracy, predict, train_classifier
 from lethe.unlearning import model_fingerprint
 
 
@@ -29,7 +29,7 @@ def one_thread() -> Iterator[None]:
 def test_convnet_learns_digits(digits_convnet: tuple, digits_convnet_train_record: dict,
                                digits_test: SampleSet) -> None:
     model, card = digits_convnet
-    measured = accuracy(model, digits_test)
+    measured = model_accuracy(model, digits_test)
     assert measured >= 0.9
     assert measured == pytest.approx(digits_convnet_train_record["test_accuracy"], abs=1e-6)
     record = digits_convnet_train_record
@@ -48,7 +48,7 @@ def test_finetune_trains_on_the_retain_set_only(digits_convnet: tuple, digits_tr
     result = finetune(model, retain, epochs=1, batch_size=64, progress=False, test=digits_test)
     assert model_fingerprint(model) != before and not model.training
     assert result.n_train == len(retain) and result.epochs == 1
-    assert result.test_accuracy == pytest.approx(accuracy(model, digits_test))
+    assert result.test_accuracy == pytest.approx(model_accuracy(model, digits_test))
     assert result.test_accuracy > 0.8  # class 0 is a tenth of the test set; the rest stays learnt
 
 

@@ -67,6 +67,9 @@ def test_unlearn_writes_a_loadable_model_and_its_dampening_record(class_run: dic
     assert card.fingerprint == record["candidate_fingerprint"] != record["parent_fingerprint"]
     assert card.extra["parent_fingerprint"] == record["parent_fingerprint"]
     assert record["alpha_method"] == "search" and record["lam"] == 1.0 and record["target_met"]
+    # The product default, recorded from the importances it ran with.
+    assert record["method"] == card.extra["unlearning"]["method"] == "lfssd"
+    assert record["importances"]["method"] == record["forget_importances"]["method"] == "lfssd"
     assert record["forget_size"] == int((load_dataset("digits", "train").labels == CHEAP_CLASS).sum())
     assert 0 < record["total_selected"] == sum(record["selected"].values())
     imp = record["importances"]
@@ -129,8 +132,8 @@ def test_a_destroyed_model_fails_the_gate_for_the_right_reasons(digits_convnet, 
     save_model(model, tmp_path / "zeroed", {"dataset": "digits", "normalization": card.normalization})
     result = evaluate(tmp_path / "zeroed", digits_convnet_dir, "digits", forget_class=CHEAP_CLASS,
                       scenario="class", out_dir=tmp_path / "evidence", progress=False)
-    gate = result["gate"]
-    assert gate["decision"] == "review"
+    gate = result.gate
+    assert gate["decision"] == "review" == result.decision and result.scalars["gate_pass"] == 0.0
     failed = {c["name"] for c in gate["checks"] if not c["passed"]}
     assert failed == {"test_accuracy_drop", "retain_accuracy_drop"}  # all-zero logits: forget acc is 0
     assert any(r.startswith("test accuracy dropped by") for r in gate["reasons"])
@@ -154,14 +157,47 @@ def test_given_importances_are_reused_and_checked(class_run: dict[str, Path], di
     given = class_run["candidate"] / FULL_IMPORTANCES_FILE
     result = unlearn(digits_convnet_dir, "digits", forget_class=CHEAP_CLASS, alpha=50, importances=given,
                      out_dir=tmp_path / "c", progress=False)
-    assert result["alpha_method"] == "given" and result["alpha"] == 50
-    assert not result["importances"]["computed"] and not (tmp_path / "c" / FULL_IMPORTANCES_FILE).exists()
+    assert result.alpha_method == "given" and result.alpha == 50 == result.dampening["alpha"]
+    assert not result.importances["computed"] and not (tmp_path / "c" / FULL_IMPORTANCES_FILE).exists()
     from lethe.errors import ImportancesError
 
     with pytest.raises(ImportancesError, match="batch size"):
         unlearn(digits_convnet_dir, "digits", forget_class=CHEAP_CLASS, alpha=50, importances=given,
                 batch_size=7, out_dir=tmp_path / "d", progress=False)
     assert not (tmp_path / "d").exists()
+
+
+def test_ssd_through_the_cli_end_to_end(digits_convnet_dir: Path, digits_train, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(digits_train.ids[1:40:4]) + "\n")
+    base = ["unlearn", "--model", str(digits_convnet_dir), "--dataset", "digits",
+            "--forget-ids", f"@{ids_file}", "--alpha", "assd", "--no-progress"]
+    out = tmp_path / "ssd"
+    assert main([*base, "--method", "ssd", "--out", str(out)]) == 0
+    assert "with SSD" in capsys.readouterr().out
+    record = json.loads((out / "dampening.json").read_text())
+    assert record["method"] == record["importances"]["method"] == "ssd"
+    assert record["forget_importances"]["method"] == "ssd"
+    assert record["total_selected"] > 0 and record["forget_size"] == 10
+    _, card = load_model(out)
+    assert card.extra["unlearning"]["method"] == "ssd"
+    full = Importances.load(out / FULL_IMPORTANCES_FILE)
+    assert full.method == "ssd" and full.num_samples == len(digits_train) and full.batch_size == 1
+
+    # Given importances bring their method; naming another one is refused in one line, changing nothing.
+    again = unlearn(digits_convnet_dir, "digits", forget_ids=digits_train.ids[1:40:4], alpha=50,
+                    importances=out / FULL_IMPORTANCES_FILE, out_dir=tmp_path / "again", progress=False)
+    assert again.method == "ssd" == again.dampening["forget_importances"]["method"]
+    refused = tmp_path / "refused"
+    assert main([*base, "--importances", str(out / FULL_IMPORTANCES_FILE), "--method", "lfssd",
+                 "--out", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "importances are ssd ones, not lfssd" in err and not refused.exists()
+    assert main([*base, "--method", "fisher", "--out", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown importance method 'fisher'; expected one of lfssd, ssd" in err
+    assert not refused.exists()
 
 
 def test_bad_input_is_refused_with_a_clear_error(digits_convnet_dir: Path, digits_train, tmp_path: Path,

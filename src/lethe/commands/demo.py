@@ -1,6 +1,7 @@
 """`lethe demo`: train, register, file erasure requests, run the pipelines locally, summarise.
 
-What `make demo` runs; see lethe.demo for the steps.
+What `make demo` runs; see pipelines.demo for the steps (kfp is imported only when it runs) and
+lethe.demo for its library half.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from pathlib import Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from lethe.demo import DemoOptions, main
+    from lethe.commands.pipeline import import_pipelines_module
+    from lethe.demo import DemoOptions
 
-    return main(DemoOptions(home=Path(args.home) if args.home else None, dataset=args.dataset,
-                            epochs=args.epochs, subjects=args.subjects, forget_class=args.forget_class,
-                            retrain=args.retrain, progress=not args.no_progress))
+    demo = import_pipelines_module("demo")
+    return demo.main(DemoOptions(home=Path(args.home) if args.home else None, dataset=args.dataset,
+                                 epochs=args.epochs, subjects=args.subjects, forget_class=args.forget_class,
+                                 retrain=args.retrain, progress=not args.no_progress))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

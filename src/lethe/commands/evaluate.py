@@ -58,16 +58,15 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.model, args.parent, args.dataset, **forget_kwargs(args), scenario=args.scenario,
                       out_dir=args.out, thresholds=args.thresholds, device=args.device,
                       progress=not args.no_progress, data_dir=args.data_dir)
-    for role in ("parent", "candidate"):
-        m = result[role]
+    for role, m in (("parent", result.parent), ("candidate", result.candidate)):
         print(f"{role:9s} retain {_pct(m['retain_accuracy'])}  forget {_pct(m['forget_accuracy'])}  "
               f"test {_pct(m['test_accuracy'])}  MIA reference {_pct(m['mia']['reference_member_rate'])}  "
               f"gap {m['mia']['gap']:+.3f}")
-    gate = result["gate"]
+    gate = result.gate
     print(f"gate: {gate['decision']}")
     for reason in gate["reasons"]:
         print(f"  - {reason}")
-    plots = ", ".join(result["evidence"]["plots"])
+    plots = ", ".join(result.evidence["plots"])
     print(f"evidence in {args.out}: metrics.json, report.html, report.json, {plots}")
     return 0
 

@@ -26,19 +26,21 @@ DEFAULT_PIPELINE = "scheduled"
 DEFAULT_EXPERIMENT = "lethe"
 
 
-def load_tooling() -> ModuleType:
-    """`pipelines.tooling`, from the installed distribution or from a source checkout's root."""
+def import_pipelines_module(name: str) -> ModuleType:
+    """`pipelines.<name>`, from the installed distribution (it ships components/ and pipelines/)."""
     try:
-        return importlib.import_module("pipelines.tooling")
+        return importlib.import_module(f"pipelines.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("pipelines", "components"):
+        if exc.name not in ("pipelines", f"pipelines.{name}", "components"):
             raise
-    root = Path.cwd()
-    if not all((root / package / "__init__.py").is_file() for package in ("pipelines", "components")):
-        raise PipelineError("the pipeline definitions (pipelines/, components/) are not installed: run lethe "
-                            "from the repository root or install the distribution")
-    sys.path.insert(0, str(root))
-    return importlib.import_module("pipelines.tooling")
+        raise PipelineError(f"the pipeline definitions are not installed ({exc.name} is missing): "
+                            "install the lethe-unlearning distribution, which ships pipelines/ and "
+                            "components/") from None
+
+
+def load_tooling() -> ModuleType:
+    """`pipelines.tooling`: compile, run locally, submit, schedule."""
+    return import_pipelines_module("tooling")
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:

@@ -33,6 +33,24 @@ def predict_logits(
 
     Raises EvaluationError when the model outputs NaN or Inf (see `check_logits`).
     """
+    outputs = [output.float().cpu() for output in forward_batches(model, batches, device=device,
+                                                                   progress=progress, desc=desc)]
+    logits = torch.cat(outputs) if outputs else torch.empty(0, 0)
+    if outputs:
+        check_logits(logits, what=what)
+    return logits
+
+
+def forward_batches(
+    model: nn.Module,
+    batches: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    desc: str = "forward",
+) -> list[torch.Tensor]:
+    """The model's outputs per batch, left on the device: e.g. a prefix of stages, whose outputs
+    later stages run from. The model's mode, device and memory layout are restored."""
     first = next(iter(model.parameters()), None)
     original_device = first.device if first is not None else torch.device("cpu")
     target = torch.device(device) if device is not None else original_device
@@ -55,13 +73,10 @@ def predict_logits(
                 inputs = _inputs_of(batch).to(target, non_blocking=True)
                 if channels_last and inputs.ndim == 4:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
-                outputs.append(model(inputs).float().cpu())
+                outputs.append(model(inputs))
     finally:
         model.train(was_training)
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
         model.to(original_device)
-    logits = torch.cat(outputs) if outputs else torch.empty(0, 0)
-    if outputs:
-        check_logits(logits, what=what)
-    return logits
+    return outputs

@@ -75,3 +75,35 @@ def plot_dampening(report: Mapping[str, Any], path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
+    """Every trial of the dampening's selection: retained agreement against the forgetting criterion,
+    one colour per cut-off, the target's limit as a line and the chosen configuration marked."""
+    path = Path(path)
+    trials = list(selection.get("trials", []))
+    criterion = selection.get("criterion") or "forgetting criterion"
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for index, cutoff in enumerate(dict.fromkeys(t["cutoff"] for t in trials)):
+        mine = [t for t in trials if t["cutoff"] == cutoff]
+        ax.scatter([t["value"] for t in mine], [100 * t["retain_agreement"] for t in mine], s=18,
+                   color=plt.get_cmap("tab10")(index % 10), alpha=0.8,
+                   label=f"from {cutoff}" if cutoff != "all" else "every layer")
+    chosen = [t for t in trials
+              if t["cutoff"] == selection.get("cutoff") and t["alpha"] == selection.get("alpha")]
+    if chosen:
+        ax.scatter([chosen[-1]["value"]], [100 * chosen[-1]["retain_agreement"]], marker="*", s=260,
+                   color="black", zorder=5,
+                   label=f"chosen: {selection.get('cutoff')}, α={float(selection.get('alpha')):.3g}")
+    if selection.get("limit") is not None:
+        ax.axvline(float(selection["limit"]), color="tab:red", linestyle="--", linewidth=1,
+                   label="target limit")
+    ax.set_xlabel(f"{criterion} (met at or left of the limit)")
+    ax.set_ylabel("retained agreement with the parent (%)")
+    ax.set_title("Where and how much to dampen: every trial of the search")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -17,6 +17,7 @@ retain agreement the dampening costs), so the search can be reported.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from lethe.errors import EvaluationError
-from lethe.evaluation.forward import predict_logits
+from lethe.evaluation.forward import forward_batches, predict_logits
 from lethe.evaluation.metrics import agreement
 from lethe.evaluation.mia import calibrated_gap, membership_features
 
@@ -68,6 +69,18 @@ class ForgettingTarget:
     def measure(self, candidate: nn.Module) -> TargetMeasurement:
         raise NotImplementedError
 
+    #: The attributes that hold the fixed samples' batches.
+    inputs: tuple[str, ...] = ("forget", "retain")
+
+    def after(self, prefix: nn.Module) -> ForgettingTarget:
+        """This target over `prefix`'s outputs on the same samples, against the same original logits:
+        it then measures a candidate made of the stages after the cut (the selection's prefix cache)."""
+        view = copy.copy(self)
+        view.measurements = []
+        for name in self.inputs:
+            setattr(view, name, forward_batches(prefix, getattr(self, name), device=self.device))
+        return view
+
     def __call__(self, candidate: nn.Module) -> bool:
         measurement = self.measure(candidate)
         self.measurements.append(measurement)
@@ -95,6 +108,7 @@ class SubjectTarget(ForgettingTarget):
     """Met when the calibrated attack's member-rate gap (forget vs held-out) is <= `limit`."""
 
     criterion = "member_rate_gap"
+    inputs = ("forget", "retain", "held_out")
 
     def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any],
                  held_out: Iterable[Any], *, limit: float = DEFAULT_MAX_MEMBER_RATE_GAP, seed: int = 0,

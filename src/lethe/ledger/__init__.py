@@ -1,6 +1,6 @@
 """The erasure-request ledger (SQLAlchemy): SQLite by default, PostgreSQL in production."""
 
-from lethe.ledger.certificates import CERTIFICATE_FORMAT, certificate, export_certificates
+from lethe.ledger.certificates import CERTIFICATE_FORMAT, certificate, export_certificates, write_certificate
 from lethe.ledger.engine import dispose_engines
 from lethe.ledger.ledger import (
     DEFAULT_DEADLINE_DAYS,
@@ -32,4 +32,5 @@ __all__ = [
     "dispose_engines",
     "export_certificates",
     "hash_subject",
+    "write_certificate",
 ]

@@ -8,6 +8,7 @@ decision, algorithm and parameters (recorded in the ledger when the request was 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import lethe
@@ -46,11 +47,18 @@ def certificate(request: ErasureRequest) -> dict[str, Any]:
     }
 
 
-def export_certificates(ledger: Ledger, out_uri: str) -> list[str]:
-    """Write `<request id>.json` (with its sha256 sidecar) for every fulfilled request; returns the URIs."""
-    written = []
-    for request in ledger.list_requests(FULFILLED):
-        uri = join_uri(out_uri, f"{request.id}.json")
-        put_bytes((json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode(), uri)
-        written.append(uri)
-    return written
+def write_certificate(request: ErasureRequest, out_uri: str) -> str:
+    """Write `<out_uri>/<request id>.json` (with its sha256 sidecar); returns its URI.
+
+    The one place a certificate file is written (the CLI's export and a run's exit task)."""
+    uri = join_uri(out_uri, f"{request.id}.json")
+    put_bytes((json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode(), uri)
+    return uri
+
+
+def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str] | None = None) -> list[str]:
+    """Write the certificate of every fulfilled request (or of `request_ids`, each of which must be
+    fulfilled: anything else raises `LedgerError`); returns the URIs."""
+    requests = (ledger.list_requests(FULFILLED) if request_ids is None
+                else [ledger.get(request_id) for request_id in request_ids])
+    return [write_certificate(request, out_uri) for request in requests]

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lethe.data.sampleset import SampleSet
+from lethe.devices import default_device
 from lethe.errors import DataError, ModelError
 
 
@@ -36,10 +37,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _check_fit(model: nn.Module, samples: SampleSet) -> None:
@@ -72,9 +69,9 @@ def predict(model: nn.Module, samples: SampleSet, *, batch_size: int = 512,
     return torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.int64)
 
 
-def accuracy(model: nn.Module, samples: SampleSet, *, batch_size: int = 512,
-             device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy on `samples` (0..1)."""
+def model_accuracy(model: nn.Module, samples: SampleSet, *, batch_size: int = 512,
+                   device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy of `model` on `samples` (0..1); `lethe.evaluation.accuracy` scores given logits."""
     if samples.labels is None or len(samples) == 0:
         raise DataError(f"{samples.name}/{samples.split} has no labelled samples to score")
     return float((predict(model, samples, batch_size=batch_size, device=device) == samples.labels)
@@ -100,7 +97,7 @@ def _fit(model: nn.Module, train: SampleSet, test: SampleSet | None, *, epochs: 
     if lr <= 0 or batch_size < 1:
         raise ModelError(f"learning rate and batch size must be positive, got {lr} and {batch_size}")
     original_device = next(model.parameters()).device
-    target = torch.device(device) if device is not None else default_device()
+    target = torch.device(device if device is not None else default_device())
     use_amp = target.type == "cuda"
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -145,7 +142,7 @@ def _fit(model: nn.Module, train: SampleSet, test: SampleSet | None, *, epochs: 
                 total_loss += float(loss.detach()) * len(y)
                 correct += int((logits.argmax(dim=1) == y).sum())
                 seen += len(y)
-            test_accuracy = accuracy(model, test, device=target) if test is not None else None
+            test_accuracy = model_accuracy(model, test, device=target) if test is not None else None
             entry = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": correct / seen,
                      "test_accuracy": test_accuracy, "seconds": time.perf_counter() - epoch_started}
             history.append(entry)

@@ -45,14 +45,18 @@ _TAG_CHUNK = 50_000  # MLflow allows 100k characters per version tag; lists long
 
 
 @dataclass(frozen=True)
-class GateDecision:
+class PromotionDecision:
+    """What the registry records of the gate: may the version become champion, and why (not).
+
+    (The gate's full verdict, with its checks, is `lethe.evaluation.GateDecision`.)"""
+
     passed: bool
     reasons: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, value: Any) -> GateDecision:
-        """From a GateDecision, a mapping {"passed", "reasons"} or any object with those attributes."""
-        if isinstance(value, GateDecision):
+    def of(cls, value: Any) -> PromotionDecision:
+        """From a PromotionDecision, a mapping {"passed", "reasons"} or any object with those attributes."""
+        if isinstance(value, PromotionDecision):
             return value
         get = value.get if isinstance(value, Mapping) else lambda k, d=None: getattr(value, k, d)
         passed = get("passed")
@@ -126,16 +130,16 @@ def _fmt(value: float) -> str:
 
 
 def describe(*, parent: str | None, scenario: str, alpha: float | None, lam: float | None,
-             method: str | None, total: int, new: int, gate: GateDecision, metrics: Mapping[str, float],
+             method: str | None, total: int, new: int, gate: PromotionDecision, metrics: Mapping[str, float],
              importances_uri: str | None, promoted: bool) -> str:
     """The version's description: what it is, what it honours, why it was (not) promoted."""
     if parent is None:
         lines = [f"Base model (scenario: {scenario}); it honours no erasure request yet."]
     else:
-        how = (method or "lfssd").upper()
+        how = f" with {method.upper()}" if method else ""
         knobs = ", ".join(p for p in (f"α={_fmt(alpha)}" if alpha is not None else "",
                                       f"λ={_fmt(lam)}" if lam is not None else "") if p)
-        lines = [f"Unlearned from version {parent} with {how}" + (f" ({knobs})" if knobs else "")
+        lines = [f"Unlearned from version {parent}{how}" + (f" ({knobs})" if knobs else "")
                  + f"; scenario: {scenario}.",
                  f"Honours {total} erasure request(s), {new} new in this version."]
     verdict = "PASS" if gate.passed else "FAIL"
@@ -296,7 +300,7 @@ class Registry:
         not reach MLflow; anything matching them (or shaped like a sample id) is refused before
         anything is sent. `champion` moves here only when `gate` passed.
         """
-        gate = GateDecision.of(gate)
+        gate = PromotionDecision.of(gate)
         model_dir = Path(model_dir)
         if not (model_dir / "model.safetensors").is_file() or not (model_dir / "model.json").is_file():
             raise RegistryError(f"{model_dir} is not a lethe model directory "
@@ -311,11 +315,13 @@ class Registry:
         inherited = set(parent.request_ids) if parent else set()
         new_ids = [i for i in dict.fromkeys(map(str, request_ids)) if i not in inherited]
         numeric = _numeric(metrics or {})
+        card = json.loads((model_dir / "model.json").read_text())
+        # An unlearned model's card names its importance method: the version records what was run.
+        method = method or (card.get("unlearning") or {}).get("method") or None
         flat_params = {k: str(v) for k, v in flatten(params or {}, ".").items()}
         for key, value in (("alpha", alpha), ("lambda", lam), ("method", method), ("scenario", scenario)):
             if value is not None:
                 flat_params.setdefault(key, str(value))
-        card = json.loads((model_dir / "model.json").read_text())
         manifest = _manifest(model_dir)
 
         tags: dict[str, str] = {
@@ -401,7 +407,7 @@ class Registry:
                 except MlflowException:
                     with contextlib.suppress(MlflowException):  # registered concurrently
                         self.client.create_registered_model(
-                            self.model_name, description="Image classifier unlearned by lethe (LFSSD).")
+                            self.model_name, description="Image classifier unlearned by lethe.")
                 mv = self.client.create_model_version(
                     self.model_name, f"{run.info.artifact_uri}/{MODEL_PATH}", run_id=run_id, tags=tags,
                     description=description)

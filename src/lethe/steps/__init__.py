@@ -3,6 +3,7 @@
 Imported lazily (`from lethe.steps import collect_requests` loads only that step's modules), so a
 pipeline task pays only for its own imports. `unlearn` and `evaluate` share their modules' names:
 import them as `from lethe.steps.unlearn import unlearn`, `from lethe.steps.evaluate import evaluate`.
+Every step returns a dataclass of `lethe.steps.results`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _STEPS = {
     "refresh_importances": "lethe.steps.importances",
     "register_and_gate": "lethe.steps.register",
     "finalize_requests": "lethe.steps.finalize",
+    "unlearn_from_spec": "lethe.steps.forget_spec",
+    "evaluate_from_spec": "lethe.steps.forget_spec",
 }
 
 __all__ = sorted(_STEPS)

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lethe.errors import PipelineError
 from lethe.ledger import PENDING, ErasureRequest, Ledger
 from lethe.steps.forget_spec import ForgetSpec
+from lethe.steps.results import CollectedRequests
 
 if TYPE_CHECKING:
     from lethe.data import SampleSet
@@ -61,7 +62,7 @@ def collect_requests(
     ledger_url: str | None = None,
     tracking_uri: str | None = None,
     lease_hours: float = DEFAULT_LEASE_HOURS,
-) -> dict[str, Any]:
+) -> CollectedRequests:
     """Claim and resolve this run's requests; writes the forget set and the champion's model dir."""
     if not run_id:
         raise PipelineError("collect-requests needs the run id")
@@ -70,7 +71,7 @@ def collect_requests(
     if not held and not ledger.list_requests(PENDING):
         ForgetSpec(scenario="subject", dataset=dataset or "").save(forget_path)
         Path(model_dir).mkdir(parents=True, exist_ok=True)
-        return {"num_requests": 0, "num_samples": 0, "request_ids": [], "failed": {}, "parent": {}}
+        return CollectedRequests(num_requests=0, num_samples=0)
 
     # Loaded only now: a run with nothing to do should not pay for torch and MLflow.
     from lethe.data import load_dataset
@@ -98,10 +99,10 @@ def collect_requests(
     if sample_ids and len(sample_ids) >= len(train):
         raise PipelineError(f"the requests name all {len(train)} training samples: nothing would remain")
     spec = ForgetSpec(scenario="subject", dataset=name, sample_ids=sample_ids, request_ids=list(resolved),
-                      parent={**parent, "name": parent.get("name") or model_name or ""},
+                      parent={**parent.to_dict(), "name": parent.name or model_name or ""},
                       num_samples=len(sample_ids), num_subjects=len(resolved))
     spec.save(forget_path)
     log.info("run %s: %d request(s) claimed, %d failed, %d sample(s) to forget", run_id, len(claimed),
              len(failed), len(sample_ids))
-    return {"num_requests": len(resolved), "num_samples": len(sample_ids), "request_ids": list(resolved),
-            "failed": failed, "parent": parent, "dataset": name}
+    return CollectedRequests(num_requests=len(resolved), num_samples=len(sample_ids),
+                             request_ids=list(resolved), failed=failed, parent=parent, dataset=name)

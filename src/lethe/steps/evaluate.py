@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lethe.data import ForgetSplit, SampleSet, load_dataset, resolve_forget_set, subject_map
+from lethe.devices import default_device
 from lethe.errors import ConfigError, EvaluationError, ModelError
 from lethe.evaluation import SCENARIOS, Thresholds, evaluate_candidate, load_thresholds
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE
 from lethe.models import ModelCard, load_model
-
-DAMPENING_FILE = "dampening.json"
+from lethe.steps.layout import DAMPENING_FILE
+from lethe.steps.results import EvaluationResult
 
 
 @dataclass
@@ -127,12 +126,12 @@ def evaluate(
     progress: bool = True,
     seed: int = 0,
     data_dir: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """Evaluate the model directory `model_path` against `parent_path` on the forget request.
 
     `thresholds`: a YAML file overriding the default gate thresholds (or a Thresholds).
     `dampening`: the unlearn step's dampening.json (default: the one in `model_path`, if any).
-    Returns metrics.json's content plus `scalars` and `decision`.
+    Returns metrics.json's content, its flat `scalars` and the gate's `decision`.
     """
     limits = thresholds if isinstance(thresholds, Thresholds) else load_thresholds(thresholds)
     candidate, card = load_model(model_path)
@@ -145,14 +144,10 @@ def evaluate(
         candidate, parent, retain=request.split.retain, forget=request.split.forget, test=request.test,
         scenario=request.scenario, forget_class=request.forget_class, out_dir=out_dir, thresholds=limits,
         dampening=_dampening_report(dampening, model_path), batch_size=batch_size,
-        device=device or _default_device(), progress=progress, seed=seed,
+        device=device or default_device(), progress=progress, seed=seed,
         context={"dataset": request.dataset, "models": {"candidate_fingerprint": card.fingerprint,
                                                         "parent_fingerprint": parent_card.fingerprint}})
-    return {**metrics, "scalars": scalars(metrics), "decision": metrics["gate"]["decision"]}
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return EvaluationResult(metrics=metrics, scalars=scalars(metrics), decision=metrics["gate"]["decision"])
 
 
 __all__ = ["Request", "check_model_fits", "evaluate", "infer_scenario", "resolve_request", "scalars"]

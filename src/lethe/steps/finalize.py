@@ -9,15 +9,15 @@ so a failure never marks a request fulfilled and never loses one.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from lethe.config import settings
-from lethe.errors import LedgerError, LetheError
-from lethe.ledger import FULFILLED, Ledger, certificate
+from lethe.errors import LetheError
+from lethe.ledger import Ledger, export_certificates
 from lethe.steps.outcome import read_outcome
-from lethe.storage import join_uri, put_bytes
+from lethe.steps.results import SettledRequests
+from lethe.storage import join_uri
 
 log = logging.getLogger(__name__)
 SUCCEEDED = "SUCCEEDED"
@@ -42,13 +42,12 @@ def finalize_requests(
     ledger_url: str | None = None,
     outcome_root: str | None = None,
     certificates_root: str | None = None,
-) -> dict[str, Any]:
-    """Settle the run's requests; returns counts per new state and a one-line summary."""
+) -> SettledRequests:
+    """Settle the run's requests; returns them by new state, the certificates and a one-line summary."""
     ledger = Ledger(ledger_url)
     held = ledger.for_run(run_id)
     if not held:
-        return {"fulfilled": [], "needs_review": [], "released": [], "certificates": [],
-                "summary": f"run {run_id}: no request to settle"}
+        return SettledRequests(summary=f"run {run_id}: no request to settle")
     held_ids = [r.id for r in held]
     try:
         outcome = read_outcome(run_id, outcome_root)
@@ -73,21 +72,10 @@ def finalize_requests(
         reason = _release_reason(state, error, outcome) if not decided else "not part of the run's outcome"
         ledger.release(rest, run_id=run_id, reason=reason)
         settled["released"] = rest
-    certificates = _write_certificates(ledger, settled["fulfilled"], certificates_root)
+    certificates_uri = certificates_root or join_uri(settings().artifacts, "certificates")
+    certificates = export_certificates(ledger, certificates_uri, request_ids=settled["fulfilled"])
     summary = (f"run {run_id}: {len(settled['fulfilled'])} fulfilled, {len(settled['needs_review'])} "
                f"awaiting review, {len(settled['released'])} back to pending")
     log.info(summary)
-    return {**settled, "certificates": certificates, "summary": summary}
+    return SettledRequests(summary=summary, certificates=certificates, **settled)
 
-
-def _write_certificates(ledger: Ledger, request_ids: list[str], root: str | None) -> list[str]:
-    written = []
-    base = root or join_uri(settings().artifacts, "certificates")
-    for request_id in request_ids:
-        request = ledger.get(request_id)
-        if request.state != FULFILLED:
-            raise LedgerError(f"request {request_id} is {request.state} after fulfilment")
-        uri = join_uri(base, f"{request_id}.json")
-        put_bytes((json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode(), uri)
-        written.append(uri)
-    return written

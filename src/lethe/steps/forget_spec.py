@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from lethe.errors import PipelineError
+from lethe.steps.alpha import parse_alpha
 from lethe.steps.layout import REPORT_FILE
+from lethe.steps.results import EvaluationResult, UnlearnResult
 
 FORGET_FILE = "forget.json"
 FORMAT = "lethe-forget-spec/1"
@@ -58,20 +60,6 @@ class ForgetSpec:
         return cls(**raw)
 
 
-def parse_alpha(text: str | float | None) -> float | str:
-    """α from a pipeline parameter: a positive number, or a strategy name such as `search`."""
-    if text is None or str(text).strip() == "":
-        return "search"
-    value = str(text).strip()
-    try:
-        number = float(value)
-    except ValueError:
-        return value.lower()
-    if not number > 0:
-        raise PipelineError(f"α must be positive, not {value}")
-    return number
-
-
 def unlearn_from_spec(
     model_path: str | Path,
     forget_path: str | Path,
@@ -82,20 +70,21 @@ def unlearn_from_spec(
     batch_size: int,
     alpha: str | float | None = "search",
     lam: float = 1.0,
+    method: str | None = None,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """`lethe.steps.unlearn.unlearn` on this run's forget set with the given full-data importances."""
+) -> UnlearnResult:
+    """`lethe.steps.unlearn.unlearn` on this run's forget set with the given full-data importances.
+
+    `method`: the importance method the run asked for; empty means the importances' own (the
+    forget pass always uses theirs, and a different one is refused)."""
     from lethe.steps.layout import importances_file
     from lethe.steps.unlearn import unlearn
 
     spec = ForgetSpec.load(forget_path)
-    result = unlearn(model_path, dataset or spec.dataset, **spec.forget_kwargs(), alpha=parse_alpha(alpha),
-                     lam=lam, importances=importances_file(importances_path), batch_size=batch_size,
-                     out_dir=out_dir, device=device, progress=progress)
-    # Artifact metadata takes scalars only.
-    summary = {k: v for k, v in result["summary"].items() if isinstance(v, (int, float, str, bool))}
-    return {**result, "summary": summary}
+    return unlearn(model_path, dataset or spec.dataset, **spec.forget_kwargs(), alpha=parse_alpha(alpha),
+                   lam=lam, importances=importances_file(importances_path), batch_size=batch_size,
+                   method=method or None, out_dir=out_dir, device=device, progress=progress)
 
 
 def evaluate_from_spec(
@@ -109,7 +98,7 @@ def evaluate_from_spec(
     thresholds: str | None = None,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> EvaluationResult:
     """`lethe.steps.evaluate.evaluate` on this run's forget set; copies report.html to `report_path`."""
     import shutil
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import nn
 
 from lethe.data import SampleSet
-from lethe.unlearning import Importances, compute_importances
+from lethe.unlearning import DEFAULT_METHOD, Importances, compute_importances, get_method
 
 PER_SAMPLE = 1
 DEFAULT_IMPORTANCE_BATCH_SIZE = PER_SAMPLE
@@ -26,13 +26,13 @@ def importances_of(
     samples: SampleSet,
     *,
     batch_size: int = DEFAULT_IMPORTANCE_BATCH_SIZE,
-    method: str = "lfssd",
+    method: str = DEFAULT_METHOD,
     device: str | None = None,
     progress: bool = True,
 ) -> Importances:
-    """Importances of `model` over `samples` at importance batch size `batch_size`."""
+    """Importances of `model` over `samples` at importance batch size `batch_size` with `method`."""
     per_sample = int(batch_size) == PER_SAMPLE
     batches = samples.batches(PER_SAMPLE_GROUP if per_sample else int(batch_size),
-                              with_labels=method == "ssd")
+                              with_labels=get_method(method).needs_labels)
     return compute_importances(model, batches, method=method, device=device, progress=progress,
                                per_sample=per_sample, batch_size=None if per_sample else int(batch_size))

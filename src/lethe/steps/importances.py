@@ -9,6 +9,7 @@ Output: a directory with `importances.safetensors` and `importances.json` (cache
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -18,25 +19,23 @@ import torch
 
 from lethe.config import settings
 from lethe.data import SampleSet, load_dataset
+from lethe.devices import default_device
 from lethe.errors import ImportancesError, PipelineError
 from lethe.models import load_model, read_card
+from lethe.steps.cache import ImportancesCache
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
 from lethe.steps.layout import IMPORTANCES_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
-from lethe.storage import ImportancesCache
-from lethe.unlearning import METHODS, Importances
+from lethe.steps.results import ImportancesKey, ImportancesResult, ImportancesShard
+from lethe.unlearning import DEFAULT_METHOD, Importances, get_method
 
 DEFAULT_BATCH_SIZE = DEFAULT_IMPORTANCE_BATCH_SIZE  # 1: per sample (see importance_pass)
 MAX_SHARDS = 256
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 def _check_args(method: str, batch_size: int) -> None:
-    if method not in METHODS:
-        raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+    get_method(method)  # an unknown name is refused here, before any data is loaded
     if int(batch_size) < 1:
         raise ImportancesError(f"batch size must be positive, not {batch_size}")
 
@@ -60,13 +59,13 @@ def _cache_entry(model_path: str | Path, dataset: str | None, data_dir: str | No
     return card, train, cache, key
 
 
-def _write(importances: Importances, out_path: str | Path | None, info: dict[str, Any]) -> None:
+def _write(importances: Importances, out_path: str | Path | None, info: ImportancesKey) -> None:
     if out_path is None:
         return
     out = Path(out_path)
     out.mkdir(parents=True, exist_ok=True)
     importances.save(out / IMPORTANCES_FILE)
-    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    (out / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
 def compute_importances(
@@ -75,13 +74,13 @@ def compute_importances(
     *,
     out_path: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    method: str = "lfssd",
+    method: str = DEFAULT_METHOD,
     cache_root: str | None = None,
     use_cache: bool = True,
     device: str | None = None,
     progress: bool = True,
     data_dir: str | None = None,
-) -> dict[str, Any]:
+) -> ImportancesResult:
     """Importances of the whole training set for the model at `model_path`, from the cache when
     there; computed and stored otherwise. Returns what was done (`cached`, `uri`, `seconds`, ...)."""
     _check_args(method, batch_size)
@@ -96,11 +95,12 @@ def compute_importances(
     uri = cache.uri_for(**key)
     if not cached:
         cache.put(importances, dataset_fingerprint=key["dataset_fingerprint"])
-    info = {**key, "cached": cached, "uri": uri, "sha256": ImportancesCache.sha256(uri),
-            "dataset": train.name, "num_samples": importances.num_samples,
-            "num_batches": importances.num_batches, "seconds": round(time.perf_counter() - started, 3)}
-    _write(importances, out_path, info)
-    return info
+    result = ImportancesResult(**key, cached=cached, uri=uri, sha256=ImportancesCache.sha256(uri),
+                               dataset=train.name, num_samples=importances.num_samples,
+                               num_batches=importances.num_batches,
+                               seconds=round(time.perf_counter() - started, 3))
+    _write(importances, out_path, result)
+    return result
 
 
 def plan_shards(num_shards: int) -> list[int]:
@@ -129,30 +129,31 @@ def compute_importances_shard(
     shard_index: int,
     num_shards: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    method: str = "lfssd",
+    method: str = DEFAULT_METHOD,
     cache_root: str | None = None,
     device: str | None = None,
     progress: bool = True,
     data_dir: str | None = None,
-) -> dict[str, Any]:
+) -> ImportancesShard:
     """Importances over shard k of K of the training set; nothing to do when the whole set is cached."""
     _check_args(method, batch_size)
     started = time.perf_counter()
     card, train, cache, key = _cache_entry(model_path, dataset, data_dir, method, batch_size, cache_root)
     start, stop = shard_range(len(train), int(batch_size), int(shard_index), int(num_shards))
-    info: dict[str, Any] = {**key, "shard_index": int(shard_index), "num_shards": int(num_shards),
-                            "start": start, "stop": stop}
+    shard_of = {**key, "shard_index": int(shard_index), "num_shards": int(num_shards), "start": start,
+                "stop": stop}
     if cache.get(**key) is not None:
+        result = ImportancesShard(**shard_of, cached=True, seconds=round(time.perf_counter() - started, 3))
         Path(out_path).mkdir(parents=True, exist_ok=True)
-        (Path(out_path) / INFO_FILE).write_text(json.dumps({**info, "cached": True}, indent=2) + "\n")
-        return {**info, "cached": True, "seconds": round(time.perf_counter() - started, 3)}
+        (Path(out_path) / INFO_FILE).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        return result
     model, _ = load_model(model_path)
     shard = train.subset(torch.arange(start, stop))
     importances = importances_of(model, shard, batch_size=batch_size, method=method,
                                  device=device or default_device(), progress=progress)
-    info.update(cached=False, seconds=round(time.perf_counter() - started, 3))
-    _write(importances, out_path, info)
-    return info
+    result = ImportancesShard(**shard_of, cached=False, seconds=round(time.perf_counter() - started, 3))
+    _write(importances, out_path, result)
+    return result
 
 
 def merge_importances(
@@ -162,10 +163,10 @@ def merge_importances(
     *,
     out_path: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    method: str = "lfssd",
+    method: str = DEFAULT_METHOD,
     cache_root: str | None = None,
     data_dir: str | None = None,
-) -> dict[str, Any]:
+) -> ImportancesResult:
     """Merge shard importances (exactly) into the cache; checks they cover the whole training set."""
     _check_args(method, batch_size)
     started = time.perf_counter()
@@ -185,12 +186,12 @@ def merge_importances(
                                    "a shard is missing or repeated")
         cache.put(importances, dataset_fingerprint=key["dataset_fingerprint"])
     uri = cache.uri_for(**key)
-    info = {**key, "cached": cached, "uri": uri, "sha256": ImportancesCache.sha256(uri),
-            "dataset": train.name, "num_samples": importances.num_samples,
-            "num_batches": importances.num_batches, "num_shards": len(shard_paths),
-            "seconds": round(time.perf_counter() - started, 3)}
-    _write(importances, out_path, info)
-    return info
+    result = ImportancesResult(**key, cached=cached, uri=uri, sha256=ImportancesCache.sha256(uri),
+                               dataset=train.name, num_samples=importances.num_samples,
+                               num_batches=importances.num_batches, num_shards=len(shard_paths),
+                               seconds=round(time.perf_counter() - started, 3))
+    _write(importances, out_path, result)
+    return result
 
 
 def refresh_importances(
@@ -198,11 +199,11 @@ def refresh_importances(
     dataset: str | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    method: str = "lfssd",
+    method: str = DEFAULT_METHOD,
     cache_root: str | None = None,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> ImportancesResult:
     """Make sure the cache holds the importances of `model` (a model directory or a registry
     reference such as `models:/NAME@champion`), e.g. right after it became champion."""
     from lethe.models import is_model_dir
@@ -218,4 +219,4 @@ def refresh_importances(
         fetched = fetch_model(str(model), tmp)
         info = compute_importances(tmp, dataset, batch_size=batch_size, method=method, cache_root=cache_root,
                                    device=device, progress=progress)
-        return {**info, "model_version": fetched.get("version")}
+        return dataclasses.replace(info, model_version=fetched.version)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lethe.data import load_dataset, resolve_forget_set
 from lethe.data import subject_map as subjects_of
@@ -17,23 +16,24 @@ from lethe.errors import PipelineError
 from lethe.models import is_model_dir, read_card
 from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.layout import SCENARIOS
+from lethe.steps.results import FetchedModel, PreparedRequest
 
 
 def fetch_model(model: str, dest_dir: str | Path, *, tracking_uri: str | None = None,
-                model_name: str | None = None) -> dict[str, Any]:
-    """Copy the model directory of `model` into `dest_dir`; returns name, version, fingerprint."""
+                model_name: str | None = None) -> FetchedModel:
+    """Copy the model directory of `model` into `dest_dir`; returns its source, name, version, fingerprint."""
     dest = Path(dest_dir)
     if is_model_dir(model):
         if Path(model).resolve() != dest.resolve():
             shutil.copytree(model, dest, dirs_exist_ok=True)
-        return {"source": "directory", "name": "", "version": "", "fingerprint": read_card(dest).fingerprint}
+        return FetchedModel(source="directory", name="", version="", fingerprint=read_card(dest).fingerprint)
     from lethe.registry import Registry
 
     registry = Registry(tracking_uri, model_name)
     info = registry.resolve(model)
     Registry(tracking_uri, info.name).download_model(info.version, dest)
-    return {"source": "registry", "name": info.name, "version": info.version,
-            "fingerprint": read_card(dest).fingerprint}
+    return FetchedModel(source="registry", name=info.name, version=info.version,
+                        fingerprint=read_card(dest).fingerprint)
 
 
 def prepare_request(
@@ -49,7 +49,7 @@ def prepare_request(
     subject_map: str | None = None,
     tracking_uri: str | None = None,
     model_name: str | None = None,
-) -> dict[str, Any]:
+) -> PreparedRequest:
     """Fetch `model` into `model_dir` and write the forget set (sample ids or a class) to `forget_path`.
 
     Subjects are resolved to their sample ids here and never written anywhere.
@@ -70,7 +70,7 @@ def prepare_request(
                                forget_class=forget_class)
     spec = ForgetSpec(scenario=scenario, dataset=name,
                       sample_ids=[] if scenario == "class" else list(split.forget.ids),
-                      forget_class=forget_class, parent=parent, num_samples=len(split.forget),
+                      forget_class=forget_class, parent=parent.to_dict(), num_samples=len(split.forget),
                       num_subjects=len(set(forget_subjects)))
     spec.save(forget_path)
-    return {"num_samples": spec.num_samples, "scenario": scenario, "parent": parent, "dataset": name}
+    return PreparedRequest(num_samples=spec.num_samples, scenario=scenario, parent=parent, dataset=name)

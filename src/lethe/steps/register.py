@@ -17,6 +17,7 @@ from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.layout import DAMPENING_FILE, METRICS_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.steps.outcome import write_outcome
+from lethe.steps.results import RegisteredVersion
 from lethe.storage import sha256_file
 
 EVIDENCE_SUFFIXES = (".json", ".html", ".png")
@@ -29,6 +30,17 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise PipelineError(f"cannot read {what} at {path}: {exc}") from exc
+
+
+def method_of(dampening: dict[str, Any], candidate_dir: Path) -> str | None:
+    """The importance method the candidate was unlearned with: from dampening.json (its `method`,
+    or the importances' metadata in records written before it had one), else the model card."""
+    method = dampening.get("method") or (dampening.get("importances") or {}).get("method")
+    if method:
+        return str(method)
+    card_path = candidate_dir / "model.json"
+    card = _read_json(card_path, "the model card") if card_path.is_file() else {}
+    return (card.get("unlearning") or {}).get("method") or None
 
 
 def decision_of(promoted: bool, gate_passed: bool) -> str:
@@ -48,7 +60,7 @@ def register_and_gate(
     importances_path: str | Path | None = None,
     tracking_uri: str | None = None,
     outcome_root: str | None = None,
-) -> dict[str, Any]:
+) -> RegisteredVersion:
     """Register the candidate, apply the gate, record the outcome; returns version and decision."""
     from lethe.registry import Registry
 
@@ -73,6 +85,7 @@ def register_and_gate(
     evidence = sorted(p for p in evaluation_dir.iterdir() if p.is_file() and p.suffix in EVIDENCE_SUFFIXES)
     registry = Registry(tracking_uri, model_name or spec.parent.get("name") or None)
     alpha = dampening.get("alpha")
+    method = method_of(dampening, candidate_dir)
     info = registry.register_version(
         candidate_dir, gate={"passed": gate["decision"] == "pass", "reasons": gate.get("reasons", [])},
         scenario=spec.scenario, parent_version=spec.parent.get("version") or None,
@@ -81,18 +94,18 @@ def register_and_gate(
         metrics={"candidate": headline, "parent": {k: parent_metrics.get(k) for k in headline}},
         evidence=evidence, importances_uri=importances_uri, importances_sha256=importances_sha,
         alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
-        lam=dampening.get("lam"), method="lfssd",
+        lam=dampening.get("lam"), method=method,
         forbidden=spec.sample_ids, run_name=f"{spec.scenario}-{run_id}")
     decision = decision_of(info.is_champion, gate["decision"] == "pass")
     outcome = {
         "model_name": info.name, "version": info.version, "decision": decision,
         "gate": gate, "request_ids": spec.request_ids, "scenario": spec.scenario,
         "parent_version": spec.parent.get("version") or None, "metrics": headline,
-        "algorithm": "lfssd",
+        "algorithm": method,
         "parameters": {"alpha": dampening.get("alpha"), "lam": dampening.get("lam"),
                        "alpha_method": dampening.get("alpha_method"),
                        "batch_size": (dampening.get("importances") or {}).get("batch_size")},
     }
     write_outcome(run_id, outcome, outcome_root)
-    return {"version": info.version, "decision": decision, "model_name": info.name,
-            "promoted": info.is_champion}
+    return RegisteredVersion(model_name=info.name, version=info.version, decision=decision,
+                             promoted=info.is_champion)

@@ -1,48 +1,51 @@
-"""Artifacts by URI (local paths or s3://bucket/key) with sha256 checks, and the importances cache.
+"""Artifacts by URI (a local path, `file://`, `s3://bucket/key`, or any registered scheme), with
+sha256 sidecars checked on every read.
 
-`ImportancesCache` is imported on first use: it needs torch, which the ledger and the CLI do not.
+One backend per URI scheme (`lethe.storage.backends`) moves the bytes; this package imports
+nothing of the engine, the data or the models, so every layer can use it.
 """
-
-from typing import Any
 
 from lethe.storage.artifacts import (
     MANIFEST,
+    delete,
     exists,
     get_bytes,
     get_dir,
     get_file,
+    get_unverified_bytes,
+    list_uris,
     put_bytes,
     put_dir,
     put_file,
     recorded_sha256,
     sha256_file,
 )
-from lethe.storage.s3 import ArtifactNotFoundError, endpoint_url
-from lethe.storage.uris import is_s3, join_uri, split_s3
+from lethe.storage.backends import Backend, backend_for, join_uri, register_backend
+from lethe.storage.backends.base import ArtifactNotFoundError
+from lethe.storage.s3 import endpoint_url
+from lethe.storage.uris import is_s3, split_s3, uri_scheme
 
 __all__ = [
     "MANIFEST",
     "ArtifactNotFoundError",
-    "ImportancesCache",
+    "Backend",
+    "backend_for",
+    "delete",
     "endpoint_url",
     "exists",
     "get_bytes",
     "get_dir",
     "get_file",
+    "get_unverified_bytes",
     "is_s3",
     "join_uri",
+    "list_uris",
     "put_bytes",
     "put_dir",
     "put_file",
     "recorded_sha256",
+    "register_backend",
     "sha256_file",
     "split_s3",
+    "uri_scheme",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ImportancesCache":
-        from lethe.storage.cache import ImportancesCache
-
-        return ImportancesCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

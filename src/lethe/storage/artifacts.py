@@ -4,6 +4,7 @@
 copies). The data is written before its sidecar, so a reader never trusts a half-written file:
 no sidecar is refused like a wrong one. A directory is its files plus `lethe-manifest.json`
 (relative path -> sha256), written last: a missing, extra or altered file is detected.
+The bytes themselves move through the backend of the URI's scheme (lethe.storage.backends).
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from lethe.errors import IntegrityError, StorageError
-from lethe.storage import s3
-from lethe.storage.s3 import ArtifactNotFoundError
-from lethe.storage.uris import SIDECAR_SUFFIX, is_s3, join_uri, local_path, sidecar_uri, split_s3
+from lethe.storage.backends import ArtifactNotFoundError, backend_for, join_uri
+from lethe.storage.backends.local import temp_beside
+from lethe.storage.uris import SIDECAR_SUFFIX, sidecar_uri
 
 MANIFEST = "lethe-manifest.json"
 _CHUNK = 1024 * 1024
@@ -43,89 +42,23 @@ def _parse_sidecar(text: bytes, uri: str) -> str:
     return token
 
 
-# --- raw transfers (no hashing) -------------------------------------------------------------
+# --- raw objects (no hashing): whatever the URI's backend stores -----------------------------
 
-def _raw_upload(src: Path, uri: str) -> None:
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        with s3.s3_errors(uri):
-            s3.client().upload_file(str(src), bucket, key, Config=s3.transfer_config())
-        return
-    dest = local_path(uri)
-    try:
-        tmp = _temp_beside(dest)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dest)  # readers see the old or the new file, never a partial one
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
+def list_uris(prefix: str) -> list[str]:
+    """The URIs of every object below the folder `prefix` (sidecars included), sorted."""
+    return backend_for(prefix).list(prefix)
 
 
-def _temp_beside(dest: Path) -> Path:
-    """A fresh temporary file in `dest`'s folder (same filesystem, so os.replace is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    return Path(name)
+def get_unverified_bytes(uri: str) -> bytes:
+    """The bytes at `uri` without a sha256 check, for data published without sidecars."""
+    return backend_for(uri).read_bytes(uri)
 
 
-def _raw_put_bytes(data: bytes, uri: str) -> None:
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        with s3.s3_errors(uri):
-            s3.client().put_object(Bucket=bucket, Key=key, Body=data)
-        return
-    dest = local_path(uri)
-    try:
-        tmp = _temp_beside(dest)
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot write {uri}: {exc.strerror or exc}") from exc
-
-
-def _raw_get_bytes(uri: str) -> bytes:
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        with s3.s3_errors(uri):
-            return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-    try:
-        return local_path(uri).read_bytes()
-    except FileNotFoundError as exc:
-        raise ArtifactNotFoundError(f"no artifact at {uri}") from exc
-    except OSError as exc:
-        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
-
-
-def _raw_download(uri: str, dest: Path) -> None:
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        with s3.s3_errors(uri):
-            s3.client().download_file(bucket, key, str(dest), Config=s3.transfer_config())
-        return
-    try:
-        shutil.copyfile(local_path(uri), dest)
-    except FileNotFoundError as exc:
-        raise ArtifactNotFoundError(f"no artifact at {uri}") from exc
-    except OSError as exc:
-        raise StorageError(f"cannot read {uri}: {exc.strerror or exc}") from exc
-
-
-def _raw_exists(uri: str) -> bool:
-    if is_s3(uri):
-        bucket, key = split_s3(uri)
-        try:
-            with s3.s3_errors(uri):
-                s3.client().head_object(Bucket=bucket, Key=key)
-        except ArtifactNotFoundError:
-            return False
-        return True
-    return local_path(uri).is_file()
+def delete(uri: str) -> None:
+    """Remove the artifact at `uri` and its sidecar; nothing happens when there is none."""
+    backend = backend_for(uri)
+    backend.delete(sidecar_uri(uri))  # the sidecar first: a half-deleted artifact reads as untrusted
+    backend.delete(uri)
 
 
 # --- verified artifacts ---------------------------------------------------------------------
@@ -136,22 +69,24 @@ def put_file(src: str | Path, uri: str) -> str:
     if not src.is_file():
         raise StorageError(f"no file to store at {src}")
     sha = sha256_file(src)
-    _raw_upload(src, uri)
-    _raw_put_bytes(_sidecar_text(sha, uri), sidecar_uri(uri))
+    backend = backend_for(uri)
+    backend.upload_file(src, uri)
+    backend.write_bytes(sidecar_uri(uri), _sidecar_text(sha, uri))
     return sha
 
 
 def put_bytes(data: bytes, uri: str) -> str:
     sha = hashlib.sha256(data).hexdigest()
-    _raw_put_bytes(data, uri)
-    _raw_put_bytes(_sidecar_text(sha, uri), sidecar_uri(uri))
+    backend = backend_for(uri)
+    backend.write_bytes(uri, data)
+    backend.write_bytes(sidecar_uri(uri), _sidecar_text(sha, uri))
     return sha
 
 
 def recorded_sha256(uri: str) -> str:
     """The sha256 stored beside the artifact at `uri`."""
     try:
-        text = _raw_get_bytes(sidecar_uri(uri))
+        text = backend_for(uri).read_bytes(sidecar_uri(uri))
     except ArtifactNotFoundError as exc:
         if exists(uri):
             raise IntegrityError(f"{uri} has no recorded sha256; refusing to trust it") from exc
@@ -160,7 +95,7 @@ def recorded_sha256(uri: str) -> str:
 
 
 def exists(uri: str) -> bool:
-    return _raw_exists(uri)
+    return backend_for(uri).exists(uri)
 
 
 def _check(actual: str, expected: str, uri: str) -> None:
@@ -176,11 +111,11 @@ def get_file(uri: str, dest: str | Path, *, expected_sha256: str | None = None) 
         _check(expected, expected_sha256, uri)
     dest = Path(dest)
     try:
-        tmp = _temp_beside(dest)
+        tmp = temp_beside(dest)
     except OSError as exc:
         raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     try:
-        _raw_download(uri, tmp)
+        backend_for(uri).download_file(uri, tmp)
         _check(sha256_file(tmp), expected, uri)
         os.replace(tmp, dest)
     finally:
@@ -190,7 +125,7 @@ def get_file(uri: str, dest: str | Path, *, expected_sha256: str | None = None) 
 
 def get_bytes(uri: str) -> bytes:
     expected = recorded_sha256(uri)
-    data = _raw_get_bytes(uri)
+    data = backend_for(uri).read_bytes(uri)
     _check(hashlib.sha256(data).hexdigest(), expected, uri)
     return data
 

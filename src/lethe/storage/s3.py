@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from lethe.errors import StorageError
+from lethe.storage.backends.base import ArtifactNotFoundError
 
 MIB = 1024 * 1024
 _ENV_KEYS = (
@@ -37,10 +38,6 @@ _ENV_KEYS = (
 )
 _clients: dict[tuple[str | None, ...], Any] = {}
 _lock = threading.Lock()
-
-
-class ArtifactNotFoundError(StorageError):
-    """No artifact (or no recorded sha256) at the given URI."""
 
 
 def _int_env(name: str, default: int) -> int:

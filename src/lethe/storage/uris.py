@@ -1,13 +1,21 @@
-"""Artifact locations: a local path (or `file://` URI) or `s3://bucket/key`."""
+"""Parsing storage URIs: a local path (or `file://` URI), `s3://bucket/key`, or `<scheme>://...`."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lethe.errors import StorageError
 
 SIDECAR_SUFFIX = ".sha256"
+SCHEME = re.compile(r"[a-z][a-z0-9+.-]*", re.IGNORECASE)  # RFC 3986
+
+
+def uri_scheme(uri: str | Path) -> str:
+    """`s3://b/k` -> "s3", `file:///x` -> "file"; a plain path -> ""."""
+    scheme, separator, _ = str(uri).partition("://")
+    return scheme.lower() if separator and SCHEME.fullmatch(scheme) else ""
 
 
 def is_s3(uri: str) -> bool:
@@ -27,19 +35,9 @@ def local_path(uri: str | Path) -> Path:
     text = str(uri)
     if text.startswith("file://"):
         return Path(urlparse(text).path)
-    if "://" in text:
-        raise StorageError(f"unsupported artifact URI {text!r}: use a local path or s3://bucket/key")
+    if uri_scheme(text):
+        raise StorageError(f"unsupported artifact URI {text!r}: not a local path")
     return Path(text)
-
-
-def join_uri(base: str | Path, *parts: str) -> str:
-    """Append path parts to a URI, keeping its scheme; `join_uri("s3://b/x", "y")` -> "s3://b/x/y"."""
-    text = str(base)
-    if is_s3(text):
-        bucket, key = split_s3(text)
-        key = "/".join(p.strip("/") for p in (key, *parts) if p.strip("/"))
-        return f"s3://{bucket}/{key}"
-    return str(local_path(text).joinpath(*parts))
 
 
 def sidecar_uri(uri: str) -> str:

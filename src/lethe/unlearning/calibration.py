@@ -87,15 +87,25 @@ def search_alpha(
         trials.append(AlphaTrial(alpha=alpha, meets_target=met, fraction_dampened=report.fraction))
         return met
 
+    return AlphaSearchResult(alpha=bisect_log_alpha(trial, low, high, steps), trials=trials)
+
+
+def bisect_log_alpha(trial: Callable[[float], bool], low: float, high: float, steps: int) -> float | None:
+    """The largest α in [low, high] found to meet a target, by bisection on log α; None if `low` misses.
+
+    Returns exactly a value `trial` was called with (met), so callers can look its trial up.
+    """
     if trial(high):
-        return AlphaSearchResult(alpha=high, trials=trials)
+        return high
     if not trial(low):
-        return AlphaSearchResult(alpha=None, trials=trials)
+        return None
     lo, hi = math.log(low), math.log(high)  # invariant: target met at e^lo, missed at e^hi
+    best = low
     for _ in range(steps):
         mid = (lo + hi) / 2
-        if trial(math.exp(mid)):
-            lo = mid
+        value = math.exp(mid)
+        if trial(value):
+            lo, best = mid, value
         else:
             hi = mid
-    return AlphaSearchResult(alpha=math.exp(lo), trials=trials)
+    return best

@@ -8,6 +8,8 @@ For every parameter element θ with full-data importance I_D and forget importan
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -63,18 +65,10 @@ def check_pair(model: nn.Module, full: Importances, forget: Importances) -> None
     forget.check_finite()
 
 
-@torch.no_grad()
-def dampen(
-    model: nn.Module, full: Importances, forget: Importances, *, alpha: float, lam: float = 1.0
-) -> DampeningReport:
-    """Dampen, in place, the parameters that matter disproportionately to the forget set."""
-    if not (alpha > 0 and lam > 0):
-        raise ImportancesError(f"alpha and lambda must be positive (got alpha={alpha}, lambda={lam})")
-    check_pair(model, full, forget)  # everything is validated before anything changes
-    names, params = zip(*model.named_parameters(), strict=True)
-    full_values = [full[n].to(p.device, p.dtype) for n, p in zip(names, params, strict=True)]
-    forget_values = [forget[n].to(p.device, p.dtype) for n, p in zip(names, params, strict=True)]
-
+def dampening_factors(
+    full_values: list[torch.Tensor], forget_values: list[torch.Tensor], *, alpha: float, lam: float
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-element factors min(λ·I_D/I_f, 1) where I_f > α·I_D, else exactly 1; and the selection masks."""
     thresholds = torch._foreach_mul(full_values, alpha)                                  # α·I_D
     selected = [i_f > t for i_f, t in zip(forget_values, thresholds, strict=True)]      # I_f > α·I_D
     # I_f > 0 wherever selected, so the division is safe; elsewhere divide by 1 (value unused).
@@ -83,12 +77,44 @@ def dampen(
     torch._foreach_clamp_max_(ratios, 1.0)                                             # min(·, 1)
     # Unselected elements are multiplied by exactly 1.0, which leaves them bit-identical.
     factors = [torch.where(s, r, 1.0) for s, r in zip(selected, ratios, strict=True)]
-    torch._foreach_mul_(list(params), factors)
+    return factors, selected
 
-    counts = torch.stack([s.sum() for s in selected]).tolist()
+
+def check_factors(alpha: float, lam: float) -> None:
+    if not (alpha > 0 and lam > 0 and math.isfinite(alpha) and math.isfinite(lam)):
+        raise ImportancesError(f"alpha and lambda must be positive and finite "
+                               f"(got alpha={alpha}, lambda={lam})")
+
+
+@torch.no_grad()
+def dampen(
+    model: nn.Module, full: Importances, forget: Importances, *, alpha: float, lam: float = 1.0,
+    parameters: Collection[str] | None = None,
+) -> DampeningReport:
+    """Dampen, in place, the parameters that matter disproportionately to the forget set.
+
+    `parameters` restricts where dampening may act (names of `named_parameters()`); default: all.
+    """
+    check_factors(alpha, lam)
+    check_pair(model, full, forget)  # everything is validated before anything changes
+    named = dict(model.named_parameters())
+    if parameters is not None:
+        unknown = sorted(set(parameters) - set(named))
+        if unknown:
+            raise ImportancesError(f"no parameter {unknown[0]!r} in the model to dampen")
+    eligible = [n for n in named if parameters is None or n in parameters]
+    params = [named[n] for n in eligible]
+    full_values = [full[n].to(p.device, p.dtype) for n, p in zip(eligible, params, strict=True)]
+    forget_values = [forget[n].to(p.device, p.dtype) for n, p in zip(eligible, params, strict=True)]
+    factors, selected = dampening_factors(full_values, forget_values, alpha=alpha, lam=lam)
+    if params:
+        torch._foreach_mul_(params, factors)
+
+    counts = dict(zip(eligible, map(int, torch.stack([s.sum() for s in selected]).tolist()), strict=True)) \
+        if selected else {}
     return DampeningReport(
         alpha=float(alpha),
         lam=float(lam),
-        selected=dict(zip(names, map(int, counts), strict=True)),
-        elements={n: p.numel() for n, p in zip(names, params, strict=True)},
+        selected={n: counts.get(n, 0) for n in named},
+        elements={n: p.numel() for n, p in named.items()},
     )

@@ -1,6 +1,7 @@
-"""Parameter importances: LFSSD (label-free, MAS-style) and SSD (Fisher diagonal).
+"""Parameter importances for any registered method (`lethe.unlearning.methods`).
 
-For a classifier f in eval mode and batches B_1..B_n of a fixed batch size:
+For a classifier f in eval mode, batches B_1..B_n of a fixed batch size and a method's objective
+and gradient term:  I = (1/n) Σ_k term(∇θ objective(f(B_k), y_k)), e.g.
 
     LFSSD:  I = (1/n) Σ_k |∇θ mean_{x∈B_k} ||f(x)||²₂|      (raw logits, no labels)
     SSD:    I = (1/n) Σ_k (∇θ mean_{(x,y)∈B_k} CE(f(x), y))²
@@ -32,8 +33,9 @@ from tqdm.auto import tqdm
 
 from lethe.errors import ImportancesError
 from lethe.unlearning.fingerprint import fingerprint_of, parameter_snapshot
+from lethe.unlearning.methods import DEFAULT_METHOD, METHODS, ImportanceMethod, get_method
 
-METHODS = ("lfssd", "ssd")
+__all__ = ["METHODS", "Importances", "compute_importances"]  # METHODS: kept here for older imports
 
 
 class Importances(Mapping[str, torch.Tensor]):
@@ -53,8 +55,7 @@ class Importances(Mapping[str, torch.Tensor]):
         num_samples: int,
         model_fingerprint: str,
     ) -> None:
-        if method not in METHODS:
-            raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+        method = get_method(method).name  # refuses names no registered method has
         if num_batches < 1 or batch_size < 1 or num_samples < 1:
             raise ImportancesError("importances need at least one batch of at least one sample")
         self._values = MappingProxyType(dict(values))
@@ -162,7 +163,7 @@ def _short(value: object) -> str:
     return text[:12] if len(text) == 64 else text
 
 
-def _split_batch(batch: Any, method: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _split_batch(batch: Any, method: ImportanceMethod) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(batch, torch.Tensor):
         inputs, labels = batch, None
     elif isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
@@ -170,15 +171,12 @@ def _split_batch(batch: Any, method: str) -> tuple[torch.Tensor, torch.Tensor | 
         labels = batch[1] if len(batch) > 1 and isinstance(batch[1], torch.Tensor) else None
     else:
         raise ImportancesError("each batch must be an input tensor or a tuple (inputs, labels, ...)")
-    if method == "ssd" and labels is None:
-        raise ImportancesError("SSD importances need labels: batches must be (inputs, labels)")
+    if not method.needs_labels:
+        return inputs, None  # nothing to move to the device
+    if labels is None:
+        raise ImportancesError(f"{method.name.upper()} importances need labels: "
+                               "batches must be (inputs, labels)")
     return inputs, labels
-
-
-def _objective(outputs: torch.Tensor, labels: torch.Tensor | None, method: str) -> torch.Tensor:
-    if method == "lfssd":
-        return outputs.pow(2).sum(dim=1).mean()  # batch mean of ||f(x)||²₂
-    return nn.functional.cross_entropy(outputs, labels)
 
 
 def _per_sample_grads(
@@ -187,7 +185,7 @@ def _per_sample_grads(
     params: list[torch.Tensor],
     inputs: torch.Tensor,
     labels: torch.Tensor | None,
-    method: str,
+    method: ImportanceMethod,
 ) -> list[torch.Tensor]:
     """One gradient per sample, stacked on dim 0: the batch-of-one objective, vmapped."""
     weights = {name: param.detach() for name, param in zip(names, params, strict=True)}
@@ -195,7 +193,7 @@ def _per_sample_grads(
 
     def sample_objective(weights, x, y):
         outputs = functional_call(model, (weights, buffers), (x.unsqueeze(0),))
-        return _objective(outputs, None if y is None else y.unsqueeze(0), method)
+        return method.objective(outputs, None if y is None else y.unsqueeze(0))
 
     in_dims = (None, 0, None if labels is None else 0)
     grads = vmap(grad(sample_objective), in_dims=in_dims)(weights, inputs, labels)
@@ -206,7 +204,7 @@ def compute_importances(
     model: nn.Module,
     batches: Iterable[Any],
     *,
-    method: str = "lfssd",
+    method: str | ImportanceMethod = DEFAULT_METHOD,
     device: str | torch.device | None = None,
     progress: bool = True,
     batch_size: int | None = None,
@@ -216,11 +214,10 @@ def compute_importances(
 
     `batch_size` defaults to the DataLoader's, or to the first batch's size. With
     `per_sample=True` the batches only group the work: the result is the reference semantics at
-    batch size 1 (recorded as such). The model's values, `requires_grad` flags, training mode and
-    device are restored afterwards.
+    batch size 1 (recorded as such). `method`: a registered method or its name. The model's
+    values, `requires_grad` flags, training mode and device are restored afterwards.
     """
-    if method not in METHODS:
-        raise ImportancesError(f"unknown importance method {method!r}; expected one of {METHODS}")
+    method = get_method(method)
     named = list(model.named_parameters())
     if not named:
         raise ImportancesError("the model has no parameters")
@@ -245,7 +242,7 @@ def compute_importances(
         model.eval()
         for param in params:
             param.requires_grad_(True)
-        for batch in tqdm(batches, total=total, desc=f"{method} importances", disable=not progress,
+        for batch in tqdm(batches, total=total, desc=f"{method.name} importances", disable=not progress,
                           unit="batch", leave=False):
             inputs, labels = _split_batch(batch, method)
             inputs = inputs.to(target, non_blocking=True)
@@ -255,22 +252,15 @@ def compute_importances(
                 accumulated = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params]
             if per_sample:
                 grads = _per_sample_grads(model, names, params, inputs, labels, method)
-                # Σ_i |g_i| (or g_i²) over the samples of this batch, each a batch of one.
-                terms = torch._foreach_abs(grads) if method == "lfssd" else torch._foreach_mul(grads, grads)
-                torch._foreach_add_(accumulated, [t.sum(dim=0) for t in terms])
+                # Σ_i term(g_i) over the samples of this batch, each a batch of one.
+                torch._foreach_add_(accumulated, [t.sum(dim=0) for t in method.term.of(grads)])
                 num_batches += int(inputs.shape[0])
             else:
-                objective = _objective(model(inputs), labels, method)
+                objective = method.objective(model(inputs), labels)
                 grads = torch.autograd.grad(objective, params, allow_unused=True, materialize_grads=True)
-                if method == "lfssd":
-                    # |g| in place: the gradients are ours (an expanded one is made dense first), and
-                    # not allocating a second copy of every gradient per batch keeps the pass at the
-                    # cost of a bare forward+backward.
-                    grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
-                    torch._foreach_abs_(grads)
-                    torch._foreach_add_(accumulated, grads)
-                else:
-                    torch._foreach_addcmul_(accumulated, grads, grads)
+                # In place where the term allows: the gradients are ours, and not allocating a second
+                # copy of every gradient per batch keeps the pass at the cost of a bare forward+backward.
+                method.term.accumulate_(accumulated, list(grads))
                 num_batches += 1
             num_samples += int(inputs.shape[0])
     finally:
@@ -282,7 +272,7 @@ def compute_importances(
         raise ImportancesError("no batches: importances need at least one sample")
     torch._foreach_div_(accumulated, float(num_batches))
     values = {name: value.detach().to("cpu") for name, value in zip(names, accumulated, strict=True)}
-    result = Importances(values, method=method, batch_size=batch_size, num_batches=num_batches,
+    result = Importances(values, method=method.name, batch_size=batch_size, num_batches=num_batches,
                          num_samples=num_samples, model_fingerprint=fingerprint.result())
     result.check_finite()  # a model that outputs NaN/Inf yields importances nobody may use
     return result

@@ -1,7 +1,8 @@
 """A cache of full-data importances, so the D pass runs once per model version.
 
 Key: (model fingerprint, dataset fingerprint, method, batch size); importances of one model
-are meaningless for another, and their values depend on the batch size.
+are meaningless for another, and their values depend on the batch size. It lives with the steps,
+not in lethe.storage, because it knows the engine's `Importances`; the bytes go through lethe.storage.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import tempfile
 from pathlib import Path
 
 from lethe.errors import ImportancesError, StorageError
-from lethe.storage.artifacts import exists, get_file, put_file, recorded_sha256
-from lethe.storage.uris import join_uri
+from lethe.storage import exists, get_file, join_uri, put_file, recorded_sha256
 from lethe.unlearning import METHODS, Importances
 
 _TOKEN = re.compile(r"^[0-9A-Za-z_.-]{1,128}$")

@@ -1,0 +1,190 @@
+"""What each step returns: one dataclass per step, read by attribute (components, CLI, demo).
+
+`to_dict()` gives the JSON form where a dict is still needed (KFP artifact metadata, the
+importances record on disk); it drops optional fields that are unset. Kept import-light (no torch)
+so that reading a result costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCALAR_TYPES = (int, float, str, bool)
+
+
+def _without_none(values: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if not (k in optional and v is None)}
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    """A model version copied into a directory: where it came from and its fingerprint."""
+
+    source: str  # "directory" | "registry"
+    name: str
+    version: str
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectedRequests:
+    """collect_requests: the requests this run honours, those it could not, and the frozen champion."""
+
+    num_requests: int
+    num_samples: int
+    request_ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # request id -> reason
+    parent: FetchedModel | None = None  # None when nothing was pending
+    dataset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "parent": self.parent.to_dict() if self.parent else {}}
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """prepare_request: the on-demand forget set written, and the model it applies to."""
+
+    num_samples: int
+    scenario: str
+    parent: FetchedModel
+    dataset: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImportancesKey:
+    """What the full-data importances of a model depend on (the importances cache's key)."""
+
+    model_fingerprint: str
+    dataset_fingerprint: str
+    method: str
+    batch_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImportancesResult(ImportancesKey):
+    """compute/merge/refresh_importances: the cached entry of the full-data importances."""
+
+    cached: bool  # found in the cache (nothing computed)
+    uri: str
+    sha256: str
+    dataset: str
+    num_samples: int
+    num_batches: int
+    seconds: float
+    num_shards: int | None = None  # merge_importances only
+    model_version: str | None = None  # refresh_importances of a registry reference only
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(asdict(self), ("num_shards", "model_version"))
+
+
+@dataclass(frozen=True)
+class ImportancesShard(ImportancesKey):
+    """compute_importances_shard: samples [start, stop) of shard k of K (nothing computed if cached)."""
+
+    shard_index: int
+    num_shards: int
+    start: int
+    stop: int
+    cached: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class UnlearnResult:
+    """unlearn: the candidate written to `out_dir`, the α chosen, and what it cost.
+
+    `dampening` is the content of the candidate's dampening.json (everything recorded)."""
+
+    out_dir: Path
+    scenario: str
+    method: str  # the importance method (e.g. "lfssd")
+    alpha: float
+    lam: float
+    alpha_method: str  # "given" | "assd" | "search"
+    target_met: bool
+    forget_agreement: float
+    retain_agreement: float
+    total_selected: int
+    fraction_dampened: float
+    forget_size: int
+    target: dict[str, Any]  # the forgetting target's final measurement (criterion, value, limit, ...)
+    importances: dict[str, Any]  # the full-data importances used (path, sha256, computed, ...)
+    dampening: dict[str, Any]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers, scalars only (KFP artifact metadata takes nothing else)."""
+        names = ("alpha", "lam", "alpha_method", "target_met", "forget_agreement", "retain_agreement",
+                 "total_selected", "fraction_dampened", "forget_size")
+        return {k: getattr(self, k) for k in names if isinstance(getattr(self, k), SCALAR_TYPES)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.dampening, "summary": self.summary}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """evaluate: metrics.json's content, its flat numeric metrics, and the gate's decision."""
+
+    metrics: dict[str, Any]
+    scalars: dict[str, float]
+    decision: str  # "pass" | "review"
+
+    @property
+    def gate(self) -> dict[str, Any]:
+        return self.metrics["gate"]
+
+    @property
+    def candidate(self) -> dict[str, Any]:
+        return self.metrics["candidate"]
+
+    @property
+    def parent(self) -> dict[str, Any]:
+        return self.metrics["parent"]
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return self.metrics["evidence"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metrics, "scalars": dict(self.scalars), "decision": self.decision}
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """register_and_gate: the model version registered and what became of it."""
+
+    model_name: str
+    version: str
+    decision: str  # "pass" (new champion) | "review" (the gate failed) | "stale" (the champion moved on)
+    promoted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SettledRequests:
+    """finalize_requests: the run's requests by their new state, the certificates written, a summary."""
+
+    summary: str
+    fulfilled: list[str] = field(default_factory=list)
+    needs_review: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    certificates: list[str] = field(default_factory=list)  # URIs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
