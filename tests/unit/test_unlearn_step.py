@@ -81,9 +81,11 @@ def test_search_returns_the_largest_alpha_that_meets_the_target(class_run: dict[
                                                                 digits_convnet, digits_test) -> None:
     record = json.loads((class_run["candidate"] / "dampening.json").read_text())
     alpha = record["alpha"]
-    trials = record["search"]["trials"]
-    assert all(t["alpha"] <= alpha for t in trials if t["meets_target"])
-    assert all(t["alpha"] > alpha for t in trials if not t["meets_target"])
+    # Among the trials at the chosen cut-off, α is the largest that met the target.
+    trials = [t for t in record["selection"]["trials"] if t["cutoff"] == record["cutoff"]]
+    assert trials and record["selection"]["found"] and record["selection"]["cutoff"] == record["cutoff"]
+    assert all(t["alpha"] <= alpha for t in trials if t["met"])
+    assert all(t["alpha"] > alpha for t in trials if not t["met"])
     # Re-check independently: the same target at α meets, at 1.05·α it does not.
     model, card = digits_convnet
     request = resolve_request("digits", card, forget_class=CHEAP_CLASS)
@@ -94,8 +96,9 @@ def test_search_returns_the_largest_alpha_that_meets_the_target(class_run: dict[
     forget = compute_importances(model, request.split.forget.batches(full.batch_size, with_labels=False),
                                  progress=False)
     at, above = copy.deepcopy(model), copy.deepcopy(model)
-    dampen(at, full, forget, alpha=alpha)
-    dampen(above, full, forget, alpha=1.05 * alpha)
+    where = record["dampened_parameters"]
+    dampen(at, full, forget, alpha=alpha, parameters=where)
+    dampen(above, full, forget, alpha=1.05 * alpha, parameters=where)
     assert target(at) and not target(above)
     assert target.measurements[0].value <= 0.05 < target.measurements[1].value
 
@@ -149,7 +152,7 @@ def test_subject_request_with_ids_from_a_file(digits_convnet_dir: Path, digits_t
     record = json.loads((out / "dampening.json").read_text())
     assert record["scenario"] == "subject" and record["forget_size"] == 10
     assert record["alpha_method"] == "assd" and record["alpha"] == record["alpha_assd"] > 0
-    assert record["target"]["criterion"] == "member_rate_gap" and record["search"] is None
+    assert record["target"]["criterion"] == "member_rate_gap" and record["selection"] is None
 
 
 def test_given_importances_are_reused_and_checked(class_run: dict[str, Path], digits_convnet_dir: Path,

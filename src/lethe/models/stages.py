@@ -19,10 +19,10 @@ Stages = list[tuple[str, nn.Module]]
 
 
 def _convnet(model: nn.Module) -> Stages:
-    features = model.features
-    # Three conv blocks (conv, BN, ReLU and their pooling), then the classifier head.
+    features, classifier = model.features, model.classifier
+    # Three conv blocks (conv, BN, ReLU and their pooling), the hidden layer, the output layer.
     return [("block1", features[0:4]), ("block2", features[4:8]), ("block3", features[8:12]),
-            ("head", model.classifier)]
+            ("hidden", classifier[0:4]), ("output", classifier[4:])]
 
 
 def _resnet(model: nn.Module) -> Stages:

@@ -112,6 +112,7 @@ class UnlearnResult:
     scenario: str
     method: str  # the importance method (e.g. "lfssd")
     alpha: float
+    cutoff: str  # where dampening acted: `all` (every layer) or the first stage it touched
     lam: float
     alpha_method: str  # "given" | "assd" | "search"
     target_met: bool
@@ -127,8 +128,8 @@ class UnlearnResult:
     @property
     def summary(self) -> dict[str, Any]:
         """The headline numbers, scalars only (KFP artifact metadata takes nothing else)."""
-        names = ("alpha", "lam", "alpha_method", "target_met", "forget_agreement", "retain_agreement",
-                 "total_selected", "fraction_dampened", "forget_size")
+        names = ("alpha", "cutoff", "lam", "alpha_method", "target_met", "forget_agreement",
+                 "retain_agreement", "total_selected", "fraction_dampened", "forget_size")
         return {k: getattr(self, k) for k in names if isinstance(getattr(self, k), SCALAR_TYPES)}
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +23,29 @@ from torch import nn
 
 from lethe.devices import default_device
 from lethe.errors import ConfigError, ImportancesError
-from lethe.evaluation import ClassTarget, ForgettingTarget, SubjectTarget
+from lethe.evaluation import ClassTarget, ForgettingTarget, SubjectTarget, Thresholds, load_thresholds
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
 from lethe.models import load_model, save_model
+from lethe.models.stages import forward_stages
 from lethe.steps.alpha import parse_alpha
 from lethe.steps.evaluate import Request, resolve_request
-from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
+from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, PER_SAMPLE, importances_of
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import UnlearnResult
 from lethe.storage import sha256_file
-from lethe.unlearning import DEFAULT_METHOD, Importances, calibrate_alpha, dampen, get_method, search_alpha
+from lethe.unlearning import DEFAULT_METHOD, Importances, calibrate_alpha, dampen, get_method
+from lethe.unlearning.selection import EVERY_LAYER, select_dampening
 
 log = logging.getLogger(__name__)
 
 DAMPENING_FORMAT = "lethe-dampening/1"
 FULL_IMPORTANCES_FILE = "importances-full.safetensors"
-#: α search interval and bisection steps: 12 halvings of ln(1000) pin the transition to a factor 1.002.
-SEARCH_LOW, SEARCH_HIGH, SEARCH_STEPS = 1.0, 1000.0, 12
+#: α search interval, and how closely bisection pins the transition: within a factor 1.005 (0.5%),
+#: at most 12 halvings (ln 1000 in 11). A cut-off's trials cost a forward pass each, so precision
+#: nobody can see in the result is not bought (measured: α within 0.5% changes no metric's 3rd digit).
+SEARCH_LOW, SEARCH_HIGH, SEARCH_PRECISION, SEARCH_STEPS = 1.0, 1000.0, 1.005, 12
+#: `cutoff` value that searches where dampening may act (every layer, or from a stage on).
+CUTOFF_SEARCH = "search"
 #: Fixed samples the forgetting target runs forward passes over on every α trial.
 TARGET_SAMPLE_SIZE = 2000
 
@@ -96,17 +104,106 @@ def _fixed_sample(samples: Any, size: int, seed: int) -> Any:
 
 
 def make_target(model: nn.Module, request: Request, *, device: str, seed: int = 0,
-                sample_size: int = TARGET_SAMPLE_SIZE) -> ForgettingTarget:
-    """The scenario's forgetting target over fixed retain (and held-out) samples; forward passes only."""
+                sample_size: int = TARGET_SAMPLE_SIZE,
+                thresholds: Thresholds | None = None) -> ForgettingTarget:
+    """The scenario's forgetting target over fixed retain (and held-out) samples; forward passes only.
+
+    Its limit is the gate's (one set of limits: `--thresholds` tightens the search and the gate together)."""
+    thresholds = thresholds or load_thresholds()
     def batches(samples: Any) -> Any:
         return samples.batches(FORWARD_BATCH_SIZE, with_labels=False)
 
     forget = batches(request.split.forget)
     retain = batches(_fixed_sample(request.split.retain, sample_size, seed))
     if request.scenario == "class":
-        return ClassTarget(model, forget, retain, device=device)
+        return ClassTarget(model, forget, retain, forget_class=request.forget_class,
+                           limit=thresholds.class_forget_accuracy_max, device=device)
     held_out = batches(_fixed_sample(request.test, sample_size, seed + 1))
-    return SubjectTarget(model, forget, retain, held_out, seed=seed, device=device)
+    return SubjectTarget(model, forget, retain, held_out, limit=thresholds.subject_member_rate_gap_max,
+                         seed=seed, device=device)
+
+
+@dataclass(frozen=True)
+class DampeningChoice:
+    """Where dampening acts and how much: what `choose_dampening` decided, and how."""
+
+    alpha: float
+    cutoff: str  # `all` (every layer) or the first stage dampening may touch
+    parameters: tuple[str, ...] | None  # None: every parameter
+    alpha_method: str  # "given" | "assd" | "search"
+    alpha_assd: float
+    selection: dict[str, Any] | None  # every trial and the search's bounds; None when nothing was tried
+
+
+def search_bounds(full: Importances, *, n_full: int, n_forget: int, scenario: str,
+                  alpha_assd: float) -> tuple[float, float]:
+    """The α interval to bisect. With per-sample importances I_f/I_D ≤ N/N_f exactly (sums over samples),
+    so nothing is selected at α ≥ N/N_f: searching above it only tries the unchanged model."""
+    high = SEARCH_HIGH
+    if full.batch_size == PER_SAMPLE:
+        high = min(high, n_full / n_forget)
+    if scenario == "subject":
+        # A subject's few samples can already look unseen, and the target is then met with no
+        # change at all. Never do less than ASSD's rule, so the candidate always changes
+        # (DESIGN: never serve a model that forgot nothing); search below it when needed.
+        high = min(high, alpha_assd)
+    return min(SEARCH_LOW, high / 2), high
+
+
+def search_steps(low: float, high: float) -> int:
+    """Bisection steps that pin α within SEARCH_PRECISION on [low, high] (at most SEARCH_STEPS)."""
+    halvings = math.log(high / low) / math.log(SEARCH_PRECISION)
+    return max(1, min(SEARCH_STEPS, math.ceil(math.log2(max(halvings, 1.0)))))
+
+
+def choose_dampening(model: nn.Module, full: Importances, forget: Importances, request: Request,
+                     target: ForgettingTarget, *, alpha: str | float = "search", cutoff: str | None = None,
+                     lam: float = 1.0) -> DampeningChoice:
+    """The one selection rule of the product (the unlearn step, the CLI, the pipelines and the benchmarks).
+
+    `alpha`: `search` (bisect for the largest α that meets `target`), `assd` or a number. `cutoff`:
+    `search` (try every layer and each stage boundary, keep the candidate that meets the target with
+    the highest retained agreement), `all`, or a stage name; default `search` when α is searched,
+    else `all` (a fixed α dampens every layer, as published). Forward passes only.
+    """
+    choice = parse_alpha(alpha)
+    cutoff = cutoff or (CUTOFF_SEARCH if choice == "search" else EVERY_LAYER)
+    n_full, n_forget = len(request.train), len(request.split.forget)
+    assd = calibrate_alpha(full, forget, n_full=n_full, n_forget=n_forget)
+    fixed = None if choice == "search" else (assd if choice == "assd" else float(choice))
+    if fixed is not None and cutoff != CUTOFF_SEARCH:
+        # Nothing to try: a given configuration (checked against the model's stages when dampening).
+        parameters = None if cutoff == EVERY_LAYER else _stage_parameters(model, cutoff)
+        return DampeningChoice(fixed, cutoff, parameters, _method(choice), assd, None)
+    low, high = search_bounds(full, n_full=n_full, n_forget=n_forget, scenario=request.scenario,
+                              alpha_assd=assd)
+    cutoffs = None if cutoff == CUTOFF_SEARCH else [cutoff]
+    steps = search_steps(low, high)
+    selection = select_dampening(model, full, forget, target, stages=forward_stages, cutoffs=cutoffs,
+                                 alpha=fixed, lam=lam, low=low, high=high, steps=steps)
+    record = {"found": selection.found, "cutoff": selection.cutoff, "alpha": selection.alpha,
+              "cutoffs": list(selection.cutoffs), "low": low, "high": high, "steps": steps,
+              "criterion": target.criterion, "limit": target.limit,
+              "trials": [trial.to_dict() for trial in selection.trials]}
+    if selection.found:
+        parameters = None if selection.cutoff == EVERY_LAYER else selection.parameters
+        return DampeningChoice(float(selection.alpha), str(selection.cutoff), parameters, _method(choice),
+                               assd, record)
+    fallback = fixed if fixed is not None else low
+    log.warning("no configuration meets the %s target (α in [%g, %g], cut-offs %s); dampening every "
+                "layer at α=%g (the most dampening tried)", request.scenario, low, high,
+                ", ".join(selection.cutoffs), fallback)
+    return DampeningChoice(fallback, EVERY_LAYER, None, _method(choice), assd, record)
+
+
+def _stage_parameters(model: nn.Module, cutoff: str) -> tuple[str, ...]:
+    stages = forward_stages(model)
+    names = [name for name, _ in stages]
+    if cutoff not in names[1:]:
+        raise ConfigError(f"unknown cut-off {cutoff!r}; this model has "
+                          f"{', '.join([CUTOFF_SEARCH, EVERY_LAYER, *names[1:]])}")
+    owned = {id(p) for _, module in stages[names.index(cutoff):] for p in module.parameters()}
+    return tuple(name for name, p in model.named_parameters() if id(p) in owned)
 
 
 def unlearn(
@@ -118,7 +215,9 @@ def unlearn(
     forget_class: int | None = None,
     scenario: str | None = None,
     alpha: str | float = "search",
+    cutoff: str | None = None,
     lam: float = 1.0,
+    thresholds: str | Path | Thresholds | None = None,
     importances: str | Path | None = None,
     batch_size: int | None = None,
     method: str | None = None,
@@ -132,7 +231,9 @@ def unlearn(
     """Forget the request's samples from the model at `model_path`; write the result to `out_dir`.
 
     `alpha`: a number, `assd` (the ASSD percentile rule) or `search` (the largest α whose
-    dampened model meets the scenario's target; see `lethe.evaluation.targets`). `importances`:
+    dampened model meets the scenario's target; see `lethe.evaluation.targets`); `cutoff`: where
+    dampening may act (see `choose_dampening`); `thresholds`: the gate's (a YAML file), whose limits
+    are the search's targets too. `importances`:
     the full-data importances (file, directory or s3:// URI); computed and saved into
     `out_dir` when absent. `batch_size` and `method` (a registered importance method): of the
     importance passes (default: the given importances', else 1 = per sample and LFSSD); a value
@@ -141,12 +242,16 @@ def unlearn(
     """
     started = time.perf_counter()
     choice = parse_alpha(alpha)
+    if not isinstance(thresholds, Thresholds):
+        thresholds = load_thresholds(thresholds)
     if method is not None:
         method = get_method(method).name  # an unknown name is refused before anything is loaded
     if not lam > 0:
         raise ConfigError(f"lambda must be positive, not {lam}")
     device = device or default_device()
     model, card = load_model(model_path)
+    if cutoff not in (None, CUTOFF_SEARCH, EVERY_LAYER):
+        _stage_parameters(model, cutoff)  # refused before anything is written
     request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
                               forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
                               data_dir=data_dir)
@@ -156,38 +261,18 @@ def unlearn(
                                                progress)
     forget = importances_of(model, request.split.forget, batch_size=full.batch_size, method=full.method,
                             device=device, progress=progress)
-    assd = calibrate_alpha(full, forget, n_full=len(request.train), n_forget=len(request.split.forget))
-    target = make_target(model, request, device=device, seed=seed)
-
-    search: dict[str, Any] | None = None
-    if choice == "search":
-        high = SEARCH_HIGH
-        if request.scenario == "subject":
-            # A subject's few samples can already look unseen, and the target is then met with no
-            # change at all. Never do less than ASSD's rule, so the candidate always changes
-            # (DESIGN: never serve a model that forgot nothing); search below it when needed.
-            high = min(SEARCH_HIGH, assd)
-        low = min(SEARCH_LOW, high / 2)
-        result = search_alpha(model, full, forget, target, lam=lam, low=low, high=high, steps=SEARCH_STEPS)
-        search = {"low": low, "high": high, "steps": SEARCH_STEPS, "found": result.found,
-                  "trials": [{"alpha": t.alpha, "meets_target": t.meets_target,
-                              "fraction_dampened": t.fraction_dampened, **m.to_dict()}
-                             for t, m in zip(result.trials, target.measurements, strict=True)]}
-        if not result.found:
-            log.warning("no α in [%g, %g] meets the %s target; using α=%g (the most dampening tried)",
-                        low, high, request.scenario, low)
-        chosen = result.alpha if result.found else low
-    else:
-        chosen = assd if choice == "assd" else float(choice)
+    target = make_target(model, request, device=device, seed=seed, thresholds=thresholds)
+    chosen = choose_dampening(model, full, forget, request, target, alpha=choice, cutoff=cutoff, lam=lam)
 
     candidate = copy.deepcopy(model)
-    report = dampen(candidate, full, forget, alpha=chosen, lam=lam)
-    final = target.measure(candidate)  # what the chosen α costs, measured like every trial
+    report = dampen(candidate, full, forget, alpha=chosen.alpha, lam=lam, parameters=chosen.parameters)
+    final = target.measure(candidate)  # what the chosen configuration costs, measured like every trial
     card_fields = {
         "dataset": request.dataset, "normalization": card.normalization, "classes": card.classes,
         "image_size": card.image_size, "parent_fingerprint": card.fingerprint,
-        "unlearning": {"method": full.method, "alpha": chosen, "lam": lam, "alpha_method": _method(choice),
-                       "scenario": request.scenario, "forget_size": len(request.split.forget)},
+        "unlearning": {"method": full.method, "alpha": chosen.alpha, "cutoff": chosen.cutoff, "lam": lam,
+                       "alpha_method": chosen.alpha_method, "scenario": request.scenario,
+                       "forget_size": len(request.split.forget)},
     }
     saved = save_model(candidate, out, {k: v for k, v in card_fields.items() if v is not None})
 
@@ -195,11 +280,13 @@ def unlearn(
         "format": DAMPENING_FORMAT,
         "method": full.method,
         **report.to_dict(),
-        "alpha_method": _method(choice),
-        "alpha_assd": assd,
+        "alpha_method": chosen.alpha_method,
+        "alpha_assd": chosen.alpha_assd,
+        "cutoff": chosen.cutoff,
+        "dampened_parameters": list(chosen.parameters) if chosen.parameters is not None else None,
         "target": {"scenario": request.scenario, **final.to_dict()},
         "target_met": final.met,
-        "search": search,
+        "selection": chosen.selection,
         "scenario": request.scenario,
         "forget_class": request.forget_class,
         "dataset": request.dataset,
@@ -213,8 +300,9 @@ def unlearn(
     }
     (out / DAMPENING_FILE).write_text(json.dumps(dampening, indent=2) + "\n")
     return UnlearnResult(
-        out_dir=out, scenario=request.scenario, method=full.method, alpha=chosen, lam=lam,
-        alpha_method=_method(choice), target_met=final.met, forget_agreement=final.forget_agreement,
+        out_dir=out, scenario=request.scenario, method=full.method, alpha=chosen.alpha,
+        cutoff=chosen.cutoff, lam=lam, alpha_method=chosen.alpha_method, target_met=final.met,
+        forget_agreement=final.forget_agreement,
         retain_agreement=final.retain_agreement, total_selected=report.total_selected,
         fraction_dampened=report.fraction, forget_size=len(request.split.forget),
         target=dampening["target"], importances=importances_info, dampening=dampening)
