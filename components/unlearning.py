@@ -14,17 +14,21 @@ def unlearn(
     dataset: str,
     batch_size: int,
     alpha: str,
+    cutoff: str,
     lam: float,
     method: str,
+    thresholds: str,
     candidate: Output[Model],
 ) -> float:
     """Dampening on the forget set with the cached full-data importances of `method` (the run's
-    importance method, LFSSD by default); returns the α used."""
+    importance method, LFSSD by default), where and how much chosen per request against the gate's
+    `thresholds` (inline YAML or a storage URI); returns the α used."""
     from lethe.steps.forget_spec import unlearn_from_spec
 
     result = unlearn_from_spec(model.path, forget.path, importances.path, candidate.path,
-                               dataset=dataset or None, batch_size=batch_size, alpha=alpha, lam=lam,
-                               method=method or None)
+                               dataset=dataset or None, batch_size=batch_size, alpha=alpha,
+                               cutoff=cutoff or None, lam=lam, method=method or None,
+                               thresholds=thresholds or None)
     candidate.metadata.update(result.summary)
     return float(result.alpha)
 

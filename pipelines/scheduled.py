@@ -30,12 +30,15 @@ def scheduled_deletion_pipeline(
     batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
     alpha: str = "search",
+    cutoff: str = "",
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
 ) -> None:
     """Empty `dataset`/`model_name` mean the champion's own data set and LETHE_MODEL_NAME;
-    `max_requests` 0 takes every pending request; `alpha` is a number or `search`."""
+    `max_requests` 0 takes every pending request; `alpha`: a number, `assd` or `search`; `cutoff`: where
+    dampening may act (empty: searched with α; `all`; a stage name); `thresholds`: the gate's limits,
+    inline YAML or a storage URI (a pod cannot read a file on the submitting machine)."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     finalize = finalize_requests(run_id=run_id)
     configure(finalize, needs="ledger", cache=False, display_name="finalize requests")
@@ -46,5 +49,5 @@ def scheduled_deletion_pipeline(
         with dsl.If(collect.outputs["Output"] > 0, name="requests-pending"):
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,
-                                batch_size=batch_size, method=method, alpha=alpha, lam=lam,
+                                batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
                                 thresholds=thresholds, refresh=refresh)

@@ -28,6 +28,7 @@ def forget_and_register(
     batch_size: int,
     method: str,
     alpha: str,
+    cutoff: str,
     lam: float,
     thresholds: str,
     refresh: dsl.PipelineChannel,
@@ -37,7 +38,8 @@ def forget_and_register(
     configure(importances, needs="storage", cache=False, display_name="importances of D (cached)")
 
     candidate = unlearn(model=parent, forget=forget, importances=importances.outputs["importances"],
-                        dataset=dataset, batch_size=batch_size, alpha=alpha, lam=lam, method=method)
+                        dataset=dataset, batch_size=batch_size, alpha=alpha, cutoff=cutoff, lam=lam,
+                        method=method, thresholds=thresholds)
     configure(candidate, needs="none", cache=True, gpu=True, display_name="unlearn")
 
     evaluation = evaluate(candidate=candidate.outputs["candidate"], parent=parent, forget=forget,

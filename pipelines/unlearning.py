@@ -28,18 +28,21 @@ def unlearning_pipeline(
     batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
     alpha: str = "search",
+    cutoff: str = "",
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
 ) -> None:
     """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias of LETHE_MODEL_NAME, or a model
     directory; `forget_class` -1 means none; `scenario` is `subject` or `class`; `refresh`: compute
-    the new champion's importances now rather than in the next run that needs them."""
+    the new champion's importances now rather than in the next run that needs them; `alpha`: a number,
+    `assd` or `search`; `cutoff`: where dampening may act (empty: searched with α; `all`; a stage name);
+    `thresholds`: the gate's limits, inline YAML or a storage URI (they are the search's targets too)."""
     prepared = prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
                                forget_subjects=forget_subjects, forget_class=forget_class, scenario=scenario,
                                subject_map=subject_map)
     configure(prepared, needs="registry", cache=False, display_name="fetch model, resolve forget set")
     forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
-                        batch_size=batch_size, method=method, alpha=alpha, lam=lam, thresholds=thresholds,
-                        refresh=refresh)
+                        batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
+                        thresholds=thresholds, refresh=refresh)

@@ -53,7 +53,8 @@ def candidate(home: Path, prepared: dict, importances: dict) -> dict:
     out = _artifact(Model, home / "work" / "candidate")
     alpha = components.unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
                                            importances=importances["artifact"], dataset="", batch_size=128,
-                                           alpha="3", lam=1.0, method="lfssd", candidate=out)
+                                           alpha="3", cutoff="block3", lam=1.0, method="lfssd",
+                                           thresholds="{subject: {member_rate_gap_max: 0.04}}", candidate=out)
     return {"alpha": alpha, "artifact": out}
 
 
@@ -114,6 +115,12 @@ def test_unlearn_writes_a_candidate_with_its_dampening_report(prepared, candidat
     assert report["alpha"] == 3.0 and report["forget_size"] == 20 and report["total_selected"] > 0
     assert read_card(out).fingerprint != read_card(prepared["parent"].path).fingerprint
     assert candidate["artifact"].metadata["total_selected"] == report["total_selected"]
+    # Where dampening may act and the gate's limits (inline YAML, as a pipeline passes them) reach the step.
+    assert report["cutoff"] == candidate["artifact"].metadata["cutoff"] == "block3"
+    touched = {name for name, count in report["selected"].items() if count}
+    assert touched and all(name.startswith(("features.8.", "features.9.", "classifier.")) for name in touched)
+    assert report["dampened_parameters"] and "features.0.weight" not in report["dampened_parameters"]
+    assert report["target"]["limit"] == 0.04
 
 
 def test_evaluate_writes_metrics_report_and_the_gate(evaluation):

@@ -85,6 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="class: a whole class (forget accuracy ~0); subject: specific samples "
                              "(forget accuracy and member rate ~ those of unseen data)")
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write the evidence")
-    parser.add_argument("--thresholds", metavar="YAML", help="gate thresholds overriding the defaults")
+    parser.add_argument("--thresholds", metavar="YAML|URI",
+                        help="gate thresholds overriding the defaults (a YAML file, inline YAML or a "
+                             "storage URI)")
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)

@@ -12,13 +12,15 @@ def run(args: argparse.Namespace) -> int:
     from lethe.steps.unlearn import unlearn
 
     result = unlearn(args.model, args.dataset, **forget_kwargs(args), alpha=parse_alpha(args.alpha),
-                     lam=args.lam, importances=args.importances, batch_size=args.batch_size,
-                     method=args.method, out_dir=args.out, device=args.device, progress=not args.no_progress,
+                     cutoff=args.cutoff, thresholds=args.thresholds, lam=args.lam,
+                     importances=args.importances, batch_size=args.batch_size, method=args.method,
+                     out_dir=args.out, device=args.device, progress=not args.no_progress,
                      data_dir=args.data_dir)
     met = "met" if result.target_met else "NOT met"
     print(f"{args.out}: forgot {result.forget_size} samples with {result.method.upper()}, "
-          f"α={result.alpha:.4g} ({result.alpha_method}), λ={result.lam:g}; {result.total_selected} "
-          f"parameters dampened ({100 * result.fraction_dampened:.3f}%)")
+          f"α={result.alpha:.4g} ({result.alpha_method}), λ={result.lam:g}, "
+          f"{'every layer' if result.cutoff == 'all' else 'from ' + result.cutoff + ' on'}; "
+          f"{result.total_selected} parameters dampened ({100 * result.fraction_dampened:.3f}%)")
     target = result.target
     print(f"{result.scenario} target {met}: {target['criterion']} {target['value']:.4f} "
           f"(limit {target['limit']:g}); agreement with the parent on retained samples "
@@ -31,14 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unlearn", help="forget samples, subjects or a class from a model (LFSSD by default)",
         description="Dampen the parameters that matter disproportionately to the forget set (selective "
                     "synaptic dampening with LFSSD or SSD importances) and write a model directory plus "
-                    "DIR/dampening.json. α is searched per request by default: the largest α whose "
-                    "model meets the forgetting target.")
+                    "DIR/dampening.json. By default both where dampening acts and how much are searched "
+                    "per request: for every layer and each stage boundary, the largest α whose model "
+                    "meets the forgetting target; the one that keeps most of the parent's predictions wins.")
     parser.add_argument("--model", required=True, metavar="PATH", help="the model directory to unlearn from")
     parser.add_argument("--dataset", required=True, metavar="NAME", help="the data set it was trained on")
     add_forget_arguments(parser)
     parser.add_argument("--alpha", default="search", metavar="A|assd|search",
                         help="selection threshold α: a number, 'assd' (percentile rule) or "
                              "'search' (default)")
+    parser.add_argument("--cutoff", metavar="search|all|STAGE",
+                        help="where dampening may act: 'search' (every layer and each stage boundary, the "
+                             "default with --alpha search), 'all' (every layer, the default with a given "
+                             "α) or a stage name of the model (e.g. block3 of convnet)")
+    parser.add_argument("--thresholds", metavar="YAML|URI",
+                        help="the gate's thresholds (a YAML file, inline YAML or a storage URI); the same "
+                             "limits are the search's forgetting targets")
     parser.add_argument("--lam", type=float, default=1.0, metavar="L",
                         help="dampening constant λ (default 1)")
     # Not `choices=`: listing the registry would import torch for every `lethe` command; the step

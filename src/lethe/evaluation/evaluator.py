@@ -26,7 +26,7 @@ from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.gate import SCENARIOS, Thresholds, decide, load_thresholds
 from lethe.evaluation.metrics import accuracy, agreement, entropy
 from lethe.evaluation.mia import membership_inference
-from lethe.evaluation.plots import plot_dampening, plot_entropy_distributions
+from lethe.evaluation.plots import plot_dampening, plot_entropy_distributions, plot_selection
 from lethe.evaluation.report import predictions_frame, select_rows, write_evidently_report
 
 #: Forward-pass batch: on CPU, convnet at 256 costs 0.7x the CPU time of 1024 (cache-friendlier).
@@ -164,6 +164,8 @@ def evaluate_candidate(
         out / "entropy.png", num_classes=num_classes).name]
     if dampening is not None:
         plots.append(plot_dampening(dampening, out / "dampening.png").name)
+        if (dampening.get("selection") or {}).get("trials"):
+            plots.append(plot_selection(dampening["selection"], out / "selection.png").name)
 
     metrics: dict[str, Any] = {
         **(context or {}),
@@ -186,7 +188,8 @@ def evaluate_candidate(
         "timing_s": {"forward": round(forward_s, 3), "total": round(time.perf_counter() - started, 3)},
     }
     if dampening is not None:
-        metrics["dampening"] = {k: dampening[k] for k in ("alpha", "lam", "total_selected", "fraction")
+        metrics["dampening"] = {k: dampening[k]
+                                for k in ("alpha", "cutoff", "lam", "total_selected", "fraction")
                                 if k in dampening}
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n")
     return metrics

@@ -38,15 +38,27 @@ class Thresholds:
 
 def load_thresholds(path: str | Path | None = None) -> Thresholds:
     """The packaged defaults, overridden by the keys of the YAML file at `path` (if any)."""
-    text = resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text()
-    values = flatten(yaml.safe_load(text), "_")
-    if path is not None:
+    if path is None:
+        return parse_thresholds(None)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read gate thresholds from {path}: {exc.strerror or exc}") from exc
+    return parse_thresholds(text, source=str(path))
+
+
+def parse_thresholds(text: str | None, *, source: str = "inline thresholds") -> Thresholds:
+    """The packaged defaults, overridden by the keys of the YAML (or JSON) mapping in `text`."""
+    defaults = resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text()
+    values = flatten(yaml.safe_load(defaults), "_")
+    if text is not None:
         try:
-            override = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read gate thresholds from {path}: {exc}") from exc
+            override = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"gate thresholds in {source} are not valid YAML: "
+                              f"{str(exc).splitlines()[0]}") from exc
         if not isinstance(override, dict):
-            raise ConfigError(f"gate thresholds in {path} must be a mapping")
+            raise ConfigError(f"gate thresholds in {source} must be a mapping")
         values.update(flatten(override, "_"))
     known = {f.name for f in fields(Thresholds)}
     unknown = sorted(set(values) - known)

@@ -15,11 +15,12 @@ from typing import Any
 from lethe.data import ForgetSplit, SampleSet, load_dataset, resolve_forget_set, subject_map
 from lethe.devices import default_device
 from lethe.errors import ConfigError, EvaluationError, ModelError
-from lethe.evaluation import SCENARIOS, Thresholds, evaluate_candidate, load_thresholds
+from lethe.evaluation import SCENARIOS, Thresholds, evaluate_candidate
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE
 from lethe.models import ModelCard, load_model
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import EvaluationResult
+from lethe.steps.thresholds import resolve_thresholds
 
 
 @dataclass
@@ -129,11 +130,12 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate the model directory `model_path` against `parent_path` on the forget request.
 
-    `thresholds`: a YAML file overriding the default gate thresholds (or a Thresholds).
+    `thresholds`: overrides of the default gate thresholds: a YAML file, a storage URI, inline YAML or a
+    Thresholds (see `lethe.steps.thresholds.resolve_thresholds`).
     `dampening`: the unlearn step's dampening.json (default: the one in `model_path`, if any).
     Returns metrics.json's content, its flat `scalars` and the gate's `decision`.
     """
-    limits = thresholds if isinstance(thresholds, Thresholds) else load_thresholds(thresholds)
+    limits = resolve_thresholds(thresholds)
     candidate, card = load_model(model_path)
     parent, parent_card = load_model(parent_path)
     request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,

@@ -69,21 +69,25 @@ def unlearn_from_spec(
     dataset: str | None = None,
     batch_size: int,
     alpha: str | float | None = "search",
+    cutoff: str | None = None,
     lam: float = 1.0,
     method: str | None = None,
+    thresholds: str | None = None,
     device: str | None = None,
     progress: bool = True,
 ) -> UnlearnResult:
     """`lethe.steps.unlearn.unlearn` on this run's forget set with the given full-data importances.
 
     `method`: the importance method the run asked for; empty means the importances' own (the
-    forget pass always uses theirs, and a different one is refused)."""
+    forget pass always uses theirs, and a different one is refused). `cutoff` (empty: the default for
+    `alpha`) and `thresholds` (inline YAML or a storage URI; empty: the defaults) as for `unlearn`."""
     from lethe.steps.layout import importances_file
     from lethe.steps.unlearn import unlearn
 
     spec = ForgetSpec.load(forget_path)
     return unlearn(model_path, dataset or spec.dataset, **spec.forget_kwargs(), alpha=parse_alpha(alpha),
-                   lam=lam, importances=importances_file(importances_path), batch_size=batch_size,
+                   cutoff=cutoff or None, lam=lam, thresholds=thresholds or None,
+                   importances=importances_file(importances_path), batch_size=batch_size,
                    method=method or None, out_dir=out_dir, device=device, progress=progress)
 
 

@@ -32,6 +32,7 @@ from lethe.steps.evaluate import Request, resolve_request
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, PER_SAMPLE, importances_of
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import UnlearnResult
+from lethe.steps.thresholds import resolve_thresholds
 from lethe.storage import sha256_file
 from lethe.unlearning import DEFAULT_METHOD, Importances, calibrate_alpha, dampen, get_method
 from lethe.unlearning.selection import EVERY_LAYER, select_dampening
@@ -232,8 +233,8 @@ def unlearn(
 
     `alpha`: a number, `assd` (the ASSD percentile rule) or `search` (the largest α whose
     dampened model meets the scenario's target; see `lethe.evaluation.targets`); `cutoff`: where
-    dampening may act (see `choose_dampening`); `thresholds`: the gate's (a YAML file), whose limits
-    are the search's targets too. `importances`:
+    dampening may act (see `choose_dampening`); `thresholds`: the gate's (see `resolve_thresholds`),
+    whose limits are the search's targets too. `importances`:
     the full-data importances (file, directory or s3:// URI); computed and saved into
     `out_dir` when absent. `batch_size` and `method` (a registered importance method): of the
     importance passes (default: the given importances', else 1 = per sample and LFSSD); a value
@@ -242,8 +243,7 @@ def unlearn(
     """
     started = time.perf_counter()
     choice = parse_alpha(alpha)
-    if not isinstance(thresholds, Thresholds):
-        thresholds = load_thresholds(thresholds)
+    thresholds = resolve_thresholds(thresholds)
     if method is not None:
         method = get_method(method).name  # an unknown name is refused before anything is loaded
     if not lam > 0:
