@@ -1,4 +1,4 @@
-"""How big a benchmark run is: the full run (`make bench`, ≤ 60 min on 2 cores) and the CI smoke run.
+"""How big a benchmark run is: the full run (`make bench`, about an hour on 2 cores) and the CI smoke run.
 
 Every size that decides the run's cost lives here, so the design in benchmarks/README.md and the
 code cannot drift apart.
@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from lethe.demo import EPOCHS
+
+DEMO_EPOCHS = EPOCHS["fashion-mnist"]
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -18,14 +22,20 @@ class Profile:
     # Quality: models are trained on a seeded slice of the train split (None = all of it).
     train_limit: int | None = None
     seeds: int = 3
-    epochs: int = 2  # the training recipe: original and retrained alike
+    # The demo's training recipe (lethe.demo.EPOCHS; batch size and lr of `lethe train`, in
+    # benchmarks.trained.Recipe): original and retrained alike.
+    epochs: int = DEMO_EPOCHS
     finetune_epochs: int = 1  # the finetune baseline, on the retain set
     finetune_limit: int | None = 10_000  # retain samples the finetune epochs see; None = all
-    forget_classes: tuple[int, ...] = (1, 7, 9)
+    forget_classes: tuple[int, ...] = tuple(range(10))  # every Fashion-MNIST class
     subject_sizes: tuple[int, ...] = (100, 1000)
     importance_batch_size: int = 1  # the D and Df passes (values depend on it); 1 = per sample
     eval_retain_limit: int | None = 4_000  # retain samples each model is measured on
     eval_test_limit: int | None = 4_000  # test samples each model is measured on
+    # The feature probe's training sample (class scenarios): retain samples plus forget samples, so
+    # the forgotten class is about as frequent as the others; it is scored on the test samples.
+    probe_retain_limit: int | None = 4_500
+    probe_forget_limit: int | None = 500
     paper_alpha: float = 10.0  # the LFSSD/SSD papers' α for ResNet18
     # Speed: the request and scaling run on a slice of the train split (None = all of it).
     speed_train_limit: int | None = None
@@ -64,6 +74,8 @@ QUICK = Profile(
     subject_sizes=(100,),
     eval_retain_limit=1_000,
     eval_test_limit=1_000,
+    probe_retain_limit=1_800,
+    probe_forget_limit=200,
     speed_train_limit=6_000,
     overhead_batches=4,
     per_sample_samples=1_024,

@@ -19,8 +19,8 @@ from benchmarks.workbench import Stopwatch, median_seconds, timed
 from lethe.data import SampleSet, resolve_forget_set, subject_map
 from lethe.steps.evaluate import Request
 from lethe.steps.importance_pass import importances_of
-from lethe.steps.unlearn import SEARCH_HIGH, SEARCH_LOW, SEARCH_STEPS, make_target
-from lethe.unlearning import Importances, calibrate_alpha, dampen, search_alpha
+from lethe.steps.unlearn import choose_dampening, make_target
+from lethe.unlearning import Importances, calibrate_alpha, dampen
 
 
 def d_pass(
@@ -84,8 +84,9 @@ def request_latency(
     against the same request recomputing them.
 
     `assd` is the label-free request with α from the ASSD rule: load D, the Df pass, α, dampen a
-    copy. `search` adds lethe's default α search (forward passes over the forget set and fixed
-    retain and held-out samples, per trial).
+    copy. `search` is the request with lethe's default choice instead (`choose_dampening`: the
+    cut-off and α searched, forward passes over the forget set and fixed retain and held-out samples
+    per trial).
     """
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
     full, d_seconds = d_pass(model, train, batch_size, device)
@@ -109,13 +110,16 @@ def request_latency(
             dampen(candidate, d, f, alpha=alpha)
             return candidate
 
+        trials: list[int] = []
+
         def search_request() -> nn.Module:
             d = Importances.load(path)
             f = forget_pass()
             target = make_target(model, request, device=str(device))
-            result = search_alpha(model, d, f, target, low=SEARCH_LOW, high=SEARCH_HIGH, steps=SEARCH_STEPS)
+            choice = choose_dampening(model, d, f, request, target)
+            trials.append(len((choice.selection or {}).get("trials", [])))
             candidate = copy.deepcopy(model)
-            dampen(candidate, d, f, alpha=result.alpha or SEARCH_LOW)
+            dampen(candidate, d, f, alpha=choice.alpha, parameters=choice.parameters)
             return candidate
 
         assd = median_seconds(assd_request, repeats, device)
@@ -149,7 +153,7 @@ def request_latency(
         "search_request": search,
         "search_recomputed_request_s": recomputed_search,
         "search_cached_speedup": recomputed_search / search["median_s"],
-        "search_trials": SEARCH_STEPS + 2,
+        "search_trials": trials[-1],
     }
 
 

@@ -107,8 +107,8 @@ def run_sweep(
 
 
 def recommend(results: dict[str, Any], paper_alpha: float = 10.0) -> dict[str, Any]:
-    """Per scenario, the α values (at λ=1) that meet the class target (forget ≤ 2%, retain drop ≤ 2
-    points) or, for subjects, bring the member-rate gap to ≤ 0.05 with retain drop ≤ 2 points; what
+    """Per scenario, the α values (at λ=1) that meet the class target (forget ≤ the gate's 5%, retain
+    drop ≤ 2 points) or, for subjects, bring the member-rate gap to ≤ 0.05 with retain drop ≤ 2 points; what
     λ < 1 changes; and the advice that follows, in words."""
     per_scenario = {}
     lam_effect: dict[float, list[float]] = {}

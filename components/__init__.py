@@ -5,6 +5,13 @@ every body imports what it needs itself and delegates at once to the library. Th
 (`LETHE_IMAGE`, read when this package is imported) has lethe, and kfp, installed.
 """
 
+from components.audit import (
+    merge_reference_models,
+    plan_reference_models,
+    register_retrained,
+    retrain,
+    train_reference_model,
+)
 from components.importances import (
     compute_importances,
     compute_importances_shard,
@@ -29,6 +36,11 @@ ALL = (
     register_and_gate,
     refresh_importances,
     finalize_requests,
+    plan_reference_models,
+    train_reference_model,
+    merge_reference_models,
+    retrain,
+    register_retrained,
 )
 
 __all__ = [
@@ -40,9 +52,14 @@ __all__ = [
     "fetch_model",
     "finalize_requests",
     "merge_importances",
+    "merge_reference_models",
+    "plan_reference_models",
     "plan_shards",
     "prepare_request",
     "refresh_importances",
     "register_and_gate",
+    "register_retrained",
+    "retrain",
+    "train_reference_model",
     "unlearn",
 ]

@@ -24,14 +24,14 @@ def importances_pipeline(
     method: str = "lfssd",
 ) -> None:
     fetched = fetch_model(model=model)
-    configure(fetched, needs="registry", cache=False, display_name="fetch model")
+    configure(fetched, needs="registry", cache=False, retry=True, display_name="fetch model")
     plan = plan_shards(num_shards=num_shards)
     configure(plan, needs="none", cache=True, display_name="plan shards")
     with dsl.ParallelFor(plan.output, name="shards") as shard_index:
         shard = compute_importances_shard(model=fetched.outputs["fetched"], dataset=dataset,
                                           batch_size=batch_size, method=method, shard_index=shard_index,
                                           num_shards=num_shards)
-        configure(shard, needs="storage", cache=True, gpu=False, display_name="importances shard")
+        configure(shard, needs="storage", cache=True, display_name="importances shard")
     merged = merge_importances(model=fetched.outputs["fetched"], dataset=dataset, batch_size=batch_size,
                                method=method, shards=dsl.Collected(shard.outputs["shard"]))
-    configure(merged, needs="storage", cache=False, display_name="merge into the cache")
+    configure(merged, needs="storage", cache=False, retry=True, display_name="merge into the cache")

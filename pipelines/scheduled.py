@@ -40,6 +40,8 @@ def scheduled_deletion_pipeline(
     dampening may act (empty: searched with α; `all`; a stage name); `thresholds`: the gate's limits,
     inline YAML or a storage URI (a pod cannot read a file on the submitting machine)."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    # Neither ledger step is retried: a second claim would take other requests, and the exit task
+    # runs once whatever happens.
     finalize = finalize_requests(run_id=run_id)
     configure(finalize, needs="ledger", cache=False, display_name="finalize requests")
     with dsl.ExitHandler(finalize, name="deletion-run"):

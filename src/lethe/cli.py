@@ -1,6 +1,8 @@
 """`lethe ...`: the command line. Each subcommand lives in `lethe.commands.<name>`.
 
-A LetheError (bad input, refused operation) becomes one line on stderr and exit code 2.
+A user error becomes one line on stderr and exit code 2: a LetheError (bad input, refused
+operation), a usage error (argparse), an argument that is not valid UTF-8, an OS error on a path
+the user gave, and output cut off by a closed pipe (`lethe request list --json | head -1`).
 """
 
 from __future__ import annotations
@@ -8,17 +10,66 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 import lethe
 from lethe import commands
 from lethe.errors import LetheError
+from lethe.redact import mask_credentials
+
+
+class UsageError(LetheError):
+    """A command line argparse refused (unknown option, missing or malformed argument)."""
+
+
+class LetheArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (argparse prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _check_utf8(args: argparse.Namespace) -> None:
+    """Refuse arguments that are not UTF-8: Python keeps such bytes as lone surrogates, which
+    cannot be hashed, stored in the ledger or written to JSON, and would fail halfway through."""
+    for name, value in vars(args).items():
+        for text in _strings(value):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"argument {flag}: not valid UTF-8 text") from None
+
+
+def _one_line(text: str) -> str:
+    # Every message goes through here: a URL's password or token never reaches the terminal.
+    return mask_credentials(" ".join(line.strip() for line in text.splitlines() if line.strip())
+                            or "(no message)")
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush stays quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (tests capture it)
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = LetheArgumentParser(
         prog="lethe",
         description="Make a trained image classifier forget data on request (LFSSD), with evidence.",
     )
@@ -32,14 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     try:
+        args = build_parser().parse_args(argv)
+        _check_utf8(args)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         result = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
     except LetheError as exc:
-        print(f"lethe: error: {exc}", file=sys.stderr)
+        print(f"lethe: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        print("lethe: error: the output was cut off: its reader closed the pipe", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written (permissions, disk full)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"lethe: error: {_one_line(exc.strerror or str(exc))}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lethe: interrupted", file=sys.stderr)

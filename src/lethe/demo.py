@@ -147,12 +147,17 @@ def _apt_install(package: str) -> bool:
 def ensure_model(home: Path, dataset: str, *, epochs: int, retrain: bool,
                  progress: bool) -> tuple[Path, bool]:
     """The demo's trained model directory (trained now unless already there)."""
-    from lethe.models import is_model_dir
+    from lethe.errors import ModelError
+    from lethe.models import is_model_dir, verify_model_dir
     from lethe.models.baseline import train_model_dir
 
     model_dir = home / "models" / f"{dataset}-{ARCH}"
     if is_model_dir(model_dir) and not retrain:
-        return model_dir, False
+        try:
+            verify_model_dir(model_dir)
+            return model_dir, False
+        except ModelError:  # kept from an older lethe (no sidecars) or damaged: train it again
+            pass
     if model_dir.exists():
         shutil.rmtree(model_dir)
     record = train_model_dir(dataset, ARCH, model_dir, epochs=epochs, seed=0, progress=progress)

@@ -49,5 +49,9 @@ class LedgerError(LetheError):
     """Erasure-request ledger problems: unknown request, illegal transition."""
 
 
+class AuditError(LetheError):
+    """Reference models that cannot be prepared or trusted (no recipe, other data, wrong version)."""
+
+
 class PipelineError(LetheError):
     """A pipeline that cannot be compiled, run or submitted."""

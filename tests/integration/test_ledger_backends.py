@@ -116,11 +116,11 @@ def test_certificates_land_in_the_artifact_store(ledger_url: str, artifact_root:
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from lethe import storage
 
-    monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key")
+    monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key-of-at-least-32-bytes-for-hmac")
     assert cli.main(["request", "add", "--ledger", ledger_url, "--subject", "raw-subject-1",
                      "--samples", "digits/train/4"]) == 0
     request_id = capsys.readouterr().out.split()[0]
-    ledger = Ledger(ledger_url, subject_key=b"cli-key")
+    ledger = Ledger(ledger_url, subject_key=b"cli-key-of-at-least-32-bytes-for-hmac")
     ledger.claim("run-1")
     ledger.fulfil([request_id], run_id="run-1", model_version="3", outcome=OUTCOME)
     out = storage.join_uri(artifact_root, "certificates")

@@ -1,4 +1,5 @@
-"""The compiled pipelines: GPU on unlearn, caching only where it is safe, credentials only by reference."""
+"""The compiled pipelines: GPUs on the steps that pass over data, CPU and memory on every task, retries
+where a step is safe to run again, caching only where it is safe, credentials only by reference."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ import pytest
 import yaml
 
 from components.platform import CONFIG_MAP, SECRETS, parse_toleration
-from lethe.errors import PipelineError
+from lethe.config import DEFAULT_STEP_RESOURCES, DEFAULT_TASK_RESOURCES, platform_settings
+from lethe.errors import ConfigError, PipelineError
 from pipelines import PIPELINES
-from pipelines.tooling import compile_all, compile_pipeline, validate_cron
+from pipelines.tooling import _without_retries, compile_all, compile_pipeline, validate_cron
 
 SIDE_EFFECTS = {"collect-requests", "prepare-request", "fetch-model", "compute-importances",
                 "register-and-gate", "refresh-importances", "finalize-requests", "merge-importances"}
 PURE = {"unlearn", "evaluate", "compute-importances-shard", "plan-shards"}
 FAKE_SECRET = "s3cr3t-Value-that-must-not-leak"
+GPU_STEPS = {"compute-importances", "compute-importances-shard", "refresh-importances", "unlearn", "evaluate",
+             "train-reference-model", "retrain"}
+# Side effects made idempotent (keyed by content or by the run): retried like the pure steps.
+RETRIED = PURE | {"train-reference-model", "prepare-request", "fetch-model", "compute-importances",
+                  "merge-importances", "refresh-importances", "register-and-gate"}
+NEVER_RETRIED = {"collect-requests", "finalize-requests"}  # a second claim would take other requests
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +55,64 @@ def _executor_of(spec: dict, task: dict) -> str:
 
 
 def test_every_pipeline_compiles(compiled):
-    assert set(compiled) == set(PIPELINES) == {"scheduled", "unlearning", "importances"}
+    assert set(compiled) == set(PIPELINES) == {"scheduled", "unlearning", "importances", "reference-models",
+                                               "retrain"}
 
 
-def test_unlearn_requests_one_gpu_and_nothing_else_does(compiled):
+def test_the_passes_over_data_request_one_gpu_and_nothing_else_does(compiled):
+    seen = set()
     for _name, (spec, _, _) in compiled.items():
         for executor, body in spec["deploymentSpec"]["executors"].items():
             accelerator = body["container"].get("resources", {}).get("accelerator")
-            if executor == "exec-unlearn":
-                assert accelerator["resourceType"] == "nvidia.com/gpu"
-                assert str(accelerator["resourceCount"]) == "1"
+            if executor.removeprefix("exec-") in GPU_STEPS:
+                seen.add(executor.removeprefix("exec-"))
+                assert accelerator["resourceType"] == "nvidia.com/gpu", executor
+                assert str(accelerator["resourceCount"]) == "1", executor
             else:
                 assert accelerator is None, executor
+    assert seen == GPU_STEPS
+
+
+def test_every_task_has_cpu_and_memory_requests_and_limits(compiled):
+    for name, (spec, _, _) in compiled.items():
+        for executor, body in spec["deploymentSpec"]["executors"].items():
+            res = body["container"]["resources"]
+            step = executor.removeprefix("exec-")
+            expected = {**DEFAULT_TASK_RESOURCES, **DEFAULT_STEP_RESOURCES.get(step, {})}
+            assert {"cpu_request": res["resourceCpuRequest"], "cpu_limit": res["resourceCpuLimit"],
+                    "memory_request": res["resourceMemoryRequest"],
+                    "memory_limit": res["resourceMemoryLimit"]} == expected, (name, executor)
+    unlearn = compiled["scheduled"][0]["deploymentSpec"]["executors"]["exec-unlearn"]["container"]
+    assert unlearn["resources"]["resourceMemoryLimit"] == "16Gi"  # more than a ledger step's 4Gi
+
+
+def test_only_steps_that_are_safe_to_repeat_are_retried(compiled):
+    seen = set()
+    for spec, _, _ in compiled.values():
+        for task_name, task in _tasks(spec).items():
+            if "componentRef" not in task or task_name.startswith(("condition", "exit-handler", "for-loop")):
+                continue
+            seen.add(task_name)
+            policy = task.get("retryPolicy")
+            if task_name in RETRIED:
+                assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "30s", task_name
+            else:
+                assert policy is None, task_name
+    assert seen >= RETRIED | NEVER_RETRIED
+
+
+def test_local_runs_do_not_retry_and_the_compiled_pipeline_keeps_its_retries(tmp_path):
+    spec = PIPELINES["scheduled"].pipeline_spec
+
+    def policies() -> list[int]:
+        dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
+        return [t.retry_policy.max_retry_count for d in dags for t in d.tasks.values()
+                if t.HasField("retry_policy")]
+
+    assert len(policies()) == 5  # importances, unlearn, evaluate, register, refresh
+    with _without_retries(PIPELINES["scheduled"]):
+        assert policies() == []
+    assert policies() == [2] * 5
 
 
 def test_caching_is_off_for_every_step_with_side_effects(compiled):
@@ -132,6 +186,68 @@ def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
     assert "collect-requests-Output" in condition and "> 0" in condition
 
 
+def test_placement_resources_and_retries_come_from_the_environment(tmp_path, monkeypatch):
+    env = {"LETHE_GPU_STEPS": "unlearn", "LETHE_RETRIES": "0", "LETHE_CPU_LIMIT": "3",
+           "LETHE_STEP_RESOURCES": '{"unlearn": {"memory_request": "8Gi", "memory_limit": "32Gi"}}'}
+    path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
+    spec = next(yaml.safe_load_all(path.read_text()))
+    executors = spec["deploymentSpec"]["executors"]
+    gpus = {e for e, body in executors.items() if "accelerator" in body["container"]["resources"]}
+    assert gpus == {"exec-unlearn"}
+    unlearn = executors["exec-unlearn"]["container"]["resources"]
+    assert (unlearn["resourceMemoryRequest"], unlearn["resourceMemoryLimit"]) == ("8Gi", "32Gi")
+    assert unlearn["resourceCpuLimit"] == "3"  # not in the step's entry: the default for every task
+    evaluate = executors["exec-evaluate"]["container"]["resources"]
+    assert (evaluate["resourceCpuLimit"], evaluate["resourceMemoryLimit"]) == ("3", "4Gi")
+    assert not [t for t in _tasks(spec).values() if "retryPolicy" in t]
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"LETHE_CPU_REQUEST": "4", "LETHE_CPU_LIMIT": "2"}, "above cpu_limit"),
+    ({"LETHE_MEMORY_LIMIT": "4GB"}, "memory_limit"),
+    ({"LETHE_STEP_RESOURCES": '{"unlearn": {"gpu": "1"}}'}, "unknown resource key"),
+    ({"LETHE_STEP_RESOURCES": "unlearn=8Gi"}, "not JSON"),
+    ({"LETHE_RETRIES": "-1"}, "LETHE_RETRIES"),
+])
+def test_bad_platform_settings_are_refused(env, message, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        platform_settings().resources_for("unlearn")
+
+
+def test_a_misspelt_gpu_step_is_refused_when_the_pipeline_is_built(monkeypatch):
+    from kfp import dsl
+
+    from components import plan_shards
+    from components.platform import configure
+
+    monkeypatch.setenv("LETHE_GPU_STEPS", "unlern,evaluate")
+    with pytest.raises(PipelineError, match="unknown step.*unlern"):
+        @dsl.pipeline(name="misspelt")
+        def misspelt():  # no annotation: this module has `from __future__ import annotations`
+            configure(plan_shards(num_shards=2), needs="none", cache=True)
+
+
+def test_reference_models_train_in_a_parallel_for_and_merge_once(compiled):
+    spec, _, _ = compiled["reference-models"]
+    root = spec["root"]["dag"]["tasks"]
+    loop = next(task for name, task in root.items() if name.startswith("for-loop"))
+    assert "plan-reference-models" in loop["dependentTasks"]
+    body = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(body) == {"train-reference-model"}
+    merge = root["merge-reference-models"]
+    assert "plan-reference-models" in merge["dependentTasks"]
+    assert "for-loop" in str(merge["inputs"]["artifacts"]["references"])  # collected from the loop
+
+
+def test_the_retrain_pipeline_evaluates_and_gates_the_retrained_model(compiled):
+    spec, _, _ = compiled["retrain"]
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"retrain", "evaluate", "register-retrained"}
+    assert set(root["register-retrained"]["dependentTasks"]) == {"retrain", "evaluate"}
+
+
 def _rebuild_pipelines() -> None:
     """A @dsl.pipeline is built when its module is imported: rebuild them under the current env."""
     import importlib
@@ -163,16 +279,20 @@ def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
            "LETHE_GPU_TOLERATION": "nvidia.com/gpu:NoSchedule"}
     path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     platform = list(yaml.safe_load_all(path.read_text()))[1]
-    unlearn = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-unlearn"]
-    assert unlearn["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
-    assert unlearn["tolerations"][0] == {"key": "nvidia.com/gpu", "operator": "Exists",
-                                         "effect": "NoSchedule"}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("unlearn", "compute-importances", "evaluate"):
+        placed = executors[f"exec-{step}"]
+        assert placed["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}, step
+        assert placed["tolerations"][0] == {"key": "nvidia.com/gpu", "operator": "Exists",
+                                            "effect": "NoSchedule"}, step
+    assert "nodeSelector" not in executors["exec-collect-requests"]
 
 
 def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
     path = _compile_scheduled_with({"LETHE_GPU_LIMIT": "0"}, tmp_path / "s.yaml", monkeypatch)
     executors = yaml.safe_load_all(path.read_text()).__next__()["deploymentSpec"]["executors"]
-    assert "resources" not in executors["exec-unlearn"]["container"]
+    assert not [e for e, body in executors.items() if "accelerator" in body["container"]["resources"]]
+    assert executors["exec-unlearn"]["container"]["resources"]["resourceMemoryLimit"] == "16Gi"
 
 
 @pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu=yes:Sometimes", ":NoSchedule"])
@@ -193,8 +313,7 @@ def test_compile_command_writes_every_yaml(tmp_path):
     from lethe.cli import main
 
     assert main(["pipeline", "compile", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["importances.yaml", "scheduled.yaml",
-                                                                 "unlearning.yaml"]
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"{name}.yaml" for name in PIPELINES)
 
 
 def test_schedule_command_refuses_a_five_field_cron_before_contacting_kfp(capsys):

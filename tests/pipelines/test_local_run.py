@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 CHECKOUT = Path(__file__).resolve().parents[2]
 SUBJECTS = ["subject-00003", "subject-00004"]
 UNKNOWN = "nobody-we-know"
+PLANTED_KEY = "planted-subject-key-0123456789abcdef"
+PLANTED_PASSWORD = "planted-Pa55word-for-the-leak-test"
 
 
 @pytest.fixture
@@ -95,7 +97,10 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert [v.version for v in Registry().versions()] == ["1"]
 
 
-def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path):
+def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeypatch, digits_train):
+    # Planted secrets: the subject key (inherited by every task) and a password nothing may print.
+    monkeypatch.setenv("LETHE_SUBJECT_KEY", PLANTED_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED_PASSWORD)
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
     tasks = _run_installed(home, tmp_path / "elsewhere")
@@ -128,6 +133,16 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path):
     cached = list((home / "artifacts" / "importances" / fingerprint).glob("*.safetensors"))
     assert len(cached) == 1
     assert ImportancesCache.sha256(str(cached[0]))
+
+    # Privacy: every file the run left (ledger, MLflow, artifacts, certificates, logs) and its output.
+    from lethe.data import subject_map
+    from tests.robustness.test_privacy import find_leaks
+
+    secrets = [*SUBJECTS, UNKNOWN, PLANTED_KEY, PLANTED_PASSWORD]
+    samples = [s for subject in SUBJECTS for s in subject_map(digits_train)[subject]]
+    assert find_leaks(home, secrets) == [] and find_leaks(tmp_path / "elsewhere", secrets) == []
+    # Sample ids: only in the ledger and the run's forget set (by design).
+    assert find_leaks(home, samples, skip=("ledger.db", "forget.json")) == []
 
 
 def test_ssd_runs_through_all_three_pipelines(home):

@@ -65,20 +65,47 @@ def test_distance_to_retrained_is_per_seed_and_targets_report_the_miss() -> None
     for seed, (gold, ours) in enumerate([(0.90, 0.95), (0.80, 0.79)]):
         methods = {m: _row(0.5, 0.5) for m in METHODS}
         methods["retrained"] = _row(gold, 0.50)
-        methods["lfssd_search"] = _row(ours, 0.60, alpha=12.0)
+        methods["lfssd_select"] = _row(ours, 0.60, alpha=12.0)
         by_seed[str(seed)] = {"methods": methods}
     summary = summarise(by_seed)
-    distance = summary["lfssd_search"]["distance_to_retrained"]["forget_accuracy"]
+    distance = summary["lfssd_select"]["distance_to_retrained"]["forget_accuracy"]
     assert distance["mean"] == pytest.approx((0.05 + 0.01) / 2) and distance["n"] == 2
-    assert summary["lfssd_search"]["alpha"]["mean"] == pytest.approx(12.0)
+    assert summary["lfssd_select"]["alpha"]["mean"] == pytest.approx(12.0)
     rows = {
         (r["method"], r["criterion"]): r
         for r in check_targets(Scenario("subject-100", "subject", size=100), summary)
     }
-    forget = rows[("lfssd_search", "forget_accuracy_distance")]
+    forget = rows[("lfssd_select", "forget_accuracy_distance")]
     assert not forget["met"] and forget["miss_by"] == pytest.approx(0.03 - 0.02)
-    member = rows[("lfssd_search", "reference_member_rate_distance")]
+    member = rows[("lfssd_select", "reference_member_rate_distance")]
     assert not member["met"] and member["miss_by"] == pytest.approx(0.10 - 0.05)
+
+
+def test_class_targets_hold_the_selection_to_the_all_layers_probe_and_cost() -> None:
+    methods = {m: _row(0.9, 0.5) for m in METHODS}
+    methods["original"] = _row(0.95, 0.9)
+    methods["retrained"] = {**_row(0.0, 0.1), "probe_forgotten_class_accuracy": 0.60}
+    methods["lfssd_search_all"] = {**_row(0.04, 0.2), "probe_forgotten_class_accuracy": 0.70}
+    methods["lfssd_select"] = {**_row(0.03, 0.2), "probe_forgotten_class_accuracy": 0.75}
+    methods["lfssd_select"]["info"].update(cutoff="hidden", choose_s=3.0, cost_vs_todays_search=2.5)
+    methods["lfssd_select"]["test_accuracy"] = 0.87  # 3 points below the original's 0.9
+    summary = summarise({"0": {"methods": methods}})
+    assert summary["lfssd_select"]["cutoffs"] == {"hidden": 1}
+    rows = {
+        (r["method"], r["criterion"]): r
+        for r in check_targets(Scenario("class-0", "class", forget_class=0), summary)
+    }
+    assert rows[("lfssd_select", "forget_accuracy")]["met"]  # 3% ≤ the gate's 5%
+    assert not rows[("lfssd_paper", "forget_accuracy")]["met"]  # 90%
+    drop = rows[("lfssd_select", "test_accuracy_drop")]
+    assert not drop["met"] and drop["miss_by"] == pytest.approx(0.01)
+    probe = rows[("lfssd_select", "probe_distance_to_retrained")]
+    # 15 points from the retrained probe against the all-layers search's 10: a miss by 5.
+    assert not probe["met"] and probe["limit"] == pytest.approx(0.10)
+    assert probe["miss_by"] == pytest.approx(0.05)
+    cost = rows[("lfssd_select", "selection_cost_ratio")]
+    assert not cost["met"] and cost["unit"] == "ratio" and cost["miss_by"] == pytest.approx(0.5)
+    assert ("lfssd_search_all", "probe_distance_to_retrained") not in rows
 
 
 def test_mean_std_skips_missing_values() -> None:
@@ -172,6 +199,21 @@ def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one
         assert scenario["retrained"]["metrics"]["forget_accuracy"]["n"] == 1
     class_7 = quality["summary"]["class-7"]
     assert class_7["retrained"]["metrics"]["forget_accuracy"]["mean"] == 0.0  # never saw class 7
+    # The probe runs for every model of a class scenario (none in subject scenarios).
+    for method in METHODS:
+        probe = class_7[method]["metrics"]["probe_forgotten_class_accuracy"]
+        assert probe["n"] == 1 and 0.0 <= probe["mean"] <= 1.0
+    assert quality["summary"]["subject-100"]["original"]["metrics"]["probe_accuracy"]["n"] == 0
+    # Every strategy went through the product's choice and says what it chose.
+    seed_0 = quality["per_seed"]["class-7"]["0"]
+    for method in ("ssd", "lfssd_paper", "lfssd_assd", "lfssd_search_all"):
+        assert seed_0["methods"][method]["info"]["cutoff"] == "all"
+    assert seed_0["methods"]["lfssd_paper"]["info"]["alpha"] == 10.0
+    assert seed_0["methods"]["lfssd_select"]["info"]["alpha_method"] == "search"
+    assert quality["selection_cost_ratio"]["class-7"]["mean"] > 0
+    assert seed_0["selection_cost"]["todays_search_s"] > 0
+    assert quality["run_time"]["run_seconds"] > 0 and speed["run_time"] == quality["run_time"]
     assert (out / "sweep.png").stat().st_size > 1000
     text = (out / "README.md").read_text()
     assert "## Speed" in text and "## Quality against retraining" in text and "sweep.png" in text
+    assert "Every class at a glance" in text and "Feature probe" in text and "**Run time**" in text

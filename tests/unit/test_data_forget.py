@@ -58,8 +58,9 @@ def test_resolve_forget_class(digits_train: SampleSet) -> None:
 
 
 def test_unknown_ids_named(digits_train: SampleSet) -> None:
-    with pytest.raises(UnknownSamplesError, match="'digits/train/99999'"):
+    with pytest.raises(UnknownSamplesError, match="1 of 2 sample id.*at position 2") as info:
         resolve_forget_set(digits_train, ids=["digits/train/1", "digits/train/99999"])
+    assert "99999" not in str(info.value)  # no id in a message: it may come from a file
 
 
 def test_unknown_subject_refused_without_naming_it(digits_train: SampleSet) -> None:
@@ -98,8 +99,9 @@ def test_bad_subject_files(tmp_path: Path, digits_train: SampleSet) -> None:
         subject_map(digits_train, wrong_columns)
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("subject_id,sample_id\nalice,fashion-mnist/train/1\n")
-    with pytest.raises(UnknownSamplesError, match="fashion-mnist/train/1"):
+    with pytest.raises(UnknownSamplesError, match="names 1 sample id") as info:
         subject_map(digits_train, unknown)
+    assert "fashion-mnist/train/1" not in str(info.value)
     corrupt = tmp_path / "corrupt.parquet"
     corrupt.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="cannot read subject map"):

@@ -12,11 +12,13 @@ from torch import nn
 
 from lethe.errors import EvaluationError
 from lethe.evaluation import (
+    Check,
     ClassTarget,
+    comparison_frame,
     dampened_share_per_layer,
+    evidently_disagreements,
     plot_dampening,
     plot_entropy_distributions,
-    predictions_frame,
     write_evidently_report,
 )
 
@@ -42,21 +44,30 @@ def test_plots_are_real_images(tmp_path) -> None:
         assert float(image[..., :3].std()) > 0.01  # not a blank canvas
 
 
-def _frames(n: int = 60, k: int = 3) -> tuple:
+def _frame(n: int = 60, k: int = 3):
     gen = torch.Generator().manual_seed(0)
     labels = torch.randint(0, k, (n,), generator=gen)
     sharp = torch.nn.functional.one_hot(labels, k).float() * 5 + torch.randn(n, k, generator=gen)
-    subsets = ["test"] * n
-    return predictions_frame(sharp, labels, subsets), predictions_frame(torch.randn(n, k, generator=gen),
-                                                                        labels, subsets)
+    return comparison_frame(sharp, torch.randn(n, k, generator=gen), labels)
 
 
-def test_the_evidently_report_compares_candidate_with_parent(tmp_path) -> None:
-    parent, candidate = _frames()
-    report = write_evidently_report(parent, candidate, tmp_path / "r.html", tmp_path / "r.json")
-    accuracy = next(m["value"] for m in report["metrics"] if m["metric_name"].startswith("Accuracy"))
-    assert accuracy == pytest.approx(float((candidate["prediction"] == candidate["target"]).mean()))
-    assert any(m["metric_name"].startswith("ValueDrift(column=prediction") for m in report["metrics"])
+def test_the_evidently_report_compares_candidate_with_parent_under_those_names(tmp_path) -> None:
+    frame = _frame()
+    drop = float((frame["target"] == frame["parent_prediction"]).mean()
+                 - (frame["target"] == frame["candidate_prediction"]).mean())
+    checks = [Check("test_accuracy_drop", drop, 0.02, False, "dropped"),
+              Check("member_rate_gap", 0.01, 0.05, True, "")]
+    report = write_evidently_report({"test": frame}, checks, tmp_path / "r.html", tmp_path / "r.json")
+    values = {(m["section"], m["metric_name"]): m["value"] for m in report["metrics"]}
+    assert values[("test", "Accuracy(classification_name=candidate)")] == pytest.approx(
+        float((frame["candidate_prediction"] == frame["target"]).mean()))
+    assert values[("test", "Accuracy(classification_name=parent)")] == pytest.approx(1.0)
+    # Each gate check has its test: the drop where Evidently measures it, the gap in the gate section.
+    assert {(t["section"], t["check"], t["status"]) for t in report["tests"]} == {
+        ("test", "test_accuracy_drop", "FAIL"), ("gate", "member_rate_gap", "SUCCESS")}
+    assert evidently_disagreements(report, checks) == []
+    # A test that disagreed with the gate would be found.
+    assert evidently_disagreements(report, [checks[0], Check("member_rate_gap", 0.01, 0.05, False, "x")])
     assert (tmp_path / "r.html").stat().st_size > 10_000
 
 
@@ -67,11 +78,10 @@ def test_an_evidently_failure_fails_the_step(tmp_path, monkeypatch: pytest.Monke
         raise RuntimeError("renderer exploded")
 
     monkeypatch.setattr(Report, "run", broken)
-    parent, candidate = _frames()
     with pytest.raises(EvaluationError, match="Evidently report failed: RuntimeError: renderer exploded"):
-        write_evidently_report(parent, candidate, tmp_path / "r.html", tmp_path / "r.json")
-    with pytest.raises(EvaluationError, match="same, non-empty set"):
-        write_evidently_report(parent, candidate.iloc[:10], tmp_path / "r.html", tmp_path / "r.json")
+        write_evidently_report({"test": _frame()}, [], tmp_path / "r.html", tmp_path / "r.json")
+    with pytest.raises(EvaluationError, match="non-empty sets of samples"):
+        write_evidently_report({"test": _frame().iloc[:0]}, [], tmp_path / "r.html", tmp_path / "r.json")
 
 
 def test_the_class_target_measures_agreement_with_the_original() -> None:

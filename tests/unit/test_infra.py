@@ -186,8 +186,9 @@ def test_recurring_run_job_creates_a_nightly_six_field_schedule(overlay: str) ->
     job = find(docs, "Job", "lethe-schedule")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["lethe", "pipeline", "schedule"]
+    # --replace: new settings (cron, image, GPU) replace the recurring run instead of being ignored.
     assert set(container["args"]) == {"--host=$(KFP_HOST)", "--cron=$(LETHE_SCHEDULE_CRON)",
-                                      "--name=$(LETHE_SCHEDULE_NAME)"}
+                                      "--name=$(LETHE_SCHEDULE_NAME)", "--replace"}
     cfg = config(overlay)
     fields = cfg["LETHE_SCHEDULE_CRON"].split()
     assert len(fields) == 6 and fields[0] == "0", "KFP cron: six fields, seconds first"
@@ -205,6 +206,89 @@ def test_workloads_pin_images_and_run_as_non_root(overlay: str) -> None:
             assert name and "/" not in tag and tag not in ("", "latest"), f"{owner}: {c['image']}"
             assert c["securityContext"]["allowPrivilegeEscalation"] is False, owner
             assert "memory" in c["resources"]["limits"], owner
+
+
+NAMESPACE = "kubeflow"  # KFP's: pipeline pods read lethe-config and the Secrets there
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PersistentVolume", "StorageClass", "PriorityClass"}
+# Provided by the remote KFP manifests (infra/kfp/), which are not rendered offline.
+KFP_PROVIDED = {("Service", "ml-pipeline"), ("Service", "seaweedfs")}
+# Service URLs (s3://bucket/... names a bucket, not a host).
+URL = re.compile(r"(?:https?|postgres(?:ql)?(?:\+\w+)?)://(?:[^@/\s]*@)?([a-z0-9-]+)(?:\.([a-z0-9-]+))?(?:\.svc[.a-z]*)?(?::(\d+))?")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_namespaced_object_is_in_kfps_namespace_with_the_projects_label(overlay: str) -> None:
+    for d in render(f"overlays/{overlay}"):
+        if d["kind"] in CLUSTER_SCOPED:
+            continue
+        where = f"{overlay}: {d['kind']}/{d['metadata']['name']}"
+        assert d["metadata"].get("namespace") == NAMESPACE, where
+        assert (d["metadata"].get("labels") or {}).get("app.kubernetes.io/part-of") == "lethe", where
+
+
+def references(docs: tuple[dict, ...]) -> set[tuple[str, str, int | None]]:
+    """(kind, name, port) of every Secret, ConfigMap, Service, PVC and ServiceAccount the manifests
+    name: env and envFrom, volumes, a StatefulSet's service, and the host of every URL in a ConfigMap
+    value, an env value or an argument (port None when not given or not a Service)."""
+    found: set[tuple[str, str, int | None]] = set()
+
+    def urls(text: str) -> None:
+        for host, namespace, port in URL.findall(text):
+            assert namespace in ("", NAMESPACE), f"{text}: a Service outside {NAMESPACE}"
+            found.add(("Service", host, int(port) if port else None))
+
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            for value in (d.get("data") or {}).values():
+                urls(str(value))
+        if d["kind"] == "StatefulSet":
+            found.add(("Service", d["spec"]["serviceName"], None))
+    for _owner, spec in pod_specs(docs):
+        if spec.get("serviceAccountName"):
+            found.add(("ServiceAccount", spec["serviceAccountName"], None))
+        for volume in spec.get("volumes", []):
+            for kind, key, field_ in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name"),
+                                      ("PersistentVolumeClaim", "persistentVolumeClaim", "claimName")):
+                if key in volume:
+                    found.add((kind, volume[key][field_], None))
+    for _owner, c in containers(docs):
+        for env in c.get("env", []):
+            ref = env.get("valueFrom", {})
+            for kind, key in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                if key in ref:
+                    found.add((kind, ref[key]["name"], None))
+            urls(str(env.get("value", "")))
+        for source in c.get("envFrom", []):
+            for kind, key in (("Secret", "secretRef"), ("ConfigMap", "configMapRef")):
+                if key in source:
+                    found.add((kind, source[key]["name"], None))
+        for arg in c.get("args", []) + c.get("command", []):
+            urls(str(arg))
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everything_a_manifest_names_exists(overlay: str) -> None:
+    docs = render(f"overlays/{overlay}")
+    rendered = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    templates = secret_templates()
+    refs = references(docs)
+    assert ("Service", "mlflow", 5000) in refs and ("Secret", "lethe-s3", None) in refs  # the parser works
+    for kind, name, port in refs:
+        if (kind, name) in KFP_PROVIDED or (kind == "Secret" and name in templates):
+            continue
+        assert (kind, name) in rendered, f"{overlay}: {kind}/{name} is named but not defined"
+        if port is not None:
+            ports = [p["port"] for p in rendered[kind, name]["spec"]["ports"]]
+            assert port in ports, f"{overlay}: Service {name} has no port {port}"
+
+
+def test_the_reference_check_catches_a_missing_service() -> None:
+    docs = render("overlays/local")
+    without_minio = tuple(d for d in docs if (d["kind"], d["metadata"]["name"]) != ("Service", "minio"))
+    rendered = {(d["kind"], d["metadata"]["name"]) for d in without_minio}
+    assert ("Service", "minio", 9000) in references(without_minio) and ("Service", "minio") not in rendered
 
 
 def test_remote_kfp_bases_pin_one_release() -> None:

@@ -163,10 +163,19 @@ def test_reclaim_expired_and_renew(ledger: Ledger, clock: Clock) -> None:
     clock.advance(minutes=8)
     assert ledger.reclaim_expired() == []
     clock.advance(minutes=3)
-    with pytest.raises(LedgerError, match="expired"):
-        ledger.fulfil([request.id], run_id="run-1", model_version="1", outcome=OUTCOME)
+    assert ledger.renew("run-1", lease=timedelta(minutes=10)) == 0  # an expired lease is not revived
     assert ledger.reclaim_expired() == [request.id]
     assert ledger.get(request.id).state == PENDING and ledger.get(request.id).run_id is None
+    with pytest.raises(LedgerError, match="not in progress"):  # reclaimed: the late run cannot settle it
+        ledger.fulfil([request.id], run_id="run-1", model_version="1", outcome=OUTCOME)
+
+
+def test_a_run_past_its_lease_settles_what_no_run_reclaimed(ledger: Ledger, clock: Clock) -> None:
+    request = ledger.add("s").request
+    ledger.claim("slow-run", lease=timedelta(minutes=10))
+    clock.advance(minutes=30)  # a long run whose steps could not renew the lease
+    fulfilled = ledger.fulfil([request.id], run_id="slow-run", model_version="2", outcome=OUTCOME)
+    assert fulfilled[0].state == FULFILLED and ledger.reclaim_expired() == []
 
 
 def test_review_approval_fulfils_and_rejection_requeues(ledger: Ledger, clock: Clock) -> None:
@@ -280,7 +289,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 
 def test_cli_add_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key")
+    monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key-of-at-least-32-bytes-for-hmac")
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     code, out, _ = run_cli(capsys, "request", "add", "--ledger", url, "--subject", "raw-subject-7",
                            "--samples", "digits/train/3", "--received", "2020-01-01")
@@ -298,7 +307,7 @@ def test_cli_add_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 2 and err.startswith("lethe: error: no erasure request")
     code, _, err = run_cli(capsys, "request", "list", "--ledger", url, "--state", "done")
     assert code == 2 and "unknown state" in err
-    ledger = Ledger(url, subject_key=b"cli-key")
+    ledger = Ledger(url, subject_key=b"cli-key-of-at-least-32-bytes-for-hmac")
     ledger.claim("run-1")
     ledger.fulfil([request_id], run_id="run-1", model_version="1", outcome=OUTCOME)
     code, out, _ = run_cli(capsys, "request", "export", "--ledger", url, "--out", str(tmp_path / "c"))

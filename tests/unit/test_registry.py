@@ -94,12 +94,13 @@ def test_lineage_champion_and_review(registry: Registry, model_dir: Path, tmp_pa
 
 def test_the_method_comes_from_the_unlearned_models_card(registry: Registry, model_dir: Path,
                                                          tmp_path: Path) -> None:
+    from lethe.models import load_model, save_model
     from lethe.steps.register import method_of
 
     register(registry, model_dir, passed=True)
-    card = json.loads((model_dir / "model.json").read_text())
-    card["unlearning"] = {"method": "ssd", "alpha": 3.0, "lam": 1.0}
-    (model_dir / "model.json").write_text(json.dumps(card))
+    model, card = load_model(model_dir)  # a card is changed by saving again (its sidecar must match)
+    unlearning = {"method": "ssd", "alpha": 3.0, "lam": 1.0}
+    save_model(model, model_dir, {**card.to_dict(), "unlearning": unlearning})
     v2 = register(registry, model_dir, passed=True, parent="1", requests=("r1",), alpha=3.0)
     assert v2.tags["lethe.method"] == "ssd" and "Unlearned from version 1 with SSD (α=3)" in v2.description
     assert registry.client.get_run(v2.run_id).data.params["method"] == "ssd"
@@ -186,7 +187,9 @@ def test_the_privacy_guard_refuses_before_anything_is_sent(registry: Registry, m
 
 
 def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_dir: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETHE_DEMO", "1")  # the review checks --by/--reason against the ledger's subjects
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger(ledger_url, subject_key=b"k")
     ids = [ledger.add(f"s{i}").request.id for i in range(3)]
@@ -249,3 +252,29 @@ def test_cli_model_register_makes_the_first_champion(registry: Registry, model_d
     assert registry.champion_version() == "2"
     assert cli.main(["model", "register", str(model_dir.parent / "nope"), "--tracking-uri",
                      registry.tracking_uri]) == 2
+
+
+def test_a_retried_registration_returns_the_runs_version(registry: Registry, model_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """register-and-gate is retried on a cluster: the same run id never registers a second version,
+    and a promotion that failed after the version was created is completed by the retry."""
+    from mlflow.exceptions import MlflowException
+
+    register(registry, model_dir, passed=True)
+    first = register(registry, model_dir, passed=True, parent="1", requests=("r1",), run_key="run-a")
+    again = register(registry, model_dir, passed=True, parent="1", requests=("r1",), run_key="run-a")
+    assert first.version == again.version == "2" and again.is_champion
+    assert again.tags["lethe.run_id"] == "run-a"
+
+    set_alias = registry.client.set_registered_model_alias
+    monkeypatch.setattr(registry.client, "set_registered_model_alias",
+                        lambda *a, **k: (_ for _ in ()).throw(MlflowException("API restarting")))
+    with pytest.raises(RegistryError):
+        register(registry, model_dir, passed=True, parent="2", requests=("r2",), run_key="run-b")
+    assert registry.champion_version() == "2"  # version 3 exists, its promotion did not happen
+    monkeypatch.setattr(registry.client, "set_registered_model_alias", set_alias)
+    retried = register(registry, model_dir, passed=True, parent="2", requests=("r2",), run_key="run-b")
+    assert retried.version == "3" and retried.is_champion and registry.champion_version() == "3"
+    assert [v.version for v in registry.versions()] == ["1", "2", "3"]
+    with pytest.raises(RegistryError, match="invalid run id"):
+        registry.version_of_run("x' or name='y")

@@ -96,8 +96,8 @@ def _through_component(text: str, recorded: list, tmp_path: Path) -> object:
     try:
         components.unlearn.python_func(model=artifact(Model, "model"), forget=artifact(Artifact, "forget"),
                                        importances=artifact(Artifact, "importances"), dataset="",
-                                       batch_size=1, alpha=text, lam=1.0, method="",
-                                       candidate=artifact(Model, "candidate"))
+                                       batch_size=1, alpha=text, cutoff="", lam=1.0, method="",
+                                       thresholds="", candidate=artifact(Model, "candidate"))
     except Reached:
         return recorded.pop()
     except ConfigError:

@@ -123,7 +123,7 @@ def test_cli_trains_the_gold_standard_without_the_forget_set(
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--model", "lenet"], "unknown model 'lenet'"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent-lethe-dir"], "data dir"),
-    (["--exclude-ids", "digits/train/999999"], "digits/train/999999"),
+    (["--exclude-ids", "digits/train/999999"], "1 of 1 sample id(s) not in digits/train"),
     (["--exclude-subjects", "nobody"], "subject"),
     (["--exclude-class", "12"], "class 12"),
     (["--arch-arg", "depth=3"], "bad arguments for convnet"),
@@ -153,7 +153,7 @@ def test_cli_refuses_a_mismatched_model_dir(tmp_path: Path, capsys: pytest.Captu
     card = json.loads((out / "model.json").read_text())
     card["arch_kwargs"] = {"width": 8}
     (out / "model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match="does not match architecture"):
+    with pytest.raises(ModelError, match="model.json differs from its recorded sha256"):
         load_model(out)
     assert main(["data", "info", "digits", "--split", "test"]) == 0
     assert "fingerprint" in capsys.readouterr().out

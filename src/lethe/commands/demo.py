@@ -9,10 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lethe.commands._validation import check_out_dir, integer
+
 
 def run(args: argparse.Namespace) -> int:
     from lethe.commands.pipeline import import_pipelines_module
+    from lethe.config import settings
     from lethe.demo import DemoOptions
+
+    check_out_dir(args.home or settings().home_dir() / "demo", flag="--home")
 
     demo = import_pipelines_module("demo")
     return demo.main(DemoOptions(home=Path(args.home) if args.home else None, dataset=args.dataset,
@@ -31,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "importances cache are reused on the next run.")
     parser.add_argument("--home", help="where the demo keeps its state (default LETHE_HOME/demo)")
     parser.add_argument("--dataset", help="data set (default fashion-mnist, else digits)")
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=integer(1),
                         help="training epochs (default 3 for Fashion-MNIST, 6 for digits)")
-    parser.add_argument("--subjects", type=int, default=DEMO_SUBJECTS,
+    parser.add_argument("--subjects", type=integer(1), default=DEMO_SUBJECTS,
                         help=f"subjects who ask to be forgotten (default {DEMO_SUBJECTS})")
-    parser.add_argument("--forget-class", type=int, default=FORGET_CLASS,
+    parser.add_argument("--forget-class", type=integer(0), default=FORGET_CLASS,
                         help=f"the class removed on demand (default {FORGET_CLASS})")
     parser.add_argument("--retrain", action="store_true", help="train again even if a model exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

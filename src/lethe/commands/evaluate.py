@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lethe.commands._validation import check_out_dir, device_argument, integer
 from lethe.errors import ConfigError
 
 
@@ -19,6 +20,8 @@ def read_ids(values: list[str] | None) -> list[str]:
                 lines = path.read_text().splitlines()
             except OSError as exc:
                 raise ConfigError(f"cannot read sample ids from {path}: {exc.strerror or exc}") from exc
+            except UnicodeDecodeError:  # its bytes are not echoed: the file may hold anything
+                raise ConfigError(f"cannot read sample ids from {path}: not UTF-8 text") from None
             ids += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
         else:
             ids.append(value)
@@ -32,14 +35,15 @@ def add_forget_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sample ids to forget; @FILE reads them from FILE, one a line")
     group.add_argument("--forget-subjects", nargs="+", metavar="SUBJECT",
                        help="subjects whose samples to forget")
-    group.add_argument("--forget-class", type=int, metavar="K", help="forget every sample of class K")
+    group.add_argument("--forget-class", type=integer(0), metavar="K", help="forget every sample of class K")
     parser.add_argument("--subjects", metavar="PATH",
                         help="subject map (CSV/Parquet: subject_id, sample_id); default: the synthetic one")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where the data set's files are (default: LETHE_DATA_DIR)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--device", type=device_argument,
+                        help="cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -55,6 +59,7 @@ def _pct(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from lethe.steps.evaluate import evaluate
 
+    check_out_dir(args.out)
     result = evaluate(args.model, args.parent, args.dataset, **forget_kwargs(args), scenario=args.scenario,
                       out_dir=args.out, thresholds=args.thresholds, device=args.device,
                       progress=not args.no_progress, data_dir=args.data_dir)
@@ -79,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "DIR/report.json and PNG plots.")
     parser.add_argument("--model", required=True, metavar="PATH", help="the candidate's model directory")
     parser.add_argument("--parent", required=True, metavar="PATH", help="the parent's model directory")
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="the data set both were trained on")
+    parser.add_argument("--dataset", metavar="NAME|URI",
+                        help="the data set both were trained on, or its published copy (default: "
+                             "LETHE_DATASET_URI, else the candidate's card); other data is refused")
     add_forget_arguments(parser)
     parser.add_argument("--scenario", required=True, choices=("class", "subject"),
                         help="class: a whole class (forget accuracy ~0); subject: specific samples "

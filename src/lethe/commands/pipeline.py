@@ -7,6 +7,7 @@ Examples:
   lethe pipeline submit --host http://localhost:8080 scheduled
   lethe pipeline schedule --host http://ml-pipeline.kubeflow:8888 --cron "0 0 2 * * *" \\
       --name lethe-nightly-deletion          # every day at 02:00:00 (six fields, seconds first)
+  lethe pipeline schedule ... --replace      # a new cron, image or GPU setting: delete, then create
 
 kfp is imported only when one of these runs (the rest of lethe never imports it).
 """
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from lethe.commands._validation import check_out_dir, integer
 from lethe.config import settings
 from lethe.errors import PipelineError
 
@@ -52,6 +54,7 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def compile_command(args: argparse.Namespace) -> int:
+    check_out_dir(args.out)
     tooling = load_tooling()
     names = args.names or list(tooling.PIPELINES)
     for name in names:
@@ -64,9 +67,10 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.local:
         raise PipelineError("`lethe pipeline run` runs on this machine: pass --local "
                             "(use `lethe pipeline submit --host URL` for a cluster)")
+    root = Path(args.pipeline_root or settings().home_dir() / "kfp")
+    check_out_dir(root, flag="--pipeline-root")
     tooling = load_tooling()
     params = tooling.parse_params(args.param)
-    root = Path(args.pipeline_root or settings().home / "kfp")
 
     def show(task: str, state: str) -> None:
         print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
@@ -93,10 +97,20 @@ def submit_command(args: argparse.Namespace) -> int:
 def schedule_command(args: argparse.Namespace) -> int:
     tooling = load_tooling()
     cron = tooling.validate_cron(args.cron)  # before anything else: a bad cron changes nothing
-    job_id = tooling.schedule(args.pipeline, tooling.parse_params(args.param), host=args.host, cron=cron,
-                              job_name=args.name, experiment=args.experiment, namespace=args.namespace,
-                              max_concurrency=args.max_concurrency, catchup=args.catchup)
-    print(f"recurring run {args.name} ({cron}): {job_id}")
+    done = tooling.schedule(args.pipeline, tooling.parse_params(args.param), host=args.host, cron=cron,
+                            job_name=args.name, experiment=args.experiment, namespace=args.namespace,
+                            max_concurrency=args.max_concurrency, catchup=args.catchup, replace=args.replace)
+    what = f"cron {done.cron!r}, pipeline version {done.pipeline_version}"
+    if done.action == "unchanged":
+        print(f"recurring run {done.job_name} unchanged ({what}): {done.recurring_run_id}")
+    elif done.action == "created":
+        print(f"created recurring run {done.job_name} ({what}): {done.recurring_run_id}")
+    else:
+        print(f"replaced recurring run {done.job_name}: deleted {done.replaced_id}, created "
+              f"{done.recurring_run_id} ({what})")
+        for change in done.changes:
+            print(f"  changed: {change}")
+        print("  (KFP cannot update a recurring run: between the delete and the create, none was scheduled)")
     return 0
 
 
@@ -131,6 +145,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         else:
             sub.add_argument("--cron", required=True,
                              help='six fields, seconds first: "0 0 2 * * *" is 02:00:00 every day')
-            sub.add_argument("--name", required=True, help="the recurring run's name (idempotent)")
-            sub.add_argument("--max-concurrency", type=int, default=1, help="runs at once (default 1)")
+            sub.add_argument("--name", required=True,
+                             help="the recurring run's name; the same settings again change nothing")
+            sub.add_argument("--replace", action="store_true",
+                             help="when a recurring run of this name exists with other settings (cron, "
+                                  "parameters, or the pipeline as compiled here: image, GPU, resources), "
+                                  "delete it and create it anew (KFP has no update)")
+            sub.add_argument("--max-concurrency", type=integer(1), default=1,
+                             help="runs at once (default 1)")
             sub.add_argument("--catchup", action="store_true", help="run the schedules missed while paused")

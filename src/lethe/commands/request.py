@@ -1,14 +1,21 @@
-"""`lethe request add|list|show|export|retry`: the erasure-request ledger.
+"""`lethe request add|amend|cancel|list|show|export|retry`: the erasure-request ledger.
 
-Nothing here prints a raw subject id: the ledger only holds its keyed hash.
+Nothing here prints a raw subject id: the ledger only holds its keyed hash. `add` and `amend` resolve
+the request's ids (or its subject) against the champion's training data and the subject map with the
+run's own code (`lethe.steps.collect.check_request`) and refuse anything unknown before storing it;
+`--defer-check` leaves the check to the run (where the data or the map is not reachable from here).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from lethe.commands._validation import check_out_dir, integer
+from lethe.errors import LedgerError
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import ErasureRequest, Ledger
@@ -21,7 +28,10 @@ def _iso_datetime(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # naive means UTC
+    try:  # naive means UTC; an aware time is stored in UTC, which must exist (not before year 1)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"out of range in UTC: {text!r}") from None
 
 
 def _day(value: datetime | None) -> str:
@@ -47,8 +57,27 @@ def _ledger(args: argparse.Namespace) -> Ledger:
     return Ledger(args.ledger, deadline_days=getattr(args, "deadline_days", DEFAULT_DEADLINE_DAYS))
 
 
+Check = Callable[[Sequence[str], Sequence[str]], None]
+
+
+def _checker(args: argparse.Namespace, ledger: Ledger) -> Check | None:
+    """The filing check (`check_request`) with this command's options; None under --defer-check."""
+    if args.defer_check:
+        return None
+
+    def check(subject_hashes: Sequence[str], sample_ids: Sequence[str]) -> None:
+        from lethe.steps.collect import check_request
+
+        check_request(subject_hashes, sample_ids, ledger=ledger, dataset=args.dataset,
+                      subject_map=args.subject_map, tracking_uri=args.tracking_uri,
+                      model_name=args.model_name)
+    return check
+
+
 def add(args: argparse.Namespace) -> int:
-    result = _ledger(args).add(args.subject, args.samples or (), received_at=args.received)
+    ledger = _ledger(args)
+    result = ledger.add(args.subject, args.samples or (), received_at=args.received,
+                        check=_checker(args, ledger))
     request = result.request
     if result.created:
         status = "recorded"
@@ -56,7 +85,26 @@ def add(args: argparse.Namespace) -> int:
         status = f"merged {len(result.merged_sample_ids)} sample id(s) into the subject's open request"
     else:
         status = "the subject already has an open request covering it"
+    if args.defer_check:
+        status += "; not checked against the data: the run will"
     print(f"{request.id}  {request.state}  deadline {_day(request.deadline)}  ({status})")
+    return 0
+
+
+def amend(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    request = ledger.amend(args.id, args.samples, check=_checker(args, ledger))
+    print(f"{request.id}  {request.state}  {len(request.sample_ids)} sample id(s)  deadline "
+          f"{_day(request.deadline)}  (amended)")
+    return 0
+
+
+def cancel(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    if ledger.mentions_subject(args.reason):  # free text in the ledger: never a subject's raw id
+        raise LedgerError("the reason names a subject id; describe why without it")
+    request = ledger.cancel(args.id, reason=args.reason)
+    print(f"{request.id}  {request.state}")
     return 0
 
 
@@ -104,6 +152,7 @@ def show(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from lethe.ledger import export_certificates
 
+    check_out_dir(args.out)
     written = export_certificates(_ledger(args), args.out)
     print(f"{len(written)} certificate(s) written to {args.out}")
     return 0
@@ -119,21 +168,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--ledger", metavar="URL", default=None,
                         help="ledger database URL (default: LETHE_LEDGER_URL or sqlite under LETHE_HOME)")
-    parser = subparsers.add_parser("request", help="GDPR erasure requests: add, list, show, export")
+    checked = argparse.ArgumentParser(add_help=False)
+    checked.add_argument("--dataset", metavar="NAME",
+                         help="check ids against this copy of the champion's training data (with no "
+                              "champion: against this data set; default: the champion's card)")
+    checked.add_argument("--subject-map", metavar="PATH",
+                         help="the subject map (CSV/Parquet, a file or s3://; default LETHE_SUBJECT_MAP)")
+    checked.add_argument("--defer-check", action="store_true",
+                         help="record without checking ids and subject (the run checks them); for an "
+                              "operator's machine that cannot reach the data or the subject map")
+    checked.add_argument("--tracking-uri", default=None,
+                         help="MLflow tracking URI (default: LETHE_TRACKING_URI)")
+    checked.add_argument("--model-name", default=None, help="registered model (default: LETHE_MODEL_NAME)")
+    parser = subparsers.add_parser("request", help="GDPR erasure requests: add, amend, cancel, list, show, "
+                                                   "export, retry")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    p = actions.add_parser("add", parents=[common], help="record an erasure request for a subject")
+    p = actions.add_parser("add", parents=[common, checked], help="record an erasure request for a subject")
     p.add_argument("--subject", required=True, help="the subject's id (stored only as a keyed hash)")
     p.add_argument("--samples", nargs="+", metavar="ID",
                    help="sample ids to forget (default: all of the subject's)")
     p.add_argument("--received", type=_iso_datetime, metavar="ISO",
                    help="when the request was received (default: now; naive times are UTC)")
-    p.add_argument("--deadline-days", type=int, default=DEFAULT_DEADLINE_DAYS,
+    p.add_argument("--deadline-days", type=integer(1), default=DEFAULT_DEADLINE_DAYS,
                    help=f"days from receipt to the deadline (default {DEFAULT_DEADLINE_DAYS})")
     p.set_defaults(func=add)
 
+    p = actions.add_parser("amend", parents=[common, checked],
+                           help="replace the sample ids of a pending or failed request (then pending)")
+    p.add_argument("id")
+    p.add_argument("--samples", nargs="+", metavar="ID", required=True, help="the request's sample ids")
+    p.set_defaults(func=amend)
+
+    p = actions.add_parser("cancel", parents=[common], help="withdraw a pending or failed request")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True, help="why (recorded in the history)")
+    p.set_defaults(func=cancel)
+
     p = actions.add_parser("list", parents=[common], help="list requests with their state and deadline")
-    p.add_argument("--state", help="pending, in_progress, fulfilled, needs_review or failed")
+    p.add_argument("--state", help="pending, in_progress, fulfilled, needs_review, failed or cancelled")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=list_)
 

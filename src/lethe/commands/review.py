@@ -1,7 +1,9 @@
 """`lethe review list|approve|reject`: a human decision on versions that failed the gate.
 
 Approving moves `champion` and fulfils the version's requests; rejecting returns them to
-pending for the next run. Both are safe to re-run if the ledger update failed halfway.
+pending for the next run. The ledger is opened (and `--by`/`--reason` checked for subject and
+sample ids) before MLflow is touched; if the ledger fails after MLflow recorded the decision, the
+error says so and the same command finishes the ledger's part.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from lethe.errors import RegistryError
+from lethe.errors import LedgerError, RegistryError
 
 if TYPE_CHECKING:  # MLflow loads only when a command runs: `lethe --help` stays fast
     from lethe.registry import Registry
@@ -38,17 +40,28 @@ def list_(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, decision: str) -> int:
+    from lethe.ledger import Ledger
+    from lethe.registry import PrivacyGuard
+
     registry = _registry(args)
+    ledger = Ledger(args.ledger)  # an unreachable ledger stops here, before MLflow changes
+    # --by and --reason reach MLflow: no sample id, and no id of a subject the ledger knows.
+    guard = PrivacyGuard(names_subject=ledger.mentions_subject)
+    guard.check_text(args.by, "the reviewer's name")
+    guard.check_text(args.reason, "the review reason")
     info = registry.version(args.version)
     if info.review == "pending":
         info = (registry.approve if decision == "approved" else registry.reject)(
-            args.version, by=args.by, reason=args.reason)
+            args.version, by=args.by, reason=args.reason, guard=guard)
     elif info.review != decision:  # the same decision again only finishes the ledger's part
         raise RegistryError(f"version {info.version} is not awaiting review (review={info.review or 'none'})")
-    from lethe.ledger import Ledger
-
-    requests = Ledger(args.ledger).resolve_review(info.version, approved=decision == "approved",
-                                                  by=args.by, reason=args.reason)
+    try:
+        requests = ledger.resolve_review(info.version, approved=decision == "approved",
+                                         by=args.by, reason=args.reason)
+    except LedgerError as exc:
+        moved = "it is the champion" if decision == "approved" else "the champion stays"
+        raise LedgerError(f"version {info.version} is {decision} in MLflow ({moved}), but the ledger was not "
+                          f"updated: {exc}; run the same command again to finish") from exc
     if decision == "approved":
         print(f"version {info.version} approved by {args.by}: it is the champion; "
               f"{len(requests)} request(s) fulfilled")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lethe.commands._validation import MAX_SEED, check_out_dir, device_argument, integer, positive_number
 from lethe.errors import ConfigError
 
 
@@ -32,6 +33,7 @@ def _parse_kwargs(pairs: list[str]) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from lethe.models.baseline import train_model_dir
 
+    check_out_dir(args.out, sources=(args.model,))  # --model may be a directory to take the arch from
     if args.threads:
         import torch
 
@@ -67,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True,
                         help="convnet, resnet18-cifar, resnet18, vit_b_16, or a model directory whose "
                              "architecture to reuse (weights start fresh)")
-    parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--epochs", type=integer(1), required=True)
     parser.add_argument("--out", required=True, help="the model directory to write")
     parser.add_argument("--exclude-ids", nargs="+", metavar="ID", help="sample ids to leave out")
     parser.add_argument("--exclude-ids-file", metavar="PATH", help="file of sample ids, one a line")
@@ -76,15 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exclude-subjects-file", metavar="PATH", help="file of subjects, one a line")
     parser.add_argument("--subjects", metavar="PATH",
                         help="subject map (CSV/Parquet: subject_id, sample_id); default: the synthetic one")
-    parser.add_argument("--exclude-class", type=int, metavar="K", help="leave out every sample of class K")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (AdamW, one-cycle)")
+    parser.add_argument("--exclude-class", type=integer(0), metavar="K",
+                        help="leave out every sample of class K")
+    parser.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
+    parser.add_argument("--batch-size", type=integer(1), default=128)
+    parser.add_argument("--lr", type=positive_number, default=3e-3,
+                        help="peak learning rate (AdamW, one-cycle)")
     parser.add_argument("--augment", action="store_true", help="random flips and crops (for CIFAR)")
     parser.add_argument("--arch-arg", action="append", metavar="KEY=VALUE",
                         help="architecture argument, e.g. width=16 or image_size=224 (repeatable)")
     parser.add_argument("--data-dir", help="where the data set's files are (default: LETHE_DATA_DIR)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--device", type=device_argument,
+                        help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--threads", type=integer(1, 1024),
+                        help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)

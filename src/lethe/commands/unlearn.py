@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 
+from lethe.commands._validation import alpha_argument, check_out_dir, integer, positive_number
 from lethe.commands.evaluate import add_forget_arguments, add_runtime_arguments, forget_kwargs
 
 
 def run(args: argparse.Namespace) -> int:
+    from lethe.config import settings
     from lethe.steps.alpha import parse_alpha
     from lethe.steps.unlearn import unlearn
 
+    check_out_dir(args.out, sources=(args.model,))  # writing over the parent would destroy it
+    # The pipelines' importances cache: a model's full-data pass runs once, whoever asks for it.
+    cache_root = None if args.no_cache else settings().artifacts
     result = unlearn(args.model, args.dataset, **forget_kwargs(args), alpha=parse_alpha(args.alpha),
                      cutoff=args.cutoff, thresholds=args.thresholds, lam=args.lam,
                      importances=args.importances, batch_size=args.batch_size, method=args.method,
                      out_dir=args.out, device=args.device, progress=not args.no_progress,
-                     data_dir=args.data_dir)
+                     data_dir=args.data_dir, cache_root=cache_root)
+    if not result.importances["computed"] and args.importances is None:
+        print(f"full-data importances from the cache ({result.importances['cache_uri']})")
     met = "met" if result.target_met else "NOT met"
     print(f"{args.out}: forgot {result.forget_size} samples with {result.method.upper()}, "
           f"α={result.alpha:.4g} ({result.alpha_method}), λ={result.lam:g}, "
@@ -37,9 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per request: for every layer and each stage boundary, the largest α whose model "
                     "meets the forgetting target; the one that keeps most of the parent's predictions wins.")
     parser.add_argument("--model", required=True, metavar="PATH", help="the model directory to unlearn from")
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="the data set it was trained on")
+    parser.add_argument("--dataset", metavar="NAME|URI",
+                        help="the data set it was trained on, or its published copy (default: "
+                             "LETHE_DATASET_URI, else the model card's); other data is refused")
     add_forget_arguments(parser)
-    parser.add_argument("--alpha", default="search", metavar="A|assd|search",
+    parser.add_argument("--alpha", type=alpha_argument, default="search", metavar="A|assd|search",
                         help="selection threshold α: a number, 'assd' (percentile rule) or "
                              "'search' (default)")
     parser.add_argument("--cutoff", metavar="search|all|STAGE",
@@ -49,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--thresholds", metavar="YAML|URI",
                         help="the gate's thresholds (a YAML file, inline YAML or a storage URI); the same "
                              "limits are the search's forgetting targets")
-    parser.add_argument("--lam", type=float, default=1.0, metavar="L",
+    parser.add_argument("--lam", type=positive_number, default=1.0, metavar="L",
                         help="dampening constant λ (default 1)")
     # Not `choices=`: listing the registry would import torch for every `lethe` command; the step
     # refuses an unknown name in one line, naming the registered ones.
@@ -57,8 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="importance method: lfssd (label-free) or ssd (needs labels), or any "
                              "registered one (default: the given importances', else lfssd)")
     parser.add_argument("--importances", metavar="URI",
-                        help="full-data importances (file, directory or s3://); computed when absent")
-    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="full-data importances (file, directory or s3://); default: the "
+                             "importances cache under LETHE_ARTIFACTS, computed and stored there when absent")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor fill the importances cache")
+    parser.add_argument("--batch-size", type=integer(1), metavar="N",
                         help="batch size of the importance passes (default: the given "
                              "importances', else 1 = per sample)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the model directory to write")

@@ -4,11 +4,17 @@ See docs/architecture.md, "Data". Images are uint8 tensors in memory; `SampleSet
 them into normalised floats one batch at a time.
 """
 
-from lethe.data.datasets import BUILTIN, SPLITS, dataset_names, load_dataset
+from lethe.data.datasets import BUILTIN, SPLITS, dataset_location, dataset_names, load_dataset
 from lethe.data.forget import ForgetSplit, forget_mask, resolve_forget_set
 from lethe.data.sampleset import Batches, Normalization, SampleSet, concat
-from lethe.data.shards import iter_shards, write_shards
-from lethe.data.subjects import SAMPLES_PER_SUBJECT, read_subject_file, subject_map, synthetic_subjects
+from lethe.data.shards import iter_shards, publish_dataset, write_shards
+from lethe.data.subjects import (
+    SAMPLES_PER_SUBJECT,
+    publish_subject_map,
+    read_subject_file,
+    subject_map,
+    synthetic_subjects,
+)
 
 __all__ = [
     "BUILTIN",
@@ -19,10 +25,13 @@ __all__ = [
     "Normalization",
     "SampleSet",
     "concat",
+    "dataset_location",
     "dataset_names",
     "forget_mask",
     "iter_shards",
     "load_dataset",
+    "publish_dataset",
+    "publish_subject_map",
     "read_subject_file",
     "resolve_forget_set",
     "subject_map",

@@ -11,6 +11,7 @@ from pathlib import Path
 from lethe.config import settings
 from lethe.data.sampleset import SampleSet
 from lethe.errors import DataError
+from lethe.storage import uri_scheme
 
 SPLITS = ("train", "test")
 BUILTIN = ("digits", "fashion-mnist", "cifar10", "cifar100", "cifar20")
@@ -18,7 +19,7 @@ PREFIXED = ("imagefolder:", "shards:")
 
 
 def dataset_names() -> list[str]:
-    return [*BUILTIN, "imagefolder:<dir>", "shards:<uri>"]
+    return [*BUILTIN, "imagefolder:<dir>", "shards:<uri>", "<uri> (a published data set)"]
 
 
 def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None,
@@ -27,6 +28,10 @@ def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None,
     size images of an `imagefolder:` set are resized to (default 32)."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    name = dataset_location(name)
+    if settings().store_only and not _in_object_store(name):
+        raise DataError(f"LETHE_STORE_ONLY is set: data sets come only from object storage (a URI such as "
+                        f"s3://BUCKET/datasets/NAME, published by `lethe data publish`), not {name!r}")
     if data_dir is None:
         data_dir = settings().data_dir
     if name == "digits":
@@ -50,6 +55,17 @@ def load_dataset(name: str, split: str, *, data_dir: str | Path | None = None,
 
         return load_shards(_argument(name), split)
     raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(dataset_names())}")
+
+
+def dataset_location(name: str) -> str:
+    """`name` with a bare storage URI (`s3://b/datasets/x`) spelled as the `shards:` set it is."""
+    if uri_scheme(name) and not name.startswith(PREFIXED):
+        return f"shards:{name}"
+    return name
+
+
+def _in_object_store(name: str) -> bool:
+    return name.startswith("shards:") and uri_scheme(name.partition(":")[2]) not in ("", "file")
 
 
 def _argument(name: str) -> str:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 
 from lethe.data.sampleset import SampleSet
-from lethe.data.subjects import subject_map
+from lethe.data.subjects import samples_of, subject_map
 from lethe.errors import DataError, EmptyForgetSetError, UnknownSamplesError
 
 
@@ -32,12 +32,11 @@ def forget_mask(
         mask[train.indices_of(ids)] = True
     if subjects:
         mapping = subjects_map if subjects_map is not None else subject_map(train)
-        unknown = [s for s in subjects if s not in mapping]
+        owned, unknown = samples_of(mapping, subjects)  # by normal form: one person, one subject
         if unknown:
             # Subject ids are personal data: say how many, never which.
-            raise UnknownSamplesError(f"{len(unknown)} of {len(subjects)} subject(s) unknown to the "
+            raise UnknownSamplesError(f"{unknown} of {len(subjects)} subject(s) unknown to the "
                                       f"subject map of {train.name}/{train.split}")
-        owned = [sample for s in subjects for sample in mapping[s]]
         if owned:
             mask[train.indices_of(owned)] = True
     if forget_class is not None:

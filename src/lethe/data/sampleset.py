@@ -180,10 +180,13 @@ class SampleSet:
     def indices_of(self, ids: Iterable[str]) -> torch.Tensor:
         """Positions of `ids` (in the given order); unknown ids raise UnknownSamplesError."""
         wanted = list(ids)
-        missing = [i for i in wanted if i not in self.index]
+        missing = [position for position, i in enumerate(wanted, start=1) if i not in self.index]
         if missing:
+            # Positions, never values: ids can come from a file (`@FILE`) holding anything, and
+            # sample ids stay out of messages and logs.
             raise UnknownSamplesError(
-                f"{len(missing)} sample id(s) not in {self.name}/{self.split}: {_name_a_few(missing)}")
+                f"{len(missing)} of {len(wanted)} sample id(s) not in {self.name}/{self.split} (the ids "
+                f"given at position {_name_a_few([str(p) for p in missing], quote=False)})")
         return torch.tensor([self.index[i] for i in wanted], dtype=torch.int64)
 
     def subset(self, indices: torch.Tensor | Sequence[int]) -> SampleSet:
@@ -262,8 +265,8 @@ def concat(parts: Sequence[SampleSet]) -> SampleSet:
     )
 
 
-def _name_a_few(values: Sequence[str]) -> str:
-    named = ", ".join(repr(v) for v in values[:NAMED_IN_ERRORS])
+def _name_a_few(values: Sequence[str], *, quote: bool = True) -> str:
+    named = ", ".join(repr(v) if quote else v for v in values[:NAMED_IN_ERRORS])
     more = len(values) - NAMED_IN_ERRORS
     return named + (f" and {more} more" if more > 0 else "")
 

@@ -6,11 +6,20 @@ and split; the gate is a pure function of the resulting metrics.
 
 from lethe.evaluation.evaluator import evaluate_candidate, model_metrics
 from lethe.evaluation.forward import predict_logits
-from lethe.evaluation.gate import SCENARIOS, Check, GateDecision, Thresholds, decide, load_thresholds
+from lethe.evaluation.gate import (
+    SCENARIOS,
+    Check,
+    GateDecision,
+    Thresholds,
+    decide,
+    load_thresholds,
+    parse_thresholds,
+)
 from lethe.evaluation.metrics import accuracy, agreement, check_logits, cross_entropy, entropy
 from lethe.evaluation.mia import MembershipResult, calibrated_gap, membership_inference, reference_member_rate
 from lethe.evaluation.plots import dampened_share_per_layer, plot_dampening, plot_entropy_distributions
-from lethe.evaluation.report import predictions_frame, write_evidently_report
+from lethe.evaluation.probe import feature_probe, penultimate_features
+from lethe.evaluation.report import comparison_frame, evidently_disagreements, write_evidently_report
 from lethe.evaluation.targets import ClassTarget, ForgettingTarget, SubjectTarget, TargetMeasurement
 
 __all__ = [
@@ -27,18 +36,22 @@ __all__ = [
     "agreement",
     "calibrated_gap",
     "check_logits",
+    "comparison_frame",
     "cross_entropy",
     "dampened_share_per_layer",
     "decide",
     "entropy",
+    "evidently_disagreements",
     "evaluate_candidate",
+    "feature_probe",
     "load_thresholds",
+    "parse_thresholds",
     "membership_inference",
     "model_metrics",
     "plot_dampening",
     "plot_entropy_distributions",
+    "penultimate_features",
     "predict_logits",
-    "predictions_frame",
     "reference_member_rate",
     "write_evidently_report",
 ]

@@ -1,10 +1,11 @@
 """`evaluate_candidate`: every number and file a reviewer needs to judge one unlearned model.
 
 One batched forward pass per model and split (retain, forget, test) feeds everything: the
-accuracies, the agreement with the parent, both membership attacks, the Evidently report, the
-entropy plots and the gate. In the `class` scenario the test accuracy is measured on the
-classes the model keeps (the forgotten class's test samples are reported apart): a model that
-forgot a class is meant to fail on it.
+accuracies, the agreement with the parent, both membership attacks, the per-example membership
+test (subject scenario, when the version has reference models: their logits are cached, so it costs
+no forward pass of its own), the Evidently report, the plots and the gate. In the `class` scenario
+the test accuracy is measured on the classes the model keeps (the forgotten class's test samples
+are reported apart): a model that forgot a class is meant to fail on it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -26,12 +26,18 @@ from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.gate import SCENARIOS, Thresholds, decide, load_thresholds
 from lethe.evaluation.metrics import accuracy, agreement, entropy
 from lethe.evaluation.mia import membership_inference
-from lethe.evaluation.plots import plot_dampening, plot_entropy_distributions, plot_selection
-from lethe.evaluation.report import predictions_frame, select_rows, write_evidently_report
+from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
+from lethe.evaluation.plots import (
+    plot_dampening,
+    plot_entropy_distributions,
+    plot_gate_checks,
+    plot_per_example,
+    plot_selection,
+)
+from lethe.evaluation.report import comparison_frame, write_evidently_report
 
 #: Forward-pass batch: on CPU, convnet at 256 costs 0.7x the CPU time of 1024 (cache-friendlier).
 DEFAULT_BATCH_SIZE = 256
-REPORT_ROWS_PER_SUBSET = 2000
 SPLITS = ("retain", "forget", "test")
 
 
@@ -84,12 +90,15 @@ def model_metrics(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch
     return metrics
 
 
-def _evidently_summary(report: dict) -> dict[str, float]:
-    summary = {}
+def _evidently_summary(report: dict) -> dict[str, Any]:
+    """Evidently's numbers by section and metric name, and its tests' statuses by gate check."""
+    summary: dict[str, Any] = {}
     for metric in report.get("metrics", []):
         value = metric.get("value")
         if isinstance(value, (int, float)) and math.isfinite(value):
-            summary[metric.get("metric_name", metric.get("id", "?"))] = float(value)
+            name = metric.get("metric_name", metric.get("id", "?"))
+            summary.setdefault(metric.get("section", "report"), {})[name] = float(value)
+    summary["tests"] = {t["check"]: t.get("status") for t in report.get("tests", []) if t.get("check")}
     return summary
 
 
@@ -109,15 +118,18 @@ def evaluate_candidate(
     device: str | torch.device | None = None,
     progress: bool = True,
     seed: int = 0,
-    report_rows: int = REPORT_ROWS_PER_SUBSET,
     context: Mapping[str, Any] | None = None,
+    references: ReferenceOutputs | None = None,
+    requests: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Measure candidate and parent on the same samples, decide the gate, write the evidence.
 
     `retain`, `forget`, `test` are `lethe.data.SampleSet`s with labels. Writes, under `out_dir`,
-    metrics.json, report.html, report.json, entropy.png and (given a dampening report dict)
-    dampening.png; returns the metrics dict. `context` (e.g. data set, model fingerprints) is
-    recorded in metrics.json as given.
+    metrics.json, report.html, report.json, entropy.png, gate.png, (with references) per_example.png
+    and (given a dampening report dict) dampening.png; returns the metrics dict. `context` (e.g. data
+    set, model fingerprints) is recorded in metrics.json as given. `references`: the reference models'
+    logits on the forget and test samples (subject scenario: the per-example test then decides
+    membership); `requests`: request id → indices into `forget` (default: one request of them all).
     """
     if scenario not in SCENARIOS:
         raise EvaluationError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
@@ -148,20 +160,37 @@ def evaluate_candidate(
     # Never serve a model that forgot nothing: an unchanged candidate goes to a human.
     candidate_metrics["parameters_changed"] = any(
         not torch.equal(a, b) for a, b in zip(candidate.parameters(), parent.parameters(), strict=True))
-    gate = decide(parent_metrics, candidate_metrics, scenario, thresholds)
+    per_example = None
+    if scenario == "subject" and references is not None:
+        scored = ("forget", "test")
+        per_example = per_example_evidence(
+            {s: parent_logits[s] for s in scored}, {s: candidate_logits[s] for s in scored},
+            {s: labels[s] for s in scored}, references,
+            requests={k: torch.as_tensor(v, dtype=torch.int64) for k, v in (requests or {}).items()} or None,
+            margin=thresholds.subject_member_rate_gap_max, seed=seed)
+    gate = decide(parent_metrics, candidate_metrics, scenario, thresholds,
+                  per_example=per_example.evidence if per_example else None)
     out = Path(out_dir)  # created only now: input that cannot be evaluated leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
 
-    # Evidence for the reviewer: the same rows (seeded sample per subset) for parent and candidate.
-    rows = select_rows({split: len(sets[split]) for split in SPLITS}, max_per_subset=report_rows, seed=seed)
-    frames = [pd.concat([predictions_frame(logits[s][rows[s]], labels[s][rows[s]], [s] * len(rows[s]))
-                         for s in SPLITS], ignore_index=True)
-              for logits in (parent_logits, candidate_logits)]
-    report = write_evidently_report(frames[0], frames[1], out / "report.html", out / "report.json")
+    # Evidence for the reviewer: every row, parent and candidate side by side, the gate's tests.
+    subsets = {"forget": (slice(None), "forget"), "retain": (slice(None), "retain"),
+               "test": (test_mask, "test")}
+    if not bool(test_mask.all()):
+        subsets["forgotten_class_test"] = (~test_mask, "test")
+    sections = {name: comparison_frame(parent_logits[split][rows], candidate_logits[split][rows],
+                                       labels[split][rows]) for name, (rows, split) in subsets.items()}
+    report = write_evidently_report(sections, gate.checks, out / "report.html", out / "report.json")
 
     plots = [plot_entropy_distributions(
         {s: entropy(parent_logits[s]) for s in SPLITS}, {s: entropy(candidate_logits[s]) for s in SPLITS},
-        out / "entropy.png", num_classes=num_classes).name]
+        out / "entropy.png", num_classes=num_classes).name,
+        plot_gate_checks([c.to_dict() for c in gate.checks], out / "gate.png").name]
+    if per_example is not None:
+        outcomes = {k: v["outcome"] for k, v in per_example.evidence["requests"].items()}
+        plots.append(plot_per_example(per_example.scores, per_example.thresholds,
+                                      requests or {"all": range(len(forget))}, outcomes,
+                                      out / "per_example.png").name)
     if dampening is not None:
         plots.append(plot_dampening(dampening, out / "dampening.png").name)
         if (dampening.get("selection") or {}).get("trials"):
@@ -177,10 +206,11 @@ def evaluate_candidate(
         "parent": parent_metrics,
         "gate": gate.to_dict(),
         "thresholds": thresholds.to_dict(),
+        "per_example": per_example.evidence if per_example else None,
         "evidence": {
             "report_html": "report.html",
             "report_json": "report.json",
-            "report_rows": {s: len(rows[s]) for s in SPLITS},
+            "report_rows": {name: len(frame) for name, frame in sections.items()},
             "evidently": _evidently_summary(report),
             "plots": plots,
         },

@@ -2,11 +2,19 @@
 
 A candidate passes only when every criterion of its scenario holds; each failed criterion is
 spelled out with the numbers, so a reviewer sees exactly why a version waits for them.
+
+Subject scenario: with the version's reference models, the per-example membership test decides
+(`lethe.evaluation.per_example`): a request whose samples the candidate still flags is refused with its
+remedy named; one the parent never memorised passes, and the notes say so instead of claiming a removal.
+The population attack is then reported, not decisive (a person's images the parent never memorised
+are recognised as well as any training image, which it cannot tell from memorisation). Without
+reference models the population attack decides, and the notes say that it is weak.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -90,6 +98,12 @@ class GateDecision:
     decision: str  # "pass" | "review"
     reasons: list[str]
     checks: list[Check] = field(default_factory=list)
+    #: What the reviewer must read even when nothing failed (e.g. "not memorised", "the attack is weak").
+    notes: list[str] = field(default_factory=list)
+    #: Subject scenario: "per-example" (reference models) or "population" (no reference models).
+    membership_test: str | None = None
+    #: Per request (per-example test): {"outcome", "summary", "fpr": shares and thresholds per FPR}.
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -97,7 +111,9 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "reasons": list(self.reasons),
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [c.to_dict() for c in self.checks], "notes": list(self.notes),
+                "membership_test": self.membership_test,
+                "requests": {k: dict(v) for k, v in self.requests.items()}}
 
 
 def _pts(share: float) -> str:
@@ -128,12 +144,41 @@ def _metric(metrics: dict[str, Any], key: str) -> float:
         return float("nan")
 
 
+#: Words for a subject decided by the population attack alone.
+WEAK_ATTACK_NOTE = (
+    "no reference models for this version: membership was tested only by the population attack "
+    "(entropy/loss features), which sits near chance on a model that generalises and does not see a "
+    "person's memorised (atypical or mislabelled) images; this is weak evidence of forgetting. Prepare "
+    "the version's reference models for the per-example test")
+#: What to do about a request whose samples the candidate still flags.
+REMEDY = ("remedy: retrain without the request's samples (`lethe retrain`), or approve this version with a "
+          "reason (`lethe review approve VERSION --by NAME --reason TEXT`)")
+
+
+def _per_example_checks(per_example: Mapping[str, Any]) -> tuple[Check, list[str], dict[str, dict[str, Any]]]:
+    requests = per_example.get("requests") or {}
+    flagged = {rid: r for rid, r in requests.items() if r.get("outcome") == "still_flagged"}
+    reason = "; ".join(f"request {rid}: {r.get('summary', 'still flagged')}" for rid, r in flagged.items())
+    check = _check("per_example_still_flagged", float(len(flagged)), 0.0,
+                   f"{reason}; {REMEDY}" if flagged else "")
+    if not requests:
+        check = _check("per_example_still_flagged", float("nan"), 0.0, "")
+    notes = [f"request {rid}: {r.get('summary', r.get('outcome'))}" for rid, r in requests.items()
+             if r.get("outcome") != "still_flagged"]
+    summary = {rid: {"outcome": str(r.get("outcome")), "summary": str(r.get("summary", "")),
+                     "fpr": dict(r.get("fpr") or {})} for rid, r in requests.items()}
+    return check, notes, summary
+
+
 def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
-           thresholds: Thresholds | None = None) -> GateDecision:
+           thresholds: Thresholds | None = None, *,
+           per_example: Mapping[str, Any] | None = None) -> GateDecision:
     """`pass` when the candidate meets every criterion of `scenario`, else `review` with reasons.
 
     `parent` and `candidate` hold `retain_accuracy`, `test_accuracy`, `forget_accuracy` (0..1)
     and `mia.gap` (subject scenario); a missing or non-finite metric fails its criterion.
+    `per_example`: the per-example test's evidence (`per_example_evidence(...).evidence`), subject
+    scenario: it then decides membership in place of the population attack (module docstring).
     """
     if scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
@@ -147,12 +192,26 @@ def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
             f"{split} accuracy dropped by {_pts(drop)} ({_pct(before)} -> {_pct(after)}), "
             f"more than the allowed {_pts(limit)}"))
     forget = _metric(candidate, "forget_accuracy")
-    if scenario == "class":
+    notes: list[str] = []
+    requests: dict[str, dict[str, Any]] = {}
+    membership_test = None
+    if scenario == "subject" and per_example is not None:
+        membership_test = "per-example"
+        check, notes, requests = _per_example_checks(per_example)
+        checks.append(check)
+        gap = _metric(candidate, "mia.gap")
+        if math.isfinite(gap) and gap > t.subject_member_rate_gap_max + TOLERANCE:
+            notes.append(f"the population attack's member-rate gap is {gap:.3f} (limit "
+                         f"{t.subject_member_rate_gap_max:.3f}); reported, not decisive: the per-example "
+                         "test against the reference models decides")
+    elif scenario == "class":
         limit = t.class_forget_accuracy_max
         checks.append(_check("forget_accuracy", forget, limit,
                              f"forget accuracy is {_pct(forget)}, above the allowed {_pct(limit)}: "
                              "the class is not forgotten"))
     else:
+        membership_test = "population"
+        notes.append(WEAK_ATTACK_NOTE)
         test = _metric(candidate, "test_accuracy")
         over, limit = forget - test, t.subject_forget_accuracy_over_test_max
         checks.append(_check("forget_accuracy_over_test", over, limit,
@@ -170,4 +229,4 @@ def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
                              "the candidate's parameters equal its parent's: nothing was dampened, so "
                              "nothing was provably forgotten (the samples may already look unseen)"))
     reasons = [c.reason for c in checks if not c.passed]
-    return GateDecision("review" if reasons else "pass", reasons, checks)
+    return GateDecision("review" if reasons else "pass", reasons, checks, notes, membership_test, requests)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,76 @@ def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("retained agreement with the parent (%)")
     ax.set_title("Where and how much to dampen: every trial of the search")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+#: At most this many requests get a row in the per-example plot (the metrics hold every request).
+MAX_PLOTTED_REQUESTS = 8
+
+
+def plot_per_example(scores: Mapping[str, Mapping[str, Any]], thresholds: Mapping[float, Mapping[str, float]],
+                     requests: Mapping[str, Any], outcomes: Mapping[str, str], path: str | Path) -> Path:
+    """Per request (rows) and model (parent left, candidate right): the forget samples' per-example
+    scores (red ticks) against the reference distribution (out models: N(0, 1) by construction of the
+    score; held-out non-members: grey histogram), with the gate's thresholds at each FPR (dashed)."""
+    path = Path(path)
+    shown = list(requests)[:MAX_PLOTTED_REQUESTS]
+    fig, axes = plt.subplots(len(shown), 2, figsize=(11, 2.6 * len(shown) + 0.6), squeeze=False, sharex=True)
+    every = [np.asarray(v[split], dtype=float) for v in scores.values() for split in ("forget", "test")]
+    finite = np.concatenate([v[np.isfinite(v)] for v in every]) if every else np.zeros(1)
+    low, high = min(-4.0, float(finite.min())), max(4.0, float(finite.max()))
+    grid = np.linspace(low, high, 200)
+    for row, request_id in enumerate(shown):
+        indices = np.asarray(requests[request_id], dtype=int)
+        for col, role in enumerate(("parent", "candidate")):
+            ax = axes[row][col]
+            non_members = np.asarray(scores[role]["test"], dtype=float)
+            ax.hist(non_members[np.isfinite(non_members)], bins=40, range=(low, high), density=True,
+                    color="tab:gray", alpha=0.4, label="held-out non-members")
+            ax.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linewidth=1,
+                    label="reference models (sample out)")
+            forget = np.asarray(scores[role]["forget"], dtype=float)[indices]
+            forget = forget[np.isfinite(forget)]
+            ax.plot(forget, np.full(len(forget), 0.02), "|", color="tab:red", markersize=14, mew=2,
+                    label=f"forget samples (n={len(forget)})")
+            for (fpr, by_role), style in zip(sorted(thresholds.items()), ("--", ":", "-."), strict=False):
+                ax.axvline(by_role[role], color="tab:red", linestyle=style, linewidth=1,
+                           label=f"threshold at {fpr:.0%} FPR")
+            outcome = outcomes.get(request_id, "?").replace("_", " ")
+            ax.set_title(f"{role}: request {request_id[:16]} — {outcome}", fontsize=9)
+            if row == len(shown) - 1:
+                ax.set_xlabel("per-example score (z against reference models where the sample was out)")
+            if row == 0 and col == 1:
+                ax.legend(fontsize=7)
+    more = f" (first {len(shown)} of {len(requests)} requests)" if len(requests) > len(shown) else ""
+    fig.suptitle(f"Per-example membership test: flagged = right of the threshold{more}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_gate_checks(checks: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """One row per gate check: its value (green: passed, red: failed) against its limit (dashed line)."""
+    path = Path(path)
+    fig, axes = plt.subplots(len(checks), 1, figsize=(8, 0.9 * len(checks) + 1), squeeze=False)
+    for ax, check in zip(axes[:, 0], checks, strict=True):
+        value, limit = float(check["value"]), float(check["limit"])
+        shown = value if np.isfinite(value) else 0.0
+        ax.barh([0], [shown], color="tab:green" if check["passed"] else "tab:red", height=0.6)
+        ax.axvline(limit, color="black", linestyle="--", linewidth=1)
+        span = max(abs(shown), abs(limit), 1e-3) * 1.3
+        ax.set_xlim(min(0.0, shown, limit) - 0.05 * span, span)
+        ax.set_yticks([])
+        text = f"{value:.4g}" if np.isfinite(value) else "not measured"
+        ax.set_title(f"{check['name'].replace('_', ' ')}: {text} (limit {limit:.4g}) — "
+                     f"{'pass' if check['passed'] else 'FAIL'}", fontsize=9, loc="left")
+    fig.suptitle("The gate's checks against their limits (a check passes at or left of the dashed line)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

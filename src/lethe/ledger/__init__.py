@@ -2,6 +2,7 @@
 
 from lethe.ledger.certificates import CERTIFICATE_FORMAT, certificate, export_certificates, write_certificate
 from lethe.ledger.engine import dispose_engines
+from lethe.ledger.heartbeat import LeaseHeartbeat
 from lethe.ledger.ledger import (
     DEFAULT_DEADLINE_DAYS,
     DEFAULT_LEASE,
@@ -11,9 +12,19 @@ from lethe.ledger.ledger import (
     Transition,
     hash_subject,
 )
-from lethe.ledger.schema import FAILED, FULFILLED, IN_PROGRESS, NEEDS_REVIEW, OPEN_STATES, PENDING, STATES
+from lethe.ledger.schema import (
+    CANCELLED,
+    FAILED,
+    FULFILLED,
+    IN_PROGRESS,
+    NEEDS_REVIEW,
+    OPEN_STATES,
+    PENDING,
+    STATES,
+)
 
 __all__ = [
+    "CANCELLED",
     "CERTIFICATE_FORMAT",
     "DEFAULT_DEADLINE_DAYS",
     "DEFAULT_LEASE",
@@ -26,6 +37,7 @@ __all__ = [
     "STATES",
     "AddResult",
     "ErasureRequest",
+    "LeaseHeartbeat",
     "Ledger",
     "Transition",
     "certificate",

@@ -3,6 +3,9 @@
 A certificate names the request, the subject's keyed hash (never the raw id), when the request
 was received and fulfilled, the model version that honours it, and the evidence: metrics, gate
 decision, algorithm and parameters (recorded in the ledger when the request was finalized).
+
+An export is all or nothing: every certificate is made (and every refusal raised) before the first
+is written, and a write that fails removes the ones this export created, so a re-run starts clean.
 """
 
 from __future__ import annotations
@@ -12,12 +15,51 @@ from collections.abc import Sequence
 from typing import Any
 
 import lethe
-from lethe.errors import LedgerError
+from lethe.errors import LedgerError, LetheError, StorageError
 from lethe.ledger.ledger import ErasureRequest, Ledger
 from lethe.ledger.schema import FULFILLED
-from lethe.storage import join_uri, put_bytes
+from lethe.storage import delete, exists, join_uri, put_bytes
 
 CERTIFICATE_FORMAT = "lethe-erasure-certificate/1"
+
+
+#: Words for a request whose forgetting was judged by the population attack alone.
+POPULATION_ONLY = ("tested by a population membership attack only (no reference models for the version): "
+                   "weak evidence; it does not see a person's memorised images")
+
+
+def membership_evidence(gate: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """This request's membership outcome and evidence from the gate's record: the per-example test's
+    outcome, its sentence and its numbers per FPR (the run's, under "all", when the run was evaluated
+    as one request); with the population attack only, words saying that it is weak."""
+    test = gate.get("membership_test")
+    if test is None:
+        return {"test": None}
+    if test != "per-example":
+        return {"test": test, "outcome": None, "evidence": POPULATION_ONLY}
+    per_request = gate.get("requests") or {}
+    scope, entry = "this request's samples", per_request.get(request_id)
+    if entry is None and "all" in per_request:
+        scope, entry = "all samples of the run together", per_request["all"]
+    if entry is None:
+        return {"test": test, "outcome": None,
+                "evidence": "the run's evaluation recorded nothing for this request"}
+    return {"test": test, "scope": scope, "outcome": entry.get("outcome"), "evidence": entry.get("summary"),
+            "per_fpr": entry.get("fpr", {})}
+
+
+def own_gate(gate: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """The gate's record without what it says about the run's other requests (their ids and outcomes)."""
+    others = [rid for rid in (gate.get("requests") or {}) if rid not in (request_id, "all")]
+
+    def about_other(line: Any) -> bool:
+        return any(str(line).startswith(f"request {rid}:") for rid in others)
+
+    kept = {k: v for k, v in gate.items() if k != "requests"}
+    for key in ("reasons", "notes"):
+        if isinstance(kept.get(key), list):
+            kept[key] = [line for line in kept[key] if not about_other(line)]
+    return kept
 
 
 def certificate(request: ErasureRequest) -> dict[str, Any]:
@@ -25,12 +67,18 @@ def certificate(request: ErasureRequest) -> dict[str, Any]:
         raise LedgerError(f"request {request.id} is {request.state}: "
                           "only a fulfilled request has a certificate")
     outcome = request.outcome or {}
+    resolution = outcome.get("resolution") or {}
     return {
         "format": CERTIFICATE_FORMAT,
         "request_id": request.id,
         "subject_hash": request.subject_hash,
         "subject_hash_algorithm": "HMAC-SHA256",
+        "subject_hash_scheme": request.subject_hash_scheme,
         "samples": "all samples of the subject" if not request.sample_ids else len(request.sample_ids),
+        # How the run resolved the request: the samples it forgot, and the request's ids that name no
+        # sample of the data (the model never saw them: nothing to forget). None: not recorded.
+        "samples_forgotten": resolution.get("forgotten"),
+        "sample_ids_not_in_data": resolution.get("not_in_data"),
         "received_at": request.received_at.isoformat(),
         "deadline": request.deadline.isoformat(),
         "fulfilled_at": request.fulfilled_at.isoformat(),
@@ -39,7 +87,8 @@ def certificate(request: ErasureRequest) -> dict[str, Any]:
         "model_version": request.model_version,
         "run_id": request.run_id,
         "metrics": outcome.get("metrics", {}),
-        "gate": outcome.get("gate", {}),
+        "gate": own_gate(outcome.get("gate") or {}, request.id),
+        "membership": membership_evidence(outcome.get("gate") or {}, request.id),
         "review": outcome.get("review"),
         "algorithm": outcome.get("algorithm"),
         "parameters": outcome.get("parameters", {}),
@@ -47,18 +96,48 @@ def certificate(request: ErasureRequest) -> dict[str, Any]:
     }
 
 
+def _encoded(request: ErasureRequest) -> bytes:
+    return (json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_certificate(request: ErasureRequest, out_uri: str) -> str:
     """Write `<out_uri>/<request id>.json` (with its sha256 sidecar); returns its URI.
 
     The one place a certificate file is written (the CLI's export and a run's exit task)."""
     uri = join_uri(out_uri, f"{request.id}.json")
-    put_bytes((json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode(), uri)
+    put_bytes(_encoded(request), uri)
     return uri
 
 
 def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str] | None = None) -> list[str]:
     """Write the certificate of every fulfilled request (or of `request_ids`, each of which must be
-    fulfilled: anything else raises `LedgerError`); returns the URIs."""
+    fulfilled: anything else raises `LedgerError` and writes nothing); returns the URIs.
+
+    All or nothing: when a write fails, the certificates this call created are removed again (ones
+    that existed before are left: a certificate of a fulfilled request never changes) and a
+    `StorageError` says so; re-running the export is safe."""
     requests = (ledger.list_requests(FULFILLED) if request_ids is None
                 else [ledger.get(request_id) for request_id in request_ids])
-    return [write_certificate(request, out_uri) for request in requests]
+    documents = [(join_uri(out_uri, f"{request.id}.json"), _encoded(request)) for request in requests]
+    created: list[str] = []
+    written = 0
+    try:
+        for uri, data in documents:
+            new = not exists(uri)
+            put_bytes(data, uri)
+            written += 1
+            if new:
+                created.append(uri)
+    except (LetheError, OSError) as exc:
+        left = []
+        for uri in created:
+            try:
+                delete(uri)
+            except LetheError:
+                left.append(uri)
+        undone = ("the certificates it had created were removed" if not left
+                  else f"{len(left)} certificate(s) it created could not be removed (they are complete)")
+        raise StorageError(f"the export to {out_uri} stopped after {written} of {len(documents)} "
+                           f"certificate(s): {exc}; {undone}; re-run the export when the cause is fixed"
+                           ) from exc
+    return [uri for uri, _ in documents]

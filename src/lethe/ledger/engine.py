@@ -56,7 +56,11 @@ def _create(url: str) -> Engine:
     try:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the ledger's directory for {safe_url(url)}: "
+                                      f"{exc.strerror or exc}") from exc
             engine = create_engine(url, connect_args={"timeout": 60})
             _sqlite_begin_immediate(engine)
         elif parsed.get_backend_name() == "postgresql":
@@ -72,7 +76,27 @@ def _create(url: str) -> Engine:
             Base.metadata.create_all(engine)
         except SQLAlchemyError:
             Base.metadata.create_all(engine)  # another process created the tables at the same time
+        _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a ledger made by an older lethe lacks (create_all adds tables only)."""
+    from sqlalchemy import inspect, text
+
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+            except SQLAlchemyError:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise  # not a concurrent migration that got there first
 
 
 def get_engine(url: str) -> Engine:

@@ -15,16 +15,20 @@ IN_PROGRESS = "in_progress"
 FULFILLED = "fulfilled"
 NEEDS_REVIEW = "needs_review"
 FAILED = "failed"
-STATES = (PENDING, IN_PROGRESS, FULFILLED, NEEDS_REVIEW, FAILED)
+CANCELLED = "cancelled"  # withdrawn by the operator (`lethe request cancel`): final, never run
+STATES = (PENDING, IN_PROGRESS, FULFILLED, NEEDS_REVIEW, FAILED, CANCELLED)
 OPEN_STATES = (PENDING, IN_PROGRESS, NEEDS_REVIEW)
 
 # Every legal state change; anything else is refused and changes nothing.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    PENDING: frozenset({IN_PROGRESS, PENDING}),  # claim; pending -> pending records merged samples
-    IN_PROGRESS: frozenset({FULFILLED, NEEDS_REVIEW, FAILED, PENDING}),  # finalize, release, lease expiry
+    # claim; pending -> pending records merged or amended samples; the operator cancels it
+    PENDING: frozenset({IN_PROGRESS, PENDING, CANCELLED}),
+    # finalize, release, lease expiry; in_progress -> in_progress notes how its ids resolved
+    IN_PROGRESS: frozenset({FULFILLED, NEEDS_REVIEW, FAILED, PENDING, IN_PROGRESS}),
     NEEDS_REVIEW: frozenset({FULFILLED, PENDING}),  # reviewer approved / rejected (re-run)
-    FAILED: frozenset({PENDING}),  # an operator retries it
+    FAILED: frozenset({PENDING, CANCELLED}),  # an operator retries or amends it, or cancels it
     FULFILLED: frozenset(),
+    CANCELLED: frozenset(),
 }
 
 
@@ -57,6 +61,9 @@ class RequestRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     subject_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # How subject_hash was made (lethe.subject_id); NULL: rows from before schemes were recorded,
+    # i.e. the legacy one. Raw ids are never stored, so old rows cannot be rehashed.
+    subject_hash_scheme: Mapped[str | None] = mapped_column(String(64))
     sample_ids: Mapped[list[str]] = mapped_column(JSON)  # [] means every sample of the subject
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -11,6 +11,8 @@ from lethe.models.checkpoint import (
     load_model,
     read_card,
     save_model,
+    verify_model_dir,
+    write_sidecars,
 )
 from lethe.models.zoo import ARCHS, build_model, model_spec
 
@@ -25,4 +27,6 @@ __all__ = [
     "model_spec",
     "read_card",
     "save_model",
+    "verify_model_dir",
+    "write_sidecars",
 ]

@@ -2,7 +2,10 @@
 
 The card holds what any machine needs to rebuild and verify the model: architecture name and
 constructor arguments, classes and channels, input normalisation, the data set, the parameters'
-fingerprint. Loading refuses a checkpoint that does not fit its architecture or its fingerprint.
+fingerprint. Each file has a sha256 sidecar (`model.json.sha256`, `model.safetensors.sha256`, the
+`sha256sum` format). Loading refuses a checkpoint that does not fit its architecture or its
+fingerprint, holds NaN or infinite values, or whose files differ from their sidecars (or have none):
+an edited card (say, its normalisation) is refused like changed weights.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import lethe
 from lethe.data.sampleset import Normalization
 from lethe.errors import DataError, ModelError
 from lethe.models.zoo import SPEC_ATTRIBUTE, build_model, model_spec
+from lethe.storage import sha256_file
+from lethe.storage.uris import SIDECAR_SUFFIX
 from lethe.unlearning.fingerprint import model_fingerprint
 
 WEIGHTS_FILE = "model.safetensors"
@@ -40,7 +45,8 @@ class ModelCard:
     fingerprint: str
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     normalization: Normalization | None = None
-    dataset: str | None = None
+    dataset: str | None = None  # the name or URI the data set was read from
+    dataset_fingerprint: str | None = None  # of its train split: the data this model may meet
     classes: list[str] | None = None
     image_size: list[int] | None = None
     lethe_version: str = lethe.__version__
@@ -61,9 +67,37 @@ class ModelCard:
         try:
             if known.get("normalization") is not None:
                 known["normalization"] = Normalization.from_dict(known["normalization"])
-            return cls(**known, extra=extra)
-        except (TypeError, DataError) as exc:
+            card = cls(**known, extra=extra)
+        except (TypeError, ValueError, DataError) as exc:
             raise ModelError(f"malformed model card: {exc}") from exc
+        problem = card._problem()
+        if problem:
+            raise ModelError(f"malformed model card: {problem}")
+        return card
+
+    def _problem(self) -> str | None:
+        """What makes the card unusable, checked before anything is built from it; None if nothing."""
+
+        def count(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if not isinstance(self.arch, str) or not self.arch:
+            return f"arch must be a model name, not {self.arch!r}"
+        if not count(self.num_classes) or self.num_classes < 2:
+            return f"num_classes must be an integer of at least 2, not {self.num_classes!r}"
+        if not count(self.in_channels) or self.in_channels < 1:
+            return f"in_channels must be a positive integer, not {self.in_channels!r}"
+        if not isinstance(self.fingerprint, str):
+            return f"fingerprint must be a string, not {self.fingerprint!r}"
+        if not isinstance(self.arch_kwargs, dict):
+            return f"arch_kwargs must be a mapping, not {self.arch_kwargs!r}"
+        if self.classes is not None and not (isinstance(self.classes, list | tuple)
+                                             and all(isinstance(c, str) for c in self.classes)):
+            return f"classes must be a list of names, not {self.classes!r}"
+        if self.image_size is not None and not (isinstance(self.image_size, list | tuple)
+                                                and all(count(v) and v > 0 for v in self.image_size)):
+            return f"image_size must be a list of positive integers, not {self.image_size!r}"
+        return None
 
 
 def _directory(path: str | Path) -> Path:
@@ -90,7 +124,35 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelError(f"cannot read {card_path}: {exc}") from exc
     if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
         raise ModelError(f"{card_path} is not a lethe model card (format {CARD_FORMAT})")
-    return ModelCard.from_dict(raw)
+    card = ModelCard.from_dict(raw)
+    _check_sidecar(card_path)
+    return card
+
+
+def _check_sidecar(path: Path) -> None:
+    """`path` must match the sha256 recorded beside it; a missing sidecar is refused like a wrong one."""
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    try:
+        recorded = sidecar.read_text().split(maxsplit=1)[0] if sidecar.is_file() else None
+    except (OSError, IndexError, UnicodeDecodeError):
+        recorded = ""
+    if recorded is None:
+        raise ModelError(f"{path} has no recorded sha256 ({sidecar.name}): refusing to trust it")
+    if recorded != sha256_file(path):
+        raise ModelError(f"{path} differs from its recorded sha256 ({sidecar.name}): it was changed "
+                         "after it was saved")
+
+
+def write_sidecars(directory: str | Path, recorded: Mapping[str, str] | None = None) -> None:
+    """Write the sidecars of a model directory's files: from `recorded` (file name -> sha256, e.g. a
+    registry's manifest of a version made before sidecars existed), else from the files as they are.
+    Sealing files as they are vouches for them: only for files the caller itself just verified."""
+    directory = _directory(directory)
+    for name in (WEIGHTS_FILE, CARD_FILE):
+        path = directory / name
+        if path.is_file():
+            sidecar = path.with_name(name + SIDECAR_SUFFIX)
+            sidecar.write_text(f"{(recorded or {}).get(name) or sha256_file(path)}  {name}\n")
 
 
 def save_model(model: nn.Module, out_dir: str | Path,
@@ -122,8 +184,16 @@ def save_model(model: nn.Module, out_dir: str | Path,
     weights_tmp, card_tmp = out / f".{WEIGHTS_FILE}.tmp", out / f".{CARD_FILE}.tmp"
     save_file(state, str(weights_tmp), metadata={"fingerprint": card.fingerprint, "arch": card.arch})
     card_tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=False) + "\n")
+    sidecars = [(out / f".{name}{SIDECAR_SUFFIX}.tmp", out / f"{name}{SIDECAR_SUFFIX}",
+                 f"{sha256_file(tmp)}  {name}\n")
+                for name, tmp in ((WEIGHTS_FILE, weights_tmp), (CARD_FILE, card_tmp))]
+    for tmp, _final, line in sidecars:
+        tmp.write_text(line)
+    # Data first, sidecars last: a crash in between leaves files that no sidecar vouches for (refused).
     os.replace(weights_tmp, out / WEIGHTS_FILE)
     os.replace(card_tmp, out / CARD_FILE)
+    for tmp, final, _line in sidecars:
+        os.replace(tmp, final)
     return card
 
 
@@ -163,11 +233,24 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
     problem = _mismatch(model.state_dict(), state)
     if problem:
         raise ModelError(f"checkpoint {weights} does not match architecture {card.arch}: {problem}")
+    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in state.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())}
+    if broken:
+        name, count = next(iter(broken.items()))
+        raise ModelError(f"checkpoint {weights} holds NaN or infinite values in {len(broken)} tensor(s) "
+                         f"(e.g. {count} in {name}): a model like this predicts nothing")
     model.load_state_dict(state, strict=True)
     fingerprint = model_fingerprint(model)
     if fingerprint != card.fingerprint:
         raise ModelError(f"checkpoint {weights} has fingerprint {fingerprint[:12]}, its card says "
                          f"{card.fingerprint[:12]}: the weights were changed or swapped")
+    _check_sidecar(weights)  # last: the checks above name what is wrong; this catches the rest
     setattr(model, SPEC_ATTRIBUTE, {"arch": card.arch, "num_classes": card.num_classes,
                                     "in_channels": card.in_channels, "arch_kwargs": dict(card.arch_kwargs)})
     return model.to(device).eval(), card
+
+
+def verify_model_dir(path: str | Path) -> ModelCard:
+    """Every check `load_model` makes (sidecars, architecture, finite values, fingerprint), for a
+    directory about to be handed on (e.g. registered): refused here, not by every later run."""
+    return load_model(path)[1]

@@ -65,7 +65,7 @@ def build_model(arch: str, *, num_classes: int, in_channels: int, **kwargs: Any)
         raise ModelError(f"in_channels must be positive, got {in_channels}")
     try:
         model = ARCHS[arch](num_classes, in_channels, **kwargs)
-    except TypeError as exc:  # an argument the architecture does not take
+    except (TypeError, ValueError, RuntimeError) as exc:  # an argument it does not take, or a bad value
         raise ModelError(f"bad arguments for {arch}: {exc}") from exc
     # Record the defaults too: a model saved today rebuilds the same if a default changes later.
     arch_kwargs = {**_defaults(arch), **kwargs}

@@ -6,18 +6,23 @@ tracking URI is `sqlite:///mlflow.db` in the working directory, not lethe's.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.config import settings
 from lethe.errors import RegistryError
+from lethe.redact import mask_credentials
 from lethe.storage import is_s3, join_uri
 
 _clients: dict[str, MlflowClient] = {}
@@ -37,7 +42,8 @@ def _probe(tracking_uri: str) -> None:
         return  # it answers (maybe behind auth): let MLflow deal with the status
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RegistryError(f"cannot reach the MLflow server at {tracking_uri}: {reason}") from exc
+        raise RegistryError(mask_credentials(f"cannot reach the MLflow server at {tracking_uri}: {reason}")
+                            ) from exc
 
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
@@ -47,9 +53,11 @@ def get_client(tracking_uri: str | None = None) -> MlflowClient:
         if uri not in _clients:
             if is_remote(uri):
                 _probe(uri)
-            elif uri.startswith("sqlite:///"):
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # MLflow logs its schema migrations at INFO on stderr: noise around lethe's one-line output.
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
             with mlflow_errors(uri):
+                if uri.startswith("sqlite:///"):
+                    Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
                 _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return _clients[uri]
 
@@ -85,6 +93,30 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
 def mlflow_errors(tracking_uri: str) -> Iterator[None]:
     try:
         yield
-    except MlflowException as exc:
-        message = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()[0]
-        raise RegistryError(f"MLflow at {tracking_uri}: {message[:300]}") from exc
+    except (MlflowException, SQLAlchemyError, OSError) as exc:  # its SQL store fails in SQLAlchemy's terms
+        if isinstance(exc, OSError) and exc.strerror:
+            text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        else:
+            text = str(exc.message if hasattr(exc, "message") else exc)
+        message = (text.strip().splitlines() or ["(no message)"])[0]
+        raise RegistryError(mask_credentials(f"MLflow at {tracking_uri}: {message[:300]}")) from exc
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """No MLflow progress bars, INFO logs or warnings about what lethe settles explicitly (a model's
+    signature and requirements, file by file downloads): noise around lethe's one-line output."""
+    logger = logging.getLogger("mlflow")
+    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.ERROR)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar

@@ -9,7 +9,7 @@ their hashes, the forget set's sample ids) and for anything shaped like a lethe 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lethe.errors import RegistryError
@@ -19,10 +19,16 @@ TEXT_SUFFIXES = {".json", ".html", ".htm", ".txt", ".csv", ".yaml", ".yml", ".md
 
 
 class PrivacyGuard:
-    def __init__(self, forbidden: Iterable[str] = ()) -> None:
+    """`forbidden`: values that must not leave; `names_subject`: a test for free text (e.g.
+    `Ledger.mentions_subject`, which hashes the text's words and looks them up) where the raw
+    subject ids are not at hand."""
+
+    def __init__(self, forbidden: Iterable[str] = (), *,
+                 names_subject: Callable[[str], bool] | None = None) -> None:
         # Very short values would match by accident (a subject "7"); they are checked as whole tokens.
         self._forbidden = sorted({str(v) for v in forbidden if str(v).strip()}, key=len, reverse=True)
         self._short = {v for v in self._forbidden if len(v) < 6}
+        self._names_subject = names_subject
 
     def _find(self, text: str) -> str | None:
         for value in self._forbidden:
@@ -36,6 +42,8 @@ class PrivacyGuard:
 
     def check_text(self, text: str, where: str) -> None:
         found = self._find(text)
+        if found is None and self._names_subject is not None and self._names_subject(text):
+            found = "…"
         if found is not None:
             raise RegistryError(f"refusing to send {where} to MLflow: it holds a subject or sample id "
                                 f"({_mask(found)}); only request ids may leave the ledger")

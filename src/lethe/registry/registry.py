@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,9 +32,10 @@ import lethe
 from lethe.config import settings
 from lethe.errors import IntegrityError, RegistryError
 from lethe.nested import flatten
-from lethe.registry.client import ensure_experiment, get_client, mlflow_errors
+from lethe.registry.client import ensure_experiment, get_client, mlflow_errors, quiet_mlflow
 from lethe.registry.privacy import PrivacyGuard
 from lethe.storage import sha256_file
+from lethe.storage.uris import SIDECAR_SUFFIX
 
 CHAMPION = "champion"
 DEFAULT_EXPERIMENT = "lethe"
@@ -41,7 +43,20 @@ MODEL_PATH = "model"
 EVIDENCE_PATH = "evidence"
 REVIEW = "review"  # tag: pending | approved | rejected
 PREFIX = "lethe."
+RUN_TAG = f"{PREFIX}run_id"  # version tag: the pipeline run that registered it (a retry finds it)
+# Version tag: sha256 of the MLflow model files (MLmodel, TorchScript, ...) logged beside lethe's.
+SERVING_MANIFEST_TAG = f"{PREFIX}model_serving_manifest"
 _TAG_CHUNK = 50_000  # MLflow allows 100k characters per version tag; lists longer than this are split
+# A registered model name: checked before anything is sent (MLflow refuses some names only after a
+# run was created), and never a path ("../../x").
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+
+def check_model_name(name: str) -> str:
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name) or ".." in name:
+        raise RegistryError(f"invalid model name {str(name)[:60]!r}: use letters, digits, '_', '.' and '-' "
+                            "(starting with a letter or digit)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -161,7 +176,7 @@ class Registry:
     def __init__(self, tracking_uri: str | None = None, model_name: str | None = None, *,
                  experiment: str = DEFAULT_EXPERIMENT) -> None:
         self.tracking_uri = tracking_uri or settings().tracking
-        self.model_name = model_name or settings().model_name
+        self.model_name = check_model_name(model_name or settings().model_name)
         self.experiment = experiment
         self.client = get_client(self.tracking_uri)
         self._experiment_id: str | None = None
@@ -216,6 +231,17 @@ class Registry:
         champion = self.champion_version()
         return sorted((self._info(mv, champion) for mv in found), key=lambda v: int(v.version))
 
+    def version_of_run(self, run_key: str) -> VersionInfo | None:
+        """The version registered by pipeline run `run_key` (its RUN_TAG), or None."""
+        if not run_key or "'" in run_key or "`" in run_key:
+            raise RegistryError(f"invalid run id {run_key[:60]!r}")
+        with self._errors():
+            found = self.client.search_model_versions(
+                f"name='{self.model_name}' and tags.`{RUN_TAG}` = '{run_key}'")
+        if not found:
+            return None
+        return self.version(min(found, key=lambda mv: int(mv.version)).version)
+
     def pending_reviews(self) -> list[VersionInfo]:
         return [v for v in self.versions() if v.review == "pending"]
 
@@ -251,13 +277,29 @@ class Registry:
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="lethe-model-") as tmp, self._errors():
-            local = Path(self.client.download_artifacts(info.run_id, MODEL_PATH, tmp))
             expected = json.loads(info.tags.get(f"{PREFIX}model_manifest", "{}"))
+            if expected and SERVING_MANIFEST_TAG in info.tags:
+                # MLflow's model files (MLmodel, TorchScript, ...) sit beside lethe's: fetch lethe's only.
+                local = Path(tmp) / MODEL_PATH
+                with quiet_mlflow():  # else a progress bar per file
+                    for name in expected:
+                        into = (local / name).parent  # MLflow puts a file's download under its base name
+                        into.mkdir(parents=True, exist_ok=True)
+                        with contextlib.suppress(MlflowException, OSError):  # a missing file: refused below
+                            self.client.download_artifacts(info.run_id, f"{MODEL_PATH}/{name}", str(into))
+            else:
+                local = Path(self.client.download_artifacts(info.run_id, MODEL_PATH, tmp))
             actual = _manifest(local)
             if expected and actual != expected:
                 bad = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
                 raise IntegrityError(f"model files of {info.name} version {info.version} differ from those "
                                      f"registered: {', '.join(bad)}")
+            if expected and not any(name.endswith(SIDECAR_SUFFIX) for name in expected):
+                # Registered before model directories had sidecars: the manifest recorded at
+                # registration vouches for the files just checked against it.
+                from lethe.models import write_sidecars
+
+                write_sidecars(local, recorded=expected)
             for path in local.iterdir():
                 target = dest_dir / path.name
                 if target.is_dir():
@@ -292,19 +334,30 @@ class Registry:
         method: str | None = None,
         forbidden: Iterable[str] = (),
         run_name: str | None = None,
+        run_key: str | None = None,
     ) -> VersionInfo:
         """Log a run (params, metrics, evidence, model dir) and register it as a new version.
 
         `request_ids` are the requests this version newly honours; the version records them plus
         its parent's (cumulative). `forbidden`: subject ids, their hashes and sample ids that must
         not reach MLflow; anything matching them (or shaped like a sample id) is refused before
-        anything is sent. `champion` moves here only when `gate` passed.
+        anything is sent. `champion` moves here only when `gate` passed. `run_key`: the pipeline run
+        registering it (tag RUN_TAG); when a version of that run exists it is returned instead, with
+        a promotion that failed half-way completed, so a retried step registers nothing twice.
         """
         gate = PromotionDecision.of(gate)
+        if run_key:  # idempotent per pipeline run: a retried step finds what it registered
+            existing = self.version_of_run(run_key)
+            if existing is not None:
+                return self._finish_registration(existing)
         model_dir = Path(model_dir)
         if not (model_dir / "model.safetensors").is_file() or not (model_dir / "model.json").is_file():
             raise RegistryError(f"{model_dir} is not a lethe model directory "
                                 "(model.safetensors + model.json)")
+        from lethe.models import verify_model_dir  # torch loads only when a version is registered
+
+        # What every later run would refuse (sidecars, shapes, NaN, fingerprint) is refused now.
+        verify_model_dir(model_dir)
         evidence_paths = [Path(p) for p in evidence]
         missing = [str(p) for p in evidence_paths if not p.exists()]
         if missing:
@@ -336,6 +389,8 @@ class Registry:
         }
         _write_long(tags, f"{PREFIX}request_ids", ",".join(cumulative))
         _write_long(tags, f"{PREFIX}new_request_ids", ",".join(new_ids))
+        if run_key:
+            tags[RUN_TAG] = run_key
         for key, value in ((f"{PREFIX}importances_uri", importances_uri),
                            (f"{PREFIX}importances_sha256", importances_sha256),
                            (f"{PREFIX}alpha", alpha), (f"{PREFIX}lambda", lam), (f"{PREFIX}method", method)):
@@ -368,16 +423,46 @@ class Registry:
         guard.check_files([model_dir, *evidence_paths])
 
         with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
+            served_dir = self._served_model(model_dir, Path(tmp) / "served", guard)
+            tags[SERVING_MANIFEST_TAG] = json.dumps(_manifest(served_dir), sort_keys=True)
             evidence_dir = Path(tmp) / EVIDENCE_PATH
             evidence_dir.mkdir()
             for path in evidence_paths:
                 copy = shutil.copytree if path.is_dir() else shutil.copy2
                 copy(path, evidence_dir / path.name)
             (evidence_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
-            return self._log_and_register(model_dir, evidence_dir, flat_params, numeric, tags, description,
-                                          promote, run_name)
+            return self._log_and_register(model_dir, served_dir, evidence_dir, flat_params, numeric, tags,
+                                          description, promote, run_name)
 
-    def _log_and_register(self, model_dir: Path, evidence_dir: Path, params: dict[str, str],
+    @staticmethod
+    def _served_model(model_dir: Path, out_dir: Path, guard: PrivacyGuard) -> Path:
+        """The MLflow pyfunc (MLmodel at the root) logged beside lethe's files, so that
+        `models:/NAME@champion` loads and serves without lethe (`lethe.registry.serving`)."""
+        from lethe.registry.serving import save_served_model  # torch-heavy
+
+        files = save_served_model(model_dir, out_dir)
+        clash = sorted({f.split("/")[0] for f in files} & {p.name for p in model_dir.iterdir()})
+        if clash:
+            raise RegistryError(f"{model_dir} already holds files of an MLflow model ({', '.join(clash)}): "
+                                "register a lethe model directory without them")
+        guard.check_files([out_dir])
+        return out_dir
+
+    def _finish_registration(self, info: VersionInfo) -> VersionInfo:
+        """A version found by its run: complete a promotion that failed after the version was created
+        (it passed the gate and was not marked for review, yet is not champion); else leave it."""
+        if info.is_champion or info.review is not None or info.gate != "pass":
+            return info
+        champion = self._champion()
+        champion_ids = set(self._info(champion).request_ids) if champion is not None else set()
+        with self._errors():
+            if champion_ids <= set(info.request_ids):
+                self.client.set_registered_model_alias(self.model_name, CHAMPION, info.version)
+            else:  # the champion moved on meanwhile: as register_version would have, leave it to review
+                self.client.set_model_version_tag(self.model_name, info.version, REVIEW, "pending")
+        return self.version(info.version)
+
+    def _log_and_register(self, model_dir: Path, served_dir: Path, evidence_dir: Path, params: dict[str, str],
                           metrics: dict[str, float], tags: dict[str, str], description: str, promote: bool,
                           run_name: str) -> VersionInfo:
         run_tags = {k: v for k, v in tags.items() if len(v) <= 8000 and not k.startswith(f"{PREFIX}model_")}
@@ -402,6 +487,7 @@ class Registry:
                         break
                 self.client.log_artifacts(run_id, str(evidence_dir), EVIDENCE_PATH)
                 self.client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
+                self.client.log_artifacts(run_id, str(served_dir), MODEL_PATH)  # MLmodel beside lethe's
                 try:
                     self.client.get_registered_model(self.model_name)
                 except MlflowException:
@@ -424,9 +510,13 @@ class Registry:
 
     # --- review -----------------------------------------------------------------------------
 
-    def _decide(self, version: str | int, decision: str, by: str, reason: str) -> VersionInfo:
+    def _decide(self, version: str | int, decision: str, by: str, reason: str,
+                guard: PrivacyGuard | None) -> VersionInfo:
         if not by.strip() or not reason.strip():
             raise RegistryError("a review decision needs --by NAME and --reason TEXT")
+        guard = guard or PrivacyGuard()
+        guard.check_text(by, "the reviewer's name")
+        guard.check_text(reason, "the review reason")
         info = self.version(version)
         if info.review != "pending":
             raise RegistryError(f"version {info.version} of {self.model_name} is not awaiting review "
@@ -440,21 +530,25 @@ class Registry:
                                         f"that the champion (version {champion}) honours; reject it and "
                                         "re-run")
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        PrivacyGuard().check_text(reason, "the review reason")
         with self._errors():
-            for key, value in ((REVIEW, decision), (f"{REVIEW}.by", by), (f"{REVIEW}.reason", reason),
-                               (f"{REVIEW}.at", at)):
-                self.client.set_model_version_tag(self.model_name, info.version, key, value)
-            note = f"\n{decision.capitalize()} by {by} at {at}: {reason}"
-            self.client.update_model_version(self.model_name, info.version, info.description + note)
+            # The alias first, the `review` tag last: the tag says the decision is complete, so a
+            # failure in between leaves the version pending and the same command finishes it.
             if decision == "approved":
                 self.client.set_registered_model_alias(self.model_name, CHAMPION, info.version)
+            note = f"\n{decision.capitalize()} by {by} at {at}: {reason}"
+            self.client.update_model_version(self.model_name, info.version, info.description + note)
+            for key, value in ((f"{REVIEW}.by", by), (f"{REVIEW}.reason", reason), (f"{REVIEW}.at", at),
+                               (REVIEW, decision)):
+                self.client.set_model_version_tag(self.model_name, info.version, key, value)
         return self.version(info.version)
 
-    def approve(self, version: str | int, *, by: str, reason: str) -> VersionInfo:
-        """A reviewer accepts a version that failed the gate: it becomes `champion`."""
-        return self._decide(version, "approved", by, reason)
+    def approve(self, version: str | int, *, by: str, reason: str, guard: PrivacyGuard | None = None
+                ) -> VersionInfo:
+        """A reviewer accepts a version that failed the gate: it becomes `champion`. `guard` checks
+        `by` and `reason` before anything is sent (default: sample ids only)."""
+        return self._decide(version, "approved", by, reason, guard)
 
-    def reject(self, version: str | int, *, by: str, reason: str) -> VersionInfo:
+    def reject(self, version: str | int, *, by: str, reason: str, guard: PrivacyGuard | None = None
+               ) -> VersionInfo:
         """A reviewer refuses a version: `champion` stays; its requests go back to the queue."""
-        return self._decide(version, "rejected", by, reason)
+        return self._decide(version, "rejected", by, reason, guard)

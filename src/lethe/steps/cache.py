@@ -3,18 +3,26 @@
 Key: (model fingerprint, dataset fingerprint, method, batch size); importances of one model
 are meaningless for another, and their values depend on the batch size. It lives with the steps,
 not in lethe.storage, because it knows the engine's `Importances`; the bytes go through lethe.storage.
+
+An entry without its sha256 sidecar is a write that never finished (the process died, or the disk
+filled, between the data and its sidecar): it is never trusted; `get` deletes it and reports a
+miss, so the importances are computed again and stored whole. An entry whose sha256 differs from
+its sidecar was altered after it was written: that is refused (IntegrityError), not repaired.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
 
 from lethe.errors import ImportancesError, StorageError
-from lethe.storage import exists, get_file, join_uri, put_file, recorded_sha256
+from lethe.storage import delete, exists, get_file, join_uri, put_file, recorded_sha256
+from lethe.storage.uris import sidecar_uri
 from lethe.unlearning import METHODS, Importances
 
+log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^[0-9A-Za-z_.-]{1,128}$")
 
 
@@ -45,6 +53,11 @@ class ImportancesCache:
         uri = self.uri_for(model_fingerprint=model_fingerprint, dataset_fingerprint=dataset_fingerprint,
                            method=method, batch_size=batch_size)
         if not exists(uri):
+            return None
+        if not exists(sidecar_uri(uri)):
+            log.warning("the importances cached at %s have no sha256 sidecar (an unfinished write): "
+                        "discarding them; they are computed again", uri)
+            delete(uri)
             return None
         with tempfile.TemporaryDirectory(prefix="lethe-importances-") as tmp:
             importances = Importances.load(get_file(uri, Path(tmp) / "importances.safetensors"))

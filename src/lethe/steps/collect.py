@@ -1,30 +1,78 @@
 """collect-requests: the start of a scheduled run.
 
-Claims pending erasure requests for the run (earliest deadline first, atomically, with a lease),
+First returns every request whose lease expired (its run died) to pending, whatever else is
+pending, so a dead run's requests are taken up by the next run. Then claims pending erasure
+requests for the run (earliest deadline first, atomically, with a lease: LETHE_LEASE_SECONDS),
 freezes the champion model they will be forgotten from, and resolves each request to sample ids:
 the ledger keeps only the subject's keyed hash, so the subject map is hashed with the same key and
-matched. A request that cannot be resolved (unknown subject or sample ids) fails with its reason;
-the others go on. Nothing pending: no claim, no download, an empty forget set (`num_requests` 0).
+matched. A request that cannot be resolved (an unknown subject, or not one of its sample ids in the
+data) fails with its reason; the others go on. Ids of a request that name no sample of the data are
+noted in its history and certificate (nothing to forget for them), and its other ids are forgotten.
+`request add` and `request amend` resolve a request with the same code before it is filed
+(`check_request`), so an unknown id or subject is refused at filing, not a month later.
+Nothing pending: no claim, no download, an empty forget set (`num_requests` 0).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lethe.errors import PipelineError
+from lethe.errors import ConfigError, PipelineError, UnknownSamplesError
 from lethe.ledger import PENDING, ErasureRequest, Ledger
 from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.results import CollectedRequests
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from lethe.data import SampleSet
+    from lethe.models import ModelCard
 
 log = logging.getLogger(__name__)
-DEFAULT_LEASE_HOURS = 6.0
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One request resolved against a data set: what a run forgets for it, and what it cannot."""
+
+    sample_ids: list[str]  # the samples to forget
+    not_in_data: list[str] = field(default_factory=list)  # the request's ids that name no sample
+    reason: str | None = None  # why nothing can be forgotten; None when something can
+
+
+def hashed_subject_map(ledger: Ledger, train: SampleSet,
+                       subject_map: str | None = None) -> dict[str, list[str]]:
+    """The subject map keyed by each subject's hash under every scheme: a request filed under an older
+    scheme still finds its subject, and ids that normalise alike (one person) merge their samples."""
+    from lethe.data import subject_map as subjects_of
+
+    hashed: dict[str, list[str]] = {}
+    for subject, samples in subjects_of(train, subject_map).items():
+        for subject_hash in ledger.subject_hashes(subject).values():
+            hashed[subject_hash] = list(dict.fromkeys([*hashed.get(subject_hash, ()), *samples]))
+    return hashed
+
+
+def resolve_request(sample_ids: Sequence[str], subject_hashes: Iterable[str], train: SampleSet,
+                    hashed_subjects: Mapping[str, Sequence[str]]) -> Resolution:
+    """A request's samples in `train`: its sample ids that are there, or, when it names none, every
+    sample of its subject (found by any of `subject_hashes`)."""
+    where = f"{train.name}/{train.split}"
+    if sample_ids:
+        known = [s for s in sample_ids if s in train.index]
+        unknown = [s for s in sample_ids if s not in train.index]
+        reason = (f"{len(unknown)} of {len(sample_ids)} sample id(s) are not in {where}: nothing to forget"
+                  if not known else None)
+        return Resolution(known, unknown, reason)
+    for subject_hash in subject_hashes:
+        if subject_hash in hashed_subjects:
+            return Resolution(list(hashed_subjects[subject_hash]))
+    return Resolution([], [], f"the subject is unknown to the subject map of {where}")
 
 
 def resolve_requests(
@@ -32,22 +80,79 @@ def resolve_requests(
     train: SampleSet,
     hashed_subjects: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """(request id -> sample ids, request id -> reason it cannot be honoured)."""
+    """(request id -> sample ids to forget, request id -> reason nothing of it can be forgotten)."""
     resolved: dict[str, list[str]] = {}
     failed: dict[str, str] = {}
     for request in requests:
-        if request.sample_ids:
-            unknown = [s for s in request.sample_ids if s not in train.index]
-            if unknown:
-                failed[request.id] = (f"{len(unknown)} of {len(request.sample_ids)} sample id(s) are not in "
-                                      f"{train.name}/{train.split}")
-                continue
-            resolved[request.id] = list(request.sample_ids)
-        elif request.subject_hash in hashed_subjects:
-            resolved[request.id] = list(hashed_subjects[request.subject_hash])
+        found = resolve_request(request.sample_ids, [request.subject_hash], train, hashed_subjects)
+        if found.reason is None:
+            resolved[request.id] = found.sample_ids
         else:
-            failed[request.id] = f"the subject is unknown to the subject map of {train.name}/{train.split}"
+            failed[request.id] = found.reason
     return resolved, failed
+
+
+def _champion_card(tracking_uri: str | None, model_name: str | None) -> ModelCard | None:
+    """The champion's model card (its file only, checked against the version's manifest), or None."""
+    import json
+
+    from lethe.errors import IntegrityError
+    from lethe.models import read_card
+    from lethe.registry import Registry
+    from lethe.registry.client import mlflow_errors
+    from lethe.storage import seal_local_file, sha256_file
+
+    registry = Registry(tracking_uri, model_name)
+    if registry.champion_version() is None:
+        return None
+    info = registry.resolve("champion")
+    expected = json.loads(info.tags.get("lethe.model_manifest", "{}")).get("model.json")
+    with tempfile.TemporaryDirectory(prefix="lethe-card-") as tmp, mlflow_errors(registry.tracking_uri):
+        card_path = Path(registry.client.download_artifacts(info.run_id, "model/model.json", tmp))
+        if expected is None or sha256_file(card_path) != expected:
+            raise IntegrityError(f"the model card of {info.name} version {info.version} differs from the one "
+                                 "registered")
+        seal_local_file(card_path)  # checked against the registry's manifest just above
+        return read_card(card_path.parent)
+
+
+def check_request(
+    subject_hashes: Sequence[str],
+    sample_ids: Sequence[str],
+    *,
+    ledger: Ledger,
+    dataset: str | None = None,
+    subject_map: str | None = None,
+    tracking_uri: str | None = None,
+    model_name: str | None = None,
+) -> Resolution:
+    """Resolve a request before it is filed, as a run would: against the champion's training data
+    (`dataset` names another copy of it; with no champion, the data set to check against) and the
+    subject map. Anything unknown raises `UnknownSamplesError` naming the first few ids (never the
+    subject); nothing is stored here."""
+    from lethe.data import dataset_location, load_dataset
+    from lethe.steps.training_data import training_data
+
+    card = _champion_card(tracking_uri, model_name)
+    if card is not None:
+        train = training_data(card, dataset, what="champion")
+    elif dataset:
+        train = load_dataset(dataset_location(dataset), "train")
+    else:
+        raise ConfigError("no champion is registered to check the request against: register one (`lethe "
+                          "model register DIR --champion`), name its data set (--dataset), or file the "
+                          "request unchecked (--defer-check)")
+    hashed = hashed_subject_map(ledger, train, subject_map) if not sample_ids else {}
+    found = resolve_request(sample_ids, subject_hashes, train, hashed)
+    where = f"{train.name}/{train.split} ({len(train):,} samples)"
+    if found.not_in_data:
+        shown = ", ".join(found.not_in_data[:3]) + (", ..." if len(found.not_in_data) > 3 else "")
+        raise UnknownSamplesError(f"{len(found.not_in_data)} of {len(sample_ids)} sample id(s) are not in "
+                                  f"{where}: {shown}; nothing was recorded")
+    if found.reason is not None:
+        raise UnknownSamplesError(f"the subject is unknown to the subject map of {where}; nothing was "
+                                  "recorded (name its sample ids with --samples, or check the subject id)")
+    return found
 
 
 def collect_requests(
@@ -61,12 +166,16 @@ def collect_requests(
     subject_map: str | None = None,
     ledger_url: str | None = None,
     tracking_uri: str | None = None,
-    lease_hours: float = DEFAULT_LEASE_HOURS,
+    lease: timedelta | None = None,
 ) -> CollectedRequests:
     """Claim and resolve this run's requests; writes the forget set and the champion's model dir."""
     if not run_id:
         raise PipelineError("collect-requests needs the run id")
     ledger = Ledger(ledger_url)
+    reclaimed = ledger.reclaim_expired()  # before the "nothing pending" check: a dead run's requests
+    if reclaimed:
+        log.warning("run %s: %d request(s) of a run that stopped renewing its lease are pending again",
+                    run_id, len(reclaimed))
     held = ledger.for_run(run_id)  # a retried task finds its own claim again
     if not held and not ledger.list_requests(PENDING):
         ForgetSpec(scenario="subject", dataset=dataset or "").save(forget_path)
@@ -74,33 +183,39 @@ def collect_requests(
         return CollectedRequests(num_requests=0, num_samples=0)
 
     # Loaded only now: a run with nothing to do should not pay for torch and MLflow.
-    from lethe.data import load_dataset
-    from lethe.data import subject_map as subjects_of
     from lethe.models import read_card
     from lethe.steps.prepare import fetch_model
+    from lethe.steps.training_data import dataset_for, training_data
 
-    # The champion first: without one nothing is claimed (bad state changes nothing).
+    # The champion first: without one nothing is claimed (bad state changes nothing), nor with data
+    # that is not the champion's, nor with a subject map that cannot be read.
     parent = fetch_model("champion", model_dir, tracking_uri=tracking_uri, model_name=model_name)
-    name = dataset or read_card(model_dir).dataset
-    if not name:
-        raise PipelineError("no data set given and the champion's model card names none")
-    train = load_dataset(name, "train")
-    hashed = {ledger.subject_hash(subject): samples
-              for subject, samples in subjects_of(train, subject_map).items()}
+    card = read_card(model_dir)
+    name = dataset_for(card, dataset)
+    train = training_data(card, name, what="champion")
+    hashed = hashed_subject_map(ledger, train, subject_map)
 
     limit = None if not max_requests else max(int(max_requests) - len(held), 0)
-    claimed = held + (ledger.claim(run_id, limit=limit, lease=timedelta(hours=lease_hours))
+    claimed = held + (ledger.claim(run_id, limit=limit, lease=lease)
                       if limit is None or limit > 0 else [])
-    resolved, failed = resolve_requests(claimed, train, hashed)
-    for request_id, reason in failed.items():
-        ledger.fail([request_id], run_id=run_id, reason=reason)
+    resolved: dict[str, list[str]] = {}
+    failed: dict[str, str] = {}
+    for request in claimed:
+        found = resolve_request(request.sample_ids, [request.subject_hash], train, hashed)
+        if found.reason is not None:
+            failed[request.id] = found.reason
+            ledger.fail([request.id], run_id=run_id, reason=found.reason)
+            continue
+        resolved[request.id] = found.sample_ids
+        ledger.note_resolution(request.id, run_id=run_id, forgotten=len(found.sample_ids),
+                               not_in_data=found.not_in_data)
 
     sample_ids = list(dict.fromkeys(s for ids in resolved.values() for s in ids))
     if sample_ids and len(sample_ids) >= len(train):
         raise PipelineError(f"the requests name all {len(train)} training samples: nothing would remain")
     spec = ForgetSpec(scenario="subject", dataset=name, sample_ids=sample_ids, request_ids=list(resolved),
                       parent={**parent.to_dict(), "name": parent.name or model_name or ""},
-                      num_samples=len(sample_ids), num_subjects=len(resolved))
+                      num_samples=len(sample_ids), num_subjects=len(resolved), request_samples=resolved)
     spec.save(forget_path)
     log.info("run %s: %d request(s) claimed, %d failed, %d sample(s) to forget", run_id, len(claimed),
              len(failed), len(sample_ids))

@@ -4,7 +4,11 @@ It settles every request the run still holds, from the run's outcome marker and 
   - the run succeeded and its version became champion  -> fulfilled (with the version), certificate
   - the run succeeded and the gate failed               -> needs_review (with the gate's reasons)
   - anything else (a step failed, no outcome, the champion moved on) -> back to pending, reason noted
-so a failure never marks a request fulfilled and never loses one.
+so a failure never marks a request fulfilled and never loses one. The reason names the failing step
+and its first error line when the run recorded them (`lethe.steps.outcome.read_failure`); KFP's
+own message ("Task exit-handler-1 failed.") names neither. Certificates are written after the
+ledger is settled; a storage failure then (a full disk) is logged, not raised: the requests are
+settled, and `lethe requests export` writes the certificates again.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from lethe.config import settings
 from lethe.errors import LetheError
 from lethe.ledger import Ledger, export_certificates
-from lethe.steps.outcome import read_outcome
+from lethe.steps.outcome import read_failure, read_outcome
 from lethe.steps.results import SettledRequests
 from lethe.storage import join_uri
 
@@ -54,6 +58,8 @@ def finalize_requests(
     except LetheError as exc:  # an unreadable marker is no outcome: nothing may be fulfilled from it
         outcome, error = None, f"{error} (outcome unreadable: {exc})".strip()
     state = (pipeline_state or "").upper()
+    if state != SUCCEEDED:
+        error = read_failure(run_id, outcome_root) or error
     settled: dict[str, list[str]] = {"fulfilled": [], "needs_review": [], "released": []}
     decided = outcome is not None and state == SUCCEEDED and outcome.get("decision") in ("pass", "review")
     covered = [i for i in held_ids if outcome and i in set(outcome.get("request_ids", []))] if decided else []
@@ -73,9 +79,13 @@ def finalize_requests(
         ledger.release(rest, run_id=run_id, reason=reason)
         settled["released"] = rest
     certificates_uri = certificates_root or join_uri(settings().artifacts, "certificates")
-    certificates = export_certificates(ledger, certificates_uri, request_ids=settled["fulfilled"])
     summary = (f"run {run_id}: {len(settled['fulfilled'])} fulfilled, {len(settled['needs_review'])} "
                f"awaiting review, {len(settled['released'])} back to pending")
+    try:
+        certificates = export_certificates(ledger, certificates_uri, request_ids=settled["fulfilled"])
+    except LetheError as exc:  # the ledger is settled already; certificates can be exported again
+        log.error("run %s: certificates not written: %s", run_id, exc)
+        certificates, summary = [], f"{summary}; certificates not written ({exc})"
     log.info(summary)
     return SettledRequests(summary=summary, certificates=certificates, **settled)
 

@@ -31,6 +31,8 @@ class ForgetSpec:
     parent: dict[str, Any] = field(default_factory=dict)  # name, version, fingerprint of the model
     num_samples: int = 0
     num_subjects: int = 0
+    #: Request id → its sample ids (a scheduled run's): the per-example test judges each request apart.
+    request_samples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -110,7 +112,8 @@ def evaluate_from_spec(
 
     spec = ForgetSpec.load(forget_path)
     result = evaluate(candidate_path, parent_path, dataset or spec.dataset, **spec.forget_kwargs(),
-                      out_dir=out_dir, thresholds=thresholds, device=device, progress=progress)
+                      out_dir=out_dir, thresholds=thresholds, device=device, progress=progress,
+                      requests=spec.request_samples or None)
     if report_path is not None:
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(out_dir) / REPORT_FILE, report_path)

@@ -18,15 +18,17 @@ from typing import Any
 import torch
 
 from lethe.config import settings
-from lethe.data import SampleSet, load_dataset
+from lethe.data import SampleSet
 from lethe.devices import default_device
-from lethe.errors import ImportancesError, PipelineError
+from lethe.errors import ImportancesError, IntegrityError, PipelineError
 from lethe.models import load_model, read_card
 from lethe.steps.cache import ImportancesCache
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
 from lethe.steps.layout import IMPORTANCES_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.steps.results import ImportancesKey, ImportancesResult, ImportancesShard
+from lethe.steps.training_data import training_data
+from lethe.storage import seal_local_file, verify_local_file
 from lethe.unlearning import DEFAULT_METHOD, Importances, get_method
 
 DEFAULT_BATCH_SIZE = DEFAULT_IMPORTANCE_BATCH_SIZE  # 1: per sample (see importance_pass)
@@ -41,10 +43,9 @@ def _check_args(method: str, batch_size: int) -> None:
 
 
 def _training_set(model_path: str | Path, dataset: str | None, data_dir: str | None) -> SampleSet:
-    name = dataset or read_card(model_path).dataset
-    if not name:
-        raise PipelineError(f"no data set given and the model card at {model_path} names none")
-    return load_dataset(name, "train", data_dir=data_dir)
+    """The model's train split (given, LETHE_DATASET_URI or its card's), refused unless it is the
+    data the model was trained on."""
+    return training_data(read_card(model_path), dataset, data_dir=data_dir)
 
 
 def _cache_entry(model_path: str | Path, dataset: str | None, data_dir: str | None, method: str,
@@ -59,12 +60,28 @@ def _cache_entry(model_path: str | Path, dataset: str | None, data_dir: str | No
     return card, train, cache, key
 
 
+def verified_importances(path: str | Path) -> Path:
+    """A local importances file, checked against its sha256 sidecar like an s3:// one.
+
+    Every step that writes importances writes the sidecar too; a file without one is refused (its
+    origin is unknown): check it, then `sha256sum FILE > FILE.sha256` vouches for it."""
+    path = Path(path)
+    try:
+        verify_local_file(path)
+    except IntegrityError as exc:
+        if (path.parent / f"{path.name}.sha256").is_file():
+            raise
+        raise IntegrityError(f"{exc} (lethe writes FILE.sha256 beside every importances file it makes; for "
+                             "one made elsewhere, check it, then `sha256sum FILE > FILE.sha256`)") from exc
+    return path
+
+
 def _write(importances: Importances, out_path: str | Path | None, info: ImportancesKey) -> None:
     if out_path is None:
         return
     out = Path(out_path)
     out.mkdir(parents=True, exist_ok=True)
-    importances.save(out / IMPORTANCES_FILE)
+    seal_local_file(importances.save(out / IMPORTANCES_FILE))  # readers verify it (lethe.steps.unlearn)
     (out / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
@@ -178,7 +195,7 @@ def merge_importances(
         missing = [str(f) for f in files if not f.is_file()]
         if missing or not files:
             raise ImportancesError(f"{len(missing)} of {len(files)} shard(s) have no importances to merge")
-        importances = Importances.merge([Importances.load(f) for f in files])
+        importances = Importances.merge([Importances.load(verified_importances(f)) for f in files])
         if importances.model_fingerprint != card.fingerprint:
             raise ImportancesError("the shards were computed for another model than the one given")
         if importances.num_samples != len(train):

@@ -10,13 +10,14 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from lethe.data import load_dataset, resolve_forget_set
+from lethe.data import resolve_forget_set
 from lethe.data import subject_map as subjects_of
 from lethe.errors import PipelineError
 from lethe.models import is_model_dir, read_card
 from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.layout import SCENARIOS
 from lethe.steps.results import FetchedModel, PreparedRequest
+from lethe.steps.training_data import dataset_for, training_data
 
 
 def fetch_model(model: str, dest_dir: str | Path, *, tracking_uri: str | None = None,
@@ -61,10 +62,9 @@ def prepare_request(
     if scenario == "subject" and forget_class is not None:
         raise PipelineError("the subject scenario forgets sample ids or subjects, not a class")
     parent = fetch_model(model, model_dir, tracking_uri=tracking_uri, model_name=model_name)
-    name = dataset or read_card(model_dir).dataset
-    if not name:
-        raise PipelineError(f"no data set given and the card of {model} names none")
-    train = load_dataset(name, "train")
+    card = read_card(model_dir)
+    name = dataset_for(card, dataset)
+    train = training_data(card, name)
     mapping = subjects_of(train, subject_map) if forget_subjects else None
     split = resolve_forget_set(train, ids=forget_ids, subjects=forget_subjects, subjects_map=mapping,
                                forget_class=forget_class)

@@ -3,7 +3,8 @@
 The gate's decision comes from the evaluation (metrics.json); the registry moves `champion` only on
 a pass (and only if the champion did not move on meanwhile), else tags the version review=pending.
 The outcome is also written to the run's outcome marker, which the exit task reads to settle the
-requests. Sample ids never reach MLflow: they are handed to the registry's privacy guard.
+requests. Idempotent per run id (the version's `lethe.run_id` tag), so the step may be retried.
+Sample ids never reach MLflow: they are handed to the registry's privacy guard.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def method_of(dampening: dict[str, Any], candidate_dir: Path) -> str | None:
     card_path = candidate_dir / "model.json"
     card = _read_json(card_path, "the model card") if card_path.is_file() else {}
     return (card.get("unlearning") or {}).get("method") or None
+
+
+def membership_of(metrics: dict[str, Any]) -> dict[str, float]:
+    """The membership results of the evaluation as MLflow metrics (`membership.<name>`): population
+    attack rates, gap and CI, per-example shares before and after, outcome counts."""
+    from lethe.steps.evaluate import membership_scalars
+
+    return membership_scalars(metrics)
 
 
 def decision_of(promoted: bool, gate_passed: bool) -> str:
@@ -91,11 +100,13 @@ def register_and_gate(
         scenario=spec.scenario, parent_version=spec.parent.get("version") or None,
         request_ids=spec.request_ids, params={"run_id": run_id, "dataset": spec.dataset,
                                               "forget_samples": spec.num_samples},
-        metrics={"candidate": headline, "parent": {k: parent_metrics.get(k) for k in headline}},
+        metrics={"candidate": headline, "parent": {k: parent_metrics.get(k) for k in headline},
+                 "membership": membership_of(metrics)},
         evidence=evidence, importances_uri=importances_uri, importances_sha256=importances_sha,
         alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
         lam=dampening.get("lam"), method=method,
-        forbidden=spec.sample_ids, run_name=f"{spec.scenario}-{run_id}")
+        forbidden=spec.sample_ids, run_name=f"{spec.scenario}-{run_id}",
+        run_key=run_id)  # idempotent: a retry of this run's step returns the version it registered
     decision = decision_of(info.is_champion, gate["decision"] == "pass")
     outcome = {
         "model_name": info.name, "version": info.version, "decision": decision,

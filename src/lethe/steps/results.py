@@ -189,3 +189,21 @@ class SettledRequests:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """retrain: the version's recipe trained again without every sample the version must forget."""
+
+    out_dir: Path
+    scenario: str  # how the candidate is judged: "subject" (the samples) or "class"
+    excluded: int  # training samples left out
+    request_ids: int  # requests of the lineage whose samples were left out
+    forget_classes: list[int]
+    epochs: int
+    test_accuracy: float | None
+    parent_version: str  # "" for a model directory
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out_dir": str(self.out_dir)}

@@ -33,7 +33,7 @@ from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, PER_SAMPL
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import UnlearnResult
 from lethe.steps.thresholds import resolve_thresholds
-from lethe.storage import sha256_file
+from lethe.storage import seal_local_file, sha256_file
 from lethe.unlearning import DEFAULT_METHOD, Importances, calibrate_alpha, dampen, get_method
 from lethe.unlearning.selection import EVERY_LAYER, select_dampening
 
@@ -67,33 +67,58 @@ def _local_importances(uri: str | Path, out: Path) -> Path:
         path = candidates[0]
     if not path.is_file():
         raise ImportancesError(f"no importances file at {path}")
-    return path
+    from lethe.steps.importances import verified_importances
+
+    return verified_importances(path)  # local files are verified like s3:// ones
+
+
+def _given_importances(importances: str | Path, batch_size: int | None, method: str | None,
+                       out: Path) -> tuple[Importances, Path]:
+    path = _local_importances(importances, out)
+    full = Importances.load(path)
+    if batch_size is not None and batch_size != full.batch_size:
+        raise ImportancesError(f"the full-data importances were computed with batch size "
+                               f"{full.batch_size}, not {batch_size}: the forget pass must use the same")
+    if method is not None and method != full.method:
+        raise ImportancesError(f"the full-data importances are {full.method} ones, not {method}: "
+                               "the forget pass must use the same method")
+    return full, path
 
 
 def _full_importances(model: nn.Module, request: Request, importances: str | Path | None,
                       batch_size: int | None, method: str | None, out: Path, device: str,
-                      progress: bool) -> tuple[Importances, dict[str, Any]]:
-    """The full-data importances; their method (given ones carry it) is the one the forget pass uses."""
+                      progress: bool, cache_root: str | None = None,
+                      model_fingerprint: str = "") -> tuple[Importances, dict[str, Any]]:
+    """The full-data importances; their method (given ones carry it) is the one the forget pass uses.
+
+    Not given: read from the ImportancesCache under `cache_root` (as the pipelines' importances step
+    does), else computed and stored there (and, in any case, saved into `out`)."""
     if importances is not None:
-        path = _local_importances(importances, out)
-        full = Importances.load(path)
-        if batch_size is not None and batch_size != full.batch_size:
-            raise ImportancesError(f"the full-data importances were computed with batch size "
-                                   f"{full.batch_size}, not {batch_size}: the forget pass must use the same")
-        if method is not None and method != full.method:
-            raise ImportancesError(f"the full-data importances are {full.method} ones, not {method}: "
-                                   "the forget pass must use the same method")
-        computed = False
+        full, path = _given_importances(importances, batch_size, method, out)
+        computed, cache_uri = False, None
     else:
-        full = importances_of(model, request.train, batch_size=batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE,
-                              method=method or DEFAULT_METHOD, device=device, progress=progress)
+        key = {"model_fingerprint": model_fingerprint, "dataset_fingerprint": request.train.fingerprint(),
+               "method": method or DEFAULT_METHOD, "batch_size": batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE}
+        cache = None
+        if cache_root is not None:
+            from lethe.steps.cache import ImportancesCache
+
+            cache = ImportancesCache(cache_root)
+        found = cache.get(**key) if cache is not None else None
+        computed = found is None
+        full = found if found is not None else importances_of(
+            model, request.train, batch_size=key["batch_size"], method=key["method"], device=device,
+            progress=progress)
+        cache_uri = cache.uri_for(**key) if cache is not None else None
+        if cache is not None and computed:
+            cache.put(full, dataset_fingerprint=key["dataset_fingerprint"])
         path = full.save(out / FULL_IMPORTANCES_FILE)
-        computed = True
+        seal_local_file(path)  # a later `--importances` of this file is verified against it
     if full.num_samples != len(request.train):
         raise ImportancesError(f"the full-data importances cover {full.num_samples} samples but "
                                f"{request.dataset}/train has {len(request.train)}: they belong to other data")
-    info = {"path": str(path) if not computed else path.name, "sha256": sha256_file(path),
-            "computed": computed, **full.metadata}
+    info = {"path": path.name if importances is None else str(path), "sha256": sha256_file(path),
+            "computed": computed, **({"cache_uri": cache_uri} if cache_uri else {}), **full.metadata}
     return full, info
 
 
@@ -228,6 +253,7 @@ def unlearn(
     subjects_file: str | Path | None = None,
     seed: int = 0,
     data_dir: str | None = None,
+    cache_root: str | None = None,
 ) -> UnlearnResult:
     """Forget the request's samples from the model at `model_path`; write the result to `out_dir`.
 
@@ -238,8 +264,11 @@ def unlearn(
     the full-data importances (file, directory or s3:// URI); computed and saved into
     `out_dir` when absent. `batch_size` and `method` (a registered importance method): of the
     importance passes (default: the given importances', else 1 = per sample and LFSSD); a value
-    that disagrees with the given importances is refused. Returns the α chosen, what it cost and the
-    dampening.json record.
+    that disagrees with the given importances is refused. `cache_root`: an ImportancesCache root
+    (e.g. LETHE_ARTIFACTS, as `lethe unlearn` passes): without given importances, they are read from it
+    when there and stored in it when computed. The data must be the model's
+    (`lethe.steps.training_data.check_model_fits`), checked before anything is computed or written.
+    Returns the α chosen, what it cost and the dampening.json record.
     """
     started = time.perf_counter()
     choice = parse_alpha(alpha)
@@ -258,7 +287,7 @@ def unlearn(
     out = Path(out_dir)  # created by the first file written: refused input leaves nothing behind
 
     full, importances_info = _full_importances(model, request, importances, batch_size, method, out, device,
-                                               progress)
+                                               progress, cache_root, card.fingerprint)
     forget = importances_of(model, request.split.forget, batch_size=full.batch_size, method=full.method,
                             device=device, progress=progress)
     target = make_target(model, request, device=device, seed=seed, thresholds=thresholds)
@@ -268,8 +297,12 @@ def unlearn(
     report = dampen(candidate, full, forget, alpha=chosen.alpha, lam=lam, parameters=chosen.parameters)
     final = target.measure(candidate)  # what the chosen configuration costs, measured like every trial
     card_fields = {
-        "dataset": request.dataset, "normalization": card.normalization, "classes": card.classes,
-        "image_size": card.image_size, "parent_fingerprint": card.fingerprint,
+        "dataset": request.dataset, "dataset_fingerprint": request.train.fingerprint(),
+        "normalization": card.normalization, "classes": card.classes,
+        "image_size": card.image_size or list(request.train.image_size),
+        "parent_fingerprint": card.fingerprint,
+        # The version whose recipe (train.json) and reference models every descendant shares.
+        "root_fingerprint": card.extra.get("root_fingerprint") or card.fingerprint,
         "unlearning": {"method": full.method, "alpha": chosen.alpha, "cutoff": chosen.cutoff, "lam": lam,
                        "alpha_method": chosen.alpha_method, "scenario": request.scenario,
                        "forget_size": len(request.split.forget)},

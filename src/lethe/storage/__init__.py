@@ -18,7 +18,9 @@ from lethe.storage.artifacts import (
     put_dir,
     put_file,
     recorded_sha256,
+    seal_local_file,
     sha256_file,
+    verify_local_file,
 )
 from lethe.storage.backends import Backend, backend_for, join_uri, register_backend
 from lethe.storage.backends.base import ArtifactNotFoundError
@@ -45,7 +47,9 @@ __all__ = [
     "put_file",
     "recorded_sha256",
     "register_backend",
+    "seal_local_file",
     "sha256_file",
     "split_s3",
     "uri_scheme",
+    "verify_local_file",
 ]

@@ -104,6 +104,20 @@ def _check(actual: str, expected: str, uri: str) -> None:
                              f"the recorded {expected[:12]}...")
 
 
+def seal_local_file(path: str | Path) -> str:
+    """Write the sidecar of a local file the caller has just written itself; returns its sha256."""
+    sha = sha256_file(path)
+    backend_for(str(path)).write_bytes(sidecar_uri(str(path)), _sidecar_text(sha, str(path)))
+    return sha
+
+
+def verify_local_file(path: str | Path) -> str:
+    """Check a local file against its sidecar (a missing one is refused); returns its sha256."""
+    expected = recorded_sha256(str(path))
+    _check(sha256_file(path), expected, str(path))
+    return expected
+
+
 def get_file(uri: str, dest: str | Path, *, expected_sha256: str | None = None) -> Path:
     """Copy the artifact to `dest` after checking its sha256; `dest` is untouched on a mismatch."""
     expected = recorded_sha256(uri)
@@ -160,4 +174,7 @@ def get_dir(uri: str, dest_dir: str | Path) -> Path:
         if dest_dir.resolve() not in target.parents:
             raise IntegrityError(f"the manifest of {uri} names a path outside the directory: {relative}")
         get_file(join_uri(uri, relative), target, expected_sha256=sha)
+        # The stored sidecar, written beside the verified copy too: a model directory (whose own
+        # sidecars put_dir stores as its files' sidecars, the same text) comes back loadable.
+        target.with_name(target.name + SIDECAR_SUFFIX).write_bytes(_sidecar_text(sha, str(target)))
     return dest_dir

@@ -155,7 +155,29 @@ class Importances(Mapping[str, torch.Tensor]):
             raise ImportancesError(f"cannot read importances from {path}: {exc}") from exc
         if raw is None:
             raise ImportancesError(f"{path} holds tensors but no lethe importances metadata")
-        return cls(values, **json.loads(raw))
+        return cls(values, **_checked_metadata(raw, path))
+
+
+_METADATA_TYPES = {"method": str, "batch_size": int, "num_batches": int, "num_samples": int,
+                   "model_fingerprint": str}
+
+
+def _checked_metadata(raw: str, path: str | Path) -> dict[str, Any]:
+    """The keyword arguments in an importances file's metadata, refused unless exactly the expected ones."""
+    try:
+        metadata = json.loads(raw)
+    except ValueError:
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise ImportancesError(f"{path} has malformed importances metadata (not a JSON object)")
+    if set(metadata) != set(_METADATA_TYPES):
+        raise ImportancesError(f"{path} has malformed importances metadata: keys {sorted(metadata)}, "
+                               f"expected {sorted(_METADATA_TYPES)}")
+    for key, kind in _METADATA_TYPES.items():
+        value = metadata[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ImportancesError(f"{path} has malformed importances metadata: {key} is {_short(value)}")
+    return metadata
 
 
 def _short(value: object) -> str:

@@ -1,0 +1,36 @@
+"""Reference models of a model version for the per-example membership test: K trainings in a
+`dsl.ParallelFor` (one GPU each on a cluster), merged into one stored set.
+
+Trained once per root version and reused by every request against it and its descendants; a set
+already stored makes every task a no-op.
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
+from kfp import dsl
+
+from components import merge_reference_models, plan_reference_models, train_reference_model
+from components.platform import configure
+
+NAME = "lethe-reference-models"
+
+
+@dsl.pipeline(name=NAME, description="Train a model version's K reference models on random halves of its "
+                                     "data (in parallel) and store them with their logits.")
+def reference_models_pipeline(
+    model: str = "champion",
+    k: int = 8,
+    seed: int = 0,
+    epochs: int = 0,
+    recipe: str = "",
+) -> None:
+    """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias or a model directory; `epochs` 0: the
+    recipe's; `recipe`: the root version's train.json, for a model registered without one."""
+    plan = plan_reference_models(model=model, k=k, seed=seed, epochs=epochs, recipe=recipe)
+    # Reads the registry and, for a retrained root, the ledger (what it was trained without).
+    configure(plan, needs="ledger", cache=False, display_name="plan reference models")
+    with dsl.ParallelFor(plan.outputs["Output"], name="reference-models") as index:
+        trained = train_reference_model(plan=plan.outputs["plan"], index=index)
+        configure(trained, needs="none", cache=True, display_name="train a reference model")
+    merged = merge_reference_models(plan=plan.outputs["plan"],
+                                    references=dsl.Collected(trained.outputs["reference"]))
+    configure(merged, needs="storage", cache=False, display_name="logits, store the set")

@@ -1,0 +1,44 @@
+"""The retrain remedy: a version's own recipe trained without everything it must forget, then evaluated,
+registered and gated like any candidate (tagged lethe.remedy=retrain).
+
+Subject ids given here are run parameters, visible to whoever can read the run in KFP: GDPR requests
+belong in the ledger, from which the lineage's samples are read anyway.
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
+from kfp import dsl
+
+from components import evaluate, register_retrained, retrain
+from components.platform import configure
+
+NAME = "lethe-retrain"
+
+
+@dsl.pipeline(name=NAME, description="Retrain a model version's recipe without every sample it must forget; "
+                                     "evaluate, register behind the gate.")
+def retrain_pipeline(
+    model: str = "champion",
+    forget_ids: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
+    forget_subjects: list = [],  # noqa: B006
+    forget_class: int = -1,
+    subject_map: str = "",
+    epochs: int = 0,
+    recipe: str = "",
+    model_name: str = "",
+    thresholds: str = "",
+) -> None:
+    """`model`: the version to replace; `forget_*`: samples to leave out on top of those its lineage
+    forgot (`forget_class` -1: none); `epochs` 0: the recipe's; `thresholds`: the gate's limits."""
+    trained = retrain(model=model, forget_ids=forget_ids, forget_subjects=forget_subjects,
+                      forget_class=forget_class, subject_map=subject_map, epochs=epochs, recipe=recipe,
+                      model_name=model_name)
+    # Reads the registry and the ledger (the lineage's requests), and trains (a GPU step: LETHE_GPU_STEPS).
+    configure(trained, needs="ledger", cache=False, display_name="retrain without the forget set")
+    evaluation = evaluate(candidate=trained.outputs["candidate"], parent=trained.outputs["parent"],
+                          forget=trained.outputs["forget"], dataset="", thresholds=thresholds)
+    configure(evaluation, needs="none", cache=True, display_name="evaluate")
+    registered = register_retrained(candidate=trained.outputs["candidate"],
+                                    evaluation=evaluation.outputs["evaluation"],
+                                    forget=trained.outputs["forget"],
+                                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model_name=model_name)
+    configure(registered, needs="registry", cache=False, display_name="register + gate")

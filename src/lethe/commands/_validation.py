@@ -1,0 +1,96 @@
+"""Argument types and checks shared by the commands: bad input is refused before any side effect.
+
+The `type=` callables run while argparse parses, so a bad number or device fails in one line
+before a ledger, a model or a data set is opened. `check_out_dir` runs first thing in a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from lethe.errors import ConfigError, LetheError
+
+#: Seeds go to torch, numpy and random alike; numpy takes 0..2**32-1.
+MAX_SEED = 2**32 - 1
+
+
+def integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (refuses nan, inf, 0 and negatives)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, not {text!r}")
+    return value
+
+
+def _from_lethe_error(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a library check that raises LetheError (argparse wants ArgumentTypeError)."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except LetheError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
+def _device(text: str) -> str:
+    from lethe.devices import resolve_device
+
+    return resolve_device(text)
+
+
+def _alpha(text: str) -> str | float:
+    from lethe.steps.alpha import parse_alpha
+
+    return parse_alpha(text)
+
+
+device_argument = _from_lethe_error(_device)
+alpha_argument = _from_lethe_error(_alpha)
+
+
+def check_out_dir(path: str | Path, *, flag: str = "--out",
+                  sources: tuple[str | Path | None, ...] = ()) -> None:
+    """Refuse an output directory that is a file, lies under a file, or is one of `sources` (an input).
+
+    `s3://` destinations are left to the storage layer.
+    """
+    if str(path).startswith("s3://"):
+        return
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {target} is an existing file, not a directory")
+    for parent in target.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {target}: {parent} is a file, not a directory")
+            break
+    for source in sources:
+        if source is not None and not str(source).startswith("s3://") and target.exists() \
+                and Path(source).exists() and target.resolve() == Path(source).resolve():
+            raise ConfigError(f"{flag} {target} is the input model directory: write the result elsewhere")

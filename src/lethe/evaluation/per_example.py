@@ -1,0 +1,311 @@
+"""The per-example membership test: was this sample still recognised as training data?
+
+Offline LiRA (Carlini et al. 2022), forward passes only. For each forget sample the target model's
+logit-scaled confidence on the sample's label, φ = log p_y − log(1 − p_y), is compared with the
+reference models that never saw the sample ("out"): a one-sided z-score against their mean. With few
+out models per sample (K reference models on random halves leave about K/2), a per-sample variance is
+noise, so the variance is pooled over samples; the z-score uses the predictive spread
+σ·sqrt(1 + 1/n_out), so that samples with two out models and held-out samples with K are on one scale.
+
+A sample is flagged when its score exceeds a threshold set at a fixed false-positive rate on one half
+of the held-out non-members (test samples: out of every reference and of the target); the share
+reported for non-members comes from the other half, so it is a measurement, not the FPR by
+construction. Each request's flagged share, parent and candidate, carries a 95% Wilson interval: a
+percentile bootstrap of 0 flagged out of 10 is [0, 0], which claims a certainty 10 samples cannot give.
+
+Outcomes per request and FPR (`m` = the model's non-member share, `m_hi` its upper bound):
+- `still_flagged`: the candidate's share is above the non-member share (its lower bound > m_hi);
+- `removed`: the parent's share is above it and the candidate's is not;
+- `not_memorised`: the parent's share is below m + margin with 95% confidence (the samples looked
+  unseen before erasure, so the evidence claims no removal);
+- `inconclusive`: neither, too few samples for the interval to tell.
+A request's outcome is the first of still_flagged, removed, not_memorised, inconclusive reached at any
+FPR. The margin is the gate's member-rate gap (`subject_member_rate_gap_max`): the same quantity,
+a flagged share above the non-member share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from lethe.errors import EvaluationError
+
+PER_EXAMPLE_FPRS = (0.01, 0.05)
+#: Below this many out models a sample's own variance is noise; LiRA's offline variant pools it.
+MIN_OUT_MODELS_FOR_OWN_VARIANCE = 32
+#: Share above the non-member share still read as "not memorised" (the gate's member-rate gap).
+DEFAULT_MARGIN = 0.05
+OUTCOMES = ("removed", "not_memorised", "still_flagged", "inconclusive")
+#: A request's outcome over several FPRs: the first of these that any FPR reached (each is a claim
+#: about that FPR's test; "not memorised" at 1% stands even where 5% cannot tell).
+OUTCOME_PRECEDENCE = ("still_flagged", "removed", "not_memorised", "inconclusive")
+Z_95 = 1.959963984540054
+
+
+def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """φ = log p_y − log(1 − p_y) = z_y − logsumexp(z_k, k ≠ y), over the last axis; float64.
+
+    Stable where p_y rounds to 1 (a memorised sample): no softmax is ever formed."""
+    z = logits.double()
+    labels = labels.to(torch.int64).expand(z.shape[:-1]).unsqueeze(-1)
+    own = z.gather(-1, labels).squeeze(-1)
+    others = z.scatter(-1, labels, float("-inf"))
+    return own - torch.logsumexp(others, dim=-1)
+
+
+def pooled_variance(reference_phi: torch.Tensor, out_mask: torch.Tensor) -> float:
+    """Variance of φ over the out models, pooled over samples ([K, n] each): Σ (φ − mean_i)² / Σ (n_i − 1)."""
+    out = out_mask.to(torch.bool)
+    counts = out.sum(dim=0)
+    means = torch.where(out, reference_phi, 0.0).sum(dim=0) / counts.clamp(min=1)
+    squares = torch.where(out, (reference_phi - means) ** 2, 0.0).sum(dim=0)
+    dof = (counts - 1).clamp(min=0)
+    if int(dof.sum()) == 0:
+        raise EvaluationError("the reference models leave no sample out twice: no variance to pool")
+    return float(squares[dof > 0].sum() / dof.sum())
+
+
+def lira_scores(target_logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor,
+                out_mask: torch.Tensor, *, variance: float | None = None) -> torch.Tensor:
+    """One-sided offline-LiRA z-scores [n] (float64; higher = more member-like; NaN where no reference
+    model left the sample out).
+
+    `target_logits` [n, C], `labels` [n], `reference_logits` [K, n, C], `out_mask` [K, n] (True where the
+    sample was out of that reference model's training half). `variance`: the pooled variance of φ
+    (default: pooled over these samples); samples with at least MIN_OUT_MODELS_FOR_OWN_VARIANCE out
+    models use their own."""
+    if reference_logits.ndim != 3 or reference_logits.shape[1:] != target_logits.shape:
+        raise EvaluationError(f"reference logits {tuple(reference_logits.shape)} do not match the target's "
+                              f"{tuple(target_logits.shape)} (expected [K, n, C])")
+    return scores_from_confidences(logit_confidence(target_logits, labels),
+                                   logit_confidence(reference_logits, labels), out_mask, variance=variance)
+
+
+def scores_from_confidences(phi: torch.Tensor, reference_phi: torch.Tensor, out_mask: torch.Tensor, *,
+                            variance: float | None = None) -> torch.Tensor:
+    """`lira_scores` on confidences already computed: the target's φ [n], the references' φ [K, n] (the
+    reference side is computed once per evaluation and shared by the parent and the candidate)."""
+    out = out_mask.to(torch.bool)
+    if out.shape != reference_phi.shape or reference_phi.shape[1:] != phi.shape:
+        raise EvaluationError(f"the out mask {tuple(out.shape)} does not match the reference models' "
+                              f"confidences {tuple(reference_phi.shape)} on {len(phi)} samples")
+    counts = out.sum(dim=0)
+    means = torch.where(out, reference_phi, 0.0).sum(dim=0) / counts.clamp(min=1)
+    pooled = pooled_variance(reference_phi, out) if variance is None else float(variance)
+    own = torch.where(out, (reference_phi - means) ** 2, 0.0).sum(dim=0) / (counts - 1).clamp(min=1)
+    spread = torch.where(counts >= MIN_OUT_MODELS_FOR_OWN_VARIANCE, own, torch.full_like(own, pooled))
+    scale = torch.sqrt(spread.clamp(min=1e-12) * (1 + 1 / counts.clamp(min=1)))
+    scores = (phi - means) / scale
+    return torch.where(counts > 0, scores, torch.full_like(scores, float("nan")))
+
+
+def calibrate_threshold(non_member_scores: torch.Tensor, fpr: float) -> float:
+    """The score above which a share `fpr` of these non-members lies (NaN scores ignored)."""
+    if not 0 < fpr < 1:
+        raise EvaluationError(f"the false-positive rate must be in (0, 1), got {fpr}")
+    scores = non_member_scores[~torch.isnan(non_member_scores)].double()
+    if len(scores) < math.ceil(1 / fpr):
+        raise EvaluationError(f"calibrating at {fpr:.0%} FPR needs at least {math.ceil(1 / fpr)} held-out "
+                              f"non-members, got {len(scores)}")
+    return float(torch.quantile(scores, 1 - fpr, interpolation="higher"))
+
+
+@dataclass(frozen=True)
+class Share:
+    """`flagged` of `n` samples scored above the threshold; 95% Wilson interval of the share."""
+
+    flagged: int
+    n: int
+    share: float
+    ci_low: float
+    ci_high: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share (sound at 0 and n successes, unlike a bootstrap)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def flagged_share(scores: torch.Tensor, threshold: float) -> Share:
+    """The share of (scored, non-NaN) samples above `threshold`, with its 95% interval."""
+    scored = scores[~torch.isnan(scores)]
+    n, flagged = len(scored), int((scored > threshold).sum())
+    low, high = wilson_interval(flagged, n)
+    return Share(flagged, n, flagged / n if n else float("nan"), low, high)
+
+
+def outcome_of(parent: Share, candidate: Share, parent_non_member: Share, candidate_non_member: Share, *,
+               margin: float = DEFAULT_MARGIN) -> str:
+    """The request's outcome at one FPR (module docstring)."""
+    if candidate.n and candidate.ci_low > candidate_non_member.ci_high:
+        return "still_flagged"
+    if parent.n and parent.ci_low > parent_non_member.ci_high:
+        return "removed"
+    if parent.n and parent.ci_high <= parent_non_member.share + margin:
+        return "not_memorised"
+    return "inconclusive"
+
+
+def combined_outcome(outcomes: Sequence[str]) -> str:
+    """One outcome from several FPRs' (OUTCOME_PRECEDENCE)."""
+    return next(o for o in OUTCOME_PRECEDENCE if o in outcomes)
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+def _share_words(share: Share) -> str:
+    interval = f"95% CI {_pct(share.ci_low)}–{_pct(share.ci_high)}"
+    return f"{share.flagged} of {share.n} ({_pct(share.share)}, {interval})"
+
+
+def summary_words(outcome: str, fpr: float, result: Mapping[str, Share]) -> str:
+    """One sentence a reviewer or a data subject can read, for the outcome at the deciding FPR."""
+    parent, candidate = result["parent"], result["candidate"]
+    non_member = result["candidate_non_member"]
+    at = f"at {fpr:.0%} false-positive rate"
+    if outcome == "still_flagged":
+        return (f"still flagged: the candidate flags {_share_words(candidate)} of the samples as training "
+                f"data {at}, above the {_pct(non_member.share)} of held-out non-members; the samples are not "
+                "forgotten")
+    if outcome == "removed":
+        return (f"removed: before erasure the parent flagged {_share_words(parent)} of the samples as "
+                f"training data {at}; the candidate flags {_share_words(candidate)}, no more than held-out "
+                f"non-members ({_pct(non_member.share)})")
+    if outcome == "not_memorised":
+        return (f"not memorised before erasure: the parent flagged only {_share_words(parent)} of the "
+                f"samples {at}, like held-out non-members ({_pct(result['parent_non_member'].share)}); the "
+                "model treated them as unseen data already, so this is no evidence of a removal, and none "
+                "was needed")
+    return (f"inconclusive: with {parent.n} sample(s) the 95% interval cannot tell whether the parent had "
+            f"memorised them (parent {_share_words(parent)}, candidate {_share_words(candidate)} {at}); the "
+            "candidate does not flag them above held-out non-members")
+
+
+@dataclass(frozen=True)
+class ReferenceOutputs:
+    """The reference models' logits on one evaluation's samples.
+
+    `forget_logits` [K, n, C] with `forget_out` [K, n] (True: out of that model's training half);
+    `test_logits` [K, m, C] on the held-out non-members (out of every reference model)."""
+
+    forget_logits: torch.Tensor
+    forget_out: torch.Tensor
+    test_logits: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return int(self.forget_logits.shape[0])
+
+
+@dataclass(frozen=True)
+class PerExampleEvidence:
+    """`evidence`: JSON-able (metrics.json); `scores`: role → split → z-scores [n] / [m] (for the plots);
+    `thresholds`: FPR → role → score threshold."""
+
+    evidence: dict
+    scores: dict[str, dict[str, torch.Tensor]]
+    thresholds: dict[float, dict[str, float]]
+
+
+def split_non_members(m: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint halves of m held-out samples: (calibration, reported), seeded."""
+    order = torch.randperm(m, generator=torch.Generator().manual_seed(seed))
+    return order[: m // 2], order[m // 2:]
+
+
+def per_example_evidence(
+    parent_logits: Mapping[str, torch.Tensor],
+    candidate_logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    references: ReferenceOutputs,
+    *,
+    requests: Mapping[str, torch.Tensor] | None = None,
+    fprs: Sequence[float] = PER_EXAMPLE_FPRS,
+    margin: float = DEFAULT_MARGIN,
+    seed: int = 0,
+) -> PerExampleEvidence:
+    """The per-example test for every request: scores, thresholds, shares and outcome at each FPR.
+
+    `parent_logits`, `candidate_logits`, `labels`: "forget" [n, C] / [n] and "test" [m, C] / [m].
+    `requests`: request id → indices into the forget samples (default: one request, "all", of every
+    forget sample). Returns the JSON-able evidence and the scores (for the plots).
+    """
+    n, m = len(labels["forget"]), len(labels["test"])
+    if references.forget_logits.shape[1] != n or references.test_logits.shape[1] != m:
+        raise EvaluationError(f"the reference logits cover {references.forget_logits.shape[1]} forget and "
+                              f"{references.test_logits.shape[1]} test samples; the evaluation has {n} and "
+                              f"{m}")
+    out = {"forget": references.forget_out.to(torch.bool),
+           "test": torch.ones(references.test_logits.shape[:2], dtype=torch.bool)}
+    reference_phi = {"forget": logit_confidence(references.forget_logits, labels["forget"]),
+                     "test": logit_confidence(references.test_logits, labels["test"])}
+    # One pooled variance for both splits, from every out entry: the scores share one scale.
+    variance = pooled_variance(torch.cat([reference_phi["forget"], reference_phi["test"]], dim=1),
+                               torch.cat([out["forget"], out["test"]], dim=1))
+    calibration, reported = split_non_members(m, seed=seed)
+    scores = {role: {split: scores_from_confidences(logit_confidence(logits[split], labels[split]),
+                                                    reference_phi[split], out[split], variance=variance)
+                     for split in ("forget", "test")}
+              for role, logits in (("parent", parent_logits), ("candidate", candidate_logits))}
+    thresholds = {f: {role: calibrate_threshold(scores[role]["test"][calibration], f) for role in scores}
+                  for f in fprs}
+
+    def shares_of(indices: torch.Tensor, f: float) -> dict[str, Share]:
+        shares = {role: flagged_share(scores[role]["forget"][indices], thresholds[f][role])
+                  for role in scores}
+        shares.update({f"{role}_non_member": flagged_share(scores[role]["test"][reported],
+                                                           thresholds[f][role]) for role in scores})
+        return shares
+
+    requests = requests if requests is not None else {"all": torch.arange(n)}
+    per_request = {}
+    for request_id, indices in requests.items():
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        by_fpr, outcomes = {}, []
+        for f in fprs:
+            shares = shares_of(indices, f)
+            outcome = outcome_of(shares["parent"], shares["candidate"], shares["parent_non_member"],
+                                 shares["candidate_non_member"], margin=margin)
+            outcomes.append(outcome)
+            by_fpr[f"{f:g}"] = {"outcome": outcome, "threshold": thresholds[f],
+                                **{k: v.to_dict() for k, v in shares.items()}, "_shares": shares}
+        outcome = combined_outcome(outcomes)
+        deciding = next(key for key, value in by_fpr.items() if value["outcome"] == outcome)
+        summary = summary_words(outcome, float(deciding), by_fpr[deciding]["_shares"])
+        for value in by_fpr.values():
+            del value["_shares"]
+        scored = int((~torch.isnan(scores["parent"]["forget"][indices])).sum())
+        per_request[request_id] = {"outcome": outcome, "summary": summary, "deciding_fpr": float(deciding),
+                                   "num_samples": len(indices), "num_scored": scored, "fpr": by_fpr}
+    evidence = {
+        "method": "offline LiRA: logit-scaled confidence against reference models that did not train on the "
+                  "sample, threshold at a fixed FPR on held-out non-members",
+        "reference_models": references.k,
+        "variance": ("pooled over samples" if references.k < 2 * MIN_OUT_MODELS_FOR_OWN_VARIANCE else
+                     f"per sample where at least {MIN_OUT_MODELS_FOR_OWN_VARIANCE} models left it out"),
+        "pooled_variance": variance,
+        "fprs": [float(f) for f in fprs],
+        "margin": margin,
+        "non_members": {"calibration": len(calibration), "reported": len(reported)},
+        "requests": per_request,
+        # Every forget sample together (the run's figures for trackers; the outcome is per request).
+        "overall": {f"{f:g}": {k: v.to_dict() for k, v in shares_of(torch.arange(n), f).items()}
+                    for f in fprs},
+        "outcome": combined_outcome([r["outcome"] for r in per_request.values()]),
+        "outcome_counts": {o: sum(r["outcome"] == o for r in per_request.values()) for o in OUTCOMES},
+    }
+    return PerExampleEvidence(evidence, scores, thresholds)

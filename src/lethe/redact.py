@@ -1,0 +1,51 @@
+"""Keep secrets and personal ids out of messages and logs.
+
+`mask_credentials` hides the password (or token) of every URL in a text; `Redactor` replaces given
+values (subject ids, sample ids) wherever they occur, raw or as JSON escapes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+# scheme://user:secret@host or scheme://token@host: everything between "//" and "@" is credentials.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+MASK = "***"
+REDACTED = "<redacted>"
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, sep, _secret = match.group("userinfo").partition(":")
+    return f"{match.group('scheme')}{user}:{MASK}@" if sep else f"{match.group('scheme')}{MASK}@"
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with the password or token of every URL replaced by ***."""
+    return _URL_CREDENTIALS.sub(_mask_userinfo, str(text))
+
+
+class Redactor:
+    """Replaces each given value (and its JSON-escaped form) in a text by `<redacted>`.
+
+    Values shorter than 6 characters are replaced only as whole tokens: a subject "7" must not
+    blank every 7 in a log."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for value in values:
+            text = str(value)
+            if text.strip():
+                forms.add(text)
+                forms.add(json.dumps(text)[1:-1])  # "Zoë" appears as "Zo\u00eb" in a JSON dump
+        ordered = sorted(forms, key=len, reverse=True)
+        long = [re.escape(v) for v in ordered if len(v) >= 6]
+        short = [rf"(?<![\w-]){re.escape(v)}(?![\w-])" for v in ordered if len(v) < 6]
+        self._pattern = re.compile("|".join(long + short)) if forms else None
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(REDACTED, text) if self._pattern is not None else text

@@ -1,0 +1,321 @@
+"""The per-example membership test, the gate's three outcomes and one story for the reviewer.
+
+A planted memorised subject on digits: a small MLP trained long without weight decay on the digits
+training split in which 10 samples carry a wrong label (the parent memorises them: models that never
+saw them do not), and K=4 reference models on balanced random halves (each sample out of 2). The
+fixture trains 6 such models in about 2 s of CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from lethe.data import SampleSet
+from lethe.evaluation import Check, decide, evaluate_candidate, evidently_disagreements, load_thresholds
+from lethe.evaluation.per_example import (
+    ReferenceOutputs,
+    Share,
+    calibrate_threshold,
+    flagged_share,
+    lira_scores,
+    logit_confidence,
+    outcome_of,
+    per_example_evidence,
+    pooled_variance,
+    wilson_interval,
+)
+from lethe.ledger.certificates import membership_evidence, own_gate
+from lethe.steps.evaluate import membership_scalars
+
+K = 4
+PLANTED = 10
+ORDINARY = 150
+
+
+def _inputs(samples) -> torch.Tensor:
+    return samples.normalization.apply(samples.inputs)
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, seed: int, steps: int = 150) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)  # no weight decay: it memorises
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def planted(digits_train, digits_test) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        order = torch.randperm(len(digits_train), generator=generator)
+        memorised = order[:PLANTED]
+        labels = digits_train.labels.clone()
+        labels[memorised] = (labels[memorised] + torch.randint(1, 10, (PLANTED,), generator=generator)) % 10
+        train = SampleSet(name=digits_train.name, split="train", ids=list(digits_train.ids),
+                          inputs=digits_train.inputs, labels=labels, num_classes=digits_train.num_classes,
+                          normalization=digits_train.normalization)
+        x = _inputs(train)
+        parent = _fit(x, labels, seed=0)
+        # Balanced halves, as lethe.audit draws them: each sample in 2 of the 4 models.
+        ranks = torch.rand(len(labels), K, generator=generator).argsort(dim=1).argsort(dim=1)
+        membership = (ranks < K // 2).T
+        references = [_fit(x[membership[k]], labels[membership[k]], seed=k + 1) for k in range(K)]
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        keep[memorised] = False
+        retrained = _fit(x[keep], labels[keep], seed=99)
+        with torch.no_grad():
+            train_logits = torch.stack([r(x) for r in references])
+            test_logits = torch.stack([r(_inputs(digits_test)) for r in references])
+        # A subject the parent never memorised: typical images, those the models that never saw them
+        # recognise most confidently (chosen from the references alone, never from the parent's scores).
+        # Random images are not that: this parent flags 6% of 150 at 1% FPR, like a real overfit model.
+        out = ~membership
+        phi = logit_confidence(train_logits, labels)
+        typicality = torch.where(out, phi, 0.0).sum(dim=0) / out.sum(dim=0).clamp(min=1)
+        typicality[memorised] = -math.inf
+        ordinary = typicality.argsort(descending=True)[:ORDINARY]
+    finally:
+        torch.set_num_threads(threads)
+    return {"train": train, "parent": parent, "retrained": retrained, "membership": membership,
+            "train_logits": train_logits, "test_logits": test_logits, "memorised": memorised,
+            "ordinary": ordinary}
+
+
+def _touched(model: nn.Module) -> nn.Module:
+    """The model with one bias nudged: parameters changed, predictions not (the gate refuses identity)."""
+    touched = copy.deepcopy(model)
+    with torch.no_grad():
+        touched[-1].bias.mul_(1.0001)
+    return touched
+
+
+def _evaluate(planted: dict, digits_test, rows: torch.Tensor, candidate: nn.Module, out_dir, *,
+              requests=None, with_references: bool = True) -> dict:
+    train = planted["train"]
+    forget = train.subset(rows)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[rows] = False
+    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
+                                  planted["test_logits"]) if with_references else None
+    return evaluate_candidate(candidate, planted["parent"], retain=train.subset(keep.nonzero().flatten()),
+                              forget=forget, test=digits_test, scenario="subject", out_dir=out_dir,
+                              device="cpu", progress=False, references=references, requests=requests)
+
+
+# --- the statistics ------------------------------------------------------------------------------
+
+
+def test_logit_confidence_is_log_odds_of_the_label_and_stable() -> None:
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0]])
+    p = torch.softmax(logits.double(), dim=1)[torch.arange(2), torch.tensor([0, 2])]
+    assert torch.allclose(logit_confidence(logits, torch.tensor([0, 2])), torch.log(p / (1 - p)))
+    # A memorised sample: p_y rounds to 1 in float32; φ stays finite and exact (z_y − z_other).
+    assert logit_confidence(torch.tensor([[60.0, 0.0]]), torch.tensor([0])).item() == pytest.approx(60.0)
+
+
+def test_lira_scores_pool_the_variance_and_skip_samples_never_out() -> None:
+    reference = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]], [[2.0, 0.0]]]).repeat(1, 2, 1)  # [K=3, n=2, C=2]
+    out = torch.tensor([[True, False], [True, False], [False, False]])
+    labels = torch.tensor([0, 0])
+    variance = pooled_variance(logit_confidence(reference, labels), out)
+    assert variance == pytest.approx(2.0)  # (1 − 2)² + (3 − 2)² over one degree of freedom
+    target = torch.tensor([[2.0 + 2.0, 0.0], [9.0, 0.0]])
+    scores = lira_scores(target, labels, reference, out)
+    assert scores[0].item() == pytest.approx(2.0 / math.sqrt(2.0 * 1.5))  # predictive spread, n_out = 2
+    assert math.isnan(scores[1].item())  # no model left it out: no evidence either way
+
+
+def test_calibration_and_shares() -> None:
+    scores = torch.arange(1000, dtype=torch.float64)
+    threshold = calibrate_threshold(scores, 0.05)
+    assert float((scores > threshold).double().mean()) == pytest.approx(0.05, abs=0.002)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-3)  # a bootstrap would say [0, 0]
+    share = flagged_share(torch.tensor([0.0, 5.0, float("nan"), 6.0]), 1.0)
+    assert (share.flagged, share.n) == (2, 3)
+
+
+def test_the_outcome_of_each_case() -> None:
+    non_member = Share(9, 180, 0.05, 0.026, 0.093)
+
+    def share(k: int, n: int) -> Share:
+        return Share(k, n, k / n, *wilson_interval(k, n))
+
+    assert outcome_of(share(10, 10), share(9, 10), non_member, non_member) == "still_flagged"
+    assert outcome_of(share(10, 10), share(0, 10), non_member, non_member) == "removed"
+    assert outcome_of(share(2, 200), share(2, 200), non_member, non_member) == "not_memorised"
+    assert outcome_of(share(1, 10), share(1, 10), non_member, non_member) == "inconclusive"
+
+
+# --- the gate's three outcomes on a planted memorised subject -------------------------------------
+
+
+def test_the_gate_refuses_a_candidate_that_still_flags_a_memorised_subject(planted, digits_test,
+                                                                           tmp_path) -> None:
+    metrics = _evaluate(planted, digits_test, planted["memorised"], _touched(planted["parent"]), tmp_path,
+                        requests={"req-memorised": list(range(PLANTED))})
+    request = metrics["per_example"]["requests"]["req-memorised"]
+    assert request["outcome"] == "still_flagged"
+    gate = metrics["gate"]
+    assert gate["decision"] == "review" and gate["membership_test"] == "per-example"
+    failed = [c["name"] for c in gate["checks"] if not c["passed"]]
+    assert failed == ["per_example_still_flagged"]  # accuracies and parameters are fine: memorisation is not
+    assert "request req-memorised: still flagged" in gate["reasons"][0]
+    assert "lethe retrain" in gate["reasons"][0]
+    # The evidence a reviewer reads: no Evidently test contradicts the gate, and one of them fails.
+    report = json.loads((tmp_path / "report.json").read_text())
+    checks = [Check(**c) for c in gate["checks"]]
+    assert evidently_disagreements(report, checks) == []
+    assert any(t["status"] == "FAIL" and t["check"] == "per_example_still_flagged" for t in report["tests"])
+    assert {"forget", "retain", "test", "gate"} <= set(report["sections"])
+    html = (tmp_path / "report.html").read_text()
+    assert "candidate: Accuracy" in html and "parent: Accuracy" in html
+    assert "per_example_still_flagged" in html
+    assert {"per_example.png", "gate.png"} <= set(metrics["evidence"]["plots"])
+
+
+def test_a_subject_never_memorised_passes_and_the_evidence_says_so(planted, digits_test, tmp_path) -> None:
+    started = time.perf_counter()
+    metrics = _evaluate(planted, digits_test, planted["ordinary"], _touched(planted["parent"]), tmp_path)
+    request = metrics["per_example"]["requests"]["all"]
+    assert request["outcome"] == "not_memorised", request["summary"]
+    gate = metrics["gate"]
+    assert gate["decision"] == "pass", gate["reasons"]
+    assert any("not memorised before erasure" in note and "no evidence of a removal" in note
+               for note in gate["notes"])
+    # The population attack's forget-over-test check would have refused it: it no longer decides.
+    assert "forget_accuracy_over_test" not in {c["name"] for c in gate["checks"]}
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert evidently_disagreements(report, [Check(**c) for c in gate["checks"]]) == []
+    assert all(t["status"] == "SUCCESS" for t in report["tests"]) and report["tests"]
+    assert time.perf_counter() - started < 60
+
+
+def test_a_candidate_that_forgot_the_memorised_subject_is_a_removal(planted, digits_test, tmp_path) -> None:
+    metrics = _evaluate(planted, digits_test, planted["memorised"], planted["retrained"], tmp_path)
+    request = metrics["per_example"]["requests"]["all"]
+    assert request["outcome"] == "removed", request["summary"]
+    assert request["summary"].startswith("removed: before erasure the parent flagged")
+    scalars = membership_scalars(metrics)
+    assert scalars["per_example_requests_removed"] == 1.0
+    assert scalars["per_example_parent_share_fpr5"] > scalars["per_example_candidate_share_fpr5"]
+
+
+def test_without_references_the_population_attack_decides_and_is_called_weak(planted, digits_test,
+                                                                               tmp_path) -> None:
+    metrics = _evaluate(planted, digits_test, planted["memorised"], _touched(planted["parent"]), tmp_path,
+                        with_references=False)
+    gate = metrics["gate"]
+    assert gate["membership_test"] == "population" and metrics["per_example"] is None
+    assert any("weak evidence" in note for note in gate["notes"])
+    assert {"forget_accuracy_over_test", "member_rate_gap"} <= {c["name"] for c in gate["checks"]}
+
+
+def test_the_per_example_test_of_a_100_sample_request_is_fast(planted, digits_test) -> None:
+    rows = planted["ordinary"][:100]
+    with torch.no_grad():
+        x, test_x = _inputs(planted["train"]), _inputs(digits_test)
+        logits = {"forget": planted["parent"](x[rows]), "test": planted["parent"](test_x)}
+    labels = {"forget": planted["train"].labels[rows], "test": digits_test.labels}
+    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
+                                  planted["test_logits"])
+    started = time.perf_counter()
+    evidence = per_example_evidence(logits, logits, labels, references)
+    assert time.perf_counter() - started < 5.0
+    assert evidence.evidence["requests"]["all"]["num_samples"] == 100
+
+
+# --- the gate, the certificate and the trackers, on recorded evidence -----------------------------
+
+
+def _evidence(outcome: str) -> dict:
+    return {"requests": {"r1": {"outcome": outcome, "summary": f"{outcome.replace('_', ' ')}: words",
+                                "fpr": {"0.05": {"outcome": outcome}}},
+                         "r2": {"outcome": "removed", "summary": "removed: words", "fpr": {}}}}
+
+
+def test_the_gate_reads_the_per_example_outcome() -> None:
+    parent = {"retain_accuracy": 0.99, "test_accuracy": 0.95, "forget_accuracy": 1.0, "mia": {"gap": 0.3}}
+    candidate = {**parent, "parameters_changed": True}
+    refused = decide(parent, candidate, "subject", per_example=_evidence("still_flagged"))
+    assert refused.decision == "review" and "request r1: still flagged" in refused.reasons[0]
+    assert "approve this version with a reason" in refused.reasons[0]
+    passed = decide(parent, candidate, "subject", per_example=_evidence("not_memorised"))
+    assert passed.decision == "pass" and "request r1: not memorised: words" in passed.notes
+    assert any("population attack's member-rate gap is 0.300" in n for n in passed.notes)
+    weak = decide(parent, candidate, "subject", load_thresholds())
+    assert weak.decision == "review" and weak.membership_test == "population"
+
+
+def test_a_certificate_holds_its_own_request_outcome_only() -> None:
+    parent = {"retain_accuracy": 0.99, "test_accuracy": 0.95, "forget_accuracy": 1.0, "mia": {"gap": 0.0}}
+    gate = decide(parent, {**parent, "parameters_changed": True}, "subject",
+                  per_example=_evidence("not_memorised")).to_dict()
+    mine = membership_evidence(gate, "r1")
+    assert mine["outcome"] == "not_memorised" and mine["evidence"].startswith("not memorised")
+    assert mine["scope"] == "this request's samples"
+    kept = own_gate(gate, "r1")
+    assert "requests" not in kept and not any("r2" in note for note in kept["notes"])
+    population = decide(parent, {**parent, "parameters_changed": True}, "subject").to_dict()
+    assert "weak evidence" in membership_evidence(population, "r1")["evidence"]
+
+
+def test_the_evaluate_step_finds_the_version_references_and_judges_each_request(
+        digits_convnet_dir, digits_train, digits_test, tmp_path) -> None:
+    from lethe.audit import ReferenceSet, references_uri
+    from lethe.audit.recipe import root_fingerprint
+    from lethe.errors import AuditError
+    from lethe.evaluation.forward import predict_logits
+    from lethe.models import load_model
+    from lethe.steps.evaluate import evaluate
+
+    model, card = load_model(digits_convnet_dir)
+    generator = torch.Generator().manual_seed(0)
+    # Stand-in references (the wiring is under test, not the statistics): the model's logits, jittered.
+    train_logits, test_logits = (predict_logits(model, s.batches(512, with_labels=False), progress=False)
+                                 for s in (digits_train, digits_test))
+    jitter = [torch.randn((K, *t.shape), generator=generator) for t in (train_logits, test_logits)]
+    ranks = torch.rand(len(digits_train), K, generator=generator).argsort(dim=1).argsort(dim=1)
+    root = str(tmp_path / "audit")
+    references = ReferenceSet(
+        k=K, train_ids=list(digits_train.ids), membership=(ranks < K // 2).T.contiguous(),
+        train_logits=train_logits + jitter[0], test_logits=test_logits + jitter[1],
+        model_fingerprint=root_fingerprint(card), dataset_fingerprint=digits_train.fingerprint(), recipe={},
+        uri="", test_ids=list(digits_test.ids))
+    references.save(references_uri(root_fingerprint(card), root))
+    ids = list(digits_train.ids[:30])
+    requests = {"req-a": ids[:10], "req-b": ids[10:]}
+    result = evaluate(digits_convnet_dir, digits_convnet_dir, "digits", forget_ids=ids, scenario="subject",
+                      out_dir=tmp_path / "evidence", progress=False, requests=requests, references_root=root)
+    per_example = result.metrics["per_example"]
+    assert set(per_example["requests"]) == {"req-a", "req-b"} and per_example["reference_models"] == K
+    assert [per_example["requests"][r]["num_samples"] for r in ("req-a", "req-b")] == [10, 20]
+    assert result.gate["membership_test"] == "per-example"
+    assert set(result.gate["requests"]) == {"req-a", "req-b"}
+    assert {"per_example_candidate_share_fpr1", "per_example_parent_ci_high_fpr5",
+            "per_example_requests_still_flagged", "candidate_mia_gap_ci_low"} <= set(result.scalars)
+    # Without reference models: the population attack, said to be weak.
+    plain = evaluate(digits_convnet_dir, digits_convnet_dir, "digits", forget_ids=ids, scenario="subject",
+                     out_dir=tmp_path / "plain", progress=False, references_root=str(tmp_path / "none"))
+    assert plain.gate["membership_test"] == "population" and plain.metrics["per_example"] is None
+    # References of other data are refused, not compared.
+    from dataclasses import replace
+
+    replace(references, dataset_fingerprint="0" * 64).save(references_uri(root_fingerprint(card), root))
+    with pytest.raises(AuditError, match="prepare references for this data"):
+        evaluate(digits_convnet_dir, digits_convnet_dir, "digits", forget_ids=ids, scenario="subject",
+                 out_dir=tmp_path / "other", progress=False, references_root=root)
