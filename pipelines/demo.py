@@ -3,7 +3,7 @@
 1. a data set: Fashion-MNIST (the Debian package `dataset-fashion-mnist`), else the bundled digits;
 2. a `convnet` trained on it (reused when already trained), registered in MLflow as `champion`;
 3. erasure requests for a few subjects (synthetic subject map), and one for a subject the data
-   does not know (it fails, with its reason);
+   does not know, refused when filed (as `lethe request add` refuses it);
 4. the scheduled deletion pipeline, run through kfp.local: collect → importances (cached) →
    unlearn → evaluate → register + gate → refresh importances → finalize the requests;
 5. one whole class forgotten on demand (the unlearning pipeline, scenario `class`): a class is a
@@ -93,13 +93,15 @@ def run_demo(options: DemoOptions) -> DemoResult:
         from lethe.registry import PromotionDecision, Registry
 
         base = Registry().register_version(model_dir, gate=PromotionDecision(True, ("base model",)),
-                                           scenario="subject", run_name="base-model")
+                                           scenario="base", run_name="base-model")
         say(f"    registered as version {base.version}, alias champion")
         mark = lap("model", mark)
 
         say(f"[3/6] erasure requests: {options.subjects} subjects, and one subject the data does not know")
-        request_ids = file_requests(dataset, options.subjects)
+        request_ids, refused = file_requests(dataset, options.subjects)
         say(f"    {len(request_ids)} requests pending")
+        for refusal in refused:
+            say(f"    refused when filed: {refusal}")
         mark = lap("requests", mark)
 
         runs = []
@@ -121,8 +123,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
         requests = collect_requests_states()
     seconds["total"] = round(time.perf_counter() - clock, 1)
     return DemoResult(home=home, dataset=dataset, fallback_reason=fallback, model_dir=model_dir,
-                      trained=trained, runs=runs, versions=versions, requests=requests, champion=champion,
-                      seconds=seconds)
+                      trained=trained, runs=runs, versions=versions, requests=requests, refused=refused,
+                      champion=champion, seconds=seconds)
 
 
 def main(options: DemoOptions) -> int:

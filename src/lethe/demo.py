@@ -5,7 +5,7 @@
 1. a data set: Fashion-MNIST (the Debian package `dataset-fashion-mnist`), else the bundled digits;
 2. a `convnet` trained on it (reused when already trained), registered in MLflow as `champion`;
 3. erasure requests for a few subjects (synthetic subject map), and one for a subject the data
-   does not know (it fails, with its reason);
+   does not know: refused when filed, as `lethe request add` refuses it, so it never reaches a run;
 4-6. the pipelines, through kfp.local (see `pipelines.demo`);
 7. a summary: accuracies and member rates before/after, the gate, the champion, the requests'
    states, where each Evidently report lies.
@@ -70,6 +70,7 @@ class DemoResult:
     runs: list[dict[str, Any]] = field(default_factory=list)  # one per pipeline run
     versions: list[dict[str, Any]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # requests refused at filing, and why
     champion: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -166,47 +167,66 @@ def ensure_model(home: Path, dataset: str, *, epochs: int, retrain: bool,
     return model_dir, True
 
 
-def file_requests(dataset: str, count: int) -> list[str]:
-    """Erasure requests for the first `count` subjects of the synthetic map, and one unknown subject."""
+def file_requests(dataset: str, count: int) -> tuple[list[str], list[str]]:
+    """Erasure requests for the first `count` subjects of the synthetic map, each checked as `lethe
+    request add` checks it, and one for an unknown subject, which that check refuses: (the ids of
+    the requests filed, the refusals)."""
     from lethe.data import load_dataset, subject_map
+    from lethe.errors import UnknownSamplesError
     from lethe.ledger import Ledger
+    from lethe.steps.collect import check_request
 
     subjects = sorted(subject_map(load_dataset(dataset, "train")))[:count]
     ledger = Ledger()
-    return [ledger.add(subject).request.id for subject in [*subjects, UNKNOWN_SUBJECT]]
+
+    def check(subject_hashes: Any, sample_ids: Any) -> None:
+        check_request(subject_hashes, sample_ids, ledger=ledger)
+
+    filed = [ledger.add(subject, check=check).request.id for subject in subjects]
+    refused = []
+    try:
+        filed.append(ledger.add(UNKNOWN_SUBJECT, check=check).request.id)
+    except UnknownSamplesError as exc:
+        refused.append(f"a request for a subject the data does not know: {exc}")
+    return filed, refused
 
 
 def collect_versions() -> tuple[list[dict[str, Any]], str | None]:
     """Every registered version with the numbers a reviewer sees (read back from MLflow)."""
-    from urllib.parse import urlparse
-
     from lethe.registry import Registry
 
     registry = Registry()
-    versions = []
-    for info in registry.versions():
-        entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get("lethe.scenario"),
-                                 "parent": info.parent_version, "gate": info.gate, "review": info.review,
-                                 "alpha": info.tags.get("lethe.alpha"), "requests": len(info.request_ids),
-                                 "champion": info.is_champion, "reasons": info.tags.get("lethe.gate_reasons")}
-        if info.parent_version and info.run_id:
-            run = registry.client.get_run(info.run_id)
-            with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:
-                path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
-                entry["metrics"] = json.loads(Path(path).read_text())
-            artifacts = run.info.artifact_uri
-            report = f"{artifacts}/evidence/report.html"
-            entry["report"] = urlparse(report).path if report.startswith("file:") else report
-        versions.append(entry)
-    return versions, registry.champion_version()
+    return [version_entry(registry, info) for info in registry.versions()], registry.champion_version()
+
+
+def version_entry(registry: Any, info: Any) -> dict[str, Any]:
+    """One registered version (`lethe.registry.VersionInfo`) with its metrics and report location."""
+    from urllib.parse import urlparse
+
+    entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get("lethe.scenario"),
+                             "parent": info.parent_version, "gate": info.gate, "review": info.review,
+                             "alpha": info.tags.get("lethe.alpha"), "requests": len(info.request_ids),
+                             "champion": info.is_champion, "reasons": info.tags.get("lethe.gate_reasons")}
+    if info.parent_version and info.run_id:
+        run = registry.client.get_run(info.run_id)
+        with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:
+            path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
+            entry["metrics"] = json.loads(Path(path).read_text())
+        report = f"{run.info.artifact_uri}/evidence/report.html"
+        entry["report"] = urlparse(report).path if report.startswith("file:") else report
+    return entry
+
+
+def request_entry(request: Any) -> dict[str, Any]:
+    """One erasure request (`lethe.ledger.ErasureRequest`) as the summary shows it."""
+    return {"id": request.id, "state": request.state, "version": request.model_version,
+            "reason": request.reason, "received": request.received_at.isoformat(timespec="seconds")}
 
 
 def collect_requests_states() -> list[dict[str, Any]]:
     from lethe.ledger import Ledger
 
-    return [{"id": r.id, "state": r.state, "version": r.model_version, "reason": r.reason,
-             "received": r.received_at.isoformat(timespec="seconds")}
-            for r in Ledger().list_requests()]
+    return [request_entry(r) for r in Ledger().list_requests()]
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -238,9 +258,38 @@ def summary(result: DemoResult) -> str:
     out.append(f"data set: {source}")
     out.append(f"model: {result.model_dir} ({'trained now' if result.trained else 'reused'})")
     out.append("")
+    out.extend(versions_table(result.versions))
+    out.append(f"champion: version {result.champion}")
+    if any(v.get("review") == "pending" for v in result.versions):
+        out.append("versions that failed the gate wait for a reviewer: "
+                   f"LETHE_HOME={result.home} LETHE_DEMO=1 lethe review approve|reject VERSION "
+                   "--by NAME --reason TEXT")
+    out.append("")
+    out.extend(requests_table(result.requests))
+    for refusal in result.refused:
+        out.append(f"refused when filed: {refusal}")
+    out.append("")
+    out.append("Evidently reports:")
+    for v in result.versions:
+        if v.get("report"):
+            out.append(f"  version {v['version']} ({v['scenario']}): {v['report']}")
+    out.append("")
+    rows = [["pipeline run", "result", "seconds", "tasks"]]
+    for run in result.runs:
+        rows.append([run["label"], "ok" if run["succeeded"] else "FAILED", f"{run['seconds']:.1f}",
+                     str(len(run["tasks"]))])
+    out.append(_table(rows))
+    timing = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    out.append(f"time: {timing}")
+    return "\n".join(out)
+
+
+def versions_table(versions: list[dict[str, Any]]) -> list[str]:
+    """The versions (`version_entry`), before → after, and the reasons of those that failed the gate."""
+    out = []
     rows = [["version", "scenario", "forgets", "alpha", "retain acc", "test acc", "forget acc",
              "forget member rate", "held-out member rate", "gate", "champion"]]
-    for v in result.versions:
+    for v in versions:
         m = v.get("metrics") or {}
         if not m:
             rows.append([v["version"], "base model", "-", "-", "-", "-", "-", "-", "-", v["gate"] or "-",
@@ -259,33 +308,58 @@ def summary(result: DemoResult) -> str:
                      gate, "yes" if v["champion"] else "no"])
     out.append("model versions (before → after):")
     out.append(_table(rows))
-    reasons = [f"  version {v['version']}: {v['reasons']}" for v in result.versions
+    reasons = [f"  version {v['version']}: {v['reasons']}" for v in versions
                if v.get("metrics") and v.get("gate") != "pass" and v.get("reasons")]
     if reasons:
         out.append("gate reasons:")
         out.extend(reasons)
-    out.append(f"champion: version {result.champion}")
-    if any(v.get("review") == "pending" for v in result.versions):
-        out.append("versions that failed the gate wait for a reviewer: "
-                   f"LETHE_HOME={result.home} LETHE_DEMO=1 lethe review approve|reject VERSION "
-                   "--by NAME --reason TEXT")
-    out.append("")
+    return out
+
+
+def requests_table(requests: list[dict[str, Any]]) -> list[str]:
+    """The requests (`request_entry`): state, version, and the reason in full (it says what to fix)."""
     rows = [["request", "state", "version", "reason"]]
-    for r in result.requests:
-        rows.append([r["id"][:8], r["state"], r["version"] or "-", (r["reason"] or "-")[:70]])
-    out.append("erasure requests:")
-    out.append(_table(rows))
-    out.append("")
-    out.append("Evidently reports:")
-    for v in result.versions:
-        if v.get("report"):
-            out.append(f"  version {v['version']} ({v['scenario']}): {v['report']}")
-    out.append("")
-    rows = [["pipeline run", "result", "seconds", "tasks"]]
-    for run in result.runs:
-        rows.append([run["label"], "ok" if run["succeeded"] else "FAILED", f"{run['seconds']:.1f}",
-                     str(len(run["tasks"]))])
-    out.append(_table(rows))
-    timing = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
-    out.append(f"time: {timing}")
-    return "\n".join(out)
+    for r in requests:
+        rows.append([r["id"][:8], r["state"], r["version"] or "-", r["reason"] or "-"])
+    return ["erasure requests:", _table(rows)]
+
+
+@dataclass
+class RunSummary:
+    """What one pipeline run did: the version it registered (if any), the requests it changed (by
+    their state now), and the champion after it. `lethe pipeline run --local` prints it."""
+
+    run_id: str
+    versions: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    champion: str | None
+
+    @property
+    def failed_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["state"] == "failed"]
+
+    def text(self) -> str:
+        out = versions_table(self.versions) if self.versions else ["no model version registered"]
+        out.append(f"champion: version {self.champion or '-'}")
+        if any(v.get("review") == "pending" for v in self.versions):
+            out.append("a version that failed the gate waits for a reviewer: lethe review list; "
+                       "lethe review approve|reject VERSION --by NAME --reason TEXT")
+        if self.requests:
+            out.extend(requests_table(self.requests))
+            counts = {state: sum(r["state"] == state for r in self.requests)
+                      for state in dict.fromkeys(r["state"] for r in self.requests)}
+            out.append(f"{len(self.requests)} request(s): "
+                       + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        return "\n".join(out)
+
+
+def summarize_run(run_id: str) -> RunSummary:
+    """The summary of run `run_id` from the registry (its RUN_TAG) and the ledger (its history)."""
+    from lethe.ledger import Ledger
+    from lethe.registry import Registry
+
+    registry = Registry()
+    version = registry.version_of_run(run_id)
+    versions = [version_entry(registry, version)] if version else []
+    requests = [request_entry(r) for r in Ledger().requests_of_run(run_id)]
+    return RunSummary(run_id, versions, requests, registry.champion_version())

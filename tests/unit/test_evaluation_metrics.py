@@ -99,3 +99,13 @@ def test_constant_outputs_flag_nobody_as_member() -> None:
     features = np.zeros((50, 1))
     result = calibrated_gap(features, features, features[:10], seed=0)
     assert (result.forget_member_rate, result.holdout_member_rate, result.gap) == (0.0, 0.0, 0.0)
+
+
+def test_a_model_that_outputs_nan_is_refused_by_the_forward_pass() -> None:
+    from lethe.evaluation import predict_logits
+
+    model = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        model.bias[1] = float("nan")
+    with pytest.raises(EvaluationError, match="NaN or Inf"):
+        predict_logits(model, [torch.zeros(2, 4)], progress=False, what="candidate")

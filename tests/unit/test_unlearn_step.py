@@ -13,7 +13,7 @@ from matplotlib.image import imread
 
 from lethe.cli import main
 from lethe.data import load_dataset, resolve_forget_set
-from lethe.errors import ConfigError, DataError, EvaluationError, ModelError
+from lethe.errors import ConfigError, DataError, ModelError
 from lethe.models import build_model, load_model, save_model
 from lethe.steps.evaluate import evaluate, resolve_request
 from lethe.steps.unlearn import FULL_IMPORTANCES_FILE, make_target, unlearn
@@ -77,6 +77,9 @@ def test_unlearn_writes_a_loadable_model_and_its_dampening_record(class_run: dic
     record = json.loads((class_run["candidate"] / "dampening.json").read_text())
     assert card.fingerprint == record["candidate_fingerprint"] != record["parent_fingerprint"]
     assert card.extra["parent_fingerprint"] == record["parent_fingerprint"]
+    # The parent is a trained root: its fingerprint is the root every descendant finds its recipe and
+    # reference models by (lethe.audit).
+    assert card.extra["root_fingerprint"] == record["parent_fingerprint"]
     assert record["alpha_method"] == "search" and record["lam"] == 1.0 and record["target_met"]
     # The product default, recorded from the importances it ran with.
     assert record["method"] == card.extra["unlearning"]["method"] == "lfssd"
@@ -241,7 +244,8 @@ def test_bad_input_is_refused_with_a_clear_error(digits_convnet_dir: Path, digit
     with torch.no_grad():
         model.classifier[-1].bias[0] = float("nan")
     save_model(model, tmp_path / "nan", {"dataset": "digits"})
-    with pytest.raises(EvaluationError, match="NaN or Inf"):
+    # A model holding NaN is refused when loaded, before any forward pass (integrity, issue 16).
+    with pytest.raises(ModelError, match="holds NaN or infinite values"):
         evaluate(tmp_path / "nan", digits_convnet_dir, "digits", forget_class=1, scenario="class",
                  out_dir=tmp_path / "z", progress=False)
     assert not (tmp_path / "z").exists()

@@ -31,7 +31,7 @@ def _register(args: argparse.Namespace) -> int:
     read_card(args.model_dir)  # a clear error for anything that is not a model directory
     reason = "registered as champion by `lethe model register`" if args.champion else "registered for review"
     info = Registry(tracking_uri=args.tracking_uri, model_name=args.model_name).register_version(
-        args.model_dir, gate=PromotionDecision(bool(args.champion), (reason,)), scenario="subject",
+        args.model_dir, gate=PromotionDecision(bool(args.champion), (reason,)), scenario="base",
         run_name="base-model")
     if args.json:
         print(json.dumps({"version": info.version, "champion": info.is_champion}))

@@ -19,10 +19,14 @@ import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from lethe.commands._validation import check_out_dir, integer
 from lethe.config import settings
 from lethe.errors import PipelineError
+
+if TYPE_CHECKING:
+    from lethe.demo import RunSummary
 
 DEFAULT_PIPELINE = "scheduled"
 DEFAULT_EXPERIMENT = "lethe"
@@ -79,11 +83,36 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"running pipeline {args.pipeline} with kfp.local (pipeline root {root})", file=sys.stderr)
     run = tooling.run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show)
     where = f"; task logs in {log_path}" if log_path else ""
+    summary = _summary(run.run_id) if args.pipeline in SUMMARIZED else None
+    if summary is not None:
+        print(summary.text())
     if not run.succeeded:
         print(f"pipeline {args.pipeline} FAILED after {run.seconds:.1f} s: {run.error}{where}")
         return 1
+    failed = summary.failed_requests if summary is not None else []
+    if failed:  # a run whose tasks all succeeded may still have honoured none of some requests
+        print(f"pipeline {args.pipeline}: its tasks succeeded in {run.seconds:.1f} s, but {len(failed)} of "
+              f"{len(summary.requests)} request(s) FAILED (reasons above; `lethe request amend|cancel|retry`)"
+              f"{where}")
+        return 1
     print(f"pipeline {args.pipeline} succeeded in {run.seconds:.1f} s{where}")
     return 0
+
+
+# Pipelines that register a version or settle requests: their run ends with what it did.
+SUMMARIZED = ("scheduled", "unlearning")
+
+
+def _summary(run_id: str) -> RunSummary | None:
+    """What the run did (`lethe.demo.summarize_run`); None, said on stderr, when it cannot be read."""
+    from lethe.demo import summarize_run
+    from lethe.errors import LetheError
+
+    try:
+        return summarize_run(run_id)
+    except LetheError as exc:
+        print(f"lethe: cannot summarize run {run_id}: {exc}", file=sys.stderr)
+        return None
 
 
 def submit_command(args: argparse.Namespace) -> int:

@@ -9,12 +9,15 @@ error says so and the same command finishes the ledger's part.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING
 
 from lethe.errors import LedgerError, RegistryError
 
 if TYPE_CHECKING:  # MLflow loads only when a command runs: `lethe --help` stays fast
+    from lethe.ledger import Ledger
     from lethe.registry import Registry
+    from lethe.registry.registry import VersionInfo
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -27,16 +30,32 @@ def list_(args: argparse.Namespace) -> int:
     registry = _registry(args)
     versions = registry.versions() if args.all else registry.pending_reviews()
     champion = registry.champion_version()
+    if args.json:  # every field in full, for scripts (the table shortens the reasons)
+        print(json.dumps({"model": registry.model_name, "champion": champion, "versions": [
+            {"version": v.version, "created": v.created.isoformat(), "parent": v.parent_version,
+             "scenario": v.tags.get("lethe.scenario"), "gate": v.gate, "review": v.review,
+             "champion": v.version == champion, "requests": list(v.request_ids),
+             "gate_reasons": v.tags.get("lethe.gate_reasons", ""),
+             "review_by": v.tags.get("review.by"), "review_reason": v.tags.get("review.reason"),
+             "review_at": v.tags.get("review.at"), "description": v.description} for v in versions]},
+            indent=2))
+        return 0
     print(f"model {registry.model_name}; champion: version {champion or '-'}")
     print(f"{'VERSION':>7}  {'CREATED':16}  {'PARENT':>6}  {'GATE':4}  {'REVIEW':8}  {'REQUESTS':>8}  "
           "REASONS")
     for v in versions:
         reasons = v.tags.get("lethe.gate_reasons", "")
         print(f"{v.version:>7}  {v.created:%Y-%m-%d %H:%M}  {v.parent_version or '-':>6}  {v.gate or '-':4}  "
-              f"{v.review or '-':8}  {len(v.request_ids):>8}  {reasons[:80]}")
+              f"{v.review or '-':8}  {len(v.request_ids):>8}  {_shorten(reasons, 80)}")
     if not versions:
         print("nothing awaits review" if not args.all else "no versions")
+    elif any(len(v.tags.get("lethe.gate_reasons", "")) > 80 for v in versions):
+        print("(reasons shortened: `lethe review list --json` has them in full)")
     return 0
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _decide(args: argparse.Namespace, decision: str) -> int:
@@ -53,8 +72,10 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
     if info.review == "pending":
         info = (registry.approve if decision == "approved" else registry.reject)(
             args.version, by=args.by, reason=args.reason, guard=guard)
-    elif info.review != decision:  # the same decision again only finishes the ledger's part
+    elif info.review != decision:
         raise RegistryError(f"version {info.version} is not awaiting review (review={info.review or 'none'})")
+    else:  # the same decision again only finishes the ledger's part: say so, and that it records nothing
+        return _repeated(args, decision, info, ledger)
     try:
         requests = ledger.resolve_review(info.version, approved=decision == "approved",
                                          by=args.by, reason=args.reason)
@@ -70,6 +91,26 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
     return 0
 
 
+def _repeated(args: argparse.Namespace, decision: str, info: VersionInfo, ledger: Ledger) -> int:
+    """The decision a version already has, again: MLflow keeps the first one (its reviewer and reason);
+    the ledger's part is finished if a failure left it undone."""
+    try:
+        requests = ledger.resolve_review(info.version, approved=decision == "approved",
+                                         by=args.by, reason=args.reason)
+    except LedgerError as exc:
+        raise LedgerError(f"version {info.version} is {decision} in MLflow, but the ledger was not updated: "
+                          f"{exc}; run the same command again to finish") from exc
+    first = (f"version {info.version} was already {decision} by {info.tags.get('review.by', '?')} at "
+             f"{info.tags.get('review.at', '?')} ({info.tags.get('review.reason', '')})")
+    if requests:
+        state = "fulfilled" if decision == "approved" else "back to pending"
+        print(f"{first}; the ledger had not followed: {len(requests)} request(s) now {state}. "
+              "This decision's reviewer and reason were not recorded.")
+    else:
+        print(f"{first}: nothing changed; this decision's reviewer and reason were not recorded.")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--tracking-uri", default=None,
@@ -81,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("list", parents=[common], help="versions awaiting review")
     p.add_argument("--all", action="store_true", help="every version, not only those awaiting review")
+    p.add_argument("--json", action="store_true", help="print JSON, reasons in full")
     p.set_defaults(func=list_)
     choices = (("approve", "approved", "make it the champion and fulfil its requests"),
                ("reject", "rejected", "keep the champion; its requests go back to pending"))

@@ -149,7 +149,7 @@ WEAK_ATTACK_NOTE = (
     "no reference models for this version: membership was tested only by the population attack "
     "(entropy/loss features), which sits near chance on a model that generalises and does not see a "
     "person's memorised (atypical or mislabelled) images; this is weak evidence of forgetting. Prepare "
-    "the version's reference models for the per-example test")
+    "the version's reference models (`lethe audit prepare`) for the per-example test")
 #: What to do about a request whose samples the candidate still flags.
 REMEDY = ("remedy: retrain without the request's samples (`lethe retrain`), or approve this version with a "
           "reason (`lethe review approve VERSION --by NAME --reason TEXT`)")

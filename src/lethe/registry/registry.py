@@ -144,6 +144,24 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+# The description's promotion line of a version awaiting review; a decision replaces it.
+AWAITS_REVIEW = "Not promoted: waits for a reviewer (`lethe review approve|reject`)."
+CHAMPION_MOVED_ON = "Not promoted: the champion moved on; re-run from the current champion."
+
+
+def reviewed_description(description: str, decision: str, by: str, at: str, reason: str) -> str:
+    """The description after a reviewer's decision: the line saying it waits for one is replaced by
+    the decision (appended when no such line is there), so the description stays true."""
+    outcome = "promoted to champion" if decision == "approved" else "not promoted"
+    line = f"{decision.capitalize()} by {by} at {at}: {reason} ({outcome})."
+    lines = description.split("\n")
+    for index, text in enumerate(lines):
+        if text in (AWAITS_REVIEW, CHAMPION_MOVED_ON):
+            lines[index] = line
+            return "\n".join(lines)
+    return f"{description}\n{line}" if description else line
+
+
 def describe(*, parent: str | None, scenario: str, alpha: float | None, lam: float | None,
              method: str | None, total: int, new: int, gate: PromotionDecision, metrics: Mapping[str, float],
              importances_uri: str | None, promoted: bool) -> str:
@@ -159,9 +177,8 @@ def describe(*, parent: str | None, scenario: str, alpha: float | None, lam: flo
                  f"Honours {total} erasure request(s), {new} new in this version."]
     verdict = "PASS" if gate.passed else "FAIL"
     lines.append(f"Gate: {verdict}" + (" — " + "; ".join(gate.reasons) if gate.reasons else "."))
-    lines.append("Promoted to champion." if promoted else
-                 "Not promoted: waits for a reviewer (`lethe review approve|reject`)." if not gate.passed else
-                 "Not promoted: the champion moved on; re-run from the current champion.")
+    lines.append("Promoted to champion." if promoted
+                 else AWAITS_REVIEW if not gate.passed else CHAMPION_MOVED_ON)
     if metrics:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(metrics.items())[:16])
         lines.append(f"Metrics: {shown}.")
@@ -535,8 +552,8 @@ class Registry:
             # failure in between leaves the version pending and the same command finishes it.
             if decision == "approved":
                 self.client.set_registered_model_alias(self.model_name, CHAMPION, info.version)
-            note = f"\n{decision.capitalize()} by {by} at {at}: {reason}"
-            self.client.update_model_version(self.model_name, info.version, info.description + note)
+            self.client.update_model_version(self.model_name, info.version,
+                                             reviewed_description(info.description, decision, by, at, reason))
             for key, value in ((f"{REVIEW}.by", by), (f"{REVIEW}.reason", reason), (f"{REVIEW}.at", at),
                                (REVIEW, decision)):
                 self.client.set_model_version_tag(self.model_name, info.version, key, value)

@@ -23,7 +23,6 @@ from lethe.errors import RegistryError
 from lethe.registry.client import quiet_mlflow
 
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
-MLMODEL_FILE = "MLmodel"
 TORCHSCRIPT_ARTIFACT = "torchscript"
 _EXAMPLE_SEED = 17
 # A traced model must reproduce the eager one on a batch of another size (tracing can freeze shapes).
@@ -77,6 +76,7 @@ def save_served_model(model_dir: str | Path, out_dir: str | Path) -> list[str]:
     check = torch.from_numpy(synthetic_images(shape, 3, seed=_EXAMPLE_SEED + 1))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated (torch.export), supported
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # frozen branches: checked just below
         traced = torch.jit.trace(wrapped, torch.from_numpy(example), check_trace=False)
         expected, got = wrapped(check), traced(check)
     if got.shape != expected.shape or not torch.allclose(got, expected, atol=_TRACE_TOLERANCE, rtol=0):

@@ -71,12 +71,15 @@ def dampening_factors(
     """Per-element factors min(λ·I_D/I_f, 1) where I_f > α·I_D, else exactly 1; and the selection masks."""
     thresholds = torch._foreach_mul(full_values, alpha)                                  # α·I_D
     selected = [i_f > t for i_f, t in zip(forget_values, thresholds, strict=True)]      # I_f > α·I_D
-    # I_f > 0 wherever selected, so the division is safe; elsewhere divide by 1 (value unused).
-    denominators = [i_f.where(s, 1.0) for i_f, s in zip(forget_values, selected, strict=True)]
-    ratios = torch._foreach_div(torch._foreach_mul(full_values, lam), denominators)     # λ·I_D/I_f
-    torch._foreach_clamp_max_(ratios, 1.0)                                             # min(·, 1)
+    del thresholds
+    # Computed in place on one new tensor per parameter. I_f > 0 wherever selected; elsewhere the
+    # quotient (maybe 0/0) is overwritten below, before anyone reads it.
+    factors = torch._foreach_mul(full_values, lam)
+    torch._foreach_div_(factors, forget_values)                                          # λ·I_D/I_f
+    torch._foreach_clamp_max_(factors, 1.0)                                              # min(·, 1)
     # Unselected elements are multiplied by exactly 1.0, which leaves them bit-identical.
-    factors = [torch.where(s, r, 1.0) for s, r in zip(selected, ratios, strict=True)]
+    for factor, chosen in zip(factors, selected, strict=True):
+        factor.masked_fill_(chosen.logical_not(), 1.0)
     return factors, selected
 
 

@@ -29,10 +29,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from lethe.errors import ImportancesError
-from lethe.unlearning.fingerprint import fingerprint_of, parameter_snapshot
+from lethe.unlearning.fingerprint import (
+    fingerprint_of,
+    known_fingerprint,
+    parameter_snapshot,
+    remember_fingerprint,
+)
 from lethe.unlearning.methods import DEFAULT_METHOD, METHODS, ImportanceMethod, get_method
 
 __all__ = ["METHODS", "Importances", "compute_importances"]  # METHODS: kept here for older imports
@@ -105,9 +111,22 @@ class Importances(Mapping[str, torch.Tensor]):
             raise ImportancesError("importances cover different parameters")
 
     def check_finite(self) -> None:
+        values = [value for value in self.values() if value.numel()]
+        # One fused reduction and one device sync (not one per tensor): the max-norm is NaN or Inf
+        # exactly when some element is.
+        if len({(value.device, value.dtype) for value in values}) == 1 and values[0].is_floating_point() \
+                and bool(torch.isfinite(torch.stack(torch._foreach_norm(values, float("inf")))).all()):
+            return
         bad = [name for name, value in self.items() if not bool(torch.isfinite(value).all())]
         if bad:
             raise ImportancesError(f"importances hold NaN or Inf in {', '.join(bad[:3])}")
+
+    def to(self, device: str | torch.device) -> Importances:
+        """The same importances with every tensor on `device` (self when they are all there already)."""
+        device = torch.device(device)
+        if all(_on(value, device) for value in self.values()):
+            return self
+        return Importances({name: value.to(device) for name, value in self.items()}, **self.metadata)
 
     @classmethod
     def merge(cls, shards: Sequence[Importances]) -> Importances:
@@ -180,6 +199,10 @@ def _checked_metadata(raw: str, path: str | Path) -> dict[str, Any]:
     return metadata
 
 
+def _on(tensor: torch.Tensor, device: torch.device) -> bool:
+    return tensor.device.type == device.type and (device.index is None or tensor.device.index == device.index)
+
+
 def _short(value: object) -> str:
     text = str(value)
     return text[:12] if len(text) == 64 else text
@@ -222,6 +245,162 @@ def _per_sample_grads(
     return [grads[name] for name in names]
 
 
+class _NotExact(Exception):
+    """This batch cannot take the exact hook path (found while running its forward): torch.func takes it."""
+
+
+#: Modules whose per-sample terms `_ExactPerSample` computes exactly (exact types: a subclass may
+#: change the forward). Anything else with parameters sends the whole pass to torch.func.
+_EXACT_TYPES = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: Working memory of one per-sample product (samples are taken in chunks that fit it).
+CPU_WORK_BYTES = 256 << 20
+
+
+def _work_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(free // 8, 64 << 20)
+    return CPU_WORK_BYTES
+
+
+def _covered_modules(model: nn.Module, params: list[torch.Tensor]) -> list[nn.Module] | None:
+    """The modules owning every parameter, if the hook path covers each of them exactly; else None."""
+    owners: dict[int, int] = {}
+    modules = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+                not module.track_running_stats or module.running_mean is None):
+            return None  # batch statistics in eval mode: samples are not independent
+        direct = list(module.named_parameters(recurse=False))
+        if not direct:
+            continue
+        if type(module) not in _EXACT_TYPES or parametrize.is_parametrized(module) \
+                or any(name not in ("weight", "bias") for name, _ in direct):
+            return None
+        if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"
+                                              or isinstance(module.padding, str)):
+            return None
+        for _, param in direct:
+            owners[id(param)] = owners.get(id(param), 0) + 1
+        modules.append(module)
+    if any(n != 1 for n in owners.values()) or set(owners) != {id(p) for p in params}:
+        return None  # a parameter shared by two modules, or one no covered module owns
+    return modules
+
+
+class _ExactPerSample:
+    """Σ_i term(g_i) over a batch from one batched forward and one backward, exact where it applies.
+
+    In eval mode sample i's objective depends on sample i alone, so a backward of the per-sample
+    objectives' output gradients gives every sample's signal δ_i at each layer's output at once.
+    With the layer's input a_i (forward hooks), per-sample terms follow without per-sample
+    backward passes:
+
+    - Linear on (B, in): g_i = δ_i a_iᵀ and, for a term with term(xy) = term(x)·term(y) (|g|, g²),
+      Σ_i term(g_i) = term(Δ)ᵀ term(A): one matmul. Bias: Σ_i term(δ_i).
+    - Linear on (B, …, in), Conv2d (weights shared across positions): g_i = Σ_p δ_ip a_ipᵀ per
+      sample (a batched matmul over unfolded inputs), then the term: exact, not the sum of |·| over
+      positions.
+    - BatchNorm in eval mode (an affine per channel): g_i(γ) = Σ_p δ_ip x̂_ip, g_i(β) = Σ_p δ_ip.
+
+    The parameters' own gradients are never computed (only the activations' are).
+    """
+
+    def __init__(self, modules: list[nn.Module], params: list[torch.Tensor], method: ImportanceMethod,
+                 device: torch.device) -> None:
+        self.modules = modules
+        self.slot = {id(p): k for k, p in enumerate(params)}
+        self.method = method
+        self.work_bytes = _work_bytes(device)
+        self.inputs: dict[int, tuple[torch.Tensor, int]] = {}
+        self.accumulated: list[torch.Tensor] = []
+
+    @classmethod
+    def of(cls, model: nn.Module, params: list[torch.Tensor], method: ImportanceMethod,
+           device: torch.device) -> _ExactPerSample | None:
+        modules = _covered_modules(model, params)
+        return None if modules is None else cls(modules, params, method, device)
+
+    def term(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.method.term.of([tensor])[0]
+
+    def add_batch(self, model: nn.Module, accumulated: list[torch.Tensor], inputs: torch.Tensor,
+                  labels: torch.Tensor | None) -> None:
+        """accumulated += Σ_i term(g_i) over this batch; raises _NotExact before adding anything."""
+        if not inputs.is_floating_point():
+            raise _NotExact
+        self.accumulated, self.inputs = accumulated, {}
+        x = inputs.detach().requires_grad_(True)  # the graph's root: the parameters need no gradient
+        handles = [m.register_forward_hook(self._forward_hook) for m in self.modules]
+        try:
+            outputs = model(x)
+            if outputs.shape[0] != x.shape[0] \
+                    or any(t._version != v for t, v in self.inputs.values()):
+                raise _NotExact  # a recorded input was overwritten in place later in the forward
+            output_grads = self._output_grads(outputs.detach(), labels)
+            torch.autograd.grad(outputs, x, output_grads)  # the δ hooks accumulate as it runs
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.inputs, self.accumulated = {}, []
+
+    def _output_grads(self, outputs: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """∂ objective(f(x_i) as a batch of one) / ∂ f(x_i), for every i."""
+        objective = self.method.objective
+        if labels is None:
+            return vmap(grad(lambda o: objective(o.unsqueeze(0), None)))(outputs)
+        return vmap(grad(lambda o, y: objective(o.unsqueeze(0), y.unsqueeze(0))))(outputs, labels)
+
+    def _forward_hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if id(module) in self.inputs or x is None or not isinstance(output, torch.Tensor) \
+                or not output.requires_grad or x.dim() < 2 \
+                or (isinstance(module, nn.Conv2d) and x.dim() != 4):
+            raise _NotExact  # called twice (shared weights), off the input's path, or not on a batch
+        self.inputs[id(module)] = (x, x._version)
+        # Registered before any in-place op on the output (ReLU(inplace), `out += identity`), so it
+        # receives the gradient with respect to this module's output itself.
+        output.register_hook(lambda delta: self._add_terms(module, delta))
+
+    @torch.no_grad()
+    def _add_terms(self, module: nn.Module, delta: torch.Tensor) -> None:
+        x = self.inputs.pop(id(module))[0].detach()
+        delta = delta.detach()
+        weight = self.accumulated[self.slot[id(module.weight)]] if module.weight is not None else None
+        bias = self.accumulated[self.slot[id(module.bias)]] if module.bias is not None else None
+        batch = x.shape[0]
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            scale = torch.rsqrt(module.running_var + module.eps).view(shape)
+            x_hat = (x - module.running_mean.view(shape)) * scale
+            positions = tuple(range(2, x.dim()))
+            if weight is not None:
+                weight += self.term((delta * x_hat).sum(positions) if positions else delta * x_hat).sum(0)
+            if bias is not None:
+                bias += self.term(delta.sum(positions) if positions else delta).sum(0)
+            return
+        if isinstance(module, nn.Conv2d):
+            columns = nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding,
+                                           module.stride)
+            signal = delta.reshape(batch, delta.shape[1], -1)  # (B, out, positions)
+        else:  # Linear: positions are every dimension between the batch and the features
+            columns = x.reshape(batch, -1, x.shape[-1]).transpose(1, 2)  # (B, in, positions)
+            signal = delta.reshape(batch, -1, delta.shape[-1]).transpose(1, 2)  # (B, out, positions)
+        if bias is not None:
+            bias += self.term(signal.sum(2)).sum(0)
+        if signal.shape[2] == 1 and self.method.term.multiplicative:
+            # One position per sample: Σ_i term(δ_i a_iᵀ) = term(Δ)ᵀ term(A), one matmul.
+            weight.view(signal.shape[1], -1).addmm_(self.term(signal[:, :, 0]).t(),
+                                                    self.term(columns[:, :, 0]))
+            return
+        flat = weight.view(signal.shape[1], -1)
+        # Per-sample gradients (and their terms) of `step` samples at a time: bounded memory.
+        step = max(1, self.work_bytes // (2 * flat.numel() * delta.element_size()))
+        for start in range(0, batch, step):
+            per_sample = torch.bmm(signal[start:start + step], columns[start:start + step].transpose(1, 2))
+            flat += self.term(per_sample).sum(0)
+
+
 def compute_importances(
     model: nn.Module,
     batches: Iterable[Any],
@@ -247,11 +426,15 @@ def compute_importances(
     params = [param for _, param in named]
     original_device = params[0].device
     target = torch.device(device) if device is not None else original_device
-    # Hashing ResNet18's 45 MB takes ~70 ms, a fixed cost that would dominate a short GPU pass:
-    # the hash runs on a thread while the pass runs (the parameters do not change meanwhile).
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lethe-fingerprint")
-    fingerprint = hashing.submit(fingerprint_of, parameter_snapshot(model))
-    hashing.shutdown(wait=False)
+    # Hashing ResNet18's 45 MB takes ~70 ms, a fixed cost that would dominate a short GPU pass: a
+    # model version's fingerprint is remembered, and a new one is hashed on a thread while the pass
+    # runs (the parameters do not change meanwhile).
+    fingerprint = known_fingerprint(model)
+    if fingerprint is None:
+        hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lethe-fingerprint")
+        hashed = hashing.submit(fingerprint_of, parameter_snapshot(model))
+        hashing.shutdown(wait=False)
+    exact = _ExactPerSample.of(model, params, method, target) if per_sample else None
     flags = [param.requires_grad for param in params]
     was_training = model.training
     batch_size = 1 if per_sample else batch_size or getattr(batches, "batch_size", None)
@@ -263,7 +446,8 @@ def compute_importances(
         model.to(target)
         model.eval()
         for param in params:
-            param.requires_grad_(True)
+            # The hook path needs no parameter gradients (torch.func takes detached weights).
+            param.requires_grad_(not per_sample)
         for batch in tqdm(batches, total=total, desc=f"{method.name} importances", disable=not progress,
                           unit="batch", leave=False):
             inputs, labels = _split_batch(batch, method)
@@ -273,9 +457,15 @@ def compute_importances(
             if accumulated is None:
                 accumulated = [torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params]
             if per_sample:
-                grads = _per_sample_grads(model, names, params, inputs, labels, method)
-                # Σ_i term(g_i) over the samples of this batch, each a batch of one.
-                torch._foreach_add_(accumulated, [t.sum(dim=0) for t in method.term.of(grads)])
+                if exact is not None:
+                    try:
+                        exact.add_batch(model, accumulated, inputs, labels)
+                    except _NotExact:
+                        exact = None  # this batch and the rest through torch.func
+                if exact is None:
+                    grads = _per_sample_grads(model, names, params, inputs, labels, method)
+                    # Σ_i term(g_i) over the samples of this batch, each a batch of one.
+                    torch._foreach_add_(accumulated, [t.sum(dim=0) for t in method.term.of(grads)])
                 num_batches += int(inputs.shape[0])
             else:
                 objective = method.objective(model(inputs), labels)
@@ -293,8 +483,12 @@ def compute_importances(
     if accumulated is None:
         raise ImportancesError("no batches: importances need at least one sample")
     torch._foreach_div_(accumulated, float(num_batches))
-    values = {name: value.detach().to("cpu") for name, value in zip(names, accumulated, strict=True)}
+    if fingerprint is None:
+        fingerprint = hashed.result()
+        remember_fingerprint(model, fingerprint)  # as the parameters are now, back where they were
+    # Left on the device of the pass: the rest of a request (α, dampening, selection) runs there.
+    values = {name: value.detach() for name, value in zip(names, accumulated, strict=True)}
     result = Importances(values, method=method.name, batch_size=batch_size, num_batches=num_batches,
-                         num_samples=num_samples, model_fingerprint=fingerprint.result())
+                         num_samples=num_samples, model_fingerprint=fingerprint)
     result.check_finite()  # a model that outputs NaN/Inf yields importances nobody may use
     return result

@@ -27,6 +27,9 @@ class GradientTerm:
     symbol: str
     of: Callable[[Tensors], Tensors]
     add_into: Callable[[Tensors, Tensors], None] | None = None
+    #: term(x·y) = term(x)·term(y) element-wise: lets the per-sample pass sum a linear layer's terms
+    #: as one product of the terms of its inputs and output signals (exact, see importances.py).
+    multiplicative: bool = False
 
     def accumulate_(self, accumulated: Tensors, grads: Tensors) -> None:
         """accumulated += term(grads), without a second copy of every gradient where possible."""
@@ -47,8 +50,9 @@ def _square_into(accumulated: Tensors, grads: Tensors) -> None:
     torch._foreach_addcmul_(accumulated, grads, grads)
 
 
-ABSOLUTE = GradientTerm("|g|", torch._foreach_abs, _absolute_into)
-SQUARE = GradientTerm("g²", lambda grads: torch._foreach_mul(grads, grads), _square_into)
+ABSOLUTE = GradientTerm("|g|", torch._foreach_abs, _absolute_into, multiplicative=True)
+SQUARE = GradientTerm("g²", lambda grads: torch._foreach_mul(grads, grads), _square_into,
+                      multiplicative=True)
 
 
 @dataclass(frozen=True)
