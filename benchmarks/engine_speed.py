@@ -1,20 +1,15 @@
-"""Engine speed: the importance pass against a bare forward+backward, and dampening on ResNet18.
+"""Engine speed (benchmarks/speed.py runs it): the importance pass against a bare forward+backward,
+and dampening on ResNet18.
 
-    python -m benchmarks.engine_speed [--device cpu|cuda] [--repeats 7] [--out benchmarks/results/engine.json]
-
-Targets (issue 2): importance pass ≤ 1.05× a bare forward+backward over the same batches (median of
-≥ 5 interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
+Targets: importance pass ≤ 1.05× a bare forward+backward over the same batches (median of ≥ 5
+interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterable
 
 import torch
 
@@ -27,7 +22,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bare_forward_backward(model: torch.nn.Module, batches: list[torch.Tensor]) -> None:
+def bare_forward_backward(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """The floor: the same objective, forward + backward into .grad, nothing accumulated."""
     model.eval()
     for x in batches:
@@ -97,52 +92,3 @@ def dampen_speed(repeats: int, device: torch.device) -> dict:
         "fraction_dampened": fraction,
         "repeats": repeats,
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="fewer batches, for CI smoke runs")
-    parser.add_argument("--out", default="benchmarks/results/engine.json")
-    args = parser.parse_args()
-    device = torch.device(args.device)
-    n_batches = 4 if args.quick else 20
-    result = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "threads": torch.get_num_threads(),
-            "device": str(device),
-            "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None,
-        },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "importance_overhead": [
-            importance_overhead("convnet", (1, 28, 28), n_batches, 128, args.repeats, device),
-        ],
-        "dampen": dampen_speed(args.repeats, device),
-    }
-    if device.type == "cuda" or not args.quick:
-        result["importance_overhead"].append(
-            importance_overhead(
-                "resnet18-cifar", (3, 32, 32), max(n_batches // 4, 2), 64, args.repeats, device
-            )
-        )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    for row in result["importance_overhead"]:
-        print(
-            f"importance pass / bare fwd+bwd ({row['model']}, {row['batches']}x{row['batch_size']}): "
-            f"{row['ratio']:.3f}  ({row['importances_seconds_median']:.3f}s "
-            f"vs {row['bare_seconds_median']:.3f}s)"
-        )
-    d = result["dampen"]
-    print(
-        f"dampen {d['model']} ({d['parameters'] / 1e6:.1f} M params): "
-        f"median {d['seconds_median'] * 1000:.0f} ms, max {d['seconds_max'] * 1000:.0f} ms"
-    )
-    print(f"written: {args.out}")
-
-
-if __name__ == "__main__":
-    main()

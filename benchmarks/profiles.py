@@ -37,6 +37,18 @@ class Profile:
     probe_retain_limit: int | None = 4_500
     probe_forget_limit: int | None = 500
     paper_alpha: float = 10.0  # the LFSSD/SSD papers' α for ResNet18
+    # Memorised subjects (benchmarks/memorised.py): a recipe that memorises them. The first
+    # `memorised_train_limit` training images, `memorised_epochs` epochs (lethe train's lr, batch size and
+    # AdamW weight decay 5e-4, no augmentation), wrong-label and stamped subjects of
+    # `memorised_per_subject` images each, K reference models on random halves with the same recipe.
+    memorised_train_limit: int | None = 5_000
+    memorised_epochs: int = 30
+    memorised_wrong_label: int = 30
+    memorised_stamped: int = 30
+    memorised_per_subject: int = 10
+    memorised_stamped_test: int = 20  # held-out test images stamped with each stamped subject's pattern
+    memorised_references: int = 8
+    memorised_skip: str | None = None  # the reason, when a profile leaves the scenario out
     # Speed: the request and scaling run on a slice of the train split (None = all of it).
     speed_train_limit: int | None = None
     request_size: int = 100  # forget samples of the cached-vs-recomputed request
@@ -49,6 +61,13 @@ class Profile:
     latency_repeats: int = 5
     scaling_sizes: tuple[int, ...] = (5_000, 10_000, 20_000, 40_000)
     shards: int = 4
+    eval_repeats: int = 3  # whole evaluations timed against the bare forward passes
+    # Scale on paper: ResNet50 per-sample throughput on this many images of this size (< 1 min on 2 cores).
+    scale_images: int = 4
+    scale_image_size: int = 224
+    # The scheduled pipeline through kfp.local against its steps called directly (minutes; needs the
+    # model trained on the whole train split, as the steps check the data against the model's card).
+    pipeline_overhead: bool = True
     # Sensitivity sweep
     sweep_alphas: tuple[float, ...] = (1.5, 2, 3, 5, 7, 10, 15, 25, 50, 100, 200)
     sweep_lambdas: tuple[float, ...] = (0.1, 0.5, 1.0)
@@ -82,9 +101,19 @@ QUICK = Profile(
     overhead_repeats=3,
     latency_repeats=3,
     scaling_sizes=(1_000, 2_000, 4_000),
+    eval_repeats=1,
+    scale_images=1,
+    pipeline_overhead=False,
     sweep_alphas=(2, 5, 10, 25, 70),
     sweep_lambdas=(0.5, 1.0),
     sweep_eval_limit=500,
+    # The memorised scenario's code path on a tiny slice (its numbers say nothing; the full run's do).
+    memorised_train_limit=1_000,
+    memorised_epochs=8,
+    memorised_wrong_label=4,
+    memorised_stamped=4,
+    memorised_stamped_test=10,
+    memorised_references=4,
 )
 
 # Seconds, for the unit tests: the bundled 8x8 digits, the same code paths.
@@ -107,9 +136,12 @@ SMOKE = replace(
     latency_repeats=1,
     scaling_sizes=(200, 400, 800),
     shards=3,
+    scale_image_size=32,
     sweep_alphas=(2, 10, 50),
     sweep_lambdas=(1.0,),
     sweep_eval_limit=300,
+    memorised_train_limit=None,
+    memorised_epochs=6,
 )
 
 PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}

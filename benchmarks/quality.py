@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.memorised import run_memorised
 from benchmarks.profiles import Profile
 from benchmarks.speed import d_pass, pick_subjects
 from benchmarks.trained import Recipe, finetuned, train_or_load
@@ -417,6 +418,8 @@ def run_quality(
         name: mean_std([r["selection_cost"]["selection_cost_ratio"] for r in per_seed[name].values()])
         for name in per_seed
     }
+    # Memorised subjects: their own recipe, data and reference models (benchmarks/memorised.py).
+    memorised = run_memorised(profile, data, device=device, use_cache=use_cache)
     return {
         "recipe": recipe.__dict__,
         "scenarios": [s.__dict__ for s in scenarios],
@@ -435,6 +438,7 @@ def run_quality(
         "selection_cost_ratio": cost,
         "targets": targets,
         "per_seed": per_seed,
+        "memorised": memorised,
     }, context
 
 

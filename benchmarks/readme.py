@@ -1,19 +1,22 @@
-"""benchmarks/README.md from the result JSON files: tables regenerated, the prose kept.
+"""benchmarks/README.md from README.template.md and the result JSON files: tables regenerated, the prose kept.
 
-The hand-written discussion lives between the PROSE markers and survives regeneration; every
-number outside it comes from the JSON files.
+The template holds the fixed text and one placeholder per section; each section is one function here
+(`speed_section`, `quality_section`, `sweep_section`, ...), its tables built by `_table`. The hand-written
+discussion lives between the PROSE markers and survives regeneration; every number outside it comes from
+the JSON files.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from string import Template
 from typing import Any
-
-from benchmarks.targets import SPEED_TARGETS
 
 PROSE_BEGIN, PROSE_END = "<!-- prose: kept when the tables are regenerated -->", "<!-- /prose -->"
 DEFAULT_PROSE = "_(Written after a full run: where LFSSD misses, and by how much.)_"
+TEMPLATE = Path(__file__).with_name("README.template.md")
 
 
 def _load(folder: Path, name: str) -> dict[str, Any] | None:
@@ -71,146 +74,78 @@ def _machine_line(result: dict[str, Any]) -> str:
     )
 
 
-def speed_section(speed: dict[str, Any]) -> list[str]:
-    h = speed["headline"]
-    lines = ["## Speed", "", f"Measured {speed['date']} on {_machine_line(speed)}.", ""]
-    lines += _table(
-        ["ratio", "measured", "target", "met"],
-        [
-            [
-                f"`{row['key']}`: {row['what']}",
-                _ratio(h.get(row["key"])),
-                row["target"],
-                "yes" if row.get("met") else "**no**",
-            ]
-            for row in speed["targets"]
-        ],
-    )
-    r = speed.get("request")
-    if r:
-        lines += [
-            "",
-            f"**A request of {r['forget_samples']} forget samples** (`{speed['arch']}`, "
-            f"|D| = {r['train_samples']:,}, batch size {r['batch_size']}):",
-            "",
-        ]
-        lines += _table(
-            ["", "seconds"],
-            [
-                ["D pass (full-data importances, once per model version)", _seconds(r["d_pass_s"])],
-                [
-                    "cached request, ASSD α: load D + Df pass + α + dampen a copy",
-                    _seconds(r["cached_request_s"]),
-                ],
-                [
-                    "… of which: load D / Df pass / dampen a copy",
-                    " / ".join(
-                        _seconds(r["parts"][k]) for k in ("load_d_s", "forget_pass_s", "dampen_copy_s")
-                    ),
-                ],
-                ["same request recomputing D", _seconds(r["recomputed_request_s"])],
-                [
-                    "cached request with lethe's default choice of cut-off and α "
-                    f"({r['search_trials']} trials of forward passes)",
-                    _seconds(r["search_request_s"]),
-                ],
-                ["same, recomputing D", _seconds(r["search_recomputed_request_s"])],
-            ],
-        )
-        lines += [
-            "",
-            f"With the default choice the cached request is {_ratio(r['search_cached_speedup'])} faster "
-            "than recomputing D (the search's forward passes, not the importances, dominate it).",
-        ]
-    rt = speed.get("retrain")
-    if rt:
-        m = rt["measured"]
-        how = (
-            f"measured ({m['scenario']}, mean of {m['seeds']} seed(s))"
-            if rt.get("retrain_measured")
-            else "scaled from the measured training throughput "
-            f"({rt['training_seconds_per_1000_sample_epochs']:.2f} s per 1,000 image-epochs, the median over "
-            "every training of the quality run)"
-        )
-        lines += [
-            "",
-            f"**Unlearning against retraining from scratch** (recipe: {rt['recipe']}): retraining on "
-            f"{rt['retrain_samples']:,} images takes {_seconds(rt['retrain_s'])}, {how}; the request with D "
-            f"cached takes {_seconds(rt['unlearn_assd_s'])} with the ASSD α ({_ratio(rt['speedup_assd'])}) "
-            "and "
-            f"{_seconds(rt['unlearn_search_s'])} with the default choice ({_ratio(rt['speedup_search'])}). "
-            "In the "
-            f"quality run ({m['train_samples']:,} training images, {m['scenario']}): retraining "
-            f"{_seconds(m['retrain_s'])}, ASSD request {_seconds(m['unlearn_assd_s'])} "
-            f"({_ratio(m['speedup_assd'])}), default choice {_seconds(m['unlearn_search_s'])} "
-            f"({_ratio(m['speedup_search'])}).",
-        ]
-    sc = speed.get("scaling")
-    if sc:
-        fit = sc["fit"]
-        lines += [
-            "",
-            "**D-pass time against |D|** (linear least squares: "
-            f"{fit['seconds_per_1000_samples']:.2f} s per 1,000 samples + {fit['intercept_s']:.2f} s, "
-            f"R² = {fit['r2']:.4f}, largest residual {100 * fit['max_relative_residual']:.1f}%):",
-            "",
-        ]
-        lines += _table(
-            ["|D|", "seconds", "samples/s"],
-            [[f"{p['samples']:,}", f"{p['seconds']:.2f}", f"{p['samples_per_s']:.0f}"] for p in sc["points"]],
-        )
-        s = sc["shards"]
-        lines += [
-            "",
-            f"**{s['k']} merged shards against one pass** over {s['samples']:,} samples: max abs "
-            f"difference {s['max_abs_diff']:.2e} (relative to the largest value {s['max_rel_diff']:.1e}; "
-            f"bit-identical: {'yes' if s['bit_identical'] else 'no, float rounding'}); shards "
-            f"{' + '.join(f'{t:.1f}' for t in s['shard_seconds'])} s in sequence, merge "
-            f"{_seconds(s['merge_seconds'])}, one pass {s['one_pass_seconds']:.1f} s; on {s['k']} "
-            f"nodes the pass would take {s['parallel_seconds_ideal']:.1f} s.",
-        ]
-    ev = speed.get("evaluation")
-    if ev and ev.get("speedup") is not None:
-        lines += [
-            "",
-            f"**Evaluation** of {ev['samples']:,} samples (forward passes, accuracy, both membership "
-            f"attacks with entropy and loss features): {ev['batched_total_with_mia_s']:.1f} s at batch size "
-            f"{ev['batch_size']} (forward {ev['batched_forward_s']:.1f} s) against "
-            f"{ev['bs1_total_with_mia_s_scaled']:.0f} s at batch size 1 (forward measured on "
-            f"{ev['bs1_measured_samples']:,} samples and scaled): {ev['speedup']:.1f}× "
-            f"(forward alone {ev['speedup_forward']:.1f}×).",
-        ]
-    ov = speed.get("importance_overhead")
-    if ov:
-        lines += [
-            "",
-            "**Importance pass against a bare forward+backward** over the same batches (median of "
-            "interleaved runs):",
-            "",
-        ]
-        lines += _table(
-            ["model", "batches × size", "bare", "importances", "ratio"],
-            [
-                [
-                    row["model"],
-                    f"{row['batches']} × {row['batch_size']}",
-                    f"{row['bare_seconds_median']:.3f} s",
-                    f"{row['importances_seconds_median']:.3f} s",
-                    f"{row['ratio']:.3f}",
-                ]
-                for row in ov
-            ],
-        )
-    ps = speed.get("per_sample")
-    if ps:
-        lines += [
-            "",
-            f"**Per-sample pass** (lethe's default semantics) over {ps['samples']:,} samples: "
-            f"{ps['per_sample_samples_per_s']:.0f} samples/s against {ps['batched_samples_per_s']:.0f} "
-            f"for the batch-mean pass at batch size {ps['batch_size']}: per-sample importances cost "
-            f"{ps['per_sample_cost_ratio']:.2f}× the papers' pass.",
-        ]
-    return lines
+def speed_section(speed: dict[str, Any], title: str = "## Speed") -> list[str]:
+    """The seven ratios against their targets, then the parts each ratio is made of."""
+    lines = [title, "", f"Measured {speed['date']} on {_machine_line(speed)}; `{speed['arch']}`, "
+             f"trained with its own recipe ({speed['recipe']['epochs']} epoch(s)).", ""]
+    rows = [[f"`{t['key']}`: {t['what']}", _ratio(t["value"]), t["target"],
+             "not measured" if t["value"] is None else "yes" if t["met"] else "**no**"]
+            for t in speed["targets"]]
+    lines += _table(["ratio", "measured", "target", "met"], rows)
+    r, ev, rt, pl = speed["request"], speed["evaluation"], speed["retrain"], speed["pipeline"]
+    ps, ov = speed["per_sample"], speed["importance_overhead"]
+    parts = [
+        ["importance pass (batch-mean, batch "
+         f"{ov['batch_size']}) / bare forward+backward, {ov['batches']} batches",
+         f"{_seconds(ov['importances_seconds_median'])} / {_seconds(ov['bare_seconds_median'])}"],
+        [f"per-sample pass / bare batched forward+backward (batch {ps['batch_size']}), "
+         f"{ps['samples']:,} samples",
+         f"{_seconds(ps['per_sample_s'])} / {_seconds(ps['bare_s'])}"],
+        [f"D pass over {r['train_samples']:,} samples", _seconds(r["d_pass_s"])],
+        [f"request of {r['forget_samples']} samples, D cached, ASSD α (load D + Df pass + α + dampen a copy)",
+         _seconds(r["assd_request_s"])],
+        ["… of which load D / Df pass / one dampening",
+         " / ".join(_seconds(r["parts"][k]) for k in ("load_d_s", "forget_pass_s", "dampen_copy_s"))],
+        ["same request recomputing D", _seconds(r["assd_recomputed_request_s"])],
+        [f"request with the default selection (cut-off {r['default_cutoff']}, α {r['default_alpha']:.3g}, "
+         f"{r['default_trials']} trial(s) of forward passes)", _seconds(r["default_request_s"])],
+        [f"retraining with the model's recipe on {rt['retrain_samples']:,} images"
+         + ("" if rt.get("measured", True) else " (scaled from the measured training throughput)"),
+         _seconds(rt["retrain_s"])],
+        [f"evaluate step: bare forward of {ev['models']} models over {ev['samples']:,} samples / whole "
+         f"evaluation ({ev['reference_models']} reference models)",
+         f"{_seconds(ev['bare_forward_s'])} / {_seconds(ev['evaluation_s'])}"],
+        ["scheduled run through kfp.local / steps called directly",
+         pl.get("skipped") or f"{_seconds(pl['kfp_local_s'])} / {_seconds(pl['direct_s'])}"],
+        ["`dampen` on ResNet18 (median)", _seconds(speed["dampen"]["seconds_median"])],
+    ]
+    lines += ["", "What the ratios are made of:", ""] + _table(["part", "seconds"], parts)
+    return lines + _scaling_lines(speed["scaling"]) + _scale_lines(speed["scale"], speed["machine"]["device"])
+
+
+def _scaling_lines(sc: dict[str, Any]) -> list[str]:
+    fit, s = sc["fit"], sc["shards"]
+    lines = ["", f"**D-pass time against |D|** ({fit['seconds_per_1000_samples']:.2f} s per 1,000 samples + "
+             f"{fit['intercept_s']:.2f} s, R² = {fit['r2']:.4f}):", ""]
+    lines += _table(["samples", "seconds", "samples/s"], [[f"{p['samples']:,}", f"{p['seconds']:.2f}",
+                                                      f"{p['samples_per_s']:.0f}"] for p in sc["points"]])
+    shards = " + ".join(f"{t:.1f}" for t in s["shard_seconds"])
+    return lines + ["", f"**{s['k']} shards** cut as the `importances` pipeline cuts them (`shard_range`) "
+                    f"and merged, against one pass over {s['samples']:,} samples: largest relative "
+                    f"difference {s['max_rel_diff']:.1e}; shards {shards} s, merge "
+                    f"{_seconds(s['merge_seconds'])}, one pass {s['one_pass_seconds']:.1f} s."]
+
+
+def _scale_lines(sc: dict[str, Any], device: str) -> list[str]:
+    """The D pass of ImageNet on ResNet50 on paper: linear in |D|, plus the merge's cost per shard."""
+    lines = ["", f"**Scale on paper**: {sc['images']:,} images of {sc['image_size']}×{sc['image_size']} on "
+             f"ResNet50 ({sc['parameters'] / 1e6:.1f} M parameters), from the per-sample throughput "
+             f"measured here on {sc['images_measured']} image(s) ({sc['samples_per_s']:.2f} images/s on one "
+             f"`{device}`), "
+             f"through the `importances` pipeline's `ParallelFor` (the merge loads and adds each shard: "
+             f"{_seconds(sc['merge_per_shard_s'])} per shard):", ""]
+    lines += _table(["devices", "D pass"], [[str(row["devices"]), _duration(row["d_pass_s"])]
+                                             for row in sc["rows"]])
+    default = sc.get("default_request_s")
+    return lines + ["", f"A cached request of {sc['request_size']} images then costs "
+                    f"{_seconds(sc['assd_request_s'])} with ASSD's α (load D {_seconds(sc['load_d_s'])}, "
+                    f"Df pass, one dampening {_seconds(sc['dampen_s'])})"
+                    + ("" if default is None else f", about {_seconds(default)} with the default selection "
+                       "(its measured `request_to_limit` times the floor)") + "."]
+
+
+def _duration(seconds: float) -> str:
+    return _seconds(seconds) if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _points(value: float | None, digits: int = 1) -> str:
@@ -455,89 +390,106 @@ def sweep_section(sweep: dict[str, Any], image: str) -> list[str]:
     return lines
 
 
-def device_section(resnet: dict[str, Any] | None, full: dict[str, Any] | None, prefix: str) -> list[str]:
-    """The GPU runs: ResNet18 on synthetic CIFAR-shaped images (benchmarks/device_speed.py) and the
-    whole Fashion-MNIST run with `--device cuda` (its own README beside its JSON files)."""
-    if not resnet and not full:
-        return []
-    first = resnet or full
-    lines = ["## On a GPU", "", f"Measured {first['date']} on {_machine_line(first)}.", ""]
-    columns = []
-    if resnet:
-        columns.append(("ResNet18, CIFAR shape, synthetic", resnet["headline"]))
+def device_section(device: dict[str, Any] | None, full: dict[str, Any] | None, prefix: str) -> list[str]:
+    """The GPU: `benchmarks.speed --device cuda` (speed-cuda.json), and a link to the whole run with
+    `--device cuda` (its own README beside its JSON files)."""
+    lines = speed_section(device, "## On a GPU") if device else []
     if full:
-        columns.append((f"{full['arch']}, Fashion-MNIST (`run.py --full --device cuda`)", full["headline"]))
-    targets = {row["key"]: row["target"] for row in SPEED_TARGETS}
-    lines += _table(
-        ["ratio", *[name for name, _ in columns], "target"],
-        [[f"`{key}`", *[_ratio(h.get(key)) for _, h in columns], target] for key, target in targets.items()],
-    )
-    if resnet:
-        r, rt, ps = resnet["request"], resnet["retrain"], resnet["per_sample"]
-        ov = resnet["importance_overhead"]
-        lines += [
-            "",
-            f"ResNet18 (`{resnet['command']}`): importance pass / bare "
-            "forward+backward "
-            + ", ".join(f"{row['ratio']:.2f} over {row['batches']} × {row['batch_size']}" for row in ov)
-            + " (a pass has fixed costs: the headline is the longest pass); "
-            f"per-sample pass {ps['per_sample_samples_per_s']:.0f} samples/s "
-            f"({ps['per_sample_cost_ratio']:.2f}× the batch-mean pass at batch {ps['batch_size']}); "
-            f"D pass over {r['train_samples']:,} images {_seconds(r['d_pass_s'])}; a request of "
-            f"{r['forget_samples']} samples with D cached {_seconds(r['cached_request_s'])} (Df pass "
-            f"{_seconds(r['parts']['forget_pass_s'])}); one epoch of retraining on {rt['retain_samples']:,} "
-            f"images (bf16) {_seconds(rt['epoch_s'])} — `retrain_speedup` here is against **one** "
-            "epoch, a floor: a recipe of E epochs is E times it; `dampen` "
-            f"{_seconds(resnet['dampen']['seconds_median'])}; evaluation of "
-            f"{resnet['evaluation']['samples']:,} images with the MIA "
-            f"{resnet['evaluation']['batched_total_with_mia_s']:.1f} s.",
-        ]
-    if full:
-        lines += [
-            "",
-            f"The whole Fashion-MNIST run on the GPU: [{prefix}cuda/README.md]({prefix}cuda/README.md).",
-        ]
+        lines += ["", f"The whole run on a GPU: [{prefix}cuda/README.md]({prefix}cuda/README.md)."]
     return lines
 
 
+MEMORISED_KINDS = {"wrong_label": "wrong-label subjects (label memorisation)",
+                   "stamped": "stamped subjects (input memorisation: a pattern and a label of their own)"}
+
+
+def memorised_section(quality: dict[str, Any]) -> list[str]:
+    """The memorised-subject scenario (benchmarks/memorised.py): per kind, every model against the
+    retrained one, and the goal (or the gate's refusal and the `retrain` remedy)."""
+    memorised = quality.get("memorised")
+    if not memorised:
+        return []
+    lines = ["", "### Memorised subjects"]
+    if memorised.get("skipped"):
+        return [*lines, "", f"Not run in this profile: {memorised['skipped']}."]
+    r, limits = memorised["recipe"], memorised["limits"]
+    fpr = f"{100 * float(limits['fpr']):g}%"
+    recipe = (f"Recipe that memorises: `{r['arch']}` on the first {r['train_samples']:,} training images, "
+              f"{r['epochs']} epochs, batch {r['batch_size']}, lr {r['lr']}, weight decay "
+              f"{r['weight_decay']}, no augmentation; {r['wrong_label_subjects']} wrong-label and "
+              f"{r['stamped_subjects']} stamped subjects of {r['images_per_subject']} images each in one "
+              f"training set per seed; {r['reference_models']} reference models on random halves (same "
+              f"recipe); each stamped pattern also on {r['stamped_test_per_subject']} held-out test images "
+              "of other classes.")
+    meaning = ("Agreement: the share of the subjects' images predicted as their planted label; flagged: the "
+               f"per-example test's share at {fpr} FPR (subjects flagged: those whose share is above "
+               "held-out "
+               "non-members'). Every dampening candidate is one request of all subjects, chosen by "
+               "`choose_dampening`.")
+    lines += ["", recipe, meaning]
+    labels = quality.get("method_labels", {})
+    for kind, by_method in memorised["summary"].items():
+        header = ["method", "agreement", "flagged", "subjects flagged", "test acc", "gate refuses", "seconds"]
+        if kind == "stamped":
+            header.insert(2, "stamped-image rate")
+        rows = []
+        for method, s in by_method.items():
+            m = s["metrics"]
+            row = [labels.get(method, method), _pct(m["memorised_agreement"]), _pct(m["flagged_share"]),
+                   _pct(m["subjects_flagged"]), _pct(m["test_accuracy"]), f"{s['gate_refuses']}/{s['seeds']}",
+                   _seconds(_mean(s["seconds"]))]
+            if kind == "stamped":
+                row.insert(2, _pct(m["stamped_rate"]))
+            rows.append(row)
+        goal = memorised["goals"][kind]
+        lines += ["", f"**{MEMORISED_KINDS.get(kind, kind)}** (%, mean ± std over seeds):", "",
+                  *_table(header, rows), ""]
+        best = labels.get(goal["best"], goal["best"])
+        if goal["met"]:
+            lines.append(f"Goal met by {best}: within {_points(limits['distance_max'], 0)} points of the "
+                         f"retrained model on agreement and flagged share, at most "
+                         f"{_points(limits['test_accuracy_drop_max'], 0)} point of test accuracy lost.")
+        else:
+            remedy = goal["remedy"] or {}
+            refuses = ("the gate refuses every dampening candidate on every seed" if
+                       goal["gate_refuses_every_candidate"] else
+                       "the gate does not refuse every dampening candidate")
+            got = remedy.get("metrics") or {}
+            lines.append(f"Goal missed: the closest candidate, {best}, misses by "
+                         f"{_points(goal['miss_by'])} points; {refuses}. The remedy, `lethe retrain`, trains "
+                         f"the recipe without the subjects: {_seconds(_mean(remedy.get('seconds')))}, "
+                         f"agreement {_pct(got.get('memorised_agreement'))}%, flagged "
+                         f"{_pct(got.get('flagged_share'))}% (the retrained row).")
+    return lines
+
+
+def _current(speed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A speed result of today's format (the seven ratios); an older one is not rendered."""
+    return speed if speed and "eval_efficiency" in speed.get("headline", {}) else None
+
+
+def _block(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
+    """The README: the template's text, each placeholder filled by one section function."""
     speed, quality, sweep = (_load(results, n) for n in ("speed.json", "quality.json", "sweep.json"))
-    resnet_cuda, full_cuda = _load(results, "speed-cuda.json"), _load(results / "cuda", "speed.json")
+    device, full_cuda = _current(_load(results, "speed-cuda.json")), _load(results / "cuda", "speed.json")
     # The run that produced the tables (a --readme-only regeneration only re-renders them).
     command = next((r["command"] for r in (speed, quality, sweep) if r and r.get("command")), command)
-    parts = [
-        "# lethe benchmarks",
-        "",
-        "Generated by `python -m benchmarks.run` from the JSON files in "
-        f"`{image_prefix or '.'}` (last run: `{command}`). Do not edit the tables by hand; the "
-        "discussion between the prose markers is kept.",
-        "",
-        "## How to run",
-        "",
-        "- `make bench` (`python -m benchmarks.run --full`): everything below, about an hour on 2 cores "
-        "with no model cached (the run time of the last run is under *Quality*);",
-        "- `make bench-quick` (`--quick`): the same code on small slices, one seed, one class and one "
-        "subject scenario, ≤ 5 minutes (the CI smoke test); "
-        "results go to `--out` (default `.lethe/bench/quick-results`), never over the published ones;",
-        "- `python -m benchmarks.run --readme-only` regenerates this file from `results/*.json`;",
-        "- `--device cuda` runs it on a GPU; `--seeds N` overrides the number of seeds;",
-        "- `python -m benchmarks.device_speed --device cuda`: every headline ratio with ResNet18 on "
-        "CIFAR-shaped synthetic images (a GPU's speed run, about 2 minutes on an H200) into "
-        "`results/speed-cuda.json`; `python -m benchmarks.engine_speed`: the engine alone "
-        "(importance pass, `dampen` on ResNet18) into `results/engine.json`.",
-        "",
-    ]
-    if quality:
-        parts += _design(quality) + [""]
-    parts += [PROSE_BEGIN, prose.strip() or DEFAULT_PROSE, PROSE_END, ""]
-    if speed:
-        parts += speed_section(speed) + [""]
-    if quality:
-        parts += quality_section(quality) + [""]
-    if sweep:
-        parts += sweep_section(sweep, f"{image_prefix}sweep.png") + [""]
-    parts += device_section(resnet_cuda, full_cuda, image_prefix)
-    return "\n".join(parts).rstrip() + "\n"
+    speed = _current(speed)
+    text = Template(TEMPLATE.read_text()).substitute(
+        folder=image_prefix or ".",
+        command=command,
+        design=_block(_design(quality) if quality else []),
+        prose=_block([PROSE_BEGIN, prose.strip() or DEFAULT_PROSE, PROSE_END]),
+        speed=_block(speed_section(speed) if speed else []),
+        quality=_block([*quality_section(quality), *memorised_section(quality)] if quality else []),
+        sweep=_block(sweep_section(sweep, f"{image_prefix}sweep.png") if sweep else []),
+        gpu=_block(device_section(device, full_cuda, image_prefix)),
+    )
+    return re.sub(r"\n{3,}", "\n\n", text).rstrip() + "\n"
 
 
 def _slice(limit: int | None, what: str) -> str:

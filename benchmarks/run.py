@@ -23,13 +23,10 @@ from typing import Any
 import torch
 
 from benchmarks import readme, speed
-from benchmarks.engine_speed import importance_overhead
-from benchmarks.profiles import PROFILES, Profile
+from benchmarks.profiles import PROFILES
 from benchmarks.quality import run_quality
 from benchmarks.sweep import plot_sweep, run_sweep
-from benchmarks.targets import SPEED_TARGETS
 from benchmarks.workbench import (
-    BenchData,
     command_line,
     load_bench_data,
     machine,
@@ -86,19 +83,6 @@ def default_out(profile: str) -> Path:
     return DEFAULT_RESULTS if profile == "full" else settings().home / "bench" / "quick-results"
 
 
-def evaluation_speed(
-    profile: Profile, data: BenchData, model: torch.nn.Module, device: torch.device
-) -> dict[str, Any]:
-    """Batched evaluation (MIA included) against batch-size-1: benchmarks/eval_speed.py."""
-    try:
-        from benchmarks import eval_speed
-    except ImportError:
-        return {"skipped": "benchmarks/eval_speed.py is missing", "speedup": None}
-    return eval_speed.run(
-        model=model, train=data.speed_train, test=data.test, device=device, quick=profile.name != "full"
-    )
-
-
 def training_throughput(quality: dict[str, Any]) -> float:
     """Median seconds per (sample × epoch) over every training the quality run did (or cached)."""
     epochs = quality["recipe"]["epochs"]
@@ -118,51 +102,20 @@ def trainings(quality: dict[str, Any]) -> dict[str, int]:
     return {"trainings": len(cached), "trainings_cached": sum(cached)}
 
 
-def retrain_ratio(quality: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """Retraining from scratch (same recipe) against unlearning.
-
-    `measured`: on the smallest subject scenario of the quality run (retraining and the request,
-    mean over seeds). Headline: the speed request (D importances cached) against retraining on
-    the same data: measured when the quality run trained on it too (the full run), else scaled
-    from the measured training throughput (time is linear in samples × epochs).
-    """
+def retraining_seconds(quality: dict[str, Any], train_samples: int, forget_samples: int) -> dict[str, Any]:
+    """Retraining the speed run's model from scratch without a request's samples, with the model's own
+    recipe (the quality run's: the demo's in the full run). Measured when the quality run trained on the
+    same data (the smallest subject scenario, mean over seeds), else scaled from the measured training
+    throughput (time is linear in samples × epochs)."""
     subjects = [s for s in quality["scenarios"] if s["kind"] == "subject"]
     name = min(subjects, key=lambda s: s["size"])["name"]
-    summary = quality["summary"][name]
-    retrain = summary["retrained"]["metrics"]["seconds"]["mean"]
-    assd = summary["lfssd_assd"]["metrics"]["seconds"]["mean"]
-    search = summary["lfssd_select"]["metrics"]["seconds"]["mean"]
     recipe = quality["recipe"]
+    measured = quality["data"]["train_samples"] == train_samples
     per_sample_epoch = training_throughput(quality)
-    retained = request["train_samples"] - request["forget_samples"]
-    same_data = quality["data"]["train_samples"] == request["train_samples"]
-    # On the same data the retraining was measured; on more data it is scaled by samples × epochs.
-    full_retrain = retrain if same_data else per_sample_epoch * retained * recipe["epochs"]
-    return {
-        "recipe": f"{recipe['arch']}, {recipe['epochs']} epoch(s), batch {recipe['batch_size']}",
-        "retrain_measured": same_data,
-        "training_seconds_per_1000_sample_epochs": per_sample_epoch * 1000,
-        "retrain_samples": retained,
-        "retrain_s": full_retrain,
-        "unlearn_assd_s": request["cached_request_s"],
-        "unlearn_search_s": request["search_request_s"],
-        "speedup_assd": full_retrain / request["cached_request_s"],
-        "speedup_search": full_retrain / request["search_request_s"],
-        "measured": {
-            "scenario": name,
-            "train_samples": quality["data"]["train_samples"],
-            "seeds": summary["retrained"]["metrics"]["seconds"]["n"],
-            "retrain_s": retrain,
-            "unlearn_assd_s": assd,
-            "unlearn_search_s": search,
-            "speedup_assd": retrain / assd,
-            "speedup_search": retrain / search,
-            "retrain_cached": any(
-                seed["methods"]["retrained"]["info"].get("cached")
-                for seed in quality["per_seed"][name].values()
-            ),
-        },
-    }
+    seconds = (quality["summary"][name]["retrained"]["metrics"]["seconds"]["mean"] if measured
+               else per_sample_epoch * (train_samples - forget_samples) * recipe["epochs"])
+    return {"retrain_s": seconds, "measured": measured, "scenario": name,
+            "training_seconds_per_1000_sample_epochs": per_sample_epoch * 1000}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,23 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         "note": data.note,
     }
 
-    with section("speed: importance pass vs bare forward+backward"):
-        shape = (data.train.in_channels, *data.train.image_size)
-        runs = [(profile.arch, shape)]
-        if device.type == "cuda":  # the paper's model, CIFAR-shaped (speed does not depend on the data)
-            runs.append(("resnet18-cifar", (3, 32, 32)))
-        overhead = [
-            importance_overhead(
-                arch,
-                arch_shape,
-                profile.overhead_batches,
-                profile.overhead_batch_size,
-                profile.overhead_repeats,
-                device,
-            )
-            for arch, arch_shape in runs
-        ]
-
     parts: dict[str, float] = {}
     with section("quality"):
         quality_started = time.perf_counter()
@@ -218,65 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     quality = {**info, "data": data_info, "seeds": profile.seeds, **quality}
     write_json(out / "quality.json", quality)
 
-    with section("speed: request latency (cached vs recomputed D)"):
-        request = speed.request_latency(
-            context.original,
-            data.speed_train,
-            data.test,
-            size=profile.request_size,
-            batch_size=profile.importance_batch_size,
-            repeats=profile.latency_repeats,
-            device=device,
-            paper_alpha=profile.paper_alpha,
-        )
-    with section("speed: D-pass scaling and merged shards"):
-        scaling = speed.scaling(
-            context.original,
-            data.speed_train,
-            sizes=profile.scaling_sizes,
-            batch_size=profile.importance_batch_size,
-            shards=profile.shards,
-            device=device,
-        )
-    with section("speed: per-sample pass vs batch-mean pass"):
-        per_sample = speed.per_sample_cost(
-            context.original,
-            data.speed_train.subset(torch.arange(min(profile.per_sample_samples, len(data.speed_train)))),
-            batch_size=profile.overhead_batch_size,
-            device=device,
-        )
-    with section("speed: evaluation throughput"):
-        evaluation = evaluation_speed(profile, data, context.original, device)
-    retrain = retrain_ratio(quality, request)
-    headline = {
-        "importance_overhead_ratio": overhead[0]["ratio"],
-        "cached_speedup": request["cached_speedup"],
-        "retrain_speedup": retrain["speedup_assd"],
-        "eval_speedup": evaluation.get("speedup"),
-    }
-    targets = [
-        {
-            "key": t["key"],
-            "what": t["what"],
-            "target": t["target"],
-            "met": headline[t["key"]] is not None and bool(t["check"](headline[t["key"]])),
-        }
-        for t in SPEED_TARGETS
-    ]
-    speed_result = {
-        **info,
-        "data": data_info,
-        "arch": profile.arch,
-        **headline,
-        "headline": headline,
-        "targets": targets,
-        "importance_overhead": overhead,
-        "per_sample": per_sample,
-        "request": request,
-        "retrain": retrain,
-        "scaling": scaling,
-        "evaluation": evaluation,
-    }
+    speed_started = time.perf_counter()
+    retrain = retraining_seconds(quality, len(data.speed_train), profile.request_size)
+    # The pipeline's steps check the data against the model's card: only a model of the whole split.
+    whole_split = not data.note and profile.train_limit is None and profile.speed_train_limit is None
+    measured = speed.measure(profile, context.original, data.speed_train, data.test, device,
+                             retrain_s=retrain["retrain_s"], recipe=quality["recipe"],
+                             pipeline=profile.pipeline_overhead and whole_split)
+    measured["retrain"].update(retrain)
+    parts["speed_s"] = time.perf_counter() - speed_started
+    speed_result = {**info, "data": data_info, **measured, **measured["headline"]}
     write_json(out / "speed.json", speed_result)
 
     with section("α/λ sensitivity sweep"):
@@ -287,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "sweep.json", {**info, **sweep})
 
     total = time.perf_counter() - started
-    parts["speed_s"] = total - parts["quality_s"] - parts["sweep_s"]
     run_time = {"run_seconds": total, "run_parts": parts, **trainings(quality)}
     # The whole run's time is known only now: both results carry it (the README prints it).
     write_json(out / "quality.json", {**quality, "run_time": run_time})
@@ -295,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     write_readme(out, command)
     print(
         f"done in {total / 60:.1f} min; headline: "
-        + ", ".join(f"{k}={v:.3g}" for k, v in headline.items() if v is not None),
+        + ", ".join(f"{k}={v:.3g}" for k, v in measured["headline"].items() if v is not None),
         flush=True,
     )
     return 0

@@ -1,13 +1,36 @@
-"""Speed: what caching D importances buys a request, unlearning against retraining, how the D pass
-scales with |D|, and K merged shards against one pass.
+"""Speed: the seven ratios, one script for the CPU and a GPU, every part the product's own code.
 
-Every timing is wall-clock on the device given (CUDA timings are synchronised).
+    python -m benchmarks.speed --device cuda [--train-samples 50000] [--arch resnet18-cifar] [--out FILE]
+    python -m benchmarks.speed --device cpu --quick      # seconds, to check the script
+
+`python -m benchmarks.run` calls `measure` on the CPU with the quality run's model (the demo's recipe) and
+real data; run alone, this script trains a model with its own recipe on synthetic images of the arch's
+shape (speed does not depend on the pixels) and measures it the same way. "Request": a subject request
+of `request_size` samples with the full-data importances (D) cached. Every timing is wall-clock on the
+device given (CUDA timings are synchronised). The ratios (targets in benchmarks/targets.py):
+
+- `importance_overhead_ratio`: the batch-mean importance pass / a bare forward+backward;
+- `per_sample_ratio`: the per-sample pass (lethe's default) / a bare batched forward+backward;
+- `cached_speedup`: the request recomputing D / the cached request, both with ASSD's α;
+- `request_to_limit`: the request with the default selection (`choose_dampening`) / (Df pass + one
+  dampening), the floor any request pays;
+- `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
+- `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
+  step's whole evaluation (`evaluate_candidate`, per-example membership test included);
+- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`pipelines.measure`).
+
+`scale` puts the D pass of 1.28 M ImageNet-sized images on paper from a measured ResNet50 throughput.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
+import subprocess
+import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,43 +38,64 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.workbench import Stopwatch, median_seconds, timed
-from lethe.data import SampleSet, resolve_forget_set, subject_map
+from benchmarks.engine_speed import bare_forward_backward, dampen_speed, importance_overhead
+from benchmarks.profiles import FULL, QUICK, Profile
+from benchmarks.targets import check_targets
+from benchmarks.workbench import (
+    Stopwatch,
+    command_line,
+    machine,
+    median_seconds,
+    now,
+    section,
+    timed,
+    write_json,
+)
+from lethe.audit import DEFAULT_K
+from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
+from lethe.devices import default_device
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
+from lethe.evaluation.per_example import ReferenceOutputs
+from lethe.models import build_model, save_model
+from lethe.models.training import train_classifier
 from lethe.steps.evaluate import Request
 from lethe.steps.importance_pass import importances_of
+from lethe.steps.importances import plan_shards, shard_range
 from lethe.steps.unlearn import choose_dampening, make_target
-from lethe.unlearning import Importances, calibrate_alpha, dampen
+from lethe.unlearning import Importances, compute_importances, dampen
+
+IMAGENET_TRAIN = 1_281_167
+SCALE_DEVICES = (1, 8, 64)
 
 
 def d_pass(
     model: nn.Module, samples: SampleSet, batch_size: int, device: torch.device, method: str = "lfssd"
 ) -> tuple[Importances, float]:
-    """The importances over `samples` and the seconds they took (batch size 1: per sample, as the
-    product's default; see lethe.steps.importance_pass)."""
-    return timed(
-        lambda: importances_of(
-            model, samples, batch_size=batch_size, method=method, device=str(device), progress=False
-        ),
-        device,
-    )
+    """The importances over `samples` and the seconds they took (batch size 1: per sample)."""
+    return timed(lambda: importances_of(model, samples, batch_size=batch_size, method=method,
+                                        device=str(device), progress=False), device)
 
 
-def per_sample_cost(
+def per_sample_ratio(
     model: nn.Module, samples: SampleSet, *, batch_size: int, device: torch.device
 ) -> dict[str, Any]:
-    """The per-sample pass (lethe's default semantics) against the batch-mean pass at `batch_size`
-    over the same samples: what per-sample semantics cost."""
+    """The per-sample pass against a bare forward+backward over the same samples in batches."""
+    model = model.to(device)
+
+    def bare() -> None:
+        bare_forward_backward(model, (x.to(device) for x in samples.batches(batch_size, with_labels=False)))
+
     d_pass(model, samples.subset(torch.arange(min(2 * batch_size, len(samples)))), 1, device)  # warm-up
+    bare()
     _, per_sample_s = d_pass(model, samples, 1, device)
-    _, batched_s = d_pass(model, samples, batch_size, device)
+    _, bare_s = timed(bare, device)
     return {
         "samples": len(samples),
         "batch_size": batch_size,
         "per_sample_s": per_sample_s,
-        "batched_s": batched_s,
+        "bare_s": bare_s,
         "per_sample_samples_per_s": len(samples) / per_sample_s,
-        "batched_samples_per_s": len(samples) / batched_s,
-        "per_sample_cost_ratio": per_sample_s / batched_s,
+        "ratio": per_sample_s / bare_s,
     }
 
 
@@ -69,114 +113,133 @@ def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
     return chosen
 
 
-def request_latency(
-    model: nn.Module,
-    train: SampleSet,
-    test: SampleSet,
-    *,
-    size: int,
-    batch_size: int,
-    repeats: int,
+def request_costs(
+    model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int, repeats: int,
     device: torch.device,
-    paper_alpha: float = 10.0,
-) -> dict[str, Any]:
-    """One subject request of `size` samples with the D importances cached (loaded from a file)
-    against the same request recomputing them.
-
-    `assd` is the label-free request with α from the ASSD rule: load D, the Df pass, α, dampen a
-    copy. `search` is the request with lethe's default choice instead (`choose_dampening`: the
-    cut-off and α searched, forward passes over the forget set and fixed retain and held-out samples
-    per trial).
-    """
+) -> tuple[dict[str, Any], nn.Module, Request]:
+    """A subject request with D cached (loaded from a file), with ASSD's α and with the default selection,
+    against the same request recomputing D and against its floor (Df pass + one dampening). Returns the
+    figures, the default selection's candidate and the request."""
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
+    request = Request(dataset=train.name, scenario="subject", train=train, test=test, split=split,
+                      forget_class=None)
     full, d_seconds = d_pass(model, train, batch_size, device)
-    request = Request(
-        dataset=train.name, scenario="subject", train=train, test=test, split=split, forget_class=None
-    )
+    candidates: list[nn.Module] = []
+    choices: list[Any] = []
+
+    def forget_pass() -> Importances:
+        return importances_of(model, split.forget, batch_size=batch_size, device=str(device), progress=False)
 
     with tempfile.TemporaryDirectory(prefix="lethe-bench-") as tmp:
         path = full.save(Path(tmp) / "full.safetensors")
 
-        def forget_pass() -> Importances:
-            return importances_of(
-                model, split.forget, batch_size=batch_size, device=str(device), progress=False
-            )
-
-        def assd_request(cached: Importances | None = None) -> nn.Module:
-            d = cached if cached is not None else Importances.load(path)
-            f = forget_pass()
-            alpha = calibrate_alpha(d, f, n_full=len(train), n_forget=len(split.forget))
-            candidate = copy.deepcopy(model)
-            dampen(candidate, d, f, alpha=alpha)
-            return candidate
-
-        trials: list[int] = []
-
-        def search_request() -> nn.Module:
-            d = Importances.load(path)
-            f = forget_pass()
-            target = make_target(model, request, device=str(device))
-            choice = choose_dampening(model, d, f, request, target)
-            trials.append(len((choice.selection or {}).get("trials", [])))
+        def cached_request(alpha: str) -> nn.Module:
+            d, f = Importances.load(path), forget_pass()
+            target = make_target(model, request, device=str(device)) if alpha == "search" else None
+            choice = choose_dampening(model, d, f, request, target, alpha=alpha)
             candidate = copy.deepcopy(model)
             dampen(candidate, d, f, alpha=choice.alpha, parameters=choice.parameters)
+            candidates.append(candidate)
+            choices.append(choice)
             return candidate
 
-        assd = median_seconds(assd_request, repeats, device)
+        assd = median_seconds(lambda: cached_request("assd"), repeats, device)
+        # The selection's forward passes are warm from the ASSD requests; it is the slow part.
+        default = median_seconds(lambda: cached_request("search"), max(1, repeats // 2), device,
+                                 warm_up=False)
+        chosen = choices[-1]
         forget_only = median_seconds(forget_pass, repeats, device)
-        load = median_seconds(lambda: Importances.load(path), repeats, device)
-        # The search's forward passes are warm from the requests above; it is the slow part, so
-        # it runs fewer times.
-        search = median_seconds(search_request, max(1, repeats // 2), device, warm_up=False)
         f = forget_pass()
-        dampen_only = median_seconds(
-            lambda: dampen(copy.deepcopy(model), full, f, alpha=paper_alpha), repeats, device
-        )
-
-    recomputed_assd = d_seconds + assd["median_s"]
-    recomputed_search = d_seconds + search["median_s"]
+        one_dampening = median_seconds(
+            lambda: dampen(copy.deepcopy(model), full, f, alpha=chosen.alpha, parameters=chosen.parameters),
+            repeats, device)
+        load = median_seconds(lambda: Importances.load(path), repeats, device)
+    limit = forget_only["median_s"] + one_dampening["median_s"]
+    recomputed = d_seconds + assd["median_s"]
     return {
         "forget_samples": len(split.forget),
         "train_samples": len(train),
         "batch_size": batch_size,
         "d_pass_s": d_seconds,
-        "cached_request_s": assd["median_s"],
-        "cached_request": assd,
-        "recomputed_request_s": recomputed_assd,
-        "cached_speedup": recomputed_assd / assd["median_s"],
-        "parts": {
-            "load_d_s": load["median_s"],
-            "forget_pass_s": forget_only["median_s"],
-            "dampen_copy_s": dampen_only["median_s"],
-        },
-        "search_request_s": search["median_s"],
-        "search_request": search,
-        "search_recomputed_request_s": recomputed_search,
-        "search_cached_speedup": recomputed_search / search["median_s"],
-        "search_trials": trials[-1],
+        "assd_request_s": assd["median_s"],
+        "assd_recomputed_request_s": recomputed,
+        "default_request_s": default["median_s"],
+        "default_alpha": chosen.alpha,
+        "default_cutoff": chosen.cutoff,
+        "default_trials": len((chosen.selection or {}).get("trials", [])),
+        "limit_s": limit,
+        "parts": {"load_d_s": load["median_s"], "forget_pass_s": forget_only["median_s"],
+                  "dampen_copy_s": one_dampening["median_s"]},
+        "cached_speedup": recomputed / assd["median_s"],
+        "request_to_limit": default["median_s"] / limit,
+        "timings": {"assd": assd, "default": default},
+    }, candidates[-1], request
+
+
+def synthetic_references(parent: nn.Module, request: Request, device: torch.device,
+                         k: int) -> ReferenceOutputs:
+    """Reference logits of the right shape (K models, half of them "out" per forget sample): the per-example
+    test costs the same whatever the values, and training K models would time training, not evaluation."""
+    from lethe.evaluation.forward import predict_logits
+
+    generator = torch.Generator().manual_seed(3)
+
+    def noisy(samples: SampleSet) -> torch.Tensor:
+        logits = predict_logits(parent, samples.batches(DEFAULT_BATCH_SIZE, with_labels=False), device=device,
+                                progress=False)
+        return logits + torch.randn((k, *logits.shape), generator=generator)
+
+    forget = noisy(request.split.forget)
+    out = torch.rand(forget.shape[:2], generator=generator) < 0.5
+    return ReferenceOutputs(forget, out, noisy(request.test))
+
+
+def eval_efficiency(
+    parent: nn.Module, candidate: nn.Module, request: Request, *, repeats: int, device: torch.device
+) -> dict[str, Any]:
+    """The evaluate step's whole evaluation (both models, retain + forget + test, accuracies, both
+    population attacks, the per-example test against K reference models, Evidently, plots, the gate)
+    against the bare batched forward passes it cannot avoid."""
+    sets = [request.split.retain, request.split.forget, request.test]
+    references = synthetic_references(parent, request, device, DEFAULT_K)
+
+    @torch.inference_mode()
+    def bare() -> None:
+        for model in (parent, candidate):
+            model.to(device).eval()
+            for samples in sets:
+                for x in samples.batches(DEFAULT_BATCH_SIZE, with_labels=False):
+                    model(x.to(device))
+
+    metrics: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="lethe-bench-eval-") as tmp:
+
+        def whole() -> None:
+            metrics.append(evaluate_candidate(
+                candidate, parent, retain=request.split.retain, forget=request.split.forget,
+                test=request.test, scenario="subject", out_dir=tmp, device=device, progress=False,
+                references=references))
+
+        bare_t = median_seconds(bare, repeats, device)
+        whole_t = median_seconds(whole, repeats, device)  # its warm-up call imports Evidently
+    return {
+        "samples": sum(len(s) for s in sets),
+        "models": 2,
+        "reference_models": DEFAULT_K,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "bare_forward_s": bare_t["median_s"],
+        "evaluation_s": whole_t["median_s"],
+        "evaluation_timing_s": metrics[-1]["timing_s"],
+        "ratio": bare_t["median_s"] / whole_t["median_s"],
     }
 
 
-def _batch_aligned_shards(n: int, batch_size: int, shards: int) -> list[tuple[int, int]]:
-    """Sample ranges of `shards` contiguous groups of whole batches (the last holds any remainder)."""
-    batches = -(-n // batch_size)
-    edges = np.linspace(0, batches, shards + 1).round().astype(int).tolist()
-    return [
-        (a * batch_size, min(b * batch_size, n)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a
-    ]
-
-
 def scaling(
-    model: nn.Module,
-    train: SampleSet,
-    *,
-    sizes: tuple[int, ...],
-    batch_size: int,
-    shards: int,
+    model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch_size: int, shards: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """D-pass time against |D| with a least-squares line; K shards of the largest |D| merged
-    against one pass over it (they should agree to float rounding)."""
+    """D-pass time against |D| with a least-squares line; the largest |D| cut into K shards as the
+    `importances` pipeline cuts it (`shard_range`), merged, against one pass (equal to float rounding)."""
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
     sizes = tuple(n for n in sizes if n <= len(train))
     d_pass(model, train.subset(order[:batch_size]), batch_size, device)  # warm-up: kernels, allocator
@@ -191,43 +254,201 @@ def scaling(
     slope, intercept = np.polyfit(x, y, 1)
     predicted = slope * x + intercept
     r2 = 1.0 - float(((y - predicted) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-12)
-    fit = {
-        "seconds_per_1000_samples": slope * 1000,
-        "intercept_s": intercept,
-        "r2": r2,
-        "max_relative_residual": float(np.max(np.abs(y - predicted) / y)),
-    }
+    fit = {"seconds_per_1000_samples": slope * 1000, "intercept_s": intercept, "r2": r2,
+           "max_relative_residual": float(np.max(np.abs(y - predicted) / y))}
 
     part, one_pass = largest
+    k = min(shards, -(-len(part) // batch_size))
     shard_results, shard_seconds = [], []
-    for start, stop in _batch_aligned_shards(len(part), batch_size, shards):
-        piece = part.subset(torch.arange(start, stop))
-        importances, seconds = d_pass(model, piece, batch_size, device)
+    for index in plan_shards(k):
+        start, stop = shard_range(len(part), batch_size, index, k)
+        importances, seconds = d_pass(model, part.subset(torch.arange(start, stop)), batch_size, device)
         shard_results.append(importances)
         shard_seconds.append(seconds)
     with Stopwatch(device) as merge_watch:
         merged = Importances.merge(shard_results)
     abs_diff = max(float((merged[n].double() - one_pass[n].double()).abs().max()) for n in one_pass)
     scale = max(float(one_pass[n].double().abs().max()) for n in one_pass)
-    exact = all(torch.equal(merged[n], one_pass[n]) for n in one_pass)
     return {
         "points": points,
         "fit": fit,
         "shards": {
-            "samples": len(part),
-            "k": len(shard_results),
-            "batch_size": batch_size,
-            "shard_seconds": shard_seconds,
-            "merge_seconds": merge_watch.seconds,
-            "one_pass_seconds": points[-1]["seconds"],
+            "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
+            "merge_seconds": merge_watch.seconds, "one_pass_seconds": points[-1]["seconds"],
             "parallel_seconds_ideal": max(shard_seconds) + merge_watch.seconds,
             "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
-            "max_abs_diff": abs_diff,
-            "max_abs_value": scale,
-            "max_rel_diff": abs_diff / max(scale, 1e-30),
-            "bit_identical": exact,
+            "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30),
             "allclose_rtol_1e-5": all(
-                torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass
-            ),
+                torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass),
         },
     }
+
+
+def scale_on_paper(
+    *, images: int, image_size: int, request_size: int, request_to_limit: float | None, device: torch.device,
+) -> dict[str, Any]:
+    """The D pass over ImageNet's 1.28 M training images on ResNet50 at `image_size`, on 1, 8 and 64
+    devices through the `importances` pipeline's ParallelFor, from the measured per-sample throughput
+    (the pass is linear in |D|) plus the merge step's measured cost per shard (load it, add it); and the
+    cached request that follows (load D, the Df pass, one dampening; the default selection × the
+    measured `request_to_limit`)."""
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50(num_classes=1000).to(device).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> list[torch.Tensor]:
+        return [torch.randn(n, 3, image_size, image_size, generator=generator)]
+
+    def per_sample(n: int) -> Importances:
+        return compute_importances(model, batch(n), device=device, progress=False, per_sample=True)
+
+    per_sample(1)  # warm-up
+    shard, seconds = timed(lambda: per_sample(images), device)
+    rate = images / seconds
+    with tempfile.TemporaryDirectory(prefix="lethe-bench-scale-") as tmp:
+        path = shard.save(Path(tmp) / "shard.safetensors")
+        load = median_seconds(lambda: Importances.load(path), 2, device)["median_s"]
+    merge = median_seconds(lambda: Importances.merge([shard, shard]), 2, device)["median_s"] / 2
+    # A forget pass above the full one on about two thirds of the elements: dampening does real work.
+    forget = Importances({n: 3 * v * torch.rand_like(v) for n, v in shard.items()}, **shard.metadata)
+    damp = median_seconds(lambda: dampen(copy.deepcopy(model), shard, forget, alpha=1.0), 2,
+                          device)["median_s"]
+    per_shard = load + merge
+    rows = [{"devices": k, "d_pass_s": IMAGENET_TRAIN / (k * rate) + (k * per_shard if k > 1 else 0.0)}
+            for k in SCALE_DEVICES]
+    assd_request = load + request_size / rate + damp
+    return {
+        "arch": "resnet50", "image_size": image_size, "images_measured": images, "samples_per_s": rate,
+        "parameters": sum(p.numel() for p in model.parameters()), "images": IMAGENET_TRAIN,
+        "merge_per_shard_s": per_shard, "load_d_s": load, "dampen_s": damp, "rows": rows,
+        "request_size": request_size, "assd_request_s": assd_request,
+        "default_request_s": None if request_to_limit is None
+        else request_to_limit * (request_size / rate + damp) + load,
+    }
+
+
+def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any],
+                      subjects: int) -> dict[str, Any]:
+    """The scheduled pipeline through kfp.local against its steps called directly, on this model saved as
+    `lethe train` saves one (`python -m pipelines.measure overhead`)."""
+    from lethe.errors import LetheError
+    from pipelines.measure import measure_overhead
+
+    with tempfile.TemporaryDirectory(prefix="lethe-bench-pipeline-") as tmp:
+        card = save_model(model.cpu(), tmp, {  # the card `lethe train` writes
+            "dataset": train.name, "normalization": train.normalization, "image_size": list(train.image_size),
+            "classes": list(train.classes) if train.classes else None,
+            "dataset_fingerprint": train.fingerprint(), "trained_on_fingerprint": train.fingerprint()})
+        (Path(tmp) / "train.json").write_text(json.dumps(
+            {"model": recipe["arch"], "dataset": train.name, "epochs": recipe["epochs"],
+             "batch_size": recipe["batch_size"], "lr": recipe["lr"], "fingerprint": card.fingerprint}))
+        try:
+            result = measure_overhead(tmp, subjects)
+        except (LetheError, SystemExit, OSError, subprocess.CalledProcessError) as exc:
+            return {"ratio": None, "skipped": f"the measurement failed: {exc}"}
+    return {**result, "ratio": result["kfp_local_s"] / result["direct_s"]}
+
+
+def measure(
+    profile: Profile, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device, *,
+    retrain_s: float, recipe: dict[str, Any], pipeline: bool,
+) -> dict[str, Any]:
+    """Every speed part on `model` (trained with `recipe` on `train`; retraining it costs `retrain_s`)."""
+    result: dict[str, Any] = {"arch": recipe["arch"], "recipe": recipe}
+    shape = (train.in_channels, *train.image_size)
+    with section("speed: importance pass vs bare forward+backward"):
+        result["importance_overhead"] = importance_overhead(
+            recipe["arch"], shape, profile.overhead_batches, profile.overhead_batch_size,
+            profile.overhead_repeats, device)
+    with section("speed: per-sample pass vs bare batched forward+backward"):
+        result["per_sample"] = per_sample_ratio(
+            model, train.subset(torch.arange(min(profile.per_sample_samples, len(train)))),
+            batch_size=profile.overhead_batch_size, device=device)
+    with section("speed: the request (D cached, ASSD α and the default selection)"):
+        request, candidate, forget_request = request_costs(
+            model, train, test, size=profile.request_size, batch_size=profile.importance_batch_size,
+            repeats=profile.latency_repeats, device=device)
+    result["request"] = request
+    result["retrain"] = {"recipe": recipe, "retrain_samples": len(train) - request["forget_samples"],
+                         "retrain_s": retrain_s, "ratio": retrain_s / request["default_request_s"]}
+    with section("speed: evaluation against bare forward passes"):
+        result["evaluation"] = eval_efficiency(model, candidate, forget_request, repeats=profile.eval_repeats,
+                                               device=device)
+    with section("speed: D-pass scaling and merged shards"):
+        result["scaling"] = scaling(model, train, sizes=profile.scaling_sizes, shards=profile.shards,
+                                    batch_size=profile.importance_batch_size, device=device)
+    with section("speed: scale on paper (ResNet50, ImageNet-sized images)"):
+        result["scale"] = scale_on_paper(images=profile.scale_images, image_size=profile.scale_image_size,
+                                         request_size=profile.request_size,
+                                         request_to_limit=request["request_to_limit"], device=device)
+    result["dampen"] = dampen_speed(profile.overhead_repeats, device)
+    if pipeline:
+        with section("speed: the scheduled pipeline through kfp.local vs its steps called directly"):
+            result["pipeline"] = pipeline_overhead(model, train, recipe, subjects=10)
+    else:
+        result["pipeline"] = {"ratio": None, "skipped": "measured by the full run on the demo's data only"}
+    result["headline"] = {
+        "importance_overhead_ratio": result["importance_overhead"]["ratio"],
+        "per_sample_ratio": result["per_sample"]["ratio"],
+        "cached_speedup": request["cached_speedup"],
+        "request_to_limit": request["request_to_limit"],
+        "retrain_speedup": result["retrain"]["ratio"],
+        "eval_efficiency": result["evaluation"]["ratio"],
+        "pipeline_overhead": result["pipeline"]["ratio"],
+    }
+    result["targets"] = check_targets(result["headline"], device.type)
+    return result
+
+
+def synthetic(count: int, shape: tuple[int, int, int], classes: int, *, seed: int, split: str) -> SampleSet:
+    """Random images with random labels (speed only)."""
+    generator = torch.Generator().manual_seed(seed)
+    return SampleSet(name="synthetic", split=split, ids=[f"synthetic/{split}/{i}" for i in range(count)],
+                     inputs=torch.randint(0, 256, (count, *shape), dtype=torch.uint8, generator=generator),
+                     labels=torch.randint(0, classes, (count,), generator=generator), num_classes=classes,
+                     normalization=Normalization.uniform(shape[0]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--arch", default="resnet18-cifar", help="the model (default the papers' ResNet18)")
+    parser.add_argument("--train-samples", type=int, default=50_000, help="|D| (default CIFAR-10's 50,000)")
+    parser.add_argument("--epochs", type=int, default=3, help="the model's recipe (default the demo's 3)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    n = 256 if args.quick else args.train_samples
+    profile = replace(QUICK if args.quick else FULL, arch=args.arch, scaling_sizes=(n // 4, n // 2, n),
+                      request_size=8 if args.quick else FULL.request_size,
+                      per_sample_samples=64 if args.quick else FULL.per_sample_samples,
+                      overhead_batch_size=16 if args.quick else FULL.overhead_batch_size,
+                      scale_images=1 if args.quick else 32, scale_image_size=64 if args.quick else 224)
+    shape = (3, 32, 32)
+    train = synthetic(n, shape, 10, seed=0, split="train")
+    test = synthetic(max(n // 5, 256), shape, 10, seed=1, split="test")  # ≥ 100 to calibrate at 1% FPR
+    torch.manual_seed(0)
+    model = build_model(args.arch, num_classes=10, in_channels=shape[0])
+    recipe = {"arch": args.arch, "epochs": 1 if args.quick else args.epochs, "batch_size": 128, "lr": 3e-3}
+    trained = train_classifier(model, train, None, epochs=recipe["epochs"], device=device, progress=False)
+    model.eval()
+    result = {"machine": machine(device), "date": now(), "data": "synthetic uint8 images (speed only)",
+              "command": command_line("-m benchmarks.speed", argv if argv is not None else sys.argv[1:])}
+    # Retraining without the request's samples: the recipe's measured time, linear in the samples.
+    retrain_s = trained.seconds * (n - profile.request_size) / n
+    result.update(measure(profile, model, train, test, device, retrain_s=retrain_s,
+                          recipe={**recipe, "train_seconds": trained.seconds}, pipeline=False))
+    result.update(result["headline"])
+    out = args.out or Path(__file__).resolve().parent / "results" / f"speed-{device.type}.json"
+    write_json(out, result)
+    print(f"written: {out}")
+    for key, value in result["headline"].items():
+        print(f"  {key}: {'–' if value is None else f'{value:.3g}'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,7 @@ from lethe.demo import (
     collect_versions,
     demo_environment,
     ensure_model,
+    ensure_references,
     file_requests,
     reset_state,
     say,
@@ -96,6 +97,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
                                            scenario="base", run_name="base-model")
         say(f"    registered as version {base.version}, alias champion")
         mark = lap("model", mark)
+        references, trained_references = ensure_references(model_dir, progress=options.progress)
+        say(f"    {references['k']} reference models for the per-example membership test "
+            f"({'trained now' if trained_references else 'reused'}, {references['epochs']} epochs each)")
+        mark = lap("reference models", mark)
 
         say(f"[3/6] erasure requests: {options.subjects} subjects, and one subject the data does not know")
         request_ids, refused = file_requests(dataset, options.subjects)
@@ -124,7 +129,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     seconds["total"] = round(time.perf_counter() - clock, 1)
     return DemoResult(home=home, dataset=dataset, fallback_reason=fallback, model_dir=model_dir,
                       trained=trained, runs=runs, versions=versions, requests=requests, refused=refused,
-                      champion=champion, seconds=seconds)
+                      champion=champion, seconds=seconds, references=references)
 
 
 def main(options: DemoOptions) -> int:

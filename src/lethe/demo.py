@@ -43,6 +43,10 @@ EMBEDDED = ("LETHE_LEDGER_URL", "LETHE_TRACKING_URI", "MLFLOW_TRACKING_URI", "LE
             "LETHE_SUBJECT_KEY", "LETHE_MODEL_NAME", "LETHE_DATA_DIR")
 # Kept between demo runs: what is expensive to rebuild and safe to reuse.
 KEPT = ("models", "data")
+# Kept under the artifacts: the importances cache and the audit's reference models (keyed by the
+# model's fingerprint, so a retrained demo model gets its own).
+KEPT_ARTIFACTS = ("importances", "audit")
+REFERENCE_MODELS = 4  # the per-example membership test's reference models for the demo's champion
 
 
 def say(message: str) -> None:
@@ -73,6 +77,7 @@ class DemoResult:
     refused: list[str] = field(default_factory=list)  # requests refused at filing, and why
     champion: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    references: dict[str, Any] | None = None  # the reference models (`ensure_references`)
 
     @property
     def succeeded(self) -> bool:
@@ -107,7 +112,7 @@ def reset_state(home: Path) -> None:
             continue
         if entry.name == "artifacts" and entry.is_dir():
             for part in entry.iterdir():
-                if part.name != "importances":
+                if part.name not in KEPT_ARTIFACTS:
                     shutil.rmtree(part) if part.is_dir() else part.unlink()
             continue
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -165,6 +170,17 @@ def ensure_model(home: Path, dataset: str, *, epochs: int, retrain: bool,
     say(f"    trained {ARCH} on {dataset}: test accuracy {record['test_accuracy']:.4f} "
         f"in {record['seconds']:.0f} s")
     return model_dir, True
+
+
+def ensure_references(model_dir: Path, *, k: int = REFERENCE_MODELS,
+                      progress: bool) -> tuple[dict[str, Any], bool]:
+    """The champion's reference models, as `lethe audit prepare --k K` makes them (stored under the
+    demo's artifacts and kept between runs): (what the summary says of them, whether trained now)."""
+    from lethe.audit import find_references, prepare_references
+
+    trained = find_references(model_dir) is None
+    references = prepare_references(model_dir, k=k, progress=progress)
+    return {"k": references.k, "epochs": references.epochs, "uri": references.uri}, trained
 
 
 def file_requests(dataset: str, count: int) -> tuple[list[str], list[str]]:
@@ -266,6 +282,7 @@ def summary(result: DemoResult) -> str:
                    "--by NAME --reason TEXT")
     out.append("")
     out.extend(requests_table(result.requests))
+    out.extend(membership_lines(result.versions, result.references))
     for refusal in result.refused:
         out.append(f"refused when filed: {refusal}")
     out.append("")
@@ -314,6 +331,35 @@ def versions_table(versions: list[dict[str, Any]]) -> list[str]:
         out.append("gate reasons:")
         out.extend(reasons)
     return out
+
+
+def membership_lines(versions: list[dict[str, Any]], references: dict[str, Any] | None) -> list[str]:
+    """Per request of the subject runs: the per-example test's outcome and the shares it flagged at 1%
+    FPR before → after, next to held-out non-members (from each version's metrics.json)."""
+    rows = [["request", "outcome", "flagged before → after", "held-out non-members before → after"]]
+    for v in versions:
+        per_example = (v.get("metrics") or {}).get("per_example") or {}
+        for request_id, evidence in (per_example.get("requests") or {}).items():
+            at = (evidence.get("fpr") or {}).get("0.01") or {}
+
+            def share(role: str, at: dict[str, Any] = at) -> str:
+                value = (at.get(role) or {})
+                return f"{value['flagged']}/{value['n']}" if "n" in value else "-"
+
+            def rate(role: str, at: dict[str, Any] = at) -> str:
+                return _pct((at.get(role) or {}).get("share")).strip()
+
+            rows.append([str(request_id)[:8], evidence.get("outcome", "-"),
+                         f"{share('parent')} → {share('candidate')}",
+                         f"{rate('parent_non_member')} → {rate('candidate_non_member')}"])
+    if len(rows) == 1:
+        if references is None:
+            return []
+        return [f"per-example membership test: {references['k']} reference models, no subject request "
+                "evaluated"]
+    how = f"{references['k']} reference models" if references else "the version's reference models"
+    return ["", f"per-example membership test (offline LiRA against {how}, 1% false-positive rate):",
+            _table(rows)]
 
 
 def requests_table(requests: list[dict[str, Any]]) -> list[str]:

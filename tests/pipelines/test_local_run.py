@@ -38,9 +38,10 @@ def _run(home: Path, **params):
     return run_local("scheduled", params, pipeline_root=home / "kfp", log_path=home / "kfp.log")
 
 
-def _run_installed(home: Path, workdir: Path) -> dict[str, str]:
+def _run_installed(home: Path, workdir: Path, *, failed_requests: int = 0) -> dict[str, str]:
     """`lethe pipeline run --local scheduled` run by the console script in `workdir`; each task's
-    final state, in the order they finished (from its progress lines on stderr)."""
+    final state, in the order they finished (from its progress lines on stderr). Its tasks must
+    succeed; it exits 1 when `failed_requests` of the run's requests failed, and says so."""
     assert not workdir.resolve().is_relative_to(CHECKOUT)
     workdir.mkdir()
     lethe = Path(sys.executable).with_name("lethe")
@@ -49,8 +50,13 @@ def _run_installed(home: Path, workdir: Path) -> dict[str, str]:
     done = subprocess.run([str(lethe), "pipeline", "run", "--local", "scheduled"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     log = home / "kfp" / "logs" / "scheduled.log"
-    assert done.returncode == 0, f"{done.stdout}{done.stderr[-3000:]}; see {log}"
-    assert "pipeline scheduled succeeded" in done.stdout
+    assert done.returncode == (1 if failed_requests else 0), f"{done.stdout}{done.stderr[-3000:]}; see {log}"
+    assert "erasure requests:" in done.stdout  # the run's summary: its version and requests
+    if failed_requests:
+        assert "its tasks succeeded in" in done.stdout and f"{failed_requests} of" in done.stdout
+        assert "request(s) FAILED" in done.stdout
+    else:
+        assert "pipeline scheduled succeeded" in done.stdout
     final: dict[str, str] = {}
     for line in done.stderr.splitlines():
         parts = line.split()
@@ -103,7 +109,7 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED_PASSWORD)
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
-    tasks = _run_installed(home, tmp_path / "elsewhere")
+    tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
     assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
                            "register-and-gate", "refresh-importances", "finalize-requests"]
     assert set(tasks.values()) == {"SUCCESS"}

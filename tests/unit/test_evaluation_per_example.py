@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from lethe.data import SampleSet
+from lethe.data.planted import WRONG_LABEL, plant_subjects
 from lethe.evaluation import Check, decide, evaluate_candidate, evidently_disagreements, load_thresholds
 from lethe.evaluation.per_example import (
     ReferenceOutputs,
@@ -60,14 +60,11 @@ def planted(digits_train, digits_test) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        generator = torch.Generator().manual_seed(0)
-        order = torch.randperm(len(digits_train), generator=generator)
-        memorised = order[:PLANTED]
-        labels = digits_train.labels.clone()
-        labels[memorised] = (labels[memorised] + torch.randint(1, 10, (PLANTED,), generator=generator)) % 10
-        train = SampleSet(name=digits_train.name, split="train", ids=list(digits_train.ids),
-                          inputs=digits_train.inputs, labels=labels, num_classes=digits_train.num_classes,
-                          normalization=digits_train.normalization)
+        # One wrong-label subject of PLANTED images, planted as the benchmark and the demo plant them.
+        planting = plant_subjects(digits_train, wrong_label=1, per_subject=PLANTED, seed=0)
+        train, labels = planting.train, planting.train.labels
+        memorised = train.indices_of(planting.ids_of_kind(WRONG_LABEL))
+        generator = torch.Generator().manual_seed(1)
         x = _inputs(train)
         parent = _fit(x, labels, seed=0)
         # Balanced halves, as lethe.audit draws them: each sample in 2 of the 4 models.
@@ -162,6 +159,26 @@ def test_the_outcome_of_each_case() -> None:
 
 
 # --- the gate's three outcomes on a planted memorised subject -------------------------------------
+
+
+def test_a_planted_wrong_label_subject_is_memorised_and_flagged(planted, digits_test) -> None:
+    """The many-epoch, no-weight-decay parent memorises the planted wrong labels, a model that never saw
+    them does not, and the per-example test flags them above held-out non-members on the parent only."""
+    rows = planted["memorised"]
+    with torch.no_grad():
+        x, test_x = _inputs(planted["train"])[rows], _inputs(digits_test)
+        parent = {"forget": planted["parent"](x), "test": planted["parent"](test_x)}
+        retrained = {"forget": planted["retrained"](x), "test": planted["retrained"](test_x)}
+    labels = {"forget": planted["train"].labels[rows], "test": digits_test.labels}
+    assert float((parent["forget"].argmax(1) == labels["forget"]).double().mean()) >= 0.9
+    assert float((retrained["forget"].argmax(1) == labels["forget"]).double().mean()) <= 0.2
+    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
+                                  planted["test_logits"])
+    evidence = per_example_evidence(parent, retrained, labels, references).evidence["requests"]["all"]
+    at = evidence["fpr"]["0.01"]
+    assert at["parent"]["share"] >= 0.5 and at["parent_non_member"]["share"] <= 0.05
+    assert at["candidate"]["share"] <= 0.2
+    assert evidence["outcome"] == "removed"
 
 
 def test_the_gate_refuses_a_candidate_that_still_flags_a_memorised_subject(planted, digits_test,

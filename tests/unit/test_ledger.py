@@ -292,10 +292,11 @@ def test_cli_add_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[
     monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key-of-at-least-32-bytes-for-hmac")
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     code, out, _ = run_cli(capsys, "request", "add", "--ledger", url, "--subject", "raw-subject-7",
-                           "--samples", "digits/train/3", "--received", "2020-01-01")
-    assert code == 0 and "recorded" in out and "raw-subject-7" not in out
+                           "--samples", "digits/train/3", "--received", "2020-01-01", "--defer-check")
+    assert code == 0 and "recorded" in out and "raw-subject-7" not in out and "not checked" in out
     request_id = out.split()[0]
-    code, out, _ = run_cli(capsys, "request", "add", "--ledger", url, "--subject", "raw-subject-7")
+    code, out, _ = run_cli(capsys, "request", "add", "--ledger", url, "--subject", "raw-subject-7",
+                           "--defer-check")
     assert code == 0 and out.split()[0] == request_id and "merged" not in out
     code, out, _ = run_cli(capsys, "request", "list", "--ledger", url)
     assert code == 0 and request_id in out and "OVERDUE" in out and "raw-subject-7" not in out
@@ -313,3 +314,94 @@ def test_cli_add_list_show_export(tmp_path: Path, capsys: pytest.CaptureFixture[
     code, out, _ = run_cli(capsys, "request", "export", "--ledger", url, "--out", str(tmp_path / "c"))
     assert code == 0 and out.startswith("1 certificate")
     assert json.loads((tmp_path / "c" / f"{request_id}.json").read_text())["model_version"] == "1"
+
+
+# --- issue 17: checked at filing, cancel and amend, partly unknown ids -------------------------------------
+
+def test_a_refused_check_records_nothing(ledger: Ledger) -> None:
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def refuse(subject_hashes, sample_ids) -> None:
+        seen.append((list(subject_hashes), list(sample_ids)))
+        raise LedgerError("1 of 2 sample id(s) are not in digits/train")
+
+    with pytest.raises(LedgerError, match="not in digits/train"):
+        ledger.add("alice", ["digits/train/1", "digits/train/9999", "digits/train/1"], check=refuse)
+    assert ledger.list_requests() == []
+    # The check sees the subject's hash under every scheme (as a run matches it) and the ids deduplicated.
+    assert seen == [(list(ledger.subject_hashes("alice").values()), ["digits/train/1", "digits/train/9999"])]
+    assert ledger.add("alice", ["digits/train/1"], check=lambda *_: None).created
+
+
+def test_cancel_and_amend_with_history(ledger: Ledger) -> None:
+    first = ledger.add("alice", ["digits/train/1", "bad-id"]).request
+    amended = ledger.amend(first.id, ["digits/train/1", "digits/train/2"])
+    assert amended.state == PENDING and amended.sample_ids == ("digits/train/1", "digits/train/2")
+    notes = [(t.from_state, t.to_state, t.note) for t in ledger.history(first.id)]
+    assert notes[-1] == (PENDING, PENDING, "amended: 2 sample id(s), were 2")
+
+    # A failed request is amended back to pending; a claimed one is frozen; refused checks change nothing.
+    ledger.claim("run-1")
+    with pytest.raises(LedgerError, match="only a pending or failed request can be amended"):
+        ledger.amend(first.id, ["digits/train/3"])
+    with pytest.raises(LedgerError, match="a run holds it"):
+        ledger.cancel(first.id, reason="withdrawn")
+    ledger.fail([first.id], run_id="run-1", reason="2 of 2 sample id(s) are not in digits/train")
+    before = snapshot(ledger)
+    with pytest.raises(LedgerError, match="refused"):
+        ledger.amend(first.id, ["x"], check=lambda *_: (_ for _ in ()).throw(LedgerError("refused")))
+    with pytest.raises(LedgerError, match="at least one sample id"):
+        ledger.amend(first.id, ["  "])
+    assert snapshot(ledger) == before
+    again = ledger.amend(first.id, ["digits/train/3"])
+    assert again.state == PENDING and again.reason is None and again.run_id is None
+
+    cancelled = ledger.cancel(first.id, reason="the subject withdrew the request")
+    assert cancelled.state == "cancelled" and not cancelled.is_open
+    assert ledger.history(first.id)[-1].note == "cancelled: the subject withdrew the request"
+    with pytest.raises(LedgerError, match="only a pending or failed request can be cancelled"):
+        ledger.cancel(first.id, reason="twice")
+    with pytest.raises(LedgerError, match="needs a reason"):
+        ledger.cancel(ledger.add("bob").request.id, reason=" ")
+    assert ledger.claim("run-2") and ledger.get(first.id).state == "cancelled"  # never claimed again
+    # A cancelled request no longer takes the subject's new samples: a new request opens.
+    assert ledger.add("alice", ["digits/train/5"]).created
+    assert [r.id for r in ledger.list_requests("cancelled")] == [first.id]
+
+
+def test_partly_unknown_ids_are_noted_and_counted_by_the_certificate(ledger: Ledger) -> None:
+    request = ledger.add("alice", ["digits/train/1", "digits/train/2", "nonsense-id"]).request
+    ledger.claim("run-1")
+    ledger.note_resolution(request.id, run_id="run-1", forgotten=2, not_in_data=["nonsense-id"])
+    ledger.note_resolution(request.id, run_id="run-1", forgotten=2, not_in_data=["nonsense-id"])  # retried
+    notes = [t.note for t in ledger.history(request.id) if t.from_state == t.to_state == IN_PROGRESS]
+    assert notes == ["resolved: 2 sample(s) to forget; 1 sample id(s) not in the data, nothing to forget "
+                     "for them"]
+    with pytest.raises(LedgerError, match="not in progress under run run-2"):
+        ledger.note_resolution(request.id, run_id="run-2", forgotten=2, not_in_data=[])
+    ledger.fulfil([request.id], run_id="run-1", model_version="2", outcome=OUTCOME)
+    document = certificate(ledger.get(request.id))
+    counts = (document["samples"], document["samples_forgotten"], document["sample_ids_not_in_data"])
+    assert counts == (3, 2, 1)
+    assert "nonsense-id" not in json.dumps(document)  # counts only: ids stay in the ledger
+    assert [r.id for r in ledger.requests_of_run("run-1")] == [request.id]
+    assert ledger.requests_of_run("run-2") == []
+
+
+def test_cli_cancel_and_amend(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LETHE_SUBJECT_KEY", "cli-key-of-at-least-32-bytes-for-hmac")
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    code, out, _ = run_cli(capsys, "request", "add", "--ledger", url, "--subject", "raw-subject-8",
+                           "--samples", "digits/train/4242", "--defer-check")
+    request_id = out.split()[0]
+    code, out, _ = run_cli(capsys, "request", "amend", request_id, "--samples", "digits/train/42",
+                           "--ledger", url, "--defer-check")
+    assert code == 0 and "1 sample id(s)" in out and "amended" in out
+    code, _, err = run_cli(capsys, "request", "cancel", request_id, "--reason", "raw-subject-8 asked",
+                           "--ledger", url)
+    assert code == 2 and "names a subject id" in err and "raw-subject-8" not in err
+    code, out, _ = run_cli(capsys, "request", "cancel", request_id, "--reason", "withdrawn", "--ledger", url)
+    assert code == 0 and "cancelled" in out
+    code, out, _ = run_cli(capsys, "request", "show", request_id, "--ledger", url)
+    assert "amended: 1 sample id(s), were 1" in out and "cancelled: withdrawn" in out

@@ -214,6 +214,15 @@ def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_
     assert registry.champion_version() == "2"
     assert [ledger.get(i).state for i in ids] == [FULFILLED, FULFILLED, NEEDS_REVIEW]
     assert ledger.get(ids[0]).outcome["review"]["by"] == "Dana"
+    # The description stays true: the decision replaces "waits for a reviewer".
+    description = registry.version("2").description
+    assert "waits for a reviewer" not in description
+    assert "Approved by Dana at" in description and ": ok (promoted to champion)." in description
+    # A second approval changes nothing, and says so (its reason is not silently dropped).
+    assert cli.main(["review", "approve", "2", "--by", "Eve", "--reason", "second look", *common]) == 0
+    out = capsys.readouterr().out
+    assert "already approved by Dana" in out and "nothing changed" in out and "not recorded" in out
+    assert registry.version("2").tags["review.reason"] == "ok"
 
     assert cli.main(["review", "reject", "3", "--by", "Dana", "--reason", "too much damage", *common]) == 0
     assert "1 request(s) back to pending" in capsys.readouterr().out
@@ -222,6 +231,20 @@ def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_
     assert cli.main(["review", "reject", "3", "--by", "Dana", "--reason", "again", *common]) == 0
     assert cli.main(["review", "approve", "3", "--by", "Dana", "--reason", "changed my mind", *common]) == 2
     assert "not awaiting review" in capsys.readouterr().err
+    assert "Rejected by Dana at" in registry.version("3").description
+
+    # Long gate reasons: the table shortens them and says where they are in full (--json).
+    reasons = [f"retain accuracy of class {c} dropped by {c}.5 points, more than allowed" for c in range(4)]
+    registry.register_version(model_dir, gate={"passed": False, "reasons": reasons}, scenario="subject",
+                              parent_version="2")
+    assert cli.main(["review", "list", *common]) == 0
+    out = capsys.readouterr().out
+    assert "..." in out and "--json" in out and "; ".join(reasons) not in out
+    assert cli.main(["review", "list", "--json", "--all", *common]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in listed["versions"]] == ["1", "2", "3", "4"] and listed["champion"] == "2"
+    assert listed["versions"][3]["gate_reasons"] == "; ".join(reasons)
+    assert listed["versions"][1]["review_by"] == "Dana" and listed["versions"][0]["scenario"] == "base"
 
 
 def test_an_unreachable_server_is_a_quick_registry_error() -> None:
@@ -250,6 +273,7 @@ def test_cli_model_register_makes_the_first_champion(registry: Registry, model_d
     assert cli.main([*args, "--champion"]) == 0
     assert "alias champion" in capsys.readouterr().out
     assert registry.champion_version() == "2"
+    assert registry.version("2").tags["lethe.scenario"] == "base"  # a base model, not a subject run
     assert cli.main(["model", "register", str(model_dir.parent / "nope"), "--tracking-uri",
                      registry.tracking_uri]) == 2
 

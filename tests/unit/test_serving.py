@@ -17,13 +17,21 @@ from lethe.registry import Registry
 from lethe.registry.serving import input_shape, synthetic_images
 
 
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow database for the module: its first use migrates the schema (seconds)."""
+    home = tmp_path_factory.mktemp("served-home")
+    Registry(f"sqlite:///{home / 'mlflow.db'}", "warm-up").champion_version()
+    return home
+
+
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    monkeypatch.setenv("LETHE_ARTIFACTS", str(tmp_path / "artifacts"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def registry(tracking: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    monkeypatch.setenv("LETHE_ARTIFACTS", str(tracking / "artifacts"))
+    uri = f"sqlite:///{tracking / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what mlflow.pyfunc.load_model resolves models:/ with
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-    return Registry(uri, "served")
+    return Registry(uri, request.node.name.removeprefix("test_")[:40])
 
 
 def lethe_logits(registry: Registry, images: np.ndarray) -> torch.Tensor:
@@ -33,10 +41,15 @@ def lethe_logits(registry: Registry, images: np.ndarray) -> torch.Tensor:
 
 
 def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
-        registry: Registry, digits_convnet_dir: Path, digits_train: SampleSet, tmp_path: Path) -> None:
+        registry: Registry, digits_convnet_dir: Path, digits_train: SampleSet, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Registered from a uv project's directory: MLflow would copy its uv.lock and pyproject.toml.
+    for name in ("uv.lock", "pyproject.toml"):
+        (tmp_path / name).write_text("# someone else's project\n")
+    monkeypatch.chdir(tmp_path)
     info = registry.register_version(digits_convnet_dir, gate={"passed": True}, scenario="base")
     assert info.is_champion
-    served = mlflow.pyfunc.load_model("models:/served@champion")
+    served = mlflow.pyfunc.load_model(f"models:/{registry.model_name}@champion")
     _, card = registry.load_model("@champion")
     images = synthetic_images(input_shape(card), 5, seed=3)
     images[0] = digits_train.inputs[0].numpy()  # one real digit: a prediction with some confidence
@@ -54,6 +67,7 @@ def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
     # The input example is synthetic: seeded noise of the right shape, none of the training images.
     model_dir = Path(registry.client.download_artifacts(info.run_id, "model", str(tmp_path / "all")))
     mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
+    assert not (model_dir / "uv.lock").exists() and not (model_dir / "pyproject.toml").exists()
     assert "lethe" not in (model_dir / "requirements.txt").read_text()
     assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     example = np.asarray(served.input_example, dtype=np.uint8)

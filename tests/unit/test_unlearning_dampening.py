@@ -149,3 +149,71 @@ def test_search_alpha_returns_the_largest_alpha_meeting_a_monotone_target() -> N
     share = float((ratio > result.alpha).double().mean())
     assert share >= 0.3
     assert float((ratio > result.alpha * 1.01).double().mean()) < 0.3 or result.alpha == 100.0
+
+
+def test_calibrate_alpha_is_the_exact_quantile_rounded_to_float32() -> None:
+    """The radix select on the device equals a double-precision kthvalue over every valid ratio."""
+    from lethe.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", num_classes=10, in_channels=1)
+    generator = torch.Generator().manual_seed(3)
+    full_values, forget_values = {}, {}
+    for name, p in model.named_parameters():
+        kept = torch.rand(p.shape, generator=generator) > 0.1  # I_D = 0 elsewhere: left out
+        full_values[name] = torch.rand(p.shape, generator=generator) ** 4 * kept
+        forget_values[name] = torch.rand(p.shape, generator=generator) ** 3 * 20
+    forget_values["classifier.4.bias"][:] = 0.5  # ties
+    full, forget = importances_for(model, full_values), importances_for(model, forget_values)
+    ratios = torch.cat([(forget[n].double() / full[n].double())[full[n] > 0] for n in full])
+    for n_full, n_forget in [(1000, 1), (1000, 100), (60, 59), (7, 7), (50_000, 5_000)]:
+        k = min(max(math.ceil((1 - n_forget / n_full) * ratios.numel()), 1), ratios.numel())
+        exact = ratios.kthvalue(k).values.float()  # rounding is monotone: the float32 of the k-th
+        assert calibrate_alpha(full, forget, n_full=n_full, n_forget=n_forget) == float(exact)
+
+
+def _counting_hashes(monkeypatch) -> list[int]:
+    from lethe.unlearning import fingerprint as fingerprints
+
+    calls: list[int] = []
+    real = fingerprints.fingerprint_of
+    monkeypatch.setattr(fingerprints, "fingerprint_of", lambda snapshot: calls.append(1) or real(snapshot))
+    return calls
+
+
+def test_fingerprint_is_hashed_once_per_version(monkeypatch) -> None:
+    import copy
+
+    from lethe.unlearning.fingerprint import forget_fingerprint
+
+    hashes = _counting_hashes(monkeypatch)
+    model = tiny_model()
+    first = model_fingerprint(model)
+    assert model_fingerprint(model) == first and len(hashes) == 1
+    twin = copy.deepcopy(model)  # bit-identical: recognised by comparison, not hashed
+    assert model_fingerprint(twin) == first and len(hashes) == 1
+    full, forget = random_pair(model)
+    dampen(twin, full, forget, alpha=5.0)  # the check before dampening hashes nothing
+    assert len(hashes) == 1
+    changed = model_fingerprint(twin)  # dampened in place: a new version
+    assert changed != first and len(hashes) == 2
+    with torch.no_grad():
+        model[4].bias[0] += 1.0
+    assert model_fingerprint(model) not in (first, changed) and len(hashes) == 3
+    model.load_state_dict(tiny_model().state_dict())
+    assert model_fingerprint(model) == first and len(hashes) == 4
+    model[4].bias.data[0] += 1.0  # invisible to the version counter: the caller says so
+    forget_fingerprint(model)
+    assert model_fingerprint(model) != first and len(hashes) == 5
+
+
+def test_copy_with_one_differing_bit_is_hashed_not_matched(monkeypatch) -> None:
+    import copy
+
+    model = tiny_model()
+    first = model_fingerprint(model)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin[4].bias[0] = -0.0 if float(model[4].bias[0]) == 0.0 else -model[4].bias[0]
+    hashes = _counting_hashes(monkeypatch)
+    assert model_fingerprint(twin) != first and len(hashes) == 1

@@ -221,3 +221,126 @@ def test_importances_carry_the_fingerprint_of_the_exact_parameters() -> None:
     assert compute_importances(model, [torch.randn(5, 4)], progress=False).model_fingerprint != (
         importances.model_fingerprint
     )
+
+
+# The exact per-sample path (hooks on one batched backward) against the torch.func reference.
+
+class Tokens(nn.Module):
+    """A Linear on (B, tokens, features) inputs: shared over tokens, so per-sample products are needed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(3, 6)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.embed(x.reshape(len(x), 12, 3))).mean(dim=1))
+
+
+def mixed_model(seed: int = 0) -> nn.Module:
+    """Conv with bias, stride and dilation; BatchNorm2d and BatchNorm1d; Linear without bias; inplace ReLU."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, stride=2, padding=2, dilation=2), nn.BatchNorm2d(3), nn.ReLU(inplace=True),
+        nn.Conv2d(3, 4, 2, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 7, bias=False),
+        nn.BatchNorm1d(7), nn.ReLU(inplace=True), nn.Linear(7, 5),
+    )
+    for module in model.modules():  # non-trivial running statistics, as after training
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def digits_convnet(seed: int = 0) -> nn.Module:
+    from lethe.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model("convnet", num_classes=5, in_channels=1)
+
+
+def torch_func_only(monkeypatch) -> None:
+    from lethe.unlearning import importances as engine
+
+    monkeypatch.setattr(engine._ExactPerSample, "of", classmethod(lambda cls, *args: None))
+
+
+def per_sample_importances(model_fn, method: str, dtype: torch.dtype, n: int = 24, group: int = 8):
+    x, y = tiny_data(n=n)
+    return compute_importances(model_fn().to(dtype), batches(x.to(dtype), y, group), method=method,
+                               per_sample=True, progress=False)
+
+
+def _per_sample_pair(model_fn, monkeypatch, method: str, dtype: torch.dtype):
+    from lethe.unlearning import importances as engine
+
+    with monkeypatch.context() as patch:  # every batch takes the hook path
+        patch.setattr(engine, "_per_sample_grads", lambda *a: pytest.fail("torch.func path taken"))
+        fast = per_sample_importances(model_fn, method, dtype)
+    with monkeypatch.context() as patch:
+        torch_func_only(patch)
+        reference = per_sample_importances(model_fn, method, dtype)
+    return fast, reference
+
+
+EXACT_MODELS = {"tiny": tiny_model, "mixed": mixed_model, "convnet": digits_convnet, "tokens": Tokens}
+
+
+@pytest.mark.parametrize("method", REGISTERED)
+@pytest.mark.parametrize("model_name", sorted(EXACT_MODELS))
+def test_exact_per_sample_path_equals_torch_func(model_name: str, method: str, monkeypatch) -> None:
+    for dtype, rtol in ((torch.float64, 1e-10), (torch.float32, 1e-6)):
+        fast, reference = _per_sample_pair(EXACT_MODELS[model_name], monkeypatch, method, dtype)
+        assert fast.metadata == reference.metadata
+        for name, expected in reference.items():
+            assert float(expected.abs().sum()) > 0, name
+            # Relative to each tensor's scale: single elements near zero carry float32 rounding.
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(fast[name], expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("method", REGISTERED)
+def test_exact_per_sample_path_in_small_memory_chunks(method: str, monkeypatch) -> None:
+    from lethe.unlearning import importances as engine
+
+    whole = per_sample_importances(digits_convnet, method, torch.float64)
+    monkeypatch.setattr(engine, "CPU_WORK_BYTES", 1)  # one sample per product
+    chunked = per_sample_importances(digits_convnet, method, torch.float64)
+    for name in whole:
+        torch.testing.assert_close(chunked[name], whole[name], rtol=1e-12, atol=0)
+
+
+class SharedTwice(nn.Module):
+    """The same Linear applied twice per sample: its per-sample gradient sums both uses before the term."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(36, 36)
+        self.head = nn.Linear(36, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(len(x), -1)
+        return self.head(torch.relu(self.layer(torch.relu(self.layer(h)))))
+
+
+class WithLayerNorm(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.norm = nn.LayerNorm(36)
+        self.head = nn.Linear(36, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(x.reshape(len(x), -1)))
+
+
+@pytest.mark.parametrize("method", REGISTERED)
+@pytest.mark.parametrize("model_fn", [SharedTwice, WithLayerNorm], ids=["shared", "layernorm"])
+def test_models_the_hook_path_cannot_cover_fall_back_to_the_reference(model_fn, method: str) -> None:
+    x, y = tiny_data(n=12)
+    ours = compute_importances(model_fn(), batches(x, y, 5), method=method, per_sample=True, progress=False)
+    reference = naive_reference(model_fn(), x, y, 1, method)
+    for name, expected in reference.items():
+        torch.testing.assert_close(ours[name], expected, rtol=1e-5, atol=1e-8)

@@ -103,20 +103,30 @@ def mlflow_errors(tracking_uri: str) -> Iterator[None]:
 
 
 @contextmanager
+def mlflow_environ(**values: str) -> Iterator[None]:
+    """MLflow settings that it reads from the environment only, for the duration of a call."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
 def quiet_mlflow() -> Iterator[None]:
     """No MLflow progress bars, INFO logs or warnings about what lethe settles explicitly (a model's
     signature and requirements, file by file downloads): noise around lethe's one-line output."""
     logger = logging.getLogger("mlflow")
-    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    level = logger.level
     logger.setLevel(logging.ERROR)
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        with warnings.catch_warnings():
+        with mlflow_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         logger.setLevel(level)
-        if bar is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar

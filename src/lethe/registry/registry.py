@@ -440,7 +440,8 @@ class Registry:
         guard.check_files([model_dir, *evidence_paths])
 
         with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
-            served_dir = self._served_model(model_dir, Path(tmp) / "served", guard)
+            with self._errors():  # MLflow's own failures building its model: one line, like the rest
+                served_dir = self._served_model(model_dir, Path(tmp) / "served", guard)
             tags[SERVING_MANIFEST_TAG] = json.dumps(_manifest(served_dir), sort_keys=True)
             evidence_dir = Path(tmp) / EVIDENCE_PATH
             evidence_dir.mkdir()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lethe.errors import RegistryError
-from lethe.registry.client import quiet_mlflow
+from lethe.registry.client import mlflow_environ, quiet_mlflow
 
 SERVED_MODEL_CODE = Path(__file__).with_name("served_model.py")
 TORCHSCRIPT_ARTIFACT = "torchscript"
@@ -95,7 +95,8 @@ def save_served_model(model_dir: str | Path, out_dir: str | Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="lethe-served-") as tmp:
         script = Path(tmp) / "model.pt"
         traced.save(str(script))
-        with quiet_mlflow():
+        # Not the uv project of whatever directory lethe runs in: the requirements are the ones above.
+        with quiet_mlflow(), mlflow_environ(MLFLOW_UV_AUTO_DETECT="false"):
             mlflow.pyfunc.save_model(
                 path=str(out_dir), python_model=str(SERVED_MODEL_CODE),
                 artifacts={TORCHSCRIPT_ARTIFACT: str(script)}, model_config={"classes": classes},

@@ -14,11 +14,10 @@ from torch import nn
 
 from lethe.data import SampleSet
 from lethe.unlearning import DEFAULT_METHOD, Importances, compute_importances, get_method
+from lethe.unlearning.importances import per_sample_group_size
 
 PER_SAMPLE = 1
 DEFAULT_IMPORTANCE_BATCH_SIZE = PER_SAMPLE
-#: Samples whose per-sample gradients are computed together (memory, not semantics).
-PER_SAMPLE_GROUP = 256
 
 
 def importances_of(
@@ -32,7 +31,9 @@ def importances_of(
 ) -> Importances:
     """Importances of `model` over `samples` at importance batch size `batch_size` with `method`."""
     per_sample = int(batch_size) == PER_SAMPLE
-    batches = samples.batches(PER_SAMPLE_GROUP if per_sample else int(batch_size),
-                              with_labels=get_method(method).needs_labels)
+    # Per sample, the batches only group the work: as many samples as the device's memory holds.
+    group = per_sample_group_size(model, (samples.in_channels, *samples.image_size), device=device) \
+        if per_sample else int(batch_size)
+    batches = samples.batches(group, with_labels=get_method(method).needs_labels)
     return compute_importances(model, batches, method=method, device=device, progress=progress,
                                per_sample=per_sample, batch_size=None if per_sample else int(batch_size))

@@ -1,0 +1,309 @@
+"""Memorised subjects: does unlearning remove what a model memorised, as retraining does?
+
+Random samples of a well-generalising model are not memorised, so the subject scenarios cannot tell
+the methods apart. Here, per seed, one training set carries subjects of both kinds
+(`lethe.data.planted`): wrong-label subjects (label memorisation) and stamped subjects (a pattern and a
+label of their own: input memorisation), and a recipe that memorises them (a small training set, many
+epochs; the profile's `memorised_*` fields). The planted set is published as a `shards:` data set
+(as production data is), so the original, the retrained model and K reference models
+(`lethe.audit.prepare_references`) all train on it through the product's own code.
+
+Per kind and model (original, retrained, finetune, each dampening strategy through
+`choose_dampening`): the agreement with the planted labels on the subjects' images, the stamped-image
+rate (held-out test images stamped with a subject's pattern, predicted as its label), the per-example
+flagged share at 1% FPR and the share of subjects the test flags, test accuracy; and what the gate
+would do (its per-example check: any subject still flagged refuses the candidate). Where no strategy
+meets the goal, the remedy is `lethe retrain`: the retrained model is exactly what it trains (the
+recipe without the planted samples), so its time and result stand beside the candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import lethe
+from benchmarks.profiles import Profile
+from benchmarks.trained import finetuned
+from benchmarks.workbench import BenchData, mean_std, section, take, timed
+from lethe.audit import find_references, prepare_references
+from lethe.config import settings
+from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set
+from lethe.data.planted import KINDS, STAMPED, PlantedSubjects, agreement, plant_subjects
+from lethe.errors import LetheError
+from lethe.evaluation import predict_logits
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
+from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
+from lethe.models import load_model
+from lethe.models.baseline import train_model_dir
+from lethe.steps.evaluate import Request
+from lethe.steps.importance_pass import importances_of
+from lethe.steps.unlearn import make_target
+
+FPR = "0.01"  # the reported flagged share's false-positive rate
+#: The goal: the best candidate within 5 points of the retrained model on memorised agreement and on the
+#: flagged share, at no more than 1 point of test accuracy below the original.
+DISTANCE_LIMIT = 0.05
+TEST_DROP_LIMIT = 0.01
+MEMORISED_METRICS = ("memorised_agreement", "stamped_rate", "flagged_share", "subjects_flagged",
+                     "test_accuracy")
+
+
+def root() -> Path:
+    return settings().home / "bench" / "memorised"
+
+
+def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, SampleSet]:
+    """The planted set published as a `shards:` data set (once per content), read back as the product
+    reads it: its name is what the recipe records, so reference models train on the same data."""
+    folder = root() / "data" / planted.train.fingerprint()[:20]
+    if not (folder / "lethe-manifest.json").is_file():
+        source = f"{planted.train.name} with planted subjects"
+        publish_dataset(planted.train, test, str(folder), source=source)
+    name = f"shards:{folder}"
+    return load_dataset(name, "train"), load_dataset(name, "test")
+
+
+def trained(train: SampleSet, test: SampleSet, *, arch: str, epochs: int, seed: int, exclude: list[str],
+            device: torch.device, use_cache: bool) -> tuple[Path, nn.Module, dict[str, Any], bool]:
+    """`lethe train` (or `lethe retrain`'s training: the same recipe minus `exclude`), cached by content."""
+    fields = {"arch": arch, "epochs": epochs, "seed": seed, "data": train.fingerprint(),
+              "exclude": sorted(exclude), "lethe": lethe.__version__}
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    folder = root() / "models" / key
+    if use_cache and (folder / "train.json").is_file():
+        try:
+            model, _ = load_model(folder)
+            return folder, model.eval(), json.loads((folder / "train.json").read_text()), True
+        except (LetheError, OSError, ValueError):
+            pass
+    shutil.rmtree(folder, ignore_errors=True)
+    record = train_model_dir(train.name, arch, folder, epochs=epochs, seed=seed, exclude_ids=exclude,
+                             device=str(device), progress=False, train=train, test=test)
+    model, _ = load_model(folder)
+    return folder, model.eval(), record, False
+
+
+class MemorisedMeasurer:
+    """The memorised-subject metrics of one model, against the original and the reference models."""
+
+    def __init__(self, planted: PlantedSubjects, train: SampleSet, test: SampleSet, references: Any,
+                 original: nn.Module, device: torch.device) -> None:
+        self.planted, self.device = planted, device
+        self.forget = train.subset(train.indices_of([i for ids in planted.subjects.values() for i in ids]))
+        rows = references.indices_of(self.forget.ids)
+        self.references = ReferenceOutputs(references.train_logits[:, rows], references.out_mask(rows),
+                                           references.test_logits)
+        self.test = test
+        self.labels = {"forget": self.forget.labels, "test": test.labels}
+        position = {sample_id: i for i, sample_id in enumerate(self.forget.ids)}
+        self.requests = {s: torch.tensor([position[i] for i in ids]) for s, ids in planted.subjects.items()}
+        for kind in KINDS:
+            ids = planted.ids_of_kind(kind)
+            if ids:
+                self.requests[f"kind:{kind}"] = torch.tensor([position[i] for i in ids])
+        self.original_logits = self.logits(original)
+
+    def logits(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        sets = {"forget": self.forget, "test": self.test}
+        if self.planted.stamped_test is not None:
+            sets["stamped"] = self.planted.stamped_test
+        return {name: predict_logits(model, samples.batches(FORWARD_BATCH_SIZE, with_labels=False),
+                                     device=self.device, progress=False)
+                for name, samples in sets.items()}
+
+    def __call__(self, model: nn.Module) -> dict[str, Any]:
+        logits = self.logits(model)
+        split = {k: logits[k] for k in ("forget", "test")}
+        parent = {k: self.original_logits[k] for k in ("forget", "test")}
+        evidence = per_example_evidence(parent, split, self.labels, self.references,
+                                        requests=self.requests).evidence["requests"]
+        predicted = logits["forget"].argmax(dim=1)
+        out: dict[str, Any] = {"test_accuracy": agreement(logits["test"].argmax(dim=1), self.test.labels)}
+        refused = False
+        for kind in KINDS:
+            subjects = self.planted.of_kind(kind)
+            if not subjects:
+                continue
+            rows = self.requests[f"kind:{kind}"]
+            at = evidence[f"kind:{kind}"]["fpr"][FPR]
+            # The subject's own test: its candidate share above held-out non-members at this FPR.
+            flagged = [evidence[s]["fpr"][FPR]["candidate"]["ci_low"]
+                       > evidence[s]["fpr"][FPR]["candidate_non_member"]["ci_high"] for s in subjects]
+            refused = refused or any(evidence[s]["outcome"] == "still_flagged" for s in subjects)
+            row = {"memorised_agreement": agreement(predicted[rows], self.labels["forget"][rows]),
+                   "flagged_share": at["candidate"]["share"],
+                   "non_member_share": at["candidate_non_member"]["share"],
+                   "subjects_flagged": sum(flagged) / len(subjects),
+                   "outcomes": {o: sum(evidence[s]["outcome"] == o for s in subjects)
+                                for o in ("removed", "not_memorised", "still_flagged", "inconclusive")}}
+            if kind == STAMPED and self.planted.stamped_test is not None:
+                stamped = self.planted.stamped_test.labels
+                row["stamped_rate"] = agreement(logits["stamped"].argmax(dim=1), stamped)
+            out[kind] = row
+        out["gate_refuses"] = refused  # the gate's per-example check: any subject still flagged
+        return out
+
+
+def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, device: torch.device,
+             use_cache: bool) -> dict[str, Any]:
+    from benchmarks.quality import STRATEGIES, choose, dampened_copy
+
+    planted = plant_subjects(base, test, wrong_label=profile.memorised_wrong_label,
+                             stamped=profile.memorised_stamped, per_subject=profile.memorised_per_subject,
+                             stamped_test_per_subject=profile.memorised_stamped_test, seed=seed)
+    train, test = published(planted, test)
+    arch, epochs = profile.arch, profile.memorised_epochs
+    original_dir, original, original_record, original_cached = trained(
+        train, test, arch=arch, epochs=epochs, seed=seed, exclude=[], device=device, use_cache=use_cache)
+    audit_root = str(root() / "audit")
+    cached_refs = find_references(original_dir, root_uri=audit_root) is not None
+    references, references_s = timed(lambda: prepare_references(
+        original_dir, k=profile.memorised_references, seed=seed, root_uri=audit_root, device=str(device),
+        progress=False), device)
+    forget_ids = [i for ids in planted.subjects.values() for i in ids]
+    _, retrained, retrained_record, retrained_cached = trained(
+        train, test, arch=arch, epochs=epochs, seed=seed, exclude=forget_ids, device=device,
+        use_cache=use_cache)
+    measure = MemorisedMeasurer(planted, train, test, references, original, device)
+    rows: dict[str, Any] = {
+        "original": {**measure(original), "seconds": original_record["seconds"],
+                     "info": {"cached": original_cached}},
+        "retrained": {**measure(retrained), "seconds": retrained_record["seconds"],
+                      "info": {"cached": retrained_cached}},
+    }
+    split = resolve_forget_set(train, ids=forget_ids)
+    tuned, tuned_s = finetuned(original, take(split.retain, profile.finetune_limit, seed=seed),
+                               epochs=profile.finetune_epochs, seed=seed, device=device)
+    rows["finetune"] = {**measure(tuned), "seconds": tuned_s, "info": {"epochs": profile.finetune_epochs}}
+    b = profile.importance_batch_size
+    full = {m: importances_of(original, train, batch_size=b, method=m, device=str(device), progress=False)
+            for m in ("lfssd", "ssd")}
+    request = Request(dataset=train.name, scenario="subject", train=train, test=test, split=split,
+                      forget_class=None)
+    target, target_s = timed(lambda: make_target(original, request, device=str(device), seed=seed), device)
+    ratios = {}
+    for name, spec in STRATEGIES.items():
+        forget, forget_s = timed(lambda spec=spec: importances_of(
+            original, split.forget, batch_size=b, method=spec.importances, device=str(device),
+            progress=False), device)
+        choice, choose_s = timed(lambda name=name, spec=spec, forget=forget: choose(
+            name, original, full[spec.importances], forget, request, target, paper_alpha=profile.paper_alpha),
+            device)
+        (model, info), dampen_s = timed(lambda spec=spec, forget=forget, choice=choice: dampened_copy(
+            original, full[spec.importances], forget, choice), device)
+        extra = target_s if spec.searched else 0.0
+        rows[name] = {**measure(model), "seconds": forget_s + extra + choose_s + dampen_s, "info": info}
+        if spec.importances == "lfssd" and name == "lfssd_assd":
+            ratios = _importance_ratios(full["lfssd"], forget)
+    return {"seed": seed, "train_samples": len(train), "forget_samples": len(split.forget),
+            "subjects": {kind: len(planted.of_kind(kind)) for kind in KINDS},
+            "stamped_test_samples": len(planted.stamped_test) if planted.stamped_test is not None else 0,
+            "train_accuracy": original_record.get("train_accuracy"),
+            "references": {"k": references.k, "epochs": references.epochs, "seconds": references_s,
+                           "cached": cached_refs},
+            "lfssd_importance_ratio": ratios, "methods": rows}
+
+
+def _importance_ratios(full: Any, forget: Any) -> dict[str, float]:
+    """How far LFSSD's forget importances stand out: the largest I_f / I_D over every element."""
+    largest = 0.0
+    for name, values in full.items():
+        ratio = forget[name] / values.clamp(min=1e-30)
+        largest = max(largest, float(ratio[values > 0].max()) if bool((values > 0).any()) else 0.0)
+    return {"max_if_over_id": largest}
+
+
+def run_memorised(profile: Profile, data: BenchData, *, device: torch.device,
+                  use_cache: bool = True) -> dict[str, Any]:
+    """Every seed of the memorised-subject scenario, summarised; `skipped` with the reason when the
+    profile skips it."""
+    if profile.memorised_skip:
+        return {"skipped": profile.memorised_skip}
+    limit = profile.memorised_train_limit
+    base = data.train if limit is None or limit >= len(data.train) else data.train.subset(torch.arange(limit))
+    per_seed = {}
+    for seed in range(profile.seeds):
+        with section(f"quality seed {seed}: memorised subjects"):
+            per_seed[str(seed)] = run_seed(profile, base, data.test, seed, device=device, use_cache=use_cache)
+    summary = summarise_memorised(per_seed)
+    return {"recipe": {"arch": profile.arch, "train_samples": len(base), "first_images": True,
+                       "epochs": profile.memorised_epochs, "batch_size": 128, "lr": 3e-3,
+                       "weight_decay": "AdamW 5e-4 (lethe train's default)", "augment": False,
+                       "wrong_label_subjects": profile.memorised_wrong_label,
+                       "stamped_subjects": profile.memorised_stamped,
+                       "images_per_subject": profile.memorised_per_subject,
+                       "stamped_test_per_subject": profile.memorised_stamped_test,
+                       "reference_models": profile.memorised_references},
+            "limits": {"distance_max": DISTANCE_LIMIT, "test_accuracy_drop_max": TEST_DROP_LIMIT, "fpr": FPR},
+            "summary": summary, "goals": memorised_goals(summary), "per_seed": per_seed}
+
+
+def _value(row: dict[str, Any], kind: str, metric: str) -> float | None:
+    if metric == "test_accuracy":
+        return row.get("test_accuracy")
+    return (row.get(kind) or {}).get(metric)
+
+
+def summarise_memorised(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per kind and method: mean ± std over seeds of each metric, of its distance to the retrained model,
+    the test-accuracy drop from the original, how often the gate would refuse it, its seconds."""
+    seeds = sorted(per_seed)
+    methods = list(per_seed[seeds[0]]["methods"])
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        if not any(kind in per_seed[s]["methods"]["original"] for s in seeds):
+            continue
+        by_method = {}
+        for method in methods:
+            rows = [per_seed[s]["methods"][method] for s in seeds]
+            gold = [per_seed[s]["methods"]["retrained"] for s in seeds]
+            original = [per_seed[s]["methods"]["original"] for s in seeds]
+            metrics = {m: mean_std([_value(r, kind, m) for r in rows]) for m in MEMORISED_METRICS}
+            distance = {m: mean_std([abs(a - b) if a is not None and b is not None else None
+                                     for a, b in ((_value(r, kind, m), _value(g, kind, m))
+                                                  for r, g in zip(rows, gold, strict=True))])
+                        for m in MEMORISED_METRICS if m != "test_accuracy"}
+            by_method[method] = {
+                "metrics": metrics, "distance_to_retrained": distance,
+                "test_accuracy_drop": mean_std([o["test_accuracy"] - r["test_accuracy"]
+                                                for r, o in zip(rows, original, strict=True)]),
+                "gate_refuses": sum(bool(r["gate_refuses"]) for r in rows), "seeds": len(rows),
+                "seconds": mean_std([r["seconds"] for r in rows])}
+        out[kind] = by_method
+    return out
+
+
+def memorised_goals(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per kind: the best dampening candidate against the goal, or, where none meets it, whether the gate
+    refuses every candidate and what the remedy (`lethe retrain`) costs and gives."""
+    from benchmarks.quality import DAMPENING_METHODS
+
+    goals = {}
+    for kind, by_method in summary.items():
+        def misses(method: str, by_method: dict[str, Any] = by_method) -> float:
+            d, s = by_method[method]["distance_to_retrained"], by_method[method]
+            values = [d["memorised_agreement"]["mean"], d["flagged_share"]["mean"]]
+            miss = max((v or 0.0) - DISTANCE_LIMIT for v in values)
+            drop = s["test_accuracy_drop"]["mean"] or 0.0
+            return max(miss, drop - TEST_DROP_LIMIT, 0.0)
+
+        best = min(DAMPENING_METHODS, key=misses)
+        met = misses(best) <= 1e-9
+        retrained = by_method["retrained"]
+        goals[kind] = {
+            "best": best, "met": met, "miss_by": misses(best),
+            "original_subjects_flagged": by_method["original"]["metrics"]["subjects_flagged"]["mean"],
+            "retrained_subjects_flagged": retrained["metrics"]["subjects_flagged"]["mean"],
+            "gate_refuses_every_candidate": all(by_method[m]["gate_refuses"] == by_method[m]["seeds"]
+                                                for m in DAMPENING_METHODS),
+            "remedy": None if met else {"command": "lethe retrain", "seconds": retrained["seconds"],
+                                        "metrics": retrained["metrics"]},
+        }
+    return goals
