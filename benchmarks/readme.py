@@ -529,7 +529,24 @@ def _design(quality: dict[str, Any]) -> list[str]:
         f"{_slice(p.get('probe_forget_limit'), 'the forget set')}, scored on the test samples.",
         "- Trained models are cached under `.lethe/bench/models/` keyed by recipe, seed and the exact "
         "training data, so a rerun reuses them (and the training time measured when they were trained).",
+        *_memorised_design(p),
     ]
+
+
+def _memorised_design(p: dict[str, Any]) -> list[str]:
+    """The memorised-subject scenario's cost (benchmarks/memorised.py), from the profile."""
+    if "memorised_epochs" not in p:  # results of a run before the scenario existed
+        return []
+    if p.get("memorised_skip"):
+        return [f"- Memorised subjects: not run ({p['memorised_skip']})."]
+    limit = p["memorised_train_limit"]
+    first = f"the first {limit:,} images of the train split" if limit else "all of the train split"
+    return [f"- Memorised subjects: per seed, {p['memorised_wrong_label']} wrong-label and "
+            f"{p['memorised_stamped']} stamped subjects of {p['memorised_per_subject']} images planted into "
+            f"{first} (`lethe.data.planted`, published as a "
+            f"`shards:` data set), {p['memorised_epochs']} epochs: an original, a retrained model and "
+            f"{p['memorised_references']} reference models on halves (`lethe.audit.prepare_references`), "
+            "cached under `.lethe/bench/memorised/`."]
 
 
 def write_readme(results: Path, readme: Path, image_prefix: str, command: str) -> Path:

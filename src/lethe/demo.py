@@ -282,9 +282,9 @@ def summary(result: DemoResult) -> str:
                    "--by NAME --reason TEXT")
     out.append("")
     out.extend(requests_table(result.requests))
-    out.extend(membership_lines(result.versions, result.references))
     for refusal in result.refused:
         out.append(f"refused when filed: {refusal}")
+    out.extend(membership_lines(result.versions, result.references))
     out.append("")
     out.append("Evidently reports:")
     for v in result.versions:

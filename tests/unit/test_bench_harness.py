@@ -234,8 +234,17 @@ def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one
     assert quality["selection_cost_ratio"]["class-7"]["mean"] > 0
     assert seed_0["selection_cost"]["todays_search_s"] > 0
     assert quality["run_time"]["run_seconds"] > 0 and speed["run_time"] == quality["run_time"]
+    # Memorised subjects: both kinds, every model, the reference models' per-example share, the README table.
+    memorised = quality["memorised"]
+    assert set(memorised["summary"]) == {"wrong_label", "stamped"}
+    assert set(memorised["summary"]["stamped"]) == set(METHODS)
+    seed_0 = memorised["per_seed"]["0"]
+    assert seed_0["references"]["k"] == 4 and seed_0["subjects"] == {"wrong_label": 4, "stamped": 4}
+    assert 0.0 <= seed_0["methods"]["original"]["stamped"]["flagged_share"] <= 1.0
+    assert seed_0["methods"]["retrained"]["stamped"]["stamped_rate"] is not None
     assert (out / "sweep.png").stat().st_size > 1000
     text = (out / "README.md").read_text()
     assert "## Speed" in text and "## Quality against retraining" in text and "sweep.png" in text
     assert "`eval_efficiency`" in text and "**Scale on paper**" in text and "$" not in text
+    assert "### Memorised subjects" in text and "stamped-image rate" in text
     assert "Every class at a glance" in text and "Feature probe" in text and "**Run time**" in text

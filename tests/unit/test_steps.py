@@ -157,21 +157,65 @@ def test_collect_resolves_subjects_and_fails_what_it_cannot(home, tmp_path, digi
     some = ledger.add("someone", ["digits/train/5", "digits/train/6"]).request.id
     bad_ids = ledger.add("someone-else", ["digits/train/99999"]).request.id
     unknown = ledger.add("nobody").request.id
+    # Filed unchecked (--defer-check): the known id is forgotten, the unknown one noted.
+    partly = ledger.add("a-third-one", ["digits/train/8", "digits/train/99998"]).request.id
     result = collect_requests("run-1", forget_path=tmp_path / "f", model_dir=tmp_path / "m", max_requests=10)
-    assert sorted(result.request_ids) == sorted([whole, some])
+    assert sorted(result.request_ids) == sorted([whole, some, partly])
     assert set(result.failed) == {bad_ids, unknown}
+    assert "1 of 1 sample id(s) are not in digits/train" in ledger.get(bad_ids).reason
     spec = ForgetSpec.load(tmp_path / "f")
     owned = subject_map(load_dataset("digits", "train"))["subject-00007"]
-    assert set(spec.sample_ids) == {*owned, "digits/train/5", "digits/train/6"}
+    assert set(spec.sample_ids) == {*owned, "digits/train/5", "digits/train/6", "digits/train/8"}
+    assert spec.request_samples[partly] == ["digits/train/8"]
+    resolution = ledger.get(partly).outcome["resolution"]
+    assert (resolution["forgotten"], resolution["not_in_data_ids"]) == (1, ["digits/train/99998"])
+    assert "1 sample id(s) not in the data" in ledger.history(partly)[-1].note
+    assert ledger.get(whole).outcome["resolution"] == {"forgotten": len(owned), "not_in_data": 0,
+                                                       "not_in_data_ids": []}
     assert spec.parent["version"] == "1" and (tmp_path / "m" / "model.json").is_file()
     now = states()
-    assert (now[whole], now[some], now[bad_ids], now[unknown]) == ("in_progress", "in_progress", "failed",
-                                                                   "failed")
+    assert (now[whole], now[some], now[bad_ids], now[unknown], now[partly]) == (
+        "in_progress", "in_progress", "failed", "failed", "in_progress")
     text = (tmp_path / "f" / "forget.json").read_text()
     assert not any(subject in text for subject in ("subject-00007", "someone", "nobody"))
     # A retried collect in the same run finds its own claim again.
     again = collect_requests("run-1", forget_path=tmp_path / "f2", model_dir=tmp_path / "m2")
-    assert sorted(again.request_ids) == sorted([whole, some])
+    assert sorted(again.request_ids) == sorted([whole, some, partly])
+
+
+def test_requests_are_checked_when_filed_with_the_runs_code(home, digits_convnet_dir, capsys):
+    from lethe.cli import main
+    from lethe.ledger import Ledger
+
+    def add(*argv: str) -> tuple[int, str, str]:
+        code = main(["request", "add", *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    # No champion: nothing to check against, unless a data set is named or the check deferred.
+    code, _, err = add("--subject", "alice", "--samples", "digits/train/17")
+    assert code == 2 and "no champion is registered" in err and "--defer-check" in err
+    assert add("--subject", "alice", "--samples", "digits/train/17", "--dataset", "digits")[0] == 0
+
+    register_champion(digits_convnet_dir)
+    before = Ledger().list_requests()
+    code, out, err = add("--subject", "bob", "--samples", "digits/train/17", "digits/train/4242",
+                         "nonsense-id")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert ("2 of 3 sample id(s) are not in digits/train (1,438 samples): digits/train/4242, nonsense-id"
+            in err)
+    code, _, err = add("--subject", "nobody-we-know")
+    assert code == 2 and "unknown to the subject map of digits/train" in err and "nobody" not in err
+    code, _, err = add("--subject", "bob", "--samples", "digits/train/17", "--dataset", "fashion-mnist")
+    assert code == 2  # another data set than the champion's is refused, as a run refuses it
+    assert Ledger().list_requests() == before
+    code, out, _ = add("--subject", "subject-00003")
+    assert code == 0 and "(recorded)" in out
+    request_id = out.split()[0]
+    assert main(["request", "amend", request_id, "--samples", "digits/train/99999"]) == 2
+    assert "not in digits/train" in capsys.readouterr().err
+    assert main(["request", "amend", request_id, "--samples", "digits/train/9"]) == 0
+    assert Ledger().get(request_id).sample_ids == ("digits/train/9",)
 
 
 # --- finalize -------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The erasure-request ledger: every request, its deadline, its state and how it got there.
 
 States: pending -> in_progress(run id, lease) -> fulfilled(model version) | needs_review | failed.
+An operator amends a request no run holds (pending, failed -> pending with new sample ids) or cancels
+it (pending, failed -> cancelled, final).
 Every change is one transaction that also appends to the history; an illegal change raises
 LedgerError and changes nothing. Claims are atomic (PostgreSQL: SELECT ... FOR UPDATE SKIP
 LOCKED; SQLite: BEGIN IMMEDIATE), so two concurrent runs never claim the same request, and a
