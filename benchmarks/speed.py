@@ -55,6 +55,7 @@ from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
 from lethe.devices import default_device
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
+from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.per_example import ReferenceOutputs
 from lethe.models import build_model, save_model
 from lethe.models.training import train_classifier
@@ -180,8 +181,6 @@ def synthetic_references(parent: nn.Module, request: Request, device: torch.devi
                          k: int) -> ReferenceOutputs:
     """Reference logits of the right shape (K models, half of them "out" per forget sample): the per-example
     test costs the same whatever the values, and training K models would time training, not evaluation."""
-    from lethe.evaluation.forward import predict_logits
-
     generator = torch.Generator().manual_seed(3)
 
     def noisy(samples: SampleSet) -> torch.Tensor:
@@ -203,13 +202,11 @@ def eval_efficiency(
     sets = [request.split.retain, request.split.forget, request.test]
     references = synthetic_references(parent, request, device, DEFAULT_K)
 
-    @torch.inference_mode()
-    def bare() -> None:
+    def bare() -> None:  # the product's batched forward (`predict_logits`), nothing computed on the logits
         for model in (parent, candidate):
-            model.to(device).eval()
             for samples in sets:
-                for x in samples.batches(DEFAULT_BATCH_SIZE, with_labels=False):
-                    model(x.to(device))
+                predict_logits(model, samples.batches(DEFAULT_BATCH_SIZE, with_labels=False), device=device,
+                               progress=False)
 
     metrics: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lethe-bench-eval-") as tmp:
