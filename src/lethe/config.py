@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,23 @@ DEFAULT_IMAGE = "ghcr.io/lethe-unlearning/lethe:0.1.0"
 DEFAULT_LEASE_SECONDS = 900.0
 #: Public, and accepted only under LETHE_DEMO=1 with no LETHE_SUBJECT_KEY: not a secret.
 DEMO_SUBJECT_KEY = b"lethe-demo-key-not-secret"
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Environment variables set for the duration of a block (and the processes it starts), then
+    restored: unset again where they were unset. For settings that libraries read from the
+    environment only (MLflow, lethe's own for a pipeline's tasks)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _env(name: str, default: str | None = None) -> str | None:

@@ -24,11 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lethe.config import environment
 from lethe.errors import DataError
 
 PREFERRED_DATASET = "fashion-mnist"
@@ -84,24 +84,11 @@ class DemoResult:
         return all(run["succeeded"] for run in self.runs)
 
 
-@contextlib.contextmanager
-def demo_environment(home: Path) -> Iterator[None]:
+def demo_environment(home: Path) -> contextlib.AbstractContextManager[None]:
     """LETHE_HOME=home, LETHE_DEMO=1 and embedded defaults, for this process and the pipeline's tasks."""
-    saved = {name: os.environ.get(name)
-             for name in (*EMBEDDED, "LETHE_HOME", "LETHE_DEMO", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")}
-    try:
-        for name in EMBEDDED:
-            os.environ[name] = ""  # empty means unset to lethe.config
-        os.environ["LETHE_HOME"] = str(home)
-        os.environ["LETHE_DEMO"] = "1"
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # the demo shows its own progress
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment({**{name: "" for name in EMBEDDED},  # empty means unset to lethe.config
+                        "LETHE_HOME": str(home), "LETHE_DEMO": "1",
+                        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})  # the demo shows its own progress
 
 
 def reset_state(home: Path) -> None:

@@ -7,20 +7,19 @@ tracking URI is `sqlite:///mlflow.db` in the working directory, not lethe's.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
-from lethe.config import settings
+from lethe.config import environment, settings
 from lethe.errors import RegistryError
 from lethe.redact import mask_credentials
 from lethe.storage import is_s3, join_uri
@@ -102,19 +101,9 @@ def mlflow_errors(tracking_uri: str) -> Iterator[None]:
         raise RegistryError(mask_credentials(f"MLflow at {tracking_uri}: {message[:300]}")) from exc
 
 
-@contextmanager
-def mlflow_environ(**values: str) -> Iterator[None]:
+def mlflow_environ(**values: str) -> AbstractContextManager[None]:
     """MLflow settings that it reads from the environment only, for the duration of a call."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment(values)
 
 
 @contextmanager

@@ -15,15 +15,14 @@ Nothing pending: no claim, no download, an empty forget set (`num_requests` 0).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lethe.config import environment
 from lethe.errors import ConfigError, PipelineError, UnknownSamplesError
 from lethe.ledger import PENDING, ErasureRequest, Ledger
 from lethe.steps.forget_spec import ForgetSpec
@@ -94,20 +93,6 @@ def resolve_requests(
     return resolved, failed
 
 
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _champion_card(tracking_uri: str | None, model_name: str | None) -> ModelCard | None:
     """The champion's model card (its file only, checked against the version's manifest), or None."""
     import json
@@ -125,7 +110,7 @@ def _champion_card(tracking_uri: str | None, model_name: str | None) -> ModelCar
     expected = json.loads(info.tags.get("lethe.model_manifest", "{}")).get("model.json")
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # one small file: no progress bar
     with tempfile.TemporaryDirectory(prefix="lethe-card-") as tmp, mlflow_errors(registry.tracking_uri), \
-            _environment(quiet):
+            environment(quiet):
         card_path = Path(registry.client.download_artifacts(info.run_id, "model/model.json", tmp))
         if expected is None or sha256_file(card_path) != expected:
             raise IntegrityError(f"the model card of {info.name} version {info.version} differs from the one "
