@@ -163,7 +163,8 @@ def test_the_outcome_of_each_case() -> None:
 
 def test_a_planted_wrong_label_subject_is_memorised_and_flagged(planted, digits_test) -> None:
     """The many-step, no-weight-decay parent memorises the planted wrong labels (in confidence; its
-    argmax mostly stays the true class), a model that never saw them does not, and the per-example test flags them above held-out non-members on the parent only."""
+    argmax mostly stays the true class), a model that never saw them does not, and the per-example
+    test flags them above held-out non-members on the parent only."""
     rows = planted["memorised"]
     with torch.no_grad():
         x, test_x = _inputs(planted["train"])[rows], _inputs(digits_test)

@@ -47,13 +47,13 @@ def test_to_dict_is_json_and_leaves_out_what_a_step_did_not_set() -> None:
 
 def test_unlearn_summary_holds_scalars_only() -> None:
     result = UnlearnResult(out_dir=Path("c"), scenario="class", method="lfssd", alpha=3.0, cutoff="block3",
-                           lam=1.0, alpha_method="given", target_met=True, forget_agreement=0.1, retain_agreement=0.99,
-                           total_selected=5, fraction_dampened=0.01, forget_size=20,
+                           lam=1.0, alpha_method="given", target_met=True, forget_agreement=0.1,
+                           retain_agreement=0.99, total_selected=5, fraction_dampened=0.01, forget_size=20,
                            target={"criterion": "forget_accuracy"}, importances={"computed": False},
                            dampening={"alpha": 3.0, "format": "lethe-dampening/1"})
-    assert result.summary == {"alpha": 3.0, "cutoff": "block3", "lam": 1.0, "alpha_method": "given", "target_met": True,
-                              "forget_agreement": 0.1, "retain_agreement": 0.99, "total_selected": 5,
-                              "fraction_dampened": 0.01, "forget_size": 20}
+    assert result.summary == {"alpha": 3.0, "cutoff": "block3", "lam": 1.0, "alpha_method": "given",
+                              "target_met": True, "forget_agreement": 0.1, "retain_agreement": 0.99,
+                              "total_selected": 5, "fraction_dampened": 0.01, "forget_size": 20}
     assert result.to_dict() == {"alpha": 3.0, "format": "lethe-dampening/1", "summary": result.summary}
     assert FetchedModel("directory", "", "", "f").to_dict()["fingerprint"] == "f"
 

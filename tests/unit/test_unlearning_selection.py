@@ -102,5 +102,6 @@ def test_a_fixed_alpha_tries_each_cutoff_once(class_request) -> None:
 
 def test_unknown_cutoffs_are_refused(class_request) -> None:
     model, full, forget, target = class_request
-    with pytest.raises(ImportancesError, match="unknown cut-off 'block9'.*all, block2, block3, hidden, output"):
+    expected = "unknown cut-off 'block9'.*all, block2, block3, hidden, output"
+    with pytest.raises(ImportancesError, match=expected):
         select_dampening(model, full, forget, target(), stages=forward_stages, cutoffs=["block9"])
