@@ -25,20 +25,24 @@ DEMO_SUBJECT_KEY = b"lethe-demo-key-not-secret"
 
 
 @contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Environment variables set for the duration of a block (and the processes it starts), then
-    restored: unset again where they were unset. For settings that libraries read from the
-    environment only (MLflow, lethe's own for a pipeline's tasks)."""
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Environment variables set (None: removed) for the duration of a block and the processes it
+    starts, then restored: unset again where they were unset. For settings that libraries read from
+    the environment only (MLflow, lethe's own for a pipeline's tasks)."""
     saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
+
+    def apply(settings: Mapping[str, str | None]) -> None:
+        for name, value in settings.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
 
 
 def _env(name: str, default: str | None = None) -> str | None:

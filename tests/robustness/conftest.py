@@ -14,14 +14,15 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from lethe.config import environment
 
 SUBJECT_KEY = "robustness-test-key-of-at-least-32-bytes"
 
@@ -48,25 +49,6 @@ def home_snapshot(root: Path) -> dict[str, tuple[str, int]]:
             snapshot[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest(),
                                                      path.stat().st_mtime_ns)
     return snapshot
-
-
-@contextlib.contextmanager
-def environment(overrides: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, with None, remove) environment variables for the duration of the block."""
-    saved = {name: os.environ.get(name) for name in overrides}
-    try:
-        for name, value in overrides.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_in_process(argv: list[str], env: Mapping[str, str | None]) -> Result:
