@@ -9,6 +9,7 @@ so their reason says what failed rather than KFP's "Task exit-handler-1 failed."
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import io
@@ -274,6 +275,9 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
     started = time.perf_counter()
     error = None
     with contextlib.ExitStack() as stack:
+        # kfp.local swaps builtins.print for an indenting one while it runs a task and puts back what it
+        # saw: two of its contexts interleaving leave every later print indented. Put back ours.
+        stack.callback(setattr, builtins, "print", builtins.print)
         stack.enter_context(_pipeline_job_id(run_id))
         stack.enter_context(_without_retries(pipeline(name)))
         if claims:
