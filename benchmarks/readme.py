@@ -105,12 +105,29 @@ def speed_section(speed: dict[str, Any], title: str = "## Speed") -> list[str]:
         [f"evaluate step: bare forward of {ev['models']} models over {ev['samples']:,} samples / whole "
          f"evaluation ({ev['reference_models']} reference models)",
          f"{_seconds(ev['bare_forward_s'])} / {_seconds(ev['evaluation_s'])}"],
+        *_evaluation_parts(ev.get("evaluation_timing_s") or {}, r["forget_samples"]),
         ["scheduled run through kfp.local / steps called directly",
          pl.get("skipped") or f"{_seconds(pl['kfp_local_s'])} / {_seconds(pl['direct_s'])}"],
         ["`dampen` on ResNet18 (median)", _seconds(speed["dampen"]["seconds_median"])],
     ]
     lines += ["", "What the ratios are made of:", ""] + _table(["part", "seconds"], parts)
     return lines + _scaling_lines(speed["scaling"]) + _scale_lines(speed["scale"], speed["machine"]["device"])
+
+
+#: The evaluate step's timing after its forward passes (`timing_s` of metrics.json), in order.
+EVALUATION_PARTS = {"metrics_and_attacks": "accuracies and the population attacks",
+                    "per_example": "the per-example test (reference logits cached)",
+                    "evidently": "the Evidently report", "plots": "the plots"}
+
+
+def _evaluation_parts(timing: dict[str, float], forget_samples: int) -> list[list[str]]:
+    """One row: what the whole evaluation spends beyond its forward passes, part by part."""
+    present = [k for k in EVALUATION_PARTS if k in timing]
+    if not present:  # a run before the evaluation timed its parts
+        return []
+    what = " / ".join(EVALUATION_PARTS[k] for k in present)
+    return [[f"… of which forward / {what} ({forget_samples}-sample request)",
+             " / ".join(_seconds(timing[k]) for k in ("forward", *present))]]
 
 
 def _scaling_lines(sc: dict[str, Any]) -> list[str]:
@@ -477,7 +494,9 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
     speed, quality, sweep = (_load(results, n) for n in ("speed.json", "quality.json", "sweep.json"))
     device, full_cuda = _current(_load(results, "speed-cuda.json")), _load(results / "cuda", "speed.json")
     # The run that produced the tables (a --readme-only regeneration only re-renders them).
-    command = next((r["command"] for r in (speed, quality, sweep) if r and r.get("command")), command)
+    # (a speed result re-measured alone with `--only speed` names its own command beside the whole run's)
+    commands = [r["command"] for r in (quality, speed, sweep) if r and r.get("command")]
+    command = "`; `".join(dict.fromkeys(commands)) or command
     speed = _current(speed)
     text = Template(TEMPLATE.read_text()).substitute(
         folder=image_prefix or ".",

@@ -13,6 +13,7 @@ quick run defaults to LETHE_HOME/bench/quick-results so it never overwrites the 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -23,10 +24,12 @@ from typing import Any
 import torch
 
 from benchmarks import readme, speed
-from benchmarks.profiles import PROFILES
+from benchmarks.profiles import PROFILES, Profile
 from benchmarks.quality import run_quality
 from benchmarks.sweep import plot_sweep, run_sweep
+from benchmarks.trained import Recipe, train_or_load
 from benchmarks.workbench import (
+    BenchData,
     command_line,
     load_bench_data,
     machine,
@@ -70,6 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=None, help="override the profile's number of seeds")
     parser.add_argument(
         "--no-cache", action="store_true", help="retrain every model, ignoring the model cache"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("speed",),
+        default=None,
+        help="re-measure one part against the results already in --out: `speed` rewrites speed.json "
+        "on seed 0's original model (from the model cache) and keeps quality.json and sweep.json",
     )
     parser.add_argument(
         "--readme-only",
@@ -123,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile].with_seeds(args.seeds)
     device = torch.device(args.device)
     out = (args.out or default_out(args.profile)).resolve()
+    if args.only == "speed" and not (out / "quality.json").is_file():
+        sys.exit(f"error: --only speed needs {out / 'quality.json'}: run the whole benchmark first")
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("-m benchmarks.run", argv if argv is not None else sys.argv[1:])
     if args.readme_only:
@@ -146,6 +158,20 @@ def main(argv: list[str] | None = None) -> int:
         "note": data.note,
     }
 
+    # The pipeline's steps check the data against the model's card: only a model of the whole split.
+    whole_split = not data.note and profile.train_limit is None and profile.speed_train_limit is None
+    if args.only == "speed":
+        quality = json.loads((out / "quality.json").read_text())
+        original = train_or_load(Recipe(arch=profile.arch, epochs=profile.epochs), data.train, seed=0,
+                                 device=device, use_cache=not args.no_cache)
+        started = time.perf_counter()
+        speed_result = run_speed(profile, data, quality, original.model, device, whole_split)
+        seconds = time.perf_counter() - started
+        run_time = {"run_seconds": seconds, "run_parts": {"speed_s": seconds}, "only": "speed"}
+        write_json(out / "speed.json", {**info, "data": data_info, **speed_result, "run_time": run_time})
+        write_readme(out, command)
+        return 0
+
     parts: dict[str, float] = {}
     with section("quality"):
         quality_started = time.perf_counter()
@@ -155,15 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "quality.json", quality)
 
     speed_started = time.perf_counter()
-    retrain = retraining_seconds(quality, len(data.speed_train), profile.request_size)
-    # The pipeline's steps check the data against the model's card: only a model of the whole split.
-    whole_split = not data.note and profile.train_limit is None and profile.speed_train_limit is None
-    measured = speed.measure(profile, context.original, data.speed_train, data.test, device,
-                             retrain_s=retrain["retrain_s"], recipe=quality["recipe"],
-                             pipeline=profile.pipeline_overhead and whole_split)
-    measured["retrain"].update(retrain)
+    speed_result = {**info, "data": data_info,
+                    **run_speed(profile, data, quality, context.original, device, whole_split)}
     parts["speed_s"] = time.perf_counter() - speed_started
-    speed_result = {**info, "data": data_info, **measured, **measured["headline"]}
     write_json(out / "speed.json", speed_result)
 
     with section("α/λ sensitivity sweep"):
@@ -181,10 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     write_readme(out, command)
     print(
         f"done in {total / 60:.1f} min; headline: "
-        + ", ".join(f"{k}={v:.3g}" for k, v in measured["headline"].items() if v is not None),
+        + ", ".join(f"{k}={v:.3g}" for k, v in speed_result["headline"].items() if v is not None),
         flush=True,
     )
     return 0
+
+
+def run_speed(profile: Profile, data: BenchData, quality: dict[str, Any], original: torch.nn.Module,
+              device: torch.device, whole_split: bool) -> dict[str, Any]:
+    """Every speed part on the quality run's seed-0 original; retraining timed by the quality run."""
+    retrain = retraining_seconds(quality, len(data.speed_train), profile.request_size)
+    measured = speed.measure(profile, original, data.speed_train, data.test, device,
+                             retrain_s=retrain["retrain_s"], recipe=quality["recipe"],
+                             pipeline=profile.pipeline_overhead and whole_split)
+    measured["retrain"].update(retrain)
+    return {**measured, **measured["headline"]}
 
 
 def write_readme(out: Path, command: str) -> Path:

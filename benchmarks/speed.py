@@ -345,6 +345,7 @@ def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any]
             result = measure_overhead(tmp, subjects)
         except (LetheError, SystemExit, OSError, subprocess.CalledProcessError) as exc:
             return {"ratio": None, "skipped": f"the measurement failed: {exc}"}
+    result.pop("model", None)  # a temporary folder of this machine: nothing to publish
     return {**result, "ratio": result["kfp_local_s"] / result["direct_s"]}
 
 

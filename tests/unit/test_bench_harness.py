@@ -248,3 +248,14 @@ def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one
     assert "`eval_efficiency`" in text and "**Scale on paper**" in text and "$" not in text
     assert "### Memorised subjects" in text and "stamped-image rate" in text
     assert "Every class at a glance" in text and "Feature probe" in text and "**Run time**" in text
+
+
+def test_speed_alone_is_refused_without_the_quality_run(tmp_path) -> None:
+    """`--only speed` needs a quality run's results; without them it says so and writes nothing."""
+    from benchmarks.run import main
+
+    out = tmp_path / "results"
+    with pytest.raises(SystemExit) as refused:
+        main(["--quick", "--only", "speed", "--out", str(out)])
+    assert "--only speed needs" in str(refused.value) and "quality.json" in str(refused.value)
+    assert not out.exists()
