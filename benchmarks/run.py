@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     out = (args.out or default_out(args.profile)).resolve()
     if args.only == "speed" and not (out / "quality.json").is_file():
-        sys.exit(f"error: --only speed needs {out / 'quality.json'}: run the whole benchmark first")
+        print(f"error: --only speed needs {out / 'quality.json'}: run the whole benchmark first",
+              file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("-m benchmarks.run", argv if argv is not None else sys.argv[1:])
     if args.readme_only:

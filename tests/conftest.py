@@ -71,3 +71,13 @@ def digits_convnet(digits_convnet_dir: Path) -> tuple[torch.nn.Module, object]:
 @pytest.fixture(scope="session")
 def digits_convnet_train_record(digits_convnet_dir: Path) -> dict:
     return json.loads((digits_convnet_dir / "train.json").read_text())
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test: tiny models gain nothing from threads, and on a busy 2-core
+    runner a second thread only adds synchronisation cost."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

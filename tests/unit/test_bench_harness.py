@@ -18,15 +18,6 @@ from lethe.data import load_dataset
 from lethe.models import build_model
 
 
-@pytest.fixture
-def one_thread():
-    # A tiny model gains nothing from threads, and on a busy 2-core runner they only wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_merged_shards_match_one_pass_and_time_is_fitted(one_thread) -> None:
     torch.manual_seed(0)
     digits = take(load_dataset("digits", "train"), 256, seed=0)
@@ -250,12 +241,14 @@ def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one
     assert "Every class at a glance" in text and "Feature probe" in text and "**Run time**" in text
 
 
-def test_speed_alone_is_refused_without_the_quality_run(tmp_path) -> None:
-    """`--only speed` needs a quality run's results; without them it says so and writes nothing."""
+def test_speed_alone_is_refused_without_the_quality_run(tmp_path, capsys) -> None:
+    """`--only speed` needs a quality run's results; without them it says so in one line, exits 2 and
+    writes nothing."""
     from benchmarks.run import main
 
     out = tmp_path / "results"
-    with pytest.raises(SystemExit) as refused:
-        main(["--quick", "--only", "speed", "--out", str(out)])
-    assert "--only speed needs" in str(refused.value) and "quality.json" in str(refused.value)
+    assert main(["--quick", "--only", "speed", "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --only speed needs") and "quality.json" in error
+    assert error.count("\n") == 1
     assert not out.exists()

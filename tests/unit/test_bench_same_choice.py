@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from benchmarks.quality import STRATEGIES, Scenario, choose
 from benchmarks.speed import pick_subjects
@@ -12,15 +11,6 @@ from lethe.models import load_model
 from lethe.steps.importance_pass import importances_of
 from lethe.steps.unlearn import FULL_IMPORTANCES_FILE, make_target, unlearn
 from lethe.unlearning import Importances
-
-
-@pytest.fixture
-def one_thread():
-    # A tiny model gains nothing from threads, and on a busy 2-core runner they only wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Digit 2: the selection cuts below `hidden` (every layer would be another α); 40 samples of subjects:

@@ -329,3 +329,18 @@ def test_the_storage_layer_imports_nothing_of_the_engine() -> None:
             f"if any(m == h or m.startswith(h + '.') for h in {heavy!r})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_tagged_record_round_trips_and_a_wrong_or_broken_one_is_refused(tmp_path) -> None:
+    from lethe.errors import PipelineError
+    from lethe.storage.records import read_record, write_record
+
+    path = write_record(tmp_path / "sub" / "r.json", "lethe-test/1", {"a": 1})
+    assert read_record(path, "lethe-test/1", what="a test record", error=PipelineError) == {"a": 1}
+    with pytest.raises(PipelineError, match=r"is not a test record \(lethe-test/2\)"):
+        read_record(path, "lethe-test/2", what="a test record", error=PipelineError)
+    (tmp_path / "broken.json").write_text("{not json")
+    for bad in (tmp_path / "broken.json", tmp_path / "missing.json"):
+        with pytest.raises(PipelineError, match="cannot read a test record from") as refused:
+            read_record(bad, "lethe-test/1", what="a test record", error=PipelineError)
+        assert "\n" not in str(refused.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ from lethe.models.baseline import excluded_digest
 from lethe.models.training import augment_batch, finetune, model_accuracy, predict, train_classifier
 from lethe.unlearning import model_fingerprint
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only adds overhead
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_convnet_learns_digits(digits_convnet: tuple, digits_convnet_train_record: dict,

@@ -23,13 +23,7 @@ from lethe.unlearning import Importances, dampen
 CHEAP_CLASS = 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # These models are tiny: a second thread only adds synchronisation cost on a busy CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -38,6 +38,7 @@ from lethe.models.checkpoint import ModelCard, load_model, read_card, save_model
 from lethe.models.training import train_classifier
 from lethe.models.zoo import build_model
 from lethe.storage import delete, exists, get_bytes, get_dir, join_uri, list_uris, put_bytes, put_dir
+from lethe.storage.records import read_record, write_record
 
 log = logging.getLogger(__name__)
 
@@ -241,22 +242,13 @@ class ReferencePlan:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path = path / PLAN_FILE if path.suffix != ".json" else path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"format": PLAN_FORMAT, **asdict(self)}, indent=1) + "\n")
-        return path
+        return write_record(path / PLAN_FILE if path.suffix != ".json" else path, PLAN_FORMAT, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> ReferencePlan:
         path = Path(path)
         path = path / PLAN_FILE if path.is_dir() else path
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise AuditError(f"cannot read the reference plan {path}: {exc}") from exc
-        if raw.pop("format", None) != PLAN_FORMAT:
-            raise AuditError(f"{path} is not a lethe reference plan ({PLAN_FORMAT})")
-        return cls(**raw)
+        return cls(**read_record(path, PLAN_FORMAT, what="a lethe reference plan", error=AuditError))
 
     def splits(self) -> tuple[SampleSet, SampleSet]:
         """The recipe's training and test splits, checked against the fingerprint the plan recorded."""

@@ -17,6 +17,15 @@ import torch  # noqa: E402
 SPLIT_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write (creating the folder) and close a figure: every plot ends the same way."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_entropy_distributions(
     before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], path: str | Path,
     *, num_classes: int | None = None,
@@ -40,11 +49,7 @@ def plot_entropy_distributions(
         ax.legend()
     axes[0].set_ylabel("density")
     fig.suptitle("Prediction entropy: forgotten samples should look like test data (or be uncertain)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def dampened_share_per_layer(report: Mapping[str, Any]) -> dict[str, float]:
@@ -70,11 +75,7 @@ def plot_dampening(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("dampened elements (% of the layer)")
     ax.set_title(f"Dampening: α={report['alpha']:.4g}, λ={report['lam']:.3g}, "
                  f"{report.get('total_selected', sum(report['selected'].values()))} elements in total")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
@@ -102,11 +103,7 @@ def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("retained agreement with the parent (%)")
     ax.set_title("Where and how much to dampen: every trial of the search")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 #: At most this many requests get a row in the per-example plot (the metrics hold every request).
@@ -149,11 +146,7 @@ def plot_per_example(scores: Mapping[str, Mapping[str, Any]], thresholds: Mappin
                 ax.legend(fontsize=7)
     more = f" (first {len(shown)} of {len(requests)} requests)" if len(requests) > len(shown) else ""
     fig.suptitle(f"Per-example membership test: flagged = right of the threshold{more}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_gate_checks(checks: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -172,8 +165,4 @@ def plot_gate_checks(checks: Sequence[Mapping[str, Any]], path: str | Path) -> P
         ax.set_title(f"{check['name'].replace('_', ' ')}: {text} (limit {limit:.4g}) — "
                      f"{'pass' if check['passed'] else 'FAIL'}", fontsize=9, loc="left")
     fig.suptitle("The gate's checks against their limits (a check passes at or left of the dashed line)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

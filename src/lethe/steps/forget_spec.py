@@ -7,7 +7,6 @@ the registry move meanwhile. It holds sample ids and request ids, never a subjec
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from lethe.errors import PipelineError
 from lethe.steps.alpha import parse_alpha
 from lethe.steps.layout import REPORT_FILE
 from lethe.steps.results import EvaluationResult, UnlearnResult
+from lethe.storage.records import read_record, write_record
 
 FORGET_FILE = "forget.json"
 FORMAT = "lethe-forget-spec/1"
@@ -44,22 +44,13 @@ class ForgetSpec:
                 "scenario": self.scenario}
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / FORGET_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"format": FORMAT, **asdict(self)}, indent=1) + "\n")
-        return path
+        return write_record(Path(directory) / FORGET_FILE, FORMAT, asdict(self))
 
     @classmethod
     def load(cls, directory: str | Path) -> ForgetSpec:
         path = Path(directory)
         path = path / FORGET_FILE if path.is_dir() else path
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise PipelineError(f"cannot read the forget set of this run from {path}: {exc}") from exc
-        if raw.pop("format", None) != FORMAT:
-            raise PipelineError(f"{path} is not a lethe forget set ({FORMAT})")
-        return cls(**raw)
+        return cls(**read_record(path, FORMAT, what="a lethe forget set", error=PipelineError))
 
 
 def unlearn_from_spec(
