@@ -2,7 +2,7 @@
 
 One role per module: `registry` (the `Registry` façade over MLflow's client), `flavor` (what a
 version's `model/` holds: save/log, download/load), `metadata` (the `lethe.*` tags, typed),
-`description`, `lineage`, `privacy`, `serving` (the pyfunc MLflow serves), `client`.
+`tags` (their names), `description`, `lineage`, `privacy`, `serving` (the pyfunc MLflow serves), `client`.
 Imported lazily: `from lethe.registry.metadata import SCENARIO_TAG` does not load MLflow.
 """
 
@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "CHAMPION": "lethe.registry.metadata",
+    "CHAMPION": "lethe.registry.tags",
     "PromotionDecision": "lethe.registry.metadata",
     "VersionInfo": "lethe.registry.metadata",
     "VersionMetadata": "lethe.registry.metadata",
@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from lethe.registry.client import get_client
     from lethe.registry.description import describe
     from lethe.registry.flavor import EVIDENCE_PATH, MODEL_PATH
-    from lethe.registry.metadata import CHAMPION, PromotionDecision, VersionInfo, VersionMetadata
+    from lethe.registry.metadata import PromotionDecision, VersionInfo, VersionMetadata
     from lethe.registry.privacy import PrivacyGuard
     from lethe.registry.registry import DEFAULT_EXPERIMENT, Registry
+    from lethe.registry.tags import CHAMPION
 
 
 def __getattr__(name: str) -> Any:

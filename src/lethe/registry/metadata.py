@@ -1,10 +1,8 @@
-"""What lethe records on an MLflow model version, typed: its tags and their parsing, in one place.
+"""What lethe records on an MLflow model version, typed: its tags' values and their parsing.
 
-Every `lethe.*` tag literal of the product lives here (other modules use the constants or
-`VersionMetadata`). A version's tags are strings; `VersionMetadata.from_tags` parses them (a
-malformed one is a one-line `RegistryError` naming the tag) and `to_tags` writes them, so a version
-registered by an older lethe reads the same. Lists longer than one tag holds (MLflow: 100k characters
-per version tag) continue in `<key>.2`, `<key>.3`, ...
+The tags' names are `lethe.registry.tags`'s. A version's tags are strings; `VersionMetadata.from_tags`
+parses them (a malformed one is a one-line `RegistryError` naming the tag) and `to_tags` writes
+them, so a version registered by an older lethe reads the same.
 
 This module imports neither MLflow nor torch: readers of a version's tags (the CLI's review table,
 the audit steps) import it alone.
@@ -22,54 +20,34 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lethe.errors import RegistryError
-
-PREFIX = "lethe."
-SCENARIO_TAG = f"{PREFIX}scenario"
-PARENT_VERSION_TAG = f"{PREFIX}parent_version"
-REQUEST_COUNT_TAG = f"{PREFIX}request_count"
-REQUEST_IDS_TAG = f"{PREFIX}request_ids"
-NEW_REQUEST_IDS_TAG = f"{PREFIX}new_request_ids"
-GATE_TAG = f"{PREFIX}gate"  # pass | fail
-GATE_REASONS_TAG = f"{PREFIX}gate_reasons"
-MODEL_FINGERPRINT_TAG = f"{PREFIX}model_fingerprint"
-#: sha256 of lethe's model files (model.safetensors, model.json, their sidecars), JSON.
-MODEL_MANIFEST_TAG = f"{PREFIX}model_manifest"
-#: sha256 of the MLflow model files (MLmodel, TorchScript, ...) logged beside lethe's, JSON.
-SERVING_MANIFEST_TAG = f"{PREFIX}model_serving_manifest"
-LETHE_VERSION_TAG = f"{PREFIX}lethe_version"
-#: The pipeline run that registered the version (a retried step finds it).
-RUN_TAG = f"{PREFIX}run_id"
-IMPORTANCES_URI_TAG = f"{PREFIX}importances_uri"
-IMPORTANCES_SHA256_TAG = f"{PREFIX}importances_sha256"
-ALPHA_TAG = f"{PREFIX}alpha"
-LAMBDA_TAG = f"{PREFIX}lambda"
-METHOD_TAG = f"{PREFIX}method"
-#: How the version was made when not by dampening (`retrain`).
-REMEDY_TAG = f"{PREFIX}remedy"
-REVIEW = "review"  # tag: pending | approved | rejected
-REVIEW_BY_TAG, REVIEW_REASON_TAG, REVIEW_AT_TAG = f"{REVIEW}.by", f"{REVIEW}.reason", f"{REVIEW}.at"
-#: The tags a run's copy leaves out: they describe the model files (and can be long).
-MODEL_TAGS_PREFIX = f"{PREFIX}model_"
-CHAMPION = "champion"
-
-LONG_TAG_CHUNK = 50_000  # characters per tag of a long list (MLflow allows 100k per version tag)
-GATE_REASONS_MAX = 8000  # characters of the gate's reasons kept in their tag
-
-
-def write_long(tags: dict[str, str], key: str, value: str) -> None:
-    """`value` under `key`, continued in `key.2`, `key.3`, ... when longer than one tag holds."""
-    chunks = [value[i:i + LONG_TAG_CHUNK] for i in range(0, len(value), LONG_TAG_CHUNK)] or [""]
-    tags[key] = chunks[0]
-    for index, chunk in enumerate(chunks[1:], start=2):
-        tags[f"{key}.{index}"] = chunk
-
-
-def read_long(tags: Mapping[str, str], key: str) -> str:
-    parts, index = [tags.get(key, "")], 2
-    while f"{key}.{index}" in tags:
-        parts.append(tags[f"{key}.{index}"])
-        index += 1
-    return "".join(parts)
+from lethe.registry.tags import (
+    ALPHA_TAG,
+    GATE_REASONS_MAX,
+    GATE_REASONS_TAG,
+    GATE_TAG,
+    IMPORTANCES_SHA256_TAG,
+    IMPORTANCES_URI_TAG,
+    LAMBDA_TAG,
+    LETHE_VERSION_TAG,
+    METHOD_TAG,
+    MODEL_FINGERPRINT_TAG,
+    MODEL_MANIFEST_TAG,
+    MODEL_TAGS_PREFIX,
+    NEW_REQUEST_IDS_TAG,
+    PARENT_VERSION_TAG,
+    REMEDY_TAG,
+    REQUEST_COUNT_TAG,
+    REQUEST_IDS_TAG,
+    REVIEW,
+    REVIEW_AT_TAG,
+    REVIEW_BY_TAG,
+    REVIEW_REASON_TAG,
+    RUN_TAG,
+    SCENARIO_TAG,
+    SERVING_MANIFEST_TAG,
+    read_long,
+    write_long,
+)
 
 
 class VersionMetadata(BaseModel):

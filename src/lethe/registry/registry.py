@@ -34,7 +34,9 @@ from lethe.registry.client import ensure_experiment, get_client, mlflow_errors
 from lethe.registry.description import AWAITS_REVIEW, CHAMPION_MOVED_ON, describe, reviewed_description
 from lethe.registry.flavor import EVIDENCE_PATH, MODEL_PATH
 from lethe.registry.lineage import LINEAGE_FILE, Lineage, may_promote
-from lethe.registry.metadata import (
+from lethe.registry.metadata import PromotionDecision, VersionInfo, VersionMetadata
+from lethe.registry.privacy import PrivacyGuard, check_registration
+from lethe.registry.tags import (
     CHAMPION,
     PREFIX,
     REVIEW,
@@ -43,11 +45,7 @@ from lethe.registry.metadata import (
     REVIEW_REASON_TAG,
     RUN_TAG,
     SERVING_MANIFEST_TAG,
-    PromotionDecision,
-    VersionInfo,
-    VersionMetadata,
 )
-from lethe.registry.privacy import PrivacyGuard, check_registration
 
 # Names other modules imported from here before the roles moved out.
 __all__ = ["AWAITS_REVIEW", "CHAMPION", "CHAMPION_MOVED_ON", "DEFAULT_EXPERIMENT", "EVIDENCE_PATH",
