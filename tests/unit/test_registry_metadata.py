@@ -103,4 +103,5 @@ def test_a_decision_replaces_the_line_that_awaits_it() -> None:
     assert AWAITS_REVIEW in text and "with LFSSD (α=12.5, λ=1)" in text
     reviewed = reviewed_description(text, "approved", "Dana", "2025-01-01T00:00:00+00:00", "checked")
     assert AWAITS_REVIEW not in reviewed and "Approved by Dana" in reviewed
-    assert reviewed.endswith("checked (promoted to champion).")
+    line = text.split("\n").index(AWAITS_REVIEW)  # replaced where it stood
+    assert reviewed.split("\n")[line].endswith("checked (promoted to champion).")
