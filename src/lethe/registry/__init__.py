@@ -1,9 +1,9 @@
 """MLflow: log runs with evidence, register versions with lineage, the `champion` alias, review.
 
 One role per module: `registry` (the `Registry` façade over MLflow's client), `flavor` (what a
-version's `model/` holds: save/log, download/load), `metadata` (the `lethe.*` tags, typed),
-`tags` (their names), `description`, `lineage`, `privacy`, `serving` (the pyfunc MLflow serves), `client`.
-Imported lazily: `from lethe.registry.metadata import SCENARIO_TAG` does not load MLflow.
+version's `model/` holds: save/log, download/load), `tags` (every `lethe.*` tag name), `metadata`
+(their values, typed), `description`, `lineage`, `privacy`, `review`, `serving` (the pyfunc MLflow
+serves), `client`. Imported lazily: `from lethe.registry.tags import SCENARIO_TAG` loads no MLflow.
 """
 
 from __future__ import annotations

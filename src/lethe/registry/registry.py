@@ -36,13 +36,11 @@ from lethe.registry.flavor import EVIDENCE_PATH, MODEL_PATH
 from lethe.registry.lineage import LINEAGE_FILE, Lineage, may_promote
 from lethe.registry.metadata import PromotionDecision, VersionInfo, VersionMetadata
 from lethe.registry.privacy import PrivacyGuard, check_registration
+from lethe.registry.review import decide
 from lethe.registry.tags import (
     CHAMPION,
     PREFIX,
     REVIEW,
-    REVIEW_AT_TAG,
-    REVIEW_BY_TAG,
-    REVIEW_REASON_TAG,
     RUN_TAG,
     SERVING_MANIFEST_TAG,
 )
@@ -76,6 +74,25 @@ def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
             value = int(value)
         if isinstance(value, (int, float)) and math.isfinite(float(value)):
             out[key] = float(value)
+    return out
+
+
+def _run_params(params: Mapping[str, Any], **knobs: Any) -> dict[str, str]:
+    """The run's params: the caller's, flattened, plus the knobs (alpha, lambda, ...) it did not set."""
+    flat = {k: str(v) for k, v in flatten(params, ".").items()}
+    for key, value in knobs.items():
+        if value is not None:
+            flat.setdefault("lambda" if key == "lam" else key, str(value))
+    return flat
+
+
+def _evidence_dir(out: Path, evidence: Sequence[Path], lineage: str) -> Path:
+    """The run's `evidence/`: the caller's files and folders, and lineage.json."""
+    out.mkdir()
+    for path in evidence:
+        copy = shutil.copytree if path.is_dir() else shutil.copy2
+        copy(path, out / path.name)
+    (out / LINEAGE_FILE).write_text(lineage)
     return out
 
 
@@ -258,10 +275,7 @@ class Registry:
             importances_sha256=importances_sha256, alpha=alpha, lam=lam, method=method,
             review=None if promote else "pending")
         numeric = _numeric(metrics or {})
-        run_params = {k: str(v) for k, v in flatten(params or {}, ".").items()}
-        for key, value in (("alpha", alpha), ("lambda", lam), ("method", method), ("scenario", scenario)):
-            if value is not None:
-                run_params.setdefault(key, str(value))
+        run_params = _run_params(params or {}, alpha=alpha, lam=lam, method=method, scenario=scenario)
         description = describe(
             parent=lineage.parent_version, scenario=scenario, alpha=alpha, lam=lam, method=method,
             total=len(lineage.request_ids), new=len(lineage.new_request_ids), gate=gate, metrics=numeric,
@@ -276,12 +290,7 @@ class Registry:
             with self._errors():  # MLflow's own failures building its model: one line, like the rest
                 serving_manifest = flavor.save_model(model_dir, served_dir)
             guard.check_files([served_dir])
-            evidence_dir = Path(tmp) / EVIDENCE_PATH
-            evidence_dir.mkdir()
-            for path in evidence_paths:
-                copy = shutil.copytree if path.is_dir() else shutil.copy2
-                copy(path, evidence_dir / path.name)
-            (evidence_dir / LINEAGE_FILE).write_text(lineage.document(
+            evidence_dir = _evidence_dir(Path(tmp) / EVIDENCE_PATH, evidence_paths, lineage.document(
                 model_name=self.model_name, scenario=scenario, gate=gate, importances_uri=importances_uri,
                 importances_sha256=importances_sha256, alpha=alpha, **{"lambda": lam}, method=method))
             tags = metadata.model_copy(update={"serving_manifest": serving_manifest}).to_tags()
@@ -339,45 +348,13 @@ class Registry:
 
     # --- review -----------------------------------------------------------------------------
 
-    def _decide(self, version: str | int, decision: str, by: str, reason: str,
-                guard: PrivacyGuard | None) -> VersionInfo:
-        if not by.strip() or not reason.strip():
-            raise RegistryError("a review decision needs --by NAME and --reason TEXT")
-        guard = guard or PrivacyGuard()
-        guard.check_text(by, "the reviewer's name")
-        guard.check_text(reason, "the review reason")
-        info = self.version(version)
-        if info.review != "pending":
-            raise RegistryError(f"version {info.version} of {self.model_name} is not awaiting review "
-                                f"(review={info.review or 'none'})")
-        if decision == "approved":
-            champion = self.champion_version()
-            if champion and champion != info.version:
-                missing = set(self.version(champion).request_ids) - set(info.request_ids)
-                if missing:
-                    raise RegistryError(f"version {info.version} does not honour {len(missing)} request(s) "
-                                        f"that the champion (version {champion}) honours; reject it and "
-                                        "re-run")
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._errors():
-            # The alias first, the `review` tag last: the tag says the decision is complete, so a
-            # failure in between leaves the version pending and the same command finishes it.
-            if decision == "approved":
-                self.client.set_registered_model_alias(self.model_name, CHAMPION, info.version)
-            self.client.update_model_version(self.model_name, info.version,
-                                             reviewed_description(info.description, decision, by, at, reason))
-            for key, value in ((REVIEW_BY_TAG, by), (REVIEW_REASON_TAG, reason), (REVIEW_AT_TAG, at),
-                               (REVIEW, decision)):
-                self.client.set_model_version_tag(self.model_name, info.version, key, value)
-        return self.version(info.version)
-
     def approve(self, version: str | int, *, by: str, reason: str, guard: PrivacyGuard | None = None
                 ) -> VersionInfo:
         """A reviewer accepts a version that failed the gate: it becomes `champion`. `guard` checks
         `by` and `reason` before anything is sent (default: sample ids only)."""
-        return self._decide(version, "approved", by, reason, guard)
+        return decide(self, version, "approved", by=by, reason=reason, guard=guard)
 
     def reject(self, version: str | int, *, by: str, reason: str, guard: PrivacyGuard | None = None
                ) -> VersionInfo:
         """A reviewer refuses a version: `champion` stays; its requests go back to the queue."""
-        return self._decide(version, "rejected", by, reason, guard)
+        return decide(self, version, "rejected", by=by, reason=reason, guard=guard)
