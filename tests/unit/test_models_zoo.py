@@ -194,7 +194,7 @@ def tiny_mlp() -> Iterator[Architecture]:
 
 
 def test_a_new_architecture_is_a_module_and_a_row(tiny_mlp: Architecture, tmp_path: Path) -> None:
-    assert "tiny-mlp (a toy; 4x4 and up images; CPU)" in architecture_help()
+    assert "tiny-mlp (a toy; images 4x4 and up; CPU)" in architecture_help()
     torch.manual_seed(0)
     model = build_model("tiny-mlp", num_classes=3, in_channels=1)
     assert model_spec(model)["arch_kwargs"] == {"hidden": 8}

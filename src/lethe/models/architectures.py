@@ -100,7 +100,7 @@ class Architecture:
         """One phrase for help text: the name, the summary, the sizes and the device it suits."""
         size = (f"{self.image_size}x{self.image_size}" if self.image_size
                 else f"{self.min_image_size}x{self.min_image_size} and up")
-        return f"{self.name} ({self.summary}; {size} images; {'GPU' if self.device == 'cuda' else 'CPU'})"
+        return f"{self.name} ({self.summary}; images {size}; {'GPU' if self.device == 'cuda' else 'CPU'})"
 
 
 _ROWS: dict[str, Architecture] = {}
