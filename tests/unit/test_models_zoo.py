@@ -1,10 +1,9 @@
-"""The model zoo: a contract every architecture row keeps, the rows' own promises, and what adding
-one costs (a toy architecture registered in the test alone)."""
+"""The model zoo: a contract every architecture row keeps, and the rows' own promises. What adding one
+costs: tests/unit/test_extension_rows.py."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from lethe.models import (
     model_spec,
     register_architecture,
     save_model,
-    unregister_architecture,
 )
 from lethe.models.architectures import architecture_help
 
@@ -162,47 +160,3 @@ def test_a_model_directory_written_before_the_rows_still_loads(tmp_path: Path) -
     loaded, read = load_model(tmp_path / "m")
     assert read.arch == "convnet" and [n for n, _ in forward_stages(loaded)][0] == "block1"
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), loaded.parameters(), strict=True))
-
-
-# --- what a new architecture costs: a module and a row ---------------------------------------------------
-
-class TinyMLP(nn.Module):
-    """A toy architecture, defined and registered in this test alone."""
-
-    def __init__(self, *, num_classes: int, in_channels: int, hidden: int = 8) -> None:
-        super().__init__()
-        self.flatten = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())
-        self.body = nn.Sequential(nn.Linear(in_channels * 16, hidden), nn.ReLU())
-        self.head = nn.Linear(hidden, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.flatten(x)))
-
-
-def tiny_mlp_stages(model: TinyMLP) -> list[tuple[str, nn.Module]]:
-    return [("body", nn.Sequential(model.flatten, model.body)), ("head", model.head)]
-
-
-@pytest.fixture
-def tiny_mlp() -> Iterator[Architecture]:
-    row = register_architecture(Architecture(
-        name="tiny-mlp", summary="a toy", builder=TinyMLP, stages=tiny_mlp_stages, min_image_size=4))
-    try:
-        yield row
-    finally:
-        unregister_architecture(row.name)
-
-
-def test_a_new_architecture_is_a_module_and_a_row(tiny_mlp: Architecture, tmp_path: Path) -> None:
-    assert "tiny-mlp (a toy; images 4x4 and up; CPU)" in architecture_help()
-    torch.manual_seed(0)
-    model = build_model("tiny-mlp", num_classes=3, in_channels=1)
-    assert model_spec(model)["arch_kwargs"] == {"hidden": 8}
-    assert [name for name, _ in forward_stages(model)] == ["body", "head"]
-    save_model(model, tmp_path / "m", {})
-    loaded, card = load_model(tmp_path / "m")  # the card rebuilds it through the row
-    assert card.arch == "tiny-mlp" and isinstance(loaded, TinyMLP)
-    unregister_architecture("tiny-mlp")
-    with pytest.raises(ModelError, match="unknown model 'tiny-mlp'"):
-        build_model("tiny-mlp", num_classes=3, in_channels=1)
-    assert forward_stages(model) == [("model", model)]  # an unknown architecture is one stage

@@ -16,9 +16,16 @@ import pytest
 import torch
 
 from lethe.cli import main
-from lethe.data import SampleSet, load_dataset, publish_dataset, publish_subject_map, subject_map, write_shards
-from lethe.data.shards import read_dataset_card
+from lethe.data import (
+    SampleSet,
+    load_dataset,
+    publish_dataset,
+    publish_subject_map,
+    subject_map,
+    write_shards,
+)
 from lethe.data.fashion_mnist import DEBIAN_DIR
+from lethe.data.shards import read_dataset_card
 from lethe.errors import DataError, IntegrityError, ModelError
 from lethe.models import read_card
 from lethe.steps.evaluate import resolve_request
@@ -82,14 +89,16 @@ def test_metadata_is_published_with_the_samples(clean_env, store: MemoryBackend,
         publish_dataset(tagged(digits_train), digits_test, uri, source="digits")
     assert not any(key.startswith(uri) for key in store.objects)  # refused before the first write
     card = publish_dataset(tagged(digits_train), tagged(digits_test), uri, source="digits", shard_size=500)
-    assert card.metadata == ["source"] and json.loads(store.objects[f"{uri}/dataset.json"])["metadata"] == ["source"]
+    assert card.metadata == ["source"]
+    assert json.loads(store.objects[f"{uri}/dataset.json"])["metadata"] == ["source"]
     copy = load_dataset(uri, "train")
     assert copy.metadata == tagged(digits_train).metadata and copy.fingerprint() == digits_train.fingerprint()
     assert copy.ids_where("source", "site-2") == [i for k, i in enumerate(digits_train.ids) if k % 4 == 2]
 
 
 def test_a_data_set_published_before_metadata_still_loads(clean_env, store: MemoryBackend, tmp_path: Path,
-                                                         digits_train: SampleSet, digits_test: SampleSet) -> None:
+                                                         digits_train: SampleSet,
+                                                         digits_test: SampleSet) -> None:
     """The layout and card today's main publishes (`lethe-dataset/1`, no metadata key) read the same."""
     folder = tmp_path / "old"
     for samples in (digits_train, digits_test):
@@ -109,7 +118,7 @@ def test_a_data_set_published_before_metadata_still_loads(clean_env, store: Memo
     old_card["num_classes"] = "ten"
     (folder / "dataset.json").write_text(json.dumps(old_card))
     put_dir(folder, "mem://bucket/datasets/bad")
-    with pytest.raises(DataError, match=r"not a valid .*lethe data set card \(lethe-dataset/1\): field num_classes"):
+    with pytest.raises(DataError, match=r"not a valid .*set card \(lethe-dataset/1\): field num_classes"):
         load_dataset("mem://bucket/datasets/bad", "train")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from lethe.commands._validation import MAX_SEED, check_out_dir, device_argument, integer, positive_number
 from lethe.data.catalog import dataset_help
-from lethe.models.architectures import architecture_help
 from lethe.errors import ConfigError
+from lethe.models.architectures import architecture_help
 
 
 def _read_lines(path: str) -> list[str]:

@@ -46,7 +46,33 @@ _HOME = {
                      "synthetic_subjects"), "lethe.data.subjects"),
 }
 
-__all__ = sorted(_HOME)
+__all__ = [
+    "Batches",
+    "DATASETS",
+    "Dataset",
+    "DatasetCard",
+    "ForgetSplit",
+    "LoadOptions",
+    "Normalization",
+    "SAMPLES_PER_SUBJECT",
+    "SPLITS",
+    "SampleSet",
+    "concat",
+    "dataset_location",
+    "dataset_names",
+    "forget_mask",
+    "iter_shards",
+    "load_dataset",
+    "publish_dataset",
+    "publish_subject_map",
+    "read_subject_file",
+    "register_dataset",
+    "resolve_forget_set",
+    "subject_map",
+    "synthetic_subjects",
+    "unregister_dataset",
+    "write_shards",
+]
 
 
 def __getattr__(name: str) -> Any:

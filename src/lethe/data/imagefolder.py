@@ -70,7 +70,8 @@ def read_metadata(root: Path, ids: list[str]) -> dict[str, list[str]]:
         raise DataError(f"{path} has no row for {len(missing)} of {len(ids)} images, e.g. {missing[0]}")
     short = next((i for i in ids if len(rows[i]) != len(columns)), None)
     if short is not None:
-        raise DataError(f"{path}: the row of {short} has {len(rows[short])} values for {len(columns)} columns")
+        raise DataError(f"{path}: the row of {short} has {len(rows[short])} values for {len(columns)} "
+                        "columns")
     return {column: [rows[i][k] for i in ids] for k, column in enumerate(columns)}
 
 

@@ -193,7 +193,8 @@ class SampleSet:
         """The values of one metadata column, in sample order; an unknown column is a DataError."""
         if column not in self.metadata:
             have = ", ".join(self.metadata) or "none"
-            raise DataError(f"{self.name}/{self.split} has no metadata column {column!r} (its columns: {have})")
+            raise DataError(f"{self.name}/{self.split} has no metadata column {column!r} (its columns: "
+                            f"{have})")
         return self.metadata[column]
 
     def ids_where(self, column: str, value: str) -> list[str]:
@@ -207,9 +208,9 @@ class SampleSet:
 
     def with_metadata(self, columns: Mapping[str, Sequence[str]]) -> SampleSet:
         """The same samples with `columns` added (or replaced); the fingerprint stays the same."""
-        return SampleSet(name=self.name, split=self.split, ids=self.ids, inputs=self.inputs, labels=self.labels,
-                         num_classes=self.num_classes, normalization=self.normalization, classes=self.classes,
-                         metadata={**self.metadata, **columns})
+        return SampleSet(name=self.name, split=self.split, ids=self.ids, inputs=self.inputs,
+                         labels=self.labels, num_classes=self.num_classes, normalization=self.normalization,
+                         classes=self.classes, metadata={**self.metadata, **columns})
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, with_labels: bool = True,
                 drop_last: bool = False, device: str | torch.device | None = None) -> Batches:
@@ -262,8 +263,9 @@ def concat(parts: Sequence[SampleSet]) -> SampleSet:
         if (part.labels is None) != (first.labels is None):
             raise DataError(f"{first.name}: some parts have labels and others do not")
         if part.metadata.keys() != first.metadata.keys():
-            raise DataError(f"{first.name}: parts carry different metadata columns "
-                            f"({', '.join(first.metadata) or 'none'} vs {', '.join(part.metadata) or 'none'})")
+            theirs = [", ".join(p.metadata) or "none" for p in (first, part)]
+            raise DataError(f"{first.name}: parts carry different metadata columns ({theirs[0]} vs "
+                            f"{theirs[1]})")
     return SampleSet(
         name=first.name,
         split=first.split,
@@ -273,20 +275,24 @@ def concat(parts: Sequence[SampleSet]) -> SampleSet:
         num_classes=max(part.num_classes for part in parts),
         normalization=first.normalization,
         classes=first.classes,
-        metadata={column: [v for part in parts for v in part.metadata[column]] for column in first.metadata},
+        metadata={column: [value for part in parts for value in part.metadata[column]]
+                  for column in first.metadata},
     )
 
 
-def _metadata_columns(where: str, metadata: Mapping[str, Sequence[str]] | None, size: int) -> dict[str, list[str]]:
+def _metadata_columns(where: str, metadata: Mapping[str, Sequence[str]] | None,
+                      size: int) -> dict[str, list[str]]:
     """Checked copies of the columns: named like identifiers, strings only, one value per sample."""
     columns: dict[str, list[str]] = {}
     for column, values in (metadata or {}).items():
         check_column_name(column)
         if isinstance(values, str):
-            raise DataError(f"{where}: metadata column {column!r} must be a sequence of strings, not one string")
+            raise DataError(f"{where}: metadata column {column!r} must be a sequence of strings, not one "
+                            "string")
         copied = list(values)
         if len(copied) != size:
-            raise DataError(f"{where}: metadata column {column!r} has {len(copied)} values for {size} samples")
+            raise DataError(f"{where}: metadata column {column!r} has {len(copied)} values for {size} "
+                            "samples")
         if not all(isinstance(v, str) for v in copied):
             raise DataError(f"{where}: metadata column {column!r} holds values that are not strings")
         columns[column] = [str(v) for v in copied]  # numpy's str_ becomes a plain str

@@ -163,7 +163,8 @@ def load_shards(root: str, split: str) -> SampleSet:
                              f"records ({recorded[:12]}...): refusing it")
     if card.metadata and sorted(samples.metadata) != sorted(card.metadata):
         raise DataError(f"the {split} split at {root} carries metadata columns "
-                        f"{', '.join(samples.metadata) or 'none'}; its {CARD_FILE} lists {', '.join(card.metadata)}")
+                        f"{', '.join(samples.metadata) or 'none'}; its {CARD_FILE} lists "
+                        f"{', '.join(card.metadata)}")
     return samples
 
 

@@ -43,7 +43,26 @@ _HOME = {
     "model_spec": "lethe.models.zoo",
 }
 
-__all__ = sorted(_HOME)
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "CARD_FILE",
+    "ModelCard",
+    "WEIGHTS_FILE",
+    "architecture_names",
+    "build_model",
+    "forward_stages",
+    "get_architecture",
+    "is_model_dir",
+    "load_model",
+    "model_spec",
+    "read_card",
+    "register_architecture",
+    "save_model",
+    "unregister_architecture",
+    "verify_model_dir",
+    "write_sidecars",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -46,7 +46,8 @@ def resolve(ref: Ref) -> Callable[..., Any]:
 
 def _check_ref(row: str, what: str, ref: object) -> None:
     if not (callable(ref) or (isinstance(ref, str) and _REF.match(ref))):
-        raise ModelError(f"architecture {row!r}: {what} must be a callable or 'module:attribute', not {ref!r}")
+        raise ModelError(f"architecture {row!r}: {what} must be a callable or 'module:attribute', not "
+                         f"{ref!r}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ class Architecture:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ModelError(f"an architecture name is lower-case letters, digits, '_', '.', '-': {self.name!r}")
+            raise ModelError(f"an architecture name is lower-case letters, digits, '_', '.', '-': "
+                             f"{self.name!r}")
         _check_ref(self.name, "builder", self.builder)
         if self.stages is not None:
             _check_ref(self.name, "stages", self.stages)
@@ -151,5 +153,6 @@ register_architecture(Architecture(
     name="resnet18", summary="torchvision's ResNet18", builder="lethe.models.resnet:resnet18",
     stages="lethe.models.resnet:resnet_stages", min_image_size=32, image_size=224, device="cuda"))
 register_architecture(Architecture(
-    name="vit_b_16", summary="ViT-B/16, inputs resized to its image_size", builder="lethe.models.vit:vit_b_16",
+    name="vit_b_16", summary="ViT-B/16, inputs resized to its image_size",
+    builder="lethe.models.vit:vit_b_16",
     min_image_size=16, image_size=224, device="cuda", sample_kwargs={"image_size": 32}))
