@@ -28,10 +28,23 @@ from lethe.errors import DataError
 if TYPE_CHECKING:
     from lethe.data.sampleset import SampleSet
 
-#: A callable, or where to find it: "package.module:attribute".
+#: A callable, or where to find it: "package.module:attribute" (the rows of models use it too).
 Ref = Callable[..., Any] | str
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: What a row's name may be: lower-case letters, digits, '_', '.', '-'.
+ROW_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def is_ref(ref: object) -> bool:
+    return callable(ref) or (isinstance(ref, str) and _REF.match(ref) is not None)
+
+
+def resolve(ref: Ref) -> Callable[..., Any]:
+    """The callable a `Ref` names (a callable is returned as it is), imported on first use."""
+    if callable(ref):
+        return ref
+    module, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 @dataclass(frozen=True)
@@ -61,9 +74,9 @@ class Dataset:
     needs: str | None = None
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not ROW_NAME.match(self.name):
             raise DataError(f"a data set name is lower-case letters, digits, '_', '.', '-': {self.name!r}")
-        if not (callable(self.loader) or (isinstance(self.loader, str) and _REF.match(self.loader))):
+        if not is_ref(self.loader):
             raise DataError(f"data set {self.name!r}: loader must be a callable or 'module:attribute', "
                             f"not {self.loader!r}")
         object.__setattr__(self, "metadata", tuple(check_column_name(c) for c in self.metadata))
@@ -74,11 +87,7 @@ class Dataset:
         return f"{self.name}:{self.argument}" if self.argument else self.name
 
     def load(self, split: str, options: LoadOptions) -> SampleSet:
-        loader = self.loader
-        if isinstance(loader, str):
-            module, _, attribute = loader.partition(":")
-            loader = getattr(importlib.import_module(module), attribute)
-        return loader(split, options)
+        return resolve(self.loader)(split, options)
 
     def describe(self) -> str:
         """One phrase for help text."""

@@ -15,14 +15,13 @@ so reading the rows (the CLI's help) imports neither torch nor torchvision.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from lethe.data.catalog import ROW_NAME, Ref, is_ref, resolve
 from lethe.errors import ModelError
 
 if TYPE_CHECKING:
@@ -30,22 +29,9 @@ if TYPE_CHECKING:
 
     Stages = list[tuple[str, nn.Module]]
 
-#: A callable, or where to find it: "package.module:attribute".
-Ref = Callable[..., Any] | str
-_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-def resolve(ref: Ref) -> Callable[..., Any]:
-    """The callable a `Ref` names (a callable is returned as it is)."""
-    if callable(ref):
-        return ref
-    module, _, attribute = ref.partition(":")
-    return getattr(importlib.import_module(module), attribute)
-
 
 def _check_ref(row: str, what: str, ref: object) -> None:
-    if not (callable(ref) or (isinstance(ref, str) and _REF.match(ref))):
+    if not is_ref(ref):
         raise ModelError(f"architecture {row!r}: {what} must be a callable or 'module:attribute', not "
                          f"{ref!r}")
 
@@ -71,7 +57,7 @@ class Architecture:
     sample_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not ROW_NAME.match(self.name):
             raise ModelError(f"an architecture name is lower-case letters, digits, '_', '.', '-': "
                              f"{self.name!r}")
         _check_ref(self.name, "builder", self.builder)
