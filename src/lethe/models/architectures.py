@@ -54,7 +54,7 @@ class Architecture:
     #: Where it trains in reasonable time.
     device: Literal["cpu", "cuda"] = "cpu"
     #: Arguments of a small instance: what contract tests and smoke runs build.
-    sample_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    sample_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not ROW_NAME.match(self.name):
