@@ -44,12 +44,6 @@ def _first_problem(exc: ValidationError) -> str:
     return f"field {where}: {first.get('msg', 'invalid')}{more}"
 
 
-def _noun(what: str) -> str:
-    """"a lethe forget set" -> "lethe forget set"."""
-    article, _, rest = what.partition(" ")
-    return rest if article in ("a", "an") and rest else what
-
-
 class Record(BaseModel):
     """Base of every record on disk. Subclasses set `FORMAT` (`lethe-<name>/<version>`), `WHAT` (what
     the file should be, in words: "a lethe forget set") and `ERROR` (the LetheError to raise)."""
@@ -103,7 +97,7 @@ class Record(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problem = _first_problem(exc)
-            raise cls.ERROR(f"malformed {_noun(cls.WHAT)} at {where} ({cls.FORMAT}): {problem}") from None
+            raise cls.ERROR(f"{where} is not {cls.WHAT} ({cls.FORMAT}): {problem}") from None
 
     @classmethod
     def from_bytes(cls, data: bytes | str, *, where: str = "the record") -> Self:
