@@ -17,7 +17,7 @@ device given (CUDA timings are synchronised). The ratios (targets in benchmarks/
 - `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
 - `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
   step's whole evaluation (`evaluate_candidate`, per-example membership test included);
-- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`pipelines.measure`).
+- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`benchmarks.measure`).
 
 `scale` puts the D pass of 1.28 M ImageNet-sized images on paper from a measured ResNet50 throughput.
 """
@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from benchmarks.engine_speed import bare_forward_backward, dampen_speed, importance_overhead
+from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
 from benchmarks.workbench import (
@@ -54,6 +55,7 @@ from benchmarks.workbench import (
 from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
 from lethe.devices import default_device
+from lethe.errors import LetheError
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
 from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.per_example import ReferenceOutputs
@@ -329,10 +331,7 @@ def scale_on_paper(
 def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any],
                       subjects: int) -> dict[str, Any]:
     """The scheduled pipeline through kfp.local against its steps called directly, on this model saved as
-    `lethe train` saves one (`python -m pipelines.measure overhead`)."""
-    from lethe.errors import LetheError
-    from pipelines.measure import measure_overhead
-
+    `lethe train` saves one (`python -m benchmarks.measure overhead`)."""
     with tempfile.TemporaryDirectory(prefix="lethe-bench-pipeline-") as tmp:
         card = save_model(model.cpu(), tmp, {  # the card `lethe train` writes
             "dataset": train.name, "normalization": train.normalization, "image_size": list(train.image_size),

@@ -9,7 +9,7 @@ import platform
 import shlex
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +107,20 @@ def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
         return {"mean": None, "std": None, "n": 0}
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
     return {"mean": statistics.fmean(finite), "std": std, "n": len(finite)}
+
+
+def means(rows: Sequence[Mapping[str, Any]], keys: Iterable[str],
+          value: Callable[[Any, str], Any] = dict.get) -> dict[str, dict[str, Any]]:
+    """Mean ± std over seeds (`rows`, one per seed) of each key's value."""
+    return {k: mean_std([value(r, k) for r in rows]) for k in keys}
+
+
+def distances(rows: Sequence[Mapping[str, Any]], gold: Sequence[Mapping[str, Any]], keys: Iterable[str],
+              value: Callable[[Any, str], Any] = dict.get) -> dict[str, dict[str, Any]]:
+    """Mean ± std over seeds of |row − gold| per seed (the distance to the retrained model)."""
+    pairs = {k: [(value(r, k), value(g, k)) for r, g in zip(rows, gold, strict=True)] for k in keys}
+    return {k: mean_std([None if a is None or b is None else abs(a - b) for a, b in pair])
+            for k, pair in pairs.items()}
 
 
 def machine(device: torch.device) -> dict[str, Any]:
