@@ -42,9 +42,8 @@ def take(samples: SampleSet, limit: int | None, *, seed: int) -> SampleSet:
     return samples.subset(chosen)
 
 
-def load_bench_data(
-    dataset: str, train_limit: int | None, speed_train_limit: int | None, *, fallback: str | None = None
-) -> BenchData:
+def load_bench_data(dataset: str, train_limit: int | None, speed_train_limit: int | None, *,
+                    fallback: str | None = None) -> BenchData:
     """The splits; with `fallback`, a missing data set is replaced (and the swap recorded)."""
     try:
         train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
@@ -92,12 +91,8 @@ def median_seconds(
     if warm_up:
         fn()
     times = [timed(fn, device)[1] for _ in range(repeats)]
-    return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "repeats": repeats,
-    }
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -134,14 +129,9 @@ def machine(device: torch.device) -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         # Timings on a busy machine are not comparable: say how busy it was when the run started.
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
