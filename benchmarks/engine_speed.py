@@ -8,18 +8,13 @@ interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Iterable
 
 import torch
 
+from benchmarks.workbench import timed
 from lethe.models import build_model
 from lethe.unlearning import Importances, compute_importances, dampen, model_fingerprint
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def bare_forward_backward(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
@@ -31,14 +26,8 @@ def bare_forward_backward(model: torch.nn.Module, batches: Iterable[torch.Tensor
     model.zero_grad(set_to_none=True)
 
 
-def importance_overhead(
-    arch: str,
-    shape: tuple[int, int, int],
-    n_batches: int,
-    batch_size: int,
-    repeats: int,
-    device: torch.device,
-) -> dict:
+def importance_overhead(arch: str, shape: tuple[int, int, int], n_batches: int, batch_size: int, repeats: int,
+                        device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build_model(arch, num_classes=10, in_channels=shape[0]).to(device)
     batches = [torch.randn(batch_size, *shape, device=device) for _ in range(n_batches)]
@@ -46,49 +35,28 @@ def importance_overhead(
     compute_importances(model, batches[:2], progress=False)
     bare, ours = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        _sync(device)
-        start = time.perf_counter()
-        bare_forward_backward(model, batches)
-        _sync(device)
-        bare.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        compute_importances(model, batches, progress=False)
-        _sync(device)
-        ours.append(time.perf_counter() - start)
-    return {
-        "model": arch,
-        "input_shape": list(shape),
-        "batches": n_batches,
-        "batch_size": batch_size,
-        "repeats": repeats,
-        "bare_seconds_median": statistics.median(bare),
-        "importances_seconds_median": statistics.median(ours),
-        "ratio": statistics.median(ours) / statistics.median(bare),
-    }
+        bare.append(timed(lambda: bare_forward_backward(model, batches), device)[1])
+        ours.append(timed(lambda: compute_importances(model, batches, progress=False), device)[1])
+    return {"model": arch, "input_shape": list(shape), "batches": n_batches, "batch_size": batch_size,
+            "repeats": repeats, "bare_seconds_median": statistics.median(bare),
+            "importances_seconds_median": statistics.median(ours),
+            "ratio": statistics.median(ours) / statistics.median(bare)}
 
 
 def dampen_speed(repeats: int, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = build_model("resnet18-cifar", num_classes=10, in_channels=3).to(device)
-    fingerprint = model_fingerprint(model)
-    meta = dict(method="lfssd", batch_size=64, num_batches=1, num_samples=64, model_fingerprint=fingerprint)
+    meta = dict(method="lfssd", batch_size=64, num_batches=1, num_samples=64,
+                model_fingerprint=model_fingerprint(model))
     full = Importances({n: torch.rand_like(p) for n, p in model.named_parameters()}, **meta)
     forget = Importances({n: torch.rand_like(p) * 12 for n, p in model.named_parameters()}, **meta)
     times, fraction = [], 0.0
     for _ in range(repeats):
         candidate = build_model("resnet18-cifar", num_classes=10, in_channels=3).to(device)
         candidate.load_state_dict(model.state_dict())
-        _sync(device)
-        start = time.perf_counter()
-        report = dampen(candidate, full, forget, alpha=10.0)
-        _sync(device)
-        times.append(time.perf_counter() - start)
+        report, seconds = timed(lambda c=candidate: dampen(c, full, forget, alpha=10.0), device)
+        times.append(seconds)
         fraction = report.fraction
-    return {
-        "model": "resnet18-cifar",
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds_median": statistics.median(times),
-        "seconds_max": max(times),
-        "fraction_dampened": fraction,
-        "repeats": repeats,
-    }
+    return {"model": "resnet18-cifar", "parameters": sum(p.numel() for p in model.parameters()),
+            "seconds_median": statistics.median(times), "seconds_max": max(times),
+            "fraction_dampened": fraction, "repeats": repeats}

@@ -19,9 +19,8 @@ recipe without the planted samples), so its time and result stand beside the can
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,20 @@ from torch import nn
 
 import lethe
 from benchmarks.profiles import Profile
-from benchmarks.trained import finetuned
-from benchmarks.workbench import BenchData, mean_std, section, take, timed
+from benchmarks.speed import d_pass
+from benchmarks.strategies import DAMPENING_METHODS, dampened_rows
+from benchmarks.trained import cache_key, cached_model, finetuned
+from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
 from lethe.audit import find_references, prepare_references
 from lethe.config import settings
 from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set
 from lethe.data.planted import KINDS, STAMPED, PlantedSubjects, agreement, plant_subjects
-from lethe.errors import LetheError
 from lethe.evaluation import predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
 from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
 from lethe.models import load_model
 from lethe.models.baseline import train_model_dir
 from lethe.steps.evaluate import Request
-from lethe.steps.importance_pass import importances_of
 from lethe.steps.unlearn import make_target
 
 FPR = "0.01"  # the reported flagged share's false-positive rate
@@ -73,16 +72,12 @@ def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, Sam
 def trained(train: SampleSet, test: SampleSet, *, arch: str, epochs: int, seed: int, exclude: list[str],
             device: torch.device, use_cache: bool) -> tuple[Path, nn.Module, dict[str, Any], bool]:
     """`lethe train` (or `lethe retrain`'s training: the same recipe minus `exclude`), cached by content."""
-    fields = {"arch": arch, "epochs": epochs, "seed": seed, "data": train.fingerprint(),
-              "exclude": sorted(exclude), "lethe": lethe.__version__}
-    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    key = cache_key({"arch": arch, "epochs": epochs, "seed": seed, "data": train.fingerprint(),
+                     "exclude": sorted(exclude), "lethe": lethe.__version__})
     folder = root() / "models" / key
-    if use_cache and (folder / "train.json").is_file():
-        try:
-            model, _ = load_model(folder)
-            return folder, model.eval(), json.loads((folder / "train.json").read_text()), True
-        except (LetheError, OSError, ValueError):
-            pass
+    hit = cached_model(folder, "train.json") if use_cache else None
+    if hit:
+        return folder, *hit, True
     shutil.rmtree(folder, ignore_errors=True)
     record = train_model_dir(train.name, arch, folder, epochs=epochs, seed=seed, exclude_ids=exclude,
                              device=str(device), progress=False, train=train, test=test)
@@ -153,8 +148,6 @@ class MemorisedMeasurer:
 
 def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, device: torch.device,
              use_cache: bool) -> dict[str, Any]:
-    from benchmarks.quality import STRATEGIES, choose, dampened_copy
-
     planted = plant_subjects(base, test, wrong_label=profile.memorised_wrong_label,
                              stamped=profile.memorised_stamped, per_subject=profile.memorised_per_subject,
                              stamped_test_per_subject=profile.memorised_stamped_test, seed=seed)
@@ -183,32 +176,20 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
                                epochs=profile.finetune_epochs, seed=seed, device=device)
     rows["finetune"] = {**measure(tuned), "seconds": tuned_s, "info": {"epochs": profile.finetune_epochs}}
     b = profile.importance_batch_size
-    full = {m: importances_of(original, train, batch_size=b, method=m, device=str(device), progress=False)
-            for m in ("lfssd", "ssd")}
+    full = {m: d_pass(original, train, b, device, method=m)[0] for m in ("lfssd", "ssd")}
+    forgets = {m: d_pass(original, split.forget, b, device, method=m) for m in ("lfssd", "ssd")}
     request = Request(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
-    target, target_s = timed(lambda: make_target(original, request, device=str(device), seed=seed), device)
-    ratios = {}
-    for name, spec in STRATEGIES.items():
-        forget, forget_s = timed(lambda spec=spec: importances_of(
-            original, split.forget, batch_size=b, method=spec.importances, device=str(device),
-            progress=False), device)
-        choice, choose_s = timed(lambda name=name, spec=spec, forget=forget: choose(
-            name, original, full[spec.importances], forget, request, target, paper_alpha=profile.paper_alpha),
-            device)
-        (model, info), dampen_s = timed(lambda spec=spec, forget=forget, choice=choice: dampened_copy(
-            original, full[spec.importances], forget, choice), device)
-        extra = target_s if spec.searched else 0.0
-        rows[name] = {**measure(model), "seconds": forget_s + extra + choose_s + dampen_s, "info": info}
-        if spec.importances == "lfssd" and name == "lfssd_assd":
-            ratios = _importance_ratios(full["lfssd"], forget)
+    target = timed(lambda: make_target(original, request, device=str(device), seed=seed), device)
+    rows.update(dampened_rows(original, full, forgets, request, target, measure,
+                              paper_alpha=profile.paper_alpha, device=device))
     return {"seed": seed, "train_samples": len(train), "forget_samples": len(split.forget),
             "subjects": {kind: len(planted.of_kind(kind)) for kind in KINDS},
             "stamped_test_samples": len(planted.stamped_test) if planted.stamped_test is not None else 0,
             "train_accuracy": original_record.get("train_accuracy"),
             "references": {"k": references.k, "epochs": references.epochs, "seconds": references_s,
                            "cached": cached_refs},
-            "lfssd_importance_ratio": ratios, "methods": rows}
+            "lfssd_importance_ratio": _importance_ratios(full["lfssd"], forgets["lfssd"][0]), "methods": rows}
 
 
 def _importance_ratios(full: Any, forget: Any) -> dict[str, float]:
@@ -245,10 +226,8 @@ def run_memorised(profile: Profile, data: BenchData, *, device: torch.device,
             "summary": summary, "goals": memorised_goals(summary), "per_seed": per_seed}
 
 
-def _value(row: dict[str, Any], kind: str, metric: str) -> float | None:
-    if metric == "test_accuracy":
-        return row.get("test_accuracy")
-    return (row.get(kind) or {}).get(metric)
+def _value(row: dict[str, Any], metric: str, kind: str) -> float | None:
+    return row.get("test_accuracy") if metric == "test_accuracy" else (row.get(kind) or {}).get(metric)
 
 
 def summarise_memorised(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -256,35 +235,30 @@ def summarise_memorised(per_seed: dict[str, dict[str, Any]]) -> dict[str, Any]:
     the test-accuracy drop from the original, how often the gate would refuse it, its seconds."""
     seeds = sorted(per_seed)
     methods = list(per_seed[seeds[0]]["methods"])
+    gold = [per_seed[s]["methods"]["retrained"] for s in seeds]
+    original = [per_seed[s]["methods"]["original"] for s in seeds]
+    compared = [m for m in MEMORISED_METRICS if m != "test_accuracy"]  # (its drop is reported instead)
     out: dict[str, Any] = {}
     for kind in KINDS:
-        if not any(kind in per_seed[s]["methods"]["original"] for s in seeds):
+        if not any(kind in row for row in original):
             continue
-        by_method = {}
+        value = partial(_value, kind=kind)
+        out[kind] = {}
         for method in methods:
             rows = [per_seed[s]["methods"][method] for s in seeds]
-            gold = [per_seed[s]["methods"]["retrained"] for s in seeds]
-            original = [per_seed[s]["methods"]["original"] for s in seeds]
-            metrics = {m: mean_std([_value(r, kind, m) for r in rows]) for m in MEMORISED_METRICS}
-            distance = {m: mean_std([abs(a - b) if a is not None and b is not None else None
-                                     for a, b in ((_value(r, kind, m), _value(g, kind, m))
-                                                  for r, g in zip(rows, gold, strict=True))])
-                        for m in MEMORISED_METRICS if m != "test_accuracy"}
-            by_method[method] = {
-                "metrics": metrics, "distance_to_retrained": distance,
+            out[kind][method] = {
+                "metrics": means(rows, MEMORISED_METRICS, value),
+                "distance_to_retrained": distances(rows, gold, compared, value),
                 "test_accuracy_drop": mean_std([o["test_accuracy"] - r["test_accuracy"]
                                                 for r, o in zip(rows, original, strict=True)]),
                 "gate_refuses": sum(bool(r["gate_refuses"]) for r in rows), "seeds": len(rows),
                 "seconds": mean_std([r["seconds"] for r in rows])}
-        out[kind] = by_method
     return out
 
 
 def memorised_goals(summary: dict[str, Any]) -> dict[str, Any]:
     """Per kind: the best dampening candidate against the goal, or, where none meets it, whether the gate
     refuses every candidate and what the remedy (`lethe retrain`) costs and gives."""
-    from benchmarks.quality import DAMPENING_METHODS
-
     goals = {}
     for kind, by_method in summary.items():
         def misses(method: str, by_method: dict[str, Any] = by_method) -> float:

@@ -28,15 +28,7 @@ from benchmarks.profiles import PROFILES, Profile
 from benchmarks.quality import run_quality
 from benchmarks.sweep import plot_sweep, run_sweep
 from benchmarks.trained import Recipe, train_or_load
-from benchmarks.workbench import (
-    BenchData,
-    command_line,
-    load_bench_data,
-    machine,
-    now,
-    section,
-    write_json,
-)
+from benchmarks.workbench import BenchData, command_line, load_bench_data, machine, now, section, write_json
 from lethe.config import settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -46,46 +38,22 @@ DEFAULT_RESULTS = BENCH_DIR / "results"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        dest="profile",
-        action="store_const",
-        const="quick",
-        help="CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)",
-    )
-    size.add_argument("--smoke", dest="profile", action="store_const", const="smoke", help=argparse.SUPPRESS)
-    size.add_argument(
-        "--full",
-        dest="profile",
-        action="store_const",
-        const="full",
-        help="the published run (about an hour on 2 cores); the default",
-    )
+    for flag, help_text in (("--quick", "CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)"),
+                            ("--smoke", argparse.SUPPRESS),
+                            ("--full", "the published run (about an hour on 2 cores); the default")):
+        size.add_argument(flag, dest="profile", action="store_const", const=flag[2:], help=help_text)
     parser.set_defaults(profile="full")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="result folder (default: benchmarks/results for --full, "
-        "LETHE_HOME/bench/quick-results for --quick)",
-    )
+    parser.add_argument("--out", type=Path, default=None, help="result folder (default: benchmarks/results "
+                        "for --full, LETHE_HOME/bench/quick-results for --quick)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--seeds", type=int, default=None, help="override the profile's number of seeds")
-    parser.add_argument(
-        "--no-cache", action="store_true", help="retrain every model, ignoring the model cache"
-    )
-    parser.add_argument(
-        "--only",
-        choices=("speed",),
-        default=None,
-        help="re-measure one part against the results already in --out: `speed` rewrites speed.json "
-        "on seed 0's original model (from the model cache) and keeps quality.json and sweep.json",
-    )
-    parser.add_argument(
-        "--readme-only",
-        action="store_true",
-        help="only regenerate the README tables from the JSON files already in --out",
-    )
+    parser.add_argument("--no-cache", action="store_true", help="retrain every model, ignoring the cache")
+    parser.add_argument("--only", choices=("speed",), default=None,
+                        help="re-measure one part against the results already in --out: `speed` rewrites "
+                        "speed.json on seed 0's original model (from the model cache) and keeps quality.json "
+                        "and sweep.json")
+    parser.add_argument("--readme-only", action="store_true",
+                        help="only regenerate the README tables from the JSON files already in --out")
     return parser.parse_args(argv)
 
 
@@ -146,19 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine": machine(device), "date": now(), "profile": profile.to_dict(), "command": command}
     print(f"lethe benchmarks ({profile.name}) → {out}", flush=True)
 
-    data = load_bench_data(
-        profile.dataset,
-        profile.train_limit,
-        profile.speed_train_limit,
-        fallback="digits" if profile.name == "quick" else None,
-    )
-    data_info = {
-        "dataset": data.train.name,
-        "train_samples": len(data.train),
-        "test_samples": len(data.test),
-        "speed_train_samples": len(data.speed_train),
-        "note": data.note,
-    }
+    data = load_bench_data(profile.dataset, profile.train_limit, profile.speed_train_limit,
+                           fallback="digits" if profile.name == "quick" else None)
+    data_info = {"dataset": data.train.name, "train_samples": len(data.train), "test_samples": len(data.test),
+                 "speed_train_samples": len(data.speed_train), "note": data.note}
 
     # The pipeline's steps check the data against the model's card: only a model of the whole split.
     whole_split = not data.note and profile.train_limit is None and profile.speed_train_limit is None
@@ -201,11 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "quality.json", {**quality, "run_time": run_time})
     write_json(out / "speed.json", {**speed_result, "run_time": run_time})
     write_readme(out, command)
-    print(
-        f"done in {total / 60:.1f} min; headline: "
-        + ", ".join(f"{k}={v:.3g}" for k, v in speed_result["headline"].items() if v is not None),
-        flush=True,
-    )
+    headline = ", ".join(f"{k}={v:.3g}" for k, v in speed_result["headline"].items() if v is not None)
+    print(f"done in {total / 60:.1f} min; headline: {headline}", flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ device given (CUDA timings are synchronised). The ratios (targets in benchmarks/
 - `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
 - `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
   step's whole evaluation (`evaluate_candidate`, per-example membership test included);
-- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`pipelines.measure`).
+- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`benchmarks.measure`).
 
 `scale` puts the D pass of 1.28 M ImageNet-sized images on paper from a measured ResNet50 throughput.
 """
@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from benchmarks.engine_speed import bare_forward_backward, dampen_speed, importance_overhead
+from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
 from benchmarks.workbench import (
@@ -54,6 +55,7 @@ from benchmarks.workbench import (
 from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
 from lethe.devices import default_device
+from lethe.errors import LetheError
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
 from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.per_example import ReferenceOutputs
@@ -69,17 +71,15 @@ IMAGENET_TRAIN = 1_281_167
 SCALE_DEVICES = (1, 8, 64)
 
 
-def d_pass(
-    model: nn.Module, samples: SampleSet, batch_size: int, device: torch.device, method: str = "lfssd"
-) -> tuple[Importances, float]:
+def d_pass(model: nn.Module, samples: SampleSet, batch_size: int, device: torch.device,
+           method: str = "lfssd") -> tuple[Importances, float]:
     """The importances over `samples` and the seconds they took (batch size 1: per sample)."""
     return timed(lambda: importances_of(model, samples, batch_size=batch_size, method=method,
                                         device=str(device), progress=False), device)
 
 
-def per_sample_ratio(
-    model: nn.Module, samples: SampleSet, *, batch_size: int, device: torch.device
-) -> dict[str, Any]:
+def per_sample_ratio(model: nn.Module, samples: SampleSet, *, batch_size: int,
+                     device: torch.device) -> dict[str, Any]:
     """The per-sample pass against a bare forward+backward over the same samples in batches."""
     model = model.to(device)
 
@@ -90,14 +90,8 @@ def per_sample_ratio(
     bare()
     _, per_sample_s = d_pass(model, samples, 1, device)
     _, bare_s = timed(bare, device)
-    return {
-        "samples": len(samples),
-        "batch_size": batch_size,
-        "per_sample_s": per_sample_s,
-        "bare_s": bare_s,
-        "per_sample_samples_per_s": len(samples) / per_sample_s,
-        "ratio": per_sample_s / bare_s,
-    }
+    return {"samples": len(samples), "batch_size": batch_size, "per_sample_s": per_sample_s, "bare_s": bare_s,
+            "per_sample_samples_per_s": len(samples) / per_sample_s, "ratio": per_sample_s / bare_s}
 
 
 def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
@@ -114,10 +108,8 @@ def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
     return chosen
 
 
-def request_costs(
-    model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int, repeats: int,
-    device: torch.device,
-) -> tuple[dict[str, Any], nn.Module, Request]:
+def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int,
+                  repeats: int, device: torch.device) -> tuple[dict[str, Any], nn.Module, Request]:
     """A subject request with D cached (loaded from a file), with ASSD's α and with the default selection,
     against the same request recomputing D and against its floor (Df pass + one dampening). Returns the
     figures, the default selection's candidate and the request."""
@@ -158,21 +150,14 @@ def request_costs(
     limit = forget_only["median_s"] + one_dampening["median_s"]
     recomputed = d_seconds + assd["median_s"]
     return {
-        "forget_samples": len(split.forget),
-        "train_samples": len(train),
-        "batch_size": batch_size,
-        "d_pass_s": d_seconds,
-        "assd_request_s": assd["median_s"],
-        "assd_recomputed_request_s": recomputed,
-        "default_request_s": default["median_s"],
-        "default_alpha": chosen.alpha,
-        "default_cutoff": chosen.cutoff,
-        "default_trials": len((chosen.selection or {}).get("trials", [])),
+        "forget_samples": len(split.forget), "train_samples": len(train), "batch_size": batch_size,
+        "d_pass_s": d_seconds, "assd_request_s": assd["median_s"], "assd_recomputed_request_s": recomputed,
+        "default_request_s": default["median_s"], "default_alpha": chosen.alpha,
+        "default_cutoff": chosen.cutoff, "default_trials": len((chosen.selection or {}).get("trials", [])),
         "limit_s": limit,
         "parts": {"load_d_s": load["median_s"], "forget_pass_s": forget_only["median_s"],
                   "dampen_copy_s": one_dampening["median_s"]},
-        "cached_speedup": recomputed / assd["median_s"],
-        "request_to_limit": default["median_s"] / limit,
+        "cached_speedup": recomputed / assd["median_s"], "request_to_limit": default["median_s"] / limit,
         "timings": {"assd": assd, "default": default},
     }, candidates[-1], request
 
@@ -193,9 +178,8 @@ def synthetic_references(parent: nn.Module, request: Request, device: torch.devi
     return ReferenceOutputs(forget, out, noisy(request.test))
 
 
-def eval_efficiency(
-    parent: nn.Module, candidate: nn.Module, request: Request, *, repeats: int, device: torch.device
-) -> dict[str, Any]:
+def eval_efficiency(parent: nn.Module, candidate: nn.Module, request: Request, *, repeats: int,
+                    device: torch.device) -> dict[str, Any]:
     """The evaluate step's whole evaluation (both models, retain + forget + test, accuracies, both
     population attacks, the per-example test against K reference models, Evidently, plots, the gate)
     against the bare batched forward passes it cannot avoid."""
@@ -219,22 +203,14 @@ def eval_efficiency(
 
         bare_t = median_seconds(bare, repeats, device)
         whole_t = median_seconds(whole, repeats, device)  # its warm-up call imports Evidently
-    return {
-        "samples": sum(len(s) for s in sets),
-        "models": 2,
-        "reference_models": DEFAULT_K,
-        "batch_size": DEFAULT_BATCH_SIZE,
-        "bare_forward_s": bare_t["median_s"],
-        "evaluation_s": whole_t["median_s"],
-        "evaluation_timing_s": metrics[-1]["timing_s"],
-        "ratio": bare_t["median_s"] / whole_t["median_s"],
-    }
+    bare_s, whole_s = bare_t["median_s"], whole_t["median_s"]
+    return {"samples": sum(len(s) for s in sets), "models": 2, "reference_models": DEFAULT_K,
+            "batch_size": DEFAULT_BATCH_SIZE, "bare_forward_s": bare_s, "evaluation_s": whole_s,
+            "evaluation_timing_s": metrics[-1]["timing_s"], "ratio": bare_s / whole_s}
 
 
-def scaling(
-    model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch_size: int, shards: int,
-    device: torch.device,
-) -> dict[str, Any]:
+def scaling(model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch_size: int, shards: int,
+            device: torch.device) -> dict[str, Any]:
     """D-pass time against |D| with a least-squares line; the largest |D| cut into K shards as the
     `importances` pipeline cuts it (`shard_range`), merged, against one pass (equal to float rounding)."""
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(1))
@@ -281,9 +257,8 @@ def scaling(
     }
 
 
-def scale_on_paper(
-    *, images: int, image_size: int, request_size: int, request_to_limit: float | None, device: torch.device,
-) -> dict[str, Any]:
+def scale_on_paper(*, images: int, image_size: int, request_size: int, request_to_limit: float | None,
+                   device: torch.device) -> dict[str, Any]:
     """The D pass over ImageNet's 1.28 M training images on ResNet50 at `image_size`, on 1, 8 and 64
     devices through the `importances` pipeline's ParallelFor, from the measured per-sample throughput
     (the pass is linear in |D|) plus the merge step's measured cost per shard (load it, add it); and the
@@ -329,10 +304,7 @@ def scale_on_paper(
 def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any],
                       subjects: int) -> dict[str, Any]:
     """The scheduled pipeline through kfp.local against its steps called directly, on this model saved as
-    `lethe train` saves one (`python -m pipelines.measure overhead`)."""
-    from lethe.errors import LetheError
-    from pipelines.measure import measure_overhead
-
+    `lethe train` saves one (`python -m benchmarks.measure overhead`)."""
     with tempfile.TemporaryDirectory(prefix="lethe-bench-pipeline-") as tmp:
         card = save_model(model.cpu(), tmp, {  # the card `lethe train` writes
             "dataset": train.name, "normalization": train.normalization, "image_size": list(train.image_size),

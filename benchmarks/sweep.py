@@ -18,191 +18,95 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from benchmarks.profiles import Profile
-from benchmarks.quality import CLASS_FORGET_LIMIT, Scenario, SeedContext, scenarios_of
+from benchmarks.quality import Scenario, SeedContext, scenarios_of
 from benchmarks.workbench import BenchData, take
-from lethe.evaluation import accuracy, entropy, predict_logits
+from lethe.evaluation import accuracy, entropy, load_thresholds, predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
 from lethe.evaluation.mia import calibrated_gap
 from lethe.unlearning import dampen
 
-RETAIN_DROP_LIMIT = 0.02
+GATE = load_thresholds()  # the targets are the gate's: forget accuracy or member-rate gap, retain drop
 
 
 def _lambdas_for(scenario: Scenario, scenarios: list[Scenario], profile: Profile) -> tuple[float, ...]:
-    firsts = {
-        next(s.name for s in scenarios if s.kind == kind)
-        for kind in ("class", "subject")
-        if any(s.kind == kind for s in scenarios)
-    }
+    firsts = {next(s.name for s in scenarios if s.kind == kind) for kind in {s.kind for s in scenarios}}
     return profile.sweep_lambdas if scenario.name in firsts else (1.0,)
 
 
-def run_sweep(
-    profile: Profile, data: BenchData, context: SeedContext, *, device: torch.device
-) -> dict[str, Any]:
+def run_sweep(profile: Profile, data: BenchData, context: SeedContext, *,
+              device: torch.device) -> dict[str, Any]:
     scenarios = scenarios_of(profile)
     limit = profile.sweep_eval_limit
     test = take(data.test, limit, seed=0)
     results: dict[str, Any] = {}
     for scenario in scenarios:
         split = context.splits[scenario.name]
-        forget = take(split.forget, limit, seed=0)
-        retain = take(split.retain, limit, seed=0)
-        test_mask = (
-            test.labels != scenario.forget_class
-            if scenario.kind == "class"
-            else torch.ones(len(test), dtype=torch.bool)
-        )
+        sets = {"forget": take(split.forget, limit, seed=0), "retain": take(split.retain, limit, seed=0)}
+        sets["test"] = test
+        mask = torch.ones(len(test), dtype=torch.bool)  # the test samples scored (the retained classes)
+        if scenario.kind == "class":
+            mask = test.labels != scenario.forget_class
 
-        def measure(
-            model: torch.nn.Module, forget=forget, retain=retain, test_mask=test_mask, kind=scenario.kind
-        ) -> dict[str, float]:
-            logits = {
-                name: predict_logits(
-                    model, s.batches(FORWARD_BATCH_SIZE, with_labels=False), device=device, progress=False
-                )
-                for name, s in (("forget", forget), ("retain", retain), ("test", test))
-            }
-            row = {
-                "forget_accuracy": accuracy(logits["forget"], forget.labels),
-                "retain_accuracy": accuracy(logits["retain"], retain.labels),
-                "test_accuracy": accuracy(logits["test"][test_mask], test.labels[test_mask]),
-            }
+        def measure(model: torch.nn.Module, sets: dict = sets, mask: torch.Tensor = mask,
+                    kind: str = scenario.kind) -> dict[str, float]:
+            logits = {name: predict_logits(model, s.batches(FORWARD_BATCH_SIZE, with_labels=False),
+                                           device=device, progress=False) for name, s in sets.items()}
+            logits["test"] = logits["test"][mask]
+            labels = {name: s.labels for name, s in sets.items()} | {"test": test.labels[mask]}
+            row = {f"{name}_accuracy": accuracy(logits[name], labels[name]) for name in sets}
             if kind == "subject":
                 features = {k: entropy(v)[:, None].double().numpy() for k, v in logits.items()}
-                features["test"] = features["test"][test_mask.numpy()]
-                row["member_rate_gap"] = calibrated_gap(
-                    features["retain"], features["test"], features["forget"], seed=0, bootstrap=0
-                ).gap
+                row["member_rate_gap"] = calibrated_gap(features["retain"], features["test"],
+                                                        features["forget"], seed=0, bootstrap=0).gap
             return row
 
-        base = measure(context.original)
         points = []
         for lam in _lambdas_for(scenario, scenarios, profile):
             for alpha in profile.sweep_alphas:
                 candidate = copy.deepcopy(context.original)
                 report = dampen(candidate, context.full, context.forget[scenario.name], alpha=alpha, lam=lam)
-                points.append(
-                    {
-                        "alpha": float(alpha),
-                        "lam": lam,
-                        "fraction_dampened": report.fraction,
-                        **measure(candidate),
-                    }
-                )
-        results[scenario.name] = {
-            "kind": scenario.kind,
-            "original": base,
-            "points": points,
-            "forget_samples": len(forget),
-            "eval_samples": len(retain),
-        }
-    return {
-        "alphas": list(profile.sweep_alphas),
-        "lambdas": list(profile.sweep_lambdas),
-        "eval_limit": limit,
-        "scenarios": results,
-        "recommendation": recommend(results, profile.paper_alpha),
-    }
+                points.append({"alpha": float(alpha), "lam": lam, "fraction_dampened": report.fraction,
+                               **measure(candidate)})
+        results[scenario.name] = {"kind": scenario.kind, "original": measure(context.original),
+                                  "points": points, "forget_samples": len(sets["forget"]),
+                                  "eval_samples": len(sets["retain"])}
+    return {"alphas": list(profile.sweep_alphas), "lambdas": list(profile.sweep_lambdas), "eval_limit": limit,
+            "scenarios": results, "recommendation": recommend(results, profile.paper_alpha)}
 
 
 def recommend(results: dict[str, Any], paper_alpha: float = 10.0) -> dict[str, Any]:
     """Per scenario, the α values (at λ=1) that meet the class target (forget ≤ the gate's 5%, retain
-    drop ≤ 2 points) or, for subjects, bring the member-rate gap to ≤ 0.05 with retain drop ≤ 2 points; what
-    λ < 1 changes; and the advice that follows, in words."""
+    drop ≤ the gate's 2 points) or, for subjects, bring the member-rate gap to ≤ the gate's 0.05 with the
+    same retain drop; and what λ < 1 changes (the README words the advice that follows)."""
     per_scenario = {}
     lam_effect: dict[float, list[float]] = {}
     for name, r in results.items():
         base = r["original"]
 
         def ok(p: dict[str, Any], kind: str = r["kind"], base: dict[str, Any] = base) -> bool:
-            kept = base["retain_accuracy"] - p["retain_accuracy"] <= RETAIN_DROP_LIMIT
+            kept = base["retain_accuracy"] - p["retain_accuracy"] <= GATE.retain_accuracy_drop_max
             if kind == "class":
-                return kept and p["forget_accuracy"] <= CLASS_FORGET_LIMIT
-            return kept and p.get("member_rate_gap", math.inf) <= 0.05
+                return kept and p["forget_accuracy"] <= GATE.class_forget_accuracy_max
+            return kept and p.get("member_rate_gap", math.inf) <= GATE.subject_member_rate_gap_max
 
         at_one = {p["alpha"]: p for p in r["points"] if p["lam"] == 1.0}
-        good = [a for a, p in at_one.items() if ok(p)]
+        good = sorted(a for a, p in at_one.items() if ok(p))
         for p in r["points"]:
             if p["lam"] < 1.0 and p["alpha"] in at_one:
-                lam_effect.setdefault(p["lam"], []).append(
-                    p["retain_accuracy"] - at_one[p["alpha"]]["retain_accuracy"]
-                )
-        per_scenario[name] = {
-            "alphas_meeting_target_at_lam_1": sorted(good),
-            "largest_alpha_meeting_target": max(good) if good else None,
-            "paper_alpha_meets_target": paper_alpha in good,
-            "lambdas_below_1_meeting_target": sorted(
-                {p["lam"] for p in r["points"] if p["lam"] < 1.0 and ok(p)}
-            ),
-        }
-    found = {
-        n: v["largest_alpha_meeting_target"]
-        for n, v in per_scenario.items()
-        if v["largest_alpha_meeting_target"] is not None
-    }
-    lam_only = [
-        n
-        for n, v in per_scenario.items()
-        if v["lambdas_below_1_meeting_target"] and v["largest_alpha_meeting_target"] is None
-    ]
-    retain_change = {lam: sum(v) / len(v) for lam, v in sorted(lam_effect.items())}
-    return {
-        "per_scenario": per_scenario,
-        "spread": (max(found.values()) / min(found.values())) if len(found) > 1 else None,
-        "paper_alpha_meets_target": sum(v["paper_alpha_meets_target"] for v in per_scenario.values()),
-        "lambda_below_1_only": lam_only,
-        "retain_change_vs_lam_1": retain_change,
-        "text": _advice(per_scenario, found, lam_only, retain_change, paper_alpha),
-    }
-
-
-def _advice(
-    per_scenario: dict[str, Any],
-    found: dict[str, float],
-    lam_only: list[str],
-    retain_change: dict[float, float],
-    paper_alpha: float,
-) -> str:
-    n = len(per_scenario)
-    parts = []
-    if found:
-        low, high = min(found, key=found.get), max(found, key=found.get)
-        parts.append(
-            f"The largest α meeting the target ranges from {found[low]:g} ({low}) to {found[high]:g} "
-            f"({high}) on this grid; {n - len(found)} of {n} scenario(s) meet it at no α on the grid."
-        )
-    else:
-        parts.append(f"No α on the grid meets the target in any of the {n} scenario(s).")
-    paper = sum(v["paper_alpha_meets_target"] for v in per_scenario.values())
-    parts.append(f"The paper's α={paper_alpha:g} meets it in {paper} of {n}.")
-    common = [
-        a
-        for a in sorted({a for v in per_scenario.values() for a in v["alphas_meeting_target_at_lam_1"]})
-        if all(a in v["alphas_meeting_target_at_lam_1"] for v in per_scenario.values())
-    ]
-    if common:
-        parts.append(
-            f"Here α={max(common):g} serves every scenario; searching α per request (lethe's default) "
-            "still finds the least change for each."
-        )
-    else:
-        parts.append(
-            "No fixed α serves every scenario: search α per request (lethe's default), and treat a "
-            "failed search as a case for review."
-        )
-    if retain_change:
-        change = ", ".join(f"λ={lam:g}: {100 * d:+.1f} points" for lam, d in retain_change.items())
-        parts.append(
-            f"λ<1 changes retained accuracy, on average over the grid, by {change} against λ=1"
-            + (
-                f"; it meets a target λ=1 misses only in {', '.join(lam_only)}."
-                if lam_only
-                else "; it never meets a target that λ=1 misses."
-            )
-            + " Keep λ=1 unless a sweep like this one shows otherwise for your model."
-        )
-    return " ".join(parts)
+                change = p["retain_accuracy"] - at_one[p["alpha"]]["retain_accuracy"]
+                lam_effect.setdefault(p["lam"], []).append(change)
+        per_scenario[name] = {"alphas_meeting_target_at_lam_1": good,
+                              "largest_alpha_meeting_target": max(good) if good else None,
+                              "paper_alpha_meets_target": paper_alpha in good,
+                              "lambdas_below_1_meeting_target": sorted({p["lam"] for p in r["points"]
+                                                                        if p["lam"] < 1.0 and ok(p)})}
+    found = [v["largest_alpha_meeting_target"] for v in per_scenario.values()
+             if v["largest_alpha_meeting_target"] is not None]
+    return {"per_scenario": per_scenario, "spread": max(found) / min(found) if len(found) > 1 else None,
+            "paper_alpha_meets_target": sum(v["paper_alpha_meets_target"] for v in per_scenario.values()),
+            "lambda_below_1_only": [n for n, v in per_scenario.items() if v["lambdas_below_1_meeting_target"]
+                                    and v["largest_alpha_meeting_target"] is None],
+            "retain_change_vs_lam_1": {lam: sum(v) / len(v) for lam, v in sorted(lam_effect.items())}}
 
 
 def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:

@@ -9,7 +9,7 @@ import platform
 import shlex
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,9 +42,8 @@ def take(samples: SampleSet, limit: int | None, *, seed: int) -> SampleSet:
     return samples.subset(chosen)
 
 
-def load_bench_data(
-    dataset: str, train_limit: int | None, speed_train_limit: int | None, *, fallback: str | None = None
-) -> BenchData:
+def load_bench_data(dataset: str, train_limit: int | None, speed_train_limit: int | None, *,
+                    fallback: str | None = None) -> BenchData:
     """The splits; with `fallback`, a missing data set is replaced (and the swap recorded)."""
     try:
         train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
@@ -92,12 +91,8 @@ def median_seconds(
     if warm_up:
         fn()
     times = [timed(fn, device)[1] for _ in range(repeats)]
-    return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "max_s": max(times),
-        "repeats": repeats,
-    }
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -107,6 +102,20 @@ def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
         return {"mean": None, "std": None, "n": 0}
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
     return {"mean": statistics.fmean(finite), "std": std, "n": len(finite)}
+
+
+def means(rows: Sequence[Mapping[str, Any]], keys: Iterable[str],
+          value: Callable[[Any, str], Any] = dict.get) -> dict[str, dict[str, Any]]:
+    """Mean ± std over seeds (`rows`, one per seed) of each key's value."""
+    return {k: mean_std([value(r, k) for r in rows]) for k in keys}
+
+
+def distances(rows: Sequence[Mapping[str, Any]], gold: Sequence[Mapping[str, Any]], keys: Iterable[str],
+              value: Callable[[Any, str], Any] = dict.get) -> dict[str, dict[str, Any]]:
+    """Mean ± std over seeds of |row − gold| per seed (the distance to the retrained model)."""
+    pairs = {k: [(value(r, k), value(g, k)) for r, g in zip(rows, gold, strict=True)] for k in keys}
+    return {k: mean_std([None if a is None or b is None else abs(a - b) for a, b in pair])
+            for k, pair in pairs.items()}
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -120,14 +129,9 @@ def machine(device: torch.device) -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         # Timings on a busy machine are not comparable: say how busy it was when the run started.
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }

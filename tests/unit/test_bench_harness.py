@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from benchmarks import readme
-from benchmarks.quality import METHODS, Scenario, check_targets, summarise
+from benchmarks.quality import Scenario, check_targets, summarise
 from benchmarks.run import DEFAULT_RESULTS, default_out, parse_args
 from benchmarks.speed import scaling
+from benchmarks.strategies import METHODS
 from benchmarks.targets import SPEED_TARGETS
 from benchmarks.targets import check_targets as check_speed_targets
 from benchmarks.workbench import mean_std, take
@@ -138,7 +139,7 @@ def _sweep_point(alpha: float, forget: float, retain: float, lam: float = 1.0) -
     }
 
 
-def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one() -> None:
+def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one(tmp_path) -> None:
     from benchmarks.sweep import recommend
 
     base = {"forget_accuracy": 0.95, "retain_accuracy": 0.90, "test_accuracy": 0.90}
@@ -168,8 +169,14 @@ def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one() -> Non
     assert rec["per_scenario"]["class-1"]["largest_alpha_meeting_target"] == 10  # α=2 costs 10 points
     assert rec["per_scenario"]["class-9"]["alphas_meeting_target_at_lam_1"] == [2]
     assert rec["spread"] == pytest.approx(5.0) and rec["paper_alpha_meets_target"] == 1
-    assert "No fixed α serves every scenario" in rec["text"]
     assert rec["retain_change_vs_lam_1"][0.5] == pytest.approx(0.70 - 0.885)
+    # The README words the advice from the JSON (its float keys become strings there).
+    sweep = {"eval_limit": 500, "profile": {"paper_alpha": 10.0}, "recommendation": rec}
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    text = readme.render(tmp_path, "", "", "cmd")
+    assert "ranges from 2 (class-9) to 10 (class-1) on this grid; 0 of 2 scenario(s) meet it at no α" in text
+    assert "The paper's α=10 meets it in 1 of 2. No fixed α serves every scenario" in text
+    assert "λ=0.5: -18.5 points against λ=1; it never meets a target that λ=1 misses." in text
 
 
 def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one_thread) -> None:

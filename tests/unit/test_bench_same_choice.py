@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.quality import STRATEGIES, Scenario, choose
+from benchmarks.quality import Scenario
 from benchmarks.speed import pick_subjects
+from benchmarks.strategies import STRATEGIES, choose
 from benchmarks.workbench import BenchData
 from lethe.models import load_model
 from lethe.steps.importance_pass import importances_of

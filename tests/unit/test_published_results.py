@@ -62,4 +62,4 @@ def test_main_readme_quotes_the_published_speed_ratios() -> None:
     for key, value in speed["headline"].items():
         row = re.search(rf"^\| `{key}`[^|]*\| ([^|]+) \|", text, flags=re.MULTILINE)
         assert row, f"no README row for {key}"
-        assert row.group(1).strip().startswith(readme._ratio(value)), (key, row.group(1), value)
+        assert row.group(1).strip().startswith(readme.ratio(value)), (key, row.group(1), value)

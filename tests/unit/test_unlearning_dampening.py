@@ -15,8 +15,8 @@ from lethe.unlearning import (
     compute_importances,
     dampen,
     model_fingerprint,
-    search_alpha,
 )
+from lethe.unlearning.calibration import bisect_log_alpha
 from tests.unit.test_unlearning_importances import batches, tiny_data, tiny_model
 
 
@@ -132,23 +132,20 @@ def test_calibrate_alpha_is_the_quantile_of_the_ratio() -> None:
         calibrate_alpha(full, forget, n_full=10, n_forget=0)
 
 
-def test_search_alpha_returns_the_largest_alpha_meeting_a_monotone_target() -> None:
-    model = tiny_model()
-    full, forget = random_pair(model, seed=5)
-    head = "4.weight"
-    original = model[4].weight.detach().clone()
+def test_bisection_returns_the_largest_alpha_meeting_a_monotone_target() -> None:
+    tried: list[float] = []
 
-    def meets_target(candidate: nn.Module) -> bool:  # enough of the head dampened
-        changed = (candidate[4].weight.detach() != original).double().mean()
-        return float(changed) >= 0.3
+    def met_below(limit: float):
+        def trial(alpha: float) -> bool:
+            tried.append(alpha)
+            return alpha <= limit
+        return trial
 
-    result = search_alpha(model, full, forget, meets_target, low=0.5, high=100.0, steps=14)
-    assert result.found
-    assert model_fingerprint(model) == full.model_fingerprint  # the model itself untouched
-    ratio = forget[head] / full[head]
-    share = float((ratio > result.alpha).double().mean())
-    assert share >= 0.3
-    assert float((ratio > result.alpha * 1.01).double().mean()) < 0.3 or result.alpha == 100.0
+    best = bisect_log_alpha(met_below(7.3), 0.5, 100.0, 14)
+    assert best in tried and best <= 7.3  # a value it tried, and met
+    assert best > 7.3 / 1.001  # 14 halvings of log(200) pin it within a factor e^(5.3/2^14)
+    assert bisect_log_alpha(met_below(1000.0), 0.5, 100.0, 14) == 100.0  # the upper bound meets it
+    assert bisect_log_alpha(met_below(0.1), 0.5, 100.0, 14) is None  # not even the lower bound does
 
 
 def test_calibrate_alpha_is_the_exact_quantile_rounded_to_float32() -> None:

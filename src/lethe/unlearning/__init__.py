@@ -3,7 +3,7 @@
 Nothing here imports the rest of lethe except the leaf module `lethe.errors`.
 """
 
-from lethe.unlearning.calibration import AlphaSearchResult, AlphaTrial, calibrate_alpha, search_alpha
+from lethe.unlearning.calibration import calibrate_alpha
 from lethe.unlearning.dampening import DampeningReport, check_pair, dampen
 from lethe.unlearning.fingerprint import invalidate_fingerprint, model_fingerprint
 from lethe.unlearning.importances import Importances, compute_importances
@@ -19,8 +19,6 @@ from lethe.unlearning.methods import (
 __all__ = [
     "DEFAULT_METHOD",
     "METHODS",
-    "AlphaSearchResult",
-    "AlphaTrial",
     "DampeningReport",
     "ImportanceMethod",
     "Importances",
@@ -33,5 +31,4 @@ __all__ = [
     "method_names",
     "model_fingerprint",
     "register_method",
-    "search_alpha",
 ]

@@ -1,24 +1,20 @@
-"""Choosing α: the ASSD percentile rule, and a search for the least dampening that forgets.
+"""Choosing α: the ASSD percentile rule, and the bisection the per-request search runs.
 
 ASSD (Schoepf, Foster & Brintrup, arXiv 2402.10098) sets α from the distribution of the
 importance ratio I_f / I_D: the (1 − |Df|/|D|) quantile, so that the share of parameters
-selected tracks the share of data to forget. lethe uses it as the documented default when a
-user gives no α; `search_alpha` is the per-request alternative (see DESIGN.md: the forgetting
-transition in α is sharp and class-dependent, so no fixed α serves).
+selected tracks the share of data to forget. The per-request alternative searches α
+(`lethe.unlearning.selection.select_dampening`, which bisects with `bisect_log_alpha`; see DESIGN.md:
+the forgetting transition in α is sharp and class-dependent, so no fixed α serves).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from lethe.errors import ImportancesError
-from lethe.unlearning.dampening import DampeningReport, check_pair, dampen
 from lethe.unlearning.importances import Importances
 
 
@@ -71,58 +67,6 @@ def kth_smallest(values: list[torch.Tensor], valid: list[torch.Tensor], k: int) 
     before = int((ends[chosen] - counts[chosen]).item())
     inside = torch.cat([v[b == chosen] for v, b in zip(values, bins, strict=True)])
     return inside.kthvalue(k - before).values
-
-
-@dataclass
-class AlphaTrial:
-    alpha: float
-    meets_target: bool
-    fraction_dampened: float
-
-
-@dataclass
-class AlphaSearchResult:
-    """The largest α (least change) found to meet the target, and every trial on the way."""
-
-    alpha: float | None
-    trials: list[AlphaTrial] = field(default_factory=list)
-
-    @property
-    def found(self) -> bool:
-        return self.alpha is not None
-
-
-def search_alpha(
-    model: nn.Module,
-    full: Importances,
-    forget: Importances,
-    meets_target: Callable[[nn.Module], bool],
-    *,
-    lam: float = 1.0,
-    low: float = 1.0,
-    high: float = 1000.0,
-    steps: int = 12,
-) -> AlphaSearchResult:
-    """Bisection on log α for the largest α whose dampened copy meets `meets_target`.
-
-    Smaller α selects more parameters (more forgetting, more collateral damage), so the target
-    is assumed monotone: met below some α*, missed above it. Each trial dampens a fresh copy of
-    `model` (milliseconds) and calls `meets_target(copy)`, which should need forward passes only.
-    The model itself is never changed.
-    """
-    if not 0 < low < high:
-        raise ImportancesError(f"need 0 < low < high (got {low}, {high})")
-    check_pair(model, full, forget)
-    trials: list[AlphaTrial] = []
-
-    def trial(alpha: float) -> bool:
-        candidate = copy.deepcopy(model)
-        report: DampeningReport = dampen(candidate, full, forget, alpha=alpha, lam=lam)
-        met = bool(meets_target(candidate))
-        trials.append(AlphaTrial(alpha=alpha, meets_target=met, fraction_dampened=report.fraction))
-        return met
-
-    return AlphaSearchResult(alpha=bisect_log_alpha(trial, low, high, steps), trials=trials)
 
 
 def bisect_log_alpha(trial: Callable[[float], bool], low: float, high: float, steps: int) -> float | None:

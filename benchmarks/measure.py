@@ -1,8 +1,8 @@
-"""Measurements of the pipeline's costs (figures for the README, not tests).
+"""Measurements of the pipeline's costs (figures for the README, not tests); run from the repository root.
 
-  python -m pipelines.measure unlearn  --model DIR [--forget 100]
+  python -m benchmarks.measure unlearn  --model DIR [--forget 100]
       the unlearn step with cached full-data importances versus the same step computing them;
-  python -m pipelines.measure overhead --model DIR [--subjects 10]
+  python -m benchmarks.measure overhead --model DIR [--subjects 10]
       a scheduled run through kfp.local versus the same steps called directly (both in a fresh
       process, with the parent's importances cached and no refresh, so both do the same work).
 
@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository root: `-m benchmarks.measure` imports from it
 
 
 def _sample_ids(model_dir: str, count: int, seed: int = 0) -> list[str]:
@@ -113,11 +115,12 @@ def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
                    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
             for name in ("LETHE_LEDGER_URL", "LETHE_TRACKING_URI", "MLFLOW_TRACKING_URI", "LETHE_ARTIFACTS"):
                 env.pop(name, None)
-            subprocess.run([sys.executable, "-m", "pipelines.measure", "_prepare", "--model", model_dir,
-                            "--subjects", str(subjects)], env=env, check=True)
+            subprocess.run([sys.executable, "-m", "benchmarks.measure", "_prepare", "--model", model_dir,
+                            "--subjects", str(subjects)], env=env, check=True, cwd=ROOT)
             if way == "direct":
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "pipelines.measure", "_direct"], env=env, check=True)
+                subprocess.run([sys.executable, "-m", "benchmarks.measure", "_direct"], env=env, check=True,
+                               cwd=ROOT)
                 results["direct_s"] = round(time.perf_counter() - started, 2)
             else:
                 saved = dict(os.environ)
@@ -139,7 +142,7 @@ def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.measure", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["unlearn", "overhead", "_prepare", "_direct"])
     parser.add_argument("--model", help="a trained model directory")
