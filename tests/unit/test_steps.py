@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lethe.errors import ConfigError, ImportancesError, IntegrityError, PipelineError
-from lethe.steps.alpha import parse_alpha
-from lethe.steps.forget_spec import ForgetSpec
-from lethe.steps.importances import (
+from lethe.forgetting.alpha import parse_alpha
+from lethe.forgetting.spec import ForgetSpec
+from lethe.steps.full_importances import (
     compute_importances,
     compute_importances_shard,
     merge_importances,
@@ -112,7 +112,7 @@ def test_alpha_parameter():
 def test_outcome_marker_is_verified(home):
     assert read_outcome("run-a") is None
     write_outcome("run-a", {"decision": "pass", "version": "2"})
-    assert read_outcome("run-a")["version"] == "2"
+    assert read_outcome("run-a").version == "2"
     Path(outcome_uri("run-a")).write_text(json.dumps({"run_id": "run-a", "decision": "pass", "version": "9"}))
     with pytest.raises(IntegrityError):
         read_outcome("run-a")

@@ -29,8 +29,7 @@ from lethe.audit.references import (
 )
 from lethe.errors import AuditError
 from lethe.models import read_card
-from lethe.steps.prepare import fetch_model
-from lethe.steps.results import FetchedModel
+from lethe.registry.fetch import FetchedModel, fetch_model
 
 log = logging.getLogger(__name__)
 
