@@ -139,8 +139,9 @@ def make_target(model: nn.Module, forget_set: ResolvedForgetSet, *, device: str,
     def batches(samples: Any) -> Any:
         return samples.batches(FORWARD_BATCH_SIZE, with_labels=False)
 
-    held_out = batches(_fixed_sample(forget_set.test, sample_size, seed + 1)) if "held_out" in target.inputs \
-        else None
+    held_out = None
+    if "held_out" in target.inputs:  # only a target that compares with unseen data draws that sample
+        held_out = batches(_fixed_sample(forget_set.test, sample_size, seed + 1))
     return target.for_scenario(
         model, forget=batches(forget_set.split.forget),
         retain=batches(_fixed_sample(forget_set.split.retain, sample_size, seed)), held_out=held_out,
