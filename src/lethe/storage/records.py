@@ -93,7 +93,7 @@ class Record(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problem = _first_problem(exc)
-            raise cls.ERROR(f"{where} is not a valid {cls.WHAT} ({cls.FORMAT}): {problem}") from None
+            raise cls.ERROR(f"{where} is not {cls.WHAT} ({cls.FORMAT}): {problem}") from None
 
     @classmethod
     def from_bytes(cls, data: bytes | str, *, where: str = "the record") -> Self:
