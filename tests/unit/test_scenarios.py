@@ -100,3 +100,41 @@ def test_the_cli_offers_the_rows_and_describes_each() -> None:
     option = next(a for a in sub.choices["evaluate"]._actions if "--scenario" in a.option_strings)
     assert tuple(option.choices) == tuple(SCENARIOS)
     assert all(row.summary in " ".join(option.help.split()) for row in ROWS)
+
+
+def test_a_new_scenario_is_one_row(monkeypatch, digits_convnet, digits_train, digits_test) -> None:
+    """"Everything from the data source of these samples", by per-sample metadata: one row, read by the
+    forget spec, the CLI, the gate and the α search's target (the data's `source` column is the data's)."""
+    from lethe.cli import build_parser
+    from lethe.data import ForgetSplit
+    from lethe.forgetting.resolved import ResolvedForgetSet
+    from lethe.forgetting.scenarios import Scenario
+    from lethe.steps.unlearn import make_target
+
+    def same_source(train, *, ids, subjects, subjects_map, forget_class) -> ForgetSplit:
+        sources = {train.metadata_column("source")[i] for i in train.indices_of(list(ids)).tolist()}
+        mask = [source in sources for source in train.metadata_column("source")]
+        return ForgetSplit(train.subset([i for i, m in enumerate(mask) if m]),
+                           train.subset([i for i, m in enumerate(mask) if not m]))
+
+    row = Scenario(name="source", summary="every sample of the named samples' data source",
+                   takes=("forget_ids",), forgets_class=False, target="member_rate_gap",
+                   checks=("forget_accuracy_over_test", "member_rate_gap"), thresholds="subject",
+                   per_example=True, searches_cutoff=False, alpha_at_most_assd=True, resolve=same_source)
+    monkeypatch.setitem(SCENARIOS, "source", row)
+
+    train = digits_train.with_metadata({"source": [f"camera-{i % 7}" for i in range(len(digits_train))]})
+    split = row.resolve(train, ids=["digits/train/3"], subjects=(), subjects_map=None, forget_class=None)
+    assert set(split.forget.metadata_column("source")) == {"camera-3"}
+    assert len(split.forget) + len(split.retain) == len(train)
+    spec = ForgetSpec(scenario="source", dataset="digits", sample_ids=list(split.forget.ids))
+    assert ForgetSpec.from_bytes(spec.to_bytes()) == spec
+    assert decide({"retain_accuracy": 0.9, "test_accuracy": 0.9, "mia": {"gap": 0.0}},
+                  {"retain_accuracy": 0.9, "test_accuracy": 0.9, "forget_accuracy": 0.9,
+                   "mia": {"gap": 0.0}}, "source").passed
+    model, _ = digits_convnet
+    forget_set = ResolvedForgetSet("digits", "source", train, digits_test, split, None)
+    assert make_target(model, forget_set, device="cpu").limit == Thresholds().subject_member_rate_gap_max
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    option = next(a for a in sub.choices["evaluate"]._actions if "--scenario" in a.option_strings)
+    assert "source" in option.choices and row.summary in " ".join(option.help.split())
