@@ -23,6 +23,7 @@ class DampeningRecord(Record):
     FORMAT: ClassVar[str] = "lethe-dampening/1"
     WHAT: ClassVar[str] = "a lethe dampening report"
     ERROR: ClassVar[type[LetheError]] = EvaluationError
+    JSON_INDENT: ClassVar[int] = 2  # the layout dampening.json always had
     # Older records carry fields this version no longer writes (e.g. `search`): kept, not refused.
     model_config = ConfigDict(extra="allow")
 

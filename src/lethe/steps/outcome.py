@@ -44,6 +44,8 @@ class RunOutcome(_RunMarker):
     FORMAT: ClassVar[str] = "lethe-run-outcome/1"
     WHAT: ClassVar[str] = "a lethe run outcome"
     ERROR: ClassVar[type[LetheError]] = PipelineError
+    JSON_INDENT: ClassVar[int] = 2  # the layout outcome markers always had
+    SORT_KEYS: ClassVar[bool] = True
 
     run_id: str
     decision: Decision
@@ -69,6 +71,8 @@ class RunFailure(_RunMarker):
     FORMAT: ClassVar[str] = "lethe-run-failure/1"
     WHAT: ClassVar[str] = "a lethe run failure note"
     ERROR: ClassVar[type[LetheError]] = PipelineError
+    JSON_INDENT: ClassVar[int | None] = None  # one line, as failure notes always were
+    SORT_KEYS: ClassVar[bool] = True
 
     run_id: str
     step: str
