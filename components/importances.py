@@ -9,7 +9,7 @@ from components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_model(model: str, fetched: Output[Model]) -> str:
     """A model (registry URI such as models:/NAME@champion, alias, or model directory) as an artifact."""
-    from lethe.steps.prepare import fetch_model as step
+    from lethe.steps import fetch_model as step
 
     result = step(model, fetched.path)
     fetched.metadata.update(result.to_dict())
@@ -25,7 +25,7 @@ def compute_importances(
     importances: Output[Artifact],
 ) -> bool:
     """Importances of the whole training set for `model`, from the cache when there (True)."""
-    from lethe.steps.importances import compute_importances as step
+    from lethe.steps.full_importances import compute_importances as step
 
     result = step(model.path, dataset or None, out_path=importances.path, batch_size=batch_size,
                   method=method)
@@ -36,7 +36,7 @@ def compute_importances(
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def plan_shards(num_shards: int) -> list[int]:
     """The shard indices 0..K-1 for a ParallelFor."""
-    from lethe.steps.importances import plan_shards as step
+    from lethe.steps.full_importances import plan_shards as step
 
     return step(num_shards)
 
@@ -52,7 +52,7 @@ def compute_importances_shard(
     shard: Output[Artifact],
 ) -> bool:
     """Importances over shard k of K of the training set (whole batches), or nothing when cached."""
-    from lethe.steps.importances import compute_importances_shard as step
+    from lethe.steps.full_importances import compute_importances_shard as step
 
     result = step(model.path, dataset or None, out_path=shard.path, shard_index=shard_index,
                   num_shards=num_shards, batch_size=batch_size, method=method)
@@ -70,7 +70,7 @@ def merge_importances(
     importances: Output[Artifact],
 ) -> bool:
     """Merge the shards (a batch-weighted mean, exact) and store the result in the cache."""
-    from lethe.steps.importances import merge_importances as step
+    from lethe.steps.full_importances import merge_importances as step
 
     result = step(model.path, dataset or None, [s.path for s in shards], out_path=importances.path,
                   batch_size=batch_size, method=method)
@@ -81,6 +81,6 @@ def merge_importances(
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def refresh_importances(model: Input[Model], dataset: str, batch_size: int, method: str) -> bool:
     """Fill the cache for a new champion, so the next run starts from its importances."""
-    from lethe.steps.importances import refresh_importances as step
+    from lethe.steps.full_importances import refresh_importances as step
 
     return step(model.path, dataset or None, batch_size=batch_size, method=method).cached

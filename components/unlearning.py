@@ -23,7 +23,7 @@ def unlearn(
     """Dampening on the forget set with the cached full-data importances of `method` (the run's
     importance method, LFSSD by default), where and how much chosen per request against the gate's
     `thresholds` (inline YAML or a storage URI); returns the α used."""
-    from lethe.steps.forget_spec import unlearn_from_spec
+    from components.adapters import unlearn_from_spec
 
     result = unlearn_from_spec(model.path, forget.path, importances.path, candidate.path,
                                dataset=dataset or None, batch_size=batch_size, alpha=alpha,
@@ -45,7 +45,7 @@ def evaluate(
     metrics: Output[Metrics],
 ) -> str:
     """Accuracies, membership inference, the Evidently report and the gate; returns pass or review."""
-    from lethe.steps.forget_spec import evaluate_from_spec
+    from components.adapters import evaluate_from_spec
 
     result = evaluate_from_spec(candidate.path, parent.path, forget.path, evaluation.path,
                                 report_path=report.path, dataset=dataset or None,

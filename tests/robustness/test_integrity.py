@@ -107,7 +107,7 @@ def test_local_importances_are_verified_like_s3_ones(digits_convnet_dir: Path, t
     result = run_in_process(argv, {"LETHE_SUBJECT_KEY": KEY})
     assert result.code == 2 and "is corrupt or was altered" in result.err, result.err
     (tmp_path / "full.safetensors.sha256").unlink()  # a file of unknown origin
-    from lethe.steps.importances import verified_importances
+    from lethe.steps.full_importances import verified_importances
 
     with pytest.raises(IntegrityError, match="no recorded sha256.*sha256sum FILE > FILE.sha256"):
         verified_importances(path)

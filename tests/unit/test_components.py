@@ -149,7 +149,7 @@ def test_register_and_gate_records_version_and_outcome(home, prepared, importanc
     assert version.parent_version == "1"
     assert version.tags["lethe.importances_sha256"] == importances["artifact"].metadata["sha256"]
     outcome = read_outcome("run-components")
-    assert (outcome["version"], outcome["decision"], outcome["request_ids"]) == ("2", decision, [])
+    assert (outcome.version, outcome.decision, outcome.request_ids) == ("2", decision, [])
 
 
 def test_refresh_importances_computes_once_per_model(home, candidate):

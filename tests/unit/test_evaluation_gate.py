@@ -6,6 +6,7 @@ import pytest
 
 from lethe.errors import ConfigError
 from lethe.evaluation import Thresholds, decide, load_thresholds
+from lethe.evaluation.thresholds import default_values
 
 
 def metrics(retain: float, test: float, forget: float, gap: float = 0.0) -> dict:
@@ -16,12 +17,22 @@ def metrics(retain: float, test: float, forget: float, gap: float = 0.0) -> dict
 PARENT = metrics(retain=0.99, test=0.95, forget=0.99)
 
 
-def test_packaged_defaults_are_the_issue_thresholds() -> None:
+def test_thresholds_yaml_is_the_one_source_of_the_thresholds() -> None:
+    from importlib import resources
+
+    import yaml
+
+    tree = yaml.safe_load(resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text())
     t = load_thresholds()
-    assert t == Thresholds()  # the YAML and the dataclass defaults agree
-    assert (t.test_accuracy_drop_max, t.retain_accuracy_drop_max) == (0.02, 0.02)
-    assert t.class_forget_accuracy_max == 0.05
-    assert (t.subject_forget_accuracy_over_test_max, t.subject_member_rate_gap_max) == (0.02, 0.05)
+    assert t == Thresholds() and t.to_dict() == default_values()  # every leaf is a field, its default
+    leaves = [("", key, value) for key, value in tree.items() if not isinstance(value, dict)]
+    leaves += [(section, key, value) for section, block in tree.items() if isinstance(block, dict)
+               for key, value in block.items()]
+    assert len(leaves) == len(default_values())
+    for section, key, value in leaves:  # check C of section S: `S.C_max`, found by the check's name
+        assert key.endswith("_max") and t.limit(key.removesuffix("_max"), section) == float(value)
+    with pytest.raises(ConfigError, match="no gate threshold class.no_such_check_max"):
+        t.limit("no_such_check", "class")
 
 
 def test_class_forgotten_at_small_cost_passes() -> None:

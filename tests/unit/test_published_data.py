@@ -28,7 +28,7 @@ from lethe.data.fashion_mnist import DEBIAN_DIR
 from lethe.data.shards import read_dataset_card
 from lethe.errors import DataError, IntegrityError, ModelError
 from lethe.models import read_card
-from lethe.steps.evaluate import resolve_request
+from lethe.steps.forget_set import load_forget_set
 from lethe.steps.training_data import check_model_fits
 from lethe.steps.unlearn import unlearn
 from lethe.storage import put_dir
@@ -237,7 +237,7 @@ def test_store_only_refuses_every_local_source(published: str, clean_env, digits
         unlearn(digits_convnet_dir, forget_class=1, alpha=8, out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     clean_env.setenv("LETHE_DATASET_URI", published)
-    request = resolve_request(None, read_card(digits_convnet_dir), forget_class=1)
+    request = load_forget_set(None, read_card(digits_convnet_dir), forget_class=1)
     assert request.dataset == f"shards:{published}" and len(request.split.forget) == 161
 
 

@@ -13,9 +13,10 @@ import components
 import lethe.steps
 from lethe.cli import main
 from lethe.errors import ConfigError, LetheError
-from lethe.steps.alpha import parse_alpha
-from lethe.steps.forget_spec import ForgetSpec
-from lethe.steps.results import FetchedModel, ImportancesResult, UnlearnResult
+from lethe.forgetting.alpha import parse_alpha
+from lethe.forgetting.spec import ForgetSpec
+from lethe.registry.fetch import FetchedModel
+from lethe.steps.results import ImportancesResult, UnlearnResult
 
 STEPS = [getattr(lethe.steps, name) for name in lethe.steps.__all__]
 
@@ -123,7 +124,7 @@ def test_results_alpha_and_the_device_helper_do_not_load_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, lethe.devices, lethe.steps.results, lethe.steps.alpha, lethe.steps.collect, "
+    code = ("import sys, lethe.devices, lethe.steps.results, lethe.forgetting.alpha, lethe.steps.collect, "
             "lethe.steps.finalize; print('torch' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"

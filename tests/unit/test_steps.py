@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lethe.errors import ConfigError, ImportancesError, IntegrityError, PipelineError
-from lethe.steps.alpha import parse_alpha
-from lethe.steps.forget_spec import ForgetSpec
-from lethe.steps.importances import (
+from lethe.forgetting.alpha import parse_alpha
+from lethe.forgetting.spec import ForgetSpec
+from lethe.steps.full_importances import (
     compute_importances,
     compute_importances_shard,
     merge_importances,
@@ -112,12 +112,54 @@ def test_alpha_parameter():
 def test_outcome_marker_is_verified(home):
     assert read_outcome("run-a") is None
     write_outcome("run-a", {"decision": "pass", "version": "2"})
-    assert read_outcome("run-a")["version"] == "2"
+    assert read_outcome("run-a").version == "2"
     Path(outcome_uri("run-a")).write_text(json.dumps({"run_id": "run-a", "decision": "pass", "version": "9"}))
     with pytest.raises(IntegrityError):
         read_outcome("run-a")
     with pytest.raises(PipelineError):
         outcome_uri("../elsewhere")
+
+
+def test_markers_and_forget_sets_written_before_records_read_the_same(home, tmp_path):
+    """Files as the previous writers wrote them (no format tag on markers; json.dumps layouts)."""
+    from lethe.steps.outcome import failure_uri, read_failure
+    from lethe.storage import put_bytes
+
+    old = {"run_id": "run-o", "model_name": "m", "version": "4", "decision": "review",
+           "gate": {"decision": "review", "reasons": ["r"]}, "request_ids": ["q1"], "scenario": "subject",
+           "parent_version": "3", "metrics": {"test_accuracy": 0.9}, "algorithm": "lfssd",
+           "parameters": {"alpha": 2.5, "lam": 1.0, "alpha_method": "search", "batch_size": 1}}
+    put_bytes((json.dumps(old, indent=2, sort_keys=True) + "\n").encode(), outcome_uri("run-o"))
+    outcome = read_outcome("run-o")
+    assert outcome.to_fields() == {"format": "lethe-run-outcome/1", **old}
+    note = {"run_id": "run-o", "step": "unlearn", "error": "boom"}
+    put_bytes(json.dumps(note).encode(), failure_uri("run-o"))
+    assert read_failure("run-o") == "step unlearn failed: boom"
+    put_bytes(json.dumps({**note, "format": "lethe-run-failure/9"}).encode(), failure_uri("run-o"))
+    assert read_failure("run-o") is None  # a note this lethe cannot read is no note
+    spec = {"scenario": "class", "dataset": "digits", "sample_ids": [], "forget_class": 2,
+            "request_ids": [], "parent": {"version": "1"}, "num_samples": 143, "num_subjects": 0,
+            "request_samples": {}}
+    text = json.dumps({"format": "lethe-forget-spec/1", **spec}, indent=1) + "\n"
+    (tmp_path / "forget.json").write_text(text)
+    loaded = ForgetSpec.load(tmp_path)
+    assert loaded.model_dump() == spec and loaded.to_bytes() == (tmp_path / "forget.json").read_bytes()
+
+
+def test_old_dampening_records_read_with_what_they_recorded(tmp_path):
+    from lethe.steps.dampening_record import DampeningRecord
+
+    old = {"format": "lethe-dampening/1", "alpha": 12.0, "lam": 1.0, "selected": {"w": 3},
+           "elements": {"w": 9},
+           "total_selected": 3, "total_elements": 9, "fraction": 1 / 3, "alpha_method": "search",
+           "alpha_assd": 35.0, "target": {"criterion": "member_rate_gap"}, "target_met": True,
+           "search": {"trials": []}, "scenario": "subject", "forget_class": None, "dataset": "digits",
+           "forget_size": 10, "retain_size": 1428, "importances": {"method": "lfssd"},
+           "forget_importances": {}, "parent_fingerprint": "p", "candidate_fingerprint": "c", "seconds": 1.5}
+    (tmp_path / "dampening.json").write_text(json.dumps(old, indent=2))
+    record = DampeningRecord.read(tmp_path / "dampening.json")
+    assert record.method is None and record.cutoff is None and record.search == {"trials": []}
+    assert {k: v for k, v in record.to_fields().items() if v is not None or k in old} == old
 
 
 def test_decision_names():

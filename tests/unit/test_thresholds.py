@@ -8,9 +8,8 @@ import pytest
 
 from lethe import storage
 from lethe.errors import ConfigError
-from lethe.evaluation import Thresholds
-from lethe.steps.evaluate import resolve_request
-from lethe.steps.thresholds import resolve_thresholds
+from lethe.evaluation.thresholds import Thresholds, load_thresholds
+from lethe.steps.forget_set import load_forget_set
 from lethe.steps.unlearn import make_target
 from lethe.storage import s3
 
@@ -19,17 +18,17 @@ TIGHT = "{class: {forget_accuracy_max: 0.01}, subject: {member_rate_gap_max: 0.0
 
 def test_defaults_inline_yaml_json_and_files(tmp_path: Path) -> None:
     defaults = Thresholds()
-    assert resolve_thresholds(None) == resolve_thresholds("") == resolve_thresholds("  ") == defaults
-    inline = resolve_thresholds(TIGHT)
+    assert load_thresholds(None) == load_thresholds("") == load_thresholds("  ") == defaults
+    inline = load_thresholds(TIGHT)
     assert inline.class_forget_accuracy_max == 0.01 and inline.subject_member_rate_gap_max == 0.03
     assert inline.test_accuracy_drop_max == defaults.test_accuracy_drop_max  # the rest stay the defaults
-    assert resolve_thresholds('{"test_accuracy_drop_max": 0.01}').test_accuracy_drop_max == 0.01
-    assert resolve_thresholds("retain_accuracy_drop_max: 0.5").retain_accuracy_drop_max == 0.5
+    assert load_thresholds('{"test_accuracy_drop_max": 0.01}').test_accuracy_drop_max == 0.01
+    assert load_thresholds("retain_accuracy_drop_max: 0.5").retain_accuracy_drop_max == 0.5
     path = tmp_path / "gate.yaml"
     path.write_text("class:\n  forget_accuracy_max: 0.02\n")
-    assert resolve_thresholds(str(path)).class_forget_accuracy_max == 0.02
-    assert resolve_thresholds(f"file://{path}").class_forget_accuracy_max == 0.02
-    assert resolve_thresholds(inline) is inline
+    assert load_thresholds(str(path)).class_forget_accuracy_max == 0.02
+    assert load_thresholds(f"file://{path}").class_forget_accuracy_max == 0.02
+    assert load_thresholds(inline) is inline
 
 
 @pytest.mark.parametrize(("source", "message"), [
@@ -42,7 +41,7 @@ def test_defaults_inline_yaml_json_and_files(tmp_path: Path) -> None:
 ])
 def test_bad_thresholds_are_refused_in_one_line(source: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
-        resolve_thresholds(source)
+        load_thresholds(source)
     assert "\n" not in str(caught.value)
 
 
@@ -57,20 +56,20 @@ def test_thresholds_from_object_storage_are_checked_against_their_sidecar(monkey
     with moto.mock_aws():
         s3.client().create_bucket(Bucket="conf")
         storage.put_bytes(TIGHT.encode(), "s3://conf/gate.yaml")  # with its sidecar
-        assert resolve_thresholds("s3://conf/gate.yaml").class_forget_accuracy_max == 0.01
+        assert load_thresholds("s3://conf/gate.yaml").class_forget_accuracy_max == 0.01
         s3.client().put_object(Bucket="conf", Key="bare.yaml", Body=TIGHT.encode())  # no sidecar
         with pytest.raises(ConfigError, match="cannot read gate thresholds from s3://conf/bare.yaml"):
-            resolve_thresholds("s3://conf/bare.yaml")
+            load_thresholds("s3://conf/bare.yaml")
         s3.client().put_object(Bucket="conf", Key="gate.yaml", Body=b"{class: {forget_accuracy_max: 0.9}}")
         with pytest.raises(ConfigError, match="corrupt or was altered"):
-            resolve_thresholds("s3://conf/gate.yaml")
+            load_thresholds("s3://conf/gate.yaml")
     s3.reset_clients()
 
 
 def test_the_search_targets_take_the_gates_limits(digits_convnet) -> None:
     model, card = digits_convnet
-    request = resolve_request("digits", card, forget_class=3)
+    request = load_forget_set("digits", card, forget_class=3)
     assert make_target(model, request, device="cpu").limit == Thresholds().class_forget_accuracy_max
-    assert make_target(model, request, device="cpu", thresholds=resolve_thresholds(TIGHT)).limit == 0.01
-    subject = resolve_request("digits", card, forget_ids=["digits/train/0", "digits/train/1"])
-    assert make_target(model, subject, device="cpu", thresholds=resolve_thresholds(TIGHT)).limit == 0.03
+    assert make_target(model, request, device="cpu", thresholds=load_thresholds(TIGHT)).limit == 0.01
+    subject = load_forget_set("digits", card, forget_ids=["digits/train/0", "digits/train/1"])
+    assert make_target(model, subject, device="cpu", thresholds=load_thresholds(TIGHT)).limit == 0.03

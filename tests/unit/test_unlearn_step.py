@@ -15,7 +15,8 @@ from lethe.cli import main
 from lethe.data import load_dataset, resolve_forget_set
 from lethe.errors import ConfigError, DataError, ModelError
 from lethe.models import build_model, load_model, save_model
-from lethe.steps.evaluate import evaluate, resolve_request
+from lethe.steps.evaluate import evaluate
+from lethe.steps.forget_set import load_forget_set
 from lethe.steps.unlearn import FULL_IMPORTANCES_FILE, make_target, unlearn
 from lethe.unlearning import Importances, dampen
 
@@ -96,7 +97,7 @@ def test_search_returns_the_largest_alpha_that_meets_the_target(class_run: dict[
     assert all(t["alpha"] > alpha for t in trials if not t["met"])
     # Re-check independently: the same target at α meets, at 1.05·α it does not.
     model, card = digits_convnet
-    request = resolve_request("digits", card, forget_class=CHEAP_CLASS)
+    request = load_forget_set("digits", card, forget_class=CHEAP_CLASS)
     target = make_target(model, request, device="cpu")
     full = Importances.load(class_run["candidate"] / FULL_IMPORTANCES_FILE)
     from lethe.unlearning import compute_importances
@@ -245,10 +246,10 @@ def test_bad_input_is_refused_with_a_clear_error(digits_convnet_dir: Path, digit
     assert not (tmp_path / "z").exists()
 
 
-def test_resolve_request_infers_the_scenario(digits_convnet) -> None:
+def test_load_forget_set_infers_the_scenario(digits_convnet) -> None:
     _, card = digits_convnet
-    assert resolve_request("digits", card, forget_class=2).scenario == "class"
-    assert resolve_request("digits", card, forget_ids=["digits/train/0"]).scenario == "subject"
-    split = resolve_forget_set(resolve_request("digits", card, forget_class=2).train, forget_class=2)
+    assert load_forget_set("digits", card, forget_class=2).scenario == "class"
+    assert load_forget_set("digits", card, forget_ids=["digits/train/0"]).scenario == "subject"
+    split = resolve_forget_set(load_forget_set("digits", card, forget_class=2).train, forget_class=2)
     assert len(split.forget) > 100
 

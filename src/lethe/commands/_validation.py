@@ -65,7 +65,7 @@ def _device(text: str) -> str:
 
 
 def _alpha(text: str) -> str | float:
-    from lethe.steps.alpha import parse_alpha
+    from lethe.forgetting.alpha import parse_alpha
 
     return parse_alpha(text)
 
@@ -78,11 +78,21 @@ def check_out_dir(path: str | Path, *, flag: str = "--out",
                   sources: tuple[str | Path | None, ...] = ()) -> None:
     """Refuse an output directory that is a file, lies under a file, or is one of `sources` (an input).
 
-    `s3://` destinations are left to the storage layer.
+    A storage URI (`s3://`, or any scheme lethe.storage serves) is left to its backend, once
+    `backend_for` knows its scheme; local paths and `file://` URIs are checked here.
     """
-    if str(path).startswith("s3://"):
+    from lethe.storage import backend_for, uri_scheme  # the storage layer loads boto3: only when run
+    from lethe.storage.uris import local_path
+
+    def local(uri: str | Path) -> Path | None:
+        if uri_scheme(uri) in ("", "file"):
+            return local_path(uri)
+        backend_for(str(uri))  # an unknown scheme is refused here, in one line
+        return None
+
+    target = local(path)
+    if target is None:
         return
-    target = Path(path)
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{flag} {target} is an existing file, not a directory")
     for parent in target.absolute().parents:
@@ -91,6 +101,7 @@ def check_out_dir(path: str | Path, *, flag: str = "--out",
                 raise ConfigError(f"{flag} {target}: {parent} is a file, not a directory")
             break
     for source in sources:
-        if source is not None and not str(source).startswith("s3://") and target.exists() \
-                and Path(source).exists() and target.resolve() == Path(source).resolve():
+        source_path = local(source) if source is not None else None
+        if source_path is not None and target.exists() and source_path.exists() \
+                and target.resolve() == source_path.resolve():
             raise ConfigError(f"{flag} {target} is the input model directory: write the result elsewhere")

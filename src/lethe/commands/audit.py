@@ -31,7 +31,7 @@ def _references(args: argparse.Namespace) -> object:
     from pathlib import Path
 
     from lethe.audit import find_references
-    from lethe.steps.prepare import fetch_model
+    from lethe.registry.fetch import fetch_model
 
     with tempfile.TemporaryDirectory(prefix="lethe-audit-") as tmp:
         model_dir = args.model if Path(args.model).is_dir() else Path(tmp) / "model"

@@ -8,6 +8,7 @@ from typing import Any
 
 from lethe.commands._validation import check_out_dir, device_argument, integer
 from lethe.errors import ConfigError
+from lethe.forgetting.scenarios import SCENARIOS, describe_scenarios
 
 
 def read_ids(values: list[str] | None) -> list[str]:
@@ -88,9 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the data set both were trained on, or its published copy (default: "
                              "LETHE_DATASET_URI, else the candidate's card); other data is refused")
     add_forget_arguments(parser)
-    parser.add_argument("--scenario", required=True, choices=("class", "subject"),
-                        help="class: a whole class (forget accuracy ~0); subject: specific samples "
-                             "(forget accuracy and member rate ~ those of unseen data)")
+    parser.add_argument("--scenario", required=True, choices=tuple(SCENARIOS),
+                        help=f"what is forgotten, which decides how the gate judges it: "
+                             f"{describe_scenarios()}")
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write the evidence")
     parser.add_argument("--thresholds", metavar="YAML|URI",
                         help="gate thresholds overriding the defaults (a YAML file, inline YAML or a "

@@ -16,7 +16,8 @@ from lethe.commands._validation import check_out_dir, device_argument, integer
 def run(args: argparse.Namespace) -> int:
     from lethe.commands.evaluate import read_ids
     from lethe.config import settings
-    from lethe.steps.forget_spec import evaluate_from_spec
+    from lethe.forgetting.spec import ForgetSpec
+    from lethe.steps.evaluate import evaluate
     from lethe.steps.retrain import register_retrained, retrain
 
     out = Path(args.out) if args.out else settings().home_dir() / "retrain" / time.strftime("%Y%m%dT%H%M%S")
@@ -33,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
     line = (f"{candidate}: retrained without {result.excluded} samples ({result.request_ids} requests of the "
             f"lineage), test accuracy {accuracy:.4f}" if accuracy is not None else f"{candidate}: retrained")
     if not args.no_register:
-        evaluated = evaluate_from_spec(candidate, parent, forget, evaluation, thresholds=args.thresholds,
-                                       device=args.device, progress=not args.no_progress)
+        spec = ForgetSpec.load(forget)
+        evaluated = evaluate(candidate, parent, spec.dataset, **spec.forget_kwargs(), out_dir=evaluation,
+                             thresholds=args.thresholds, device=args.device, progress=not args.no_progress,
+                             requests=spec.request_samples or None)
         registered = register_retrained(candidate, evaluation, forget,
                                         run_id=f"retrain-{uuid.uuid4().hex[:12]}",
                                         model_name=args.model_name, tracking_uri=args.tracking_uri)

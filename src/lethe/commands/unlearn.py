@@ -10,7 +10,7 @@ from lethe.commands.evaluate import add_forget_arguments, add_runtime_arguments,
 
 def run(args: argparse.Namespace) -> int:
     from lethe.config import settings
-    from lethe.steps.alpha import parse_alpha
+    from lethe.forgetting.alpha import parse_alpha
     from lethe.steps.unlearn import unlearn
 
     check_out_dir(args.out, sources=(args.model,))  # writing over the parent would destroy it

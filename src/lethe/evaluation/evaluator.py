@@ -23,7 +23,7 @@ from torch import nn
 
 from lethe.errors import EvaluationError
 from lethe.evaluation.forward import predict_logits
-from lethe.evaluation.gate import SCENARIOS, Thresholds, decide, load_thresholds
+from lethe.evaluation.gate import decide
 from lethe.evaluation.metrics import accuracy, agreement, entropy
 from lethe.evaluation.mia import membership_inference
 from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
@@ -35,6 +35,9 @@ from lethe.evaluation.plots import (
     plot_selection,
 )
 from lethe.evaluation.report import comparison_frame, write_evidently_report
+from lethe.evaluation.thresholds import Thresholds, load_thresholds
+from lethe.forgetting.scenarios import Scenario
+from lethe.forgetting.scenarios import scenario as scenario_row
 
 #: Forward-pass batch: on CPU, convnet at 256 costs 0.7x the CPU time of 1024 (cache-friendlier).
 DEFAULT_BATCH_SIZE = 256
@@ -47,15 +50,15 @@ def _labels(samples: Any, split: str) -> torch.Tensor:
     return samples.labels
 
 
-def _forgotten_classes(forget: Any, scenario: str, forget_class: int | None) -> list[int]:
-    if scenario != "class":
+def _forgotten_classes(forget: Any, row: Scenario, forget_class: int | None) -> list[int]:
+    if not row.forgets_class:
         return []
     if forget_class is not None:
         return [int(forget_class)]
     classes = sorted(set(_labels(forget, "forget").tolist()))
     if len(classes) != 1:
         raise EvaluationError(
-            f"the class scenario needs forget samples of one class; they hold {len(classes)}")
+            f"the {row.name} scenario needs forget samples of one class; they hold {len(classes)}")
     return classes
 
 
@@ -124,15 +127,15 @@ def evaluate_candidate(
 ) -> dict[str, Any]:
     """Measure candidate and parent on the same samples, decide the gate, write the evidence.
 
+    `scenario` names a row of `lethe.forgetting.scenarios.SCENARIOS` (what is forgotten, how it is judged).
     `retain`, `forget`, `test` are `lethe.data.SampleSet`s with labels. Writes, under `out_dir`,
     metrics.json, report.html, report.json, entropy.png, gate.png, (with references) per_example.png
     and (given a dampening report dict) dampening.png; returns the metrics dict. `context` (e.g. data
     set, model fingerprints) is recorded in metrics.json as given. `references`: the reference models'
-    logits on the forget and test samples (subject scenario: the per-example test then decides
+    logits on the forget and test samples (a scenario judged per example: that test then decides
     membership); `requests`: request id → indices into `forget` (default: one request of them all).
     """
-    if scenario not in SCENARIOS:
-        raise EvaluationError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    row = scenario_row(scenario, error=EvaluationError)
     if len(forget) == 0:
         raise EvaluationError("nothing to evaluate: the forget set is empty")
     started = time.perf_counter()
@@ -140,7 +143,7 @@ def evaluate_candidate(
     num_classes = test.num_classes
     sets = {"retain": retain, "forget": forget, "test": test}
     labels = {split: _labels(samples, split) for split, samples in sets.items()}
-    forgotten = _forgotten_classes(forget, scenario, forget_class)
+    forgotten = _forgotten_classes(forget, row, forget_class)
     for k in forgotten:
         if not 0 <= k < num_classes:
             raise EvaluationError(f"class {k} does not exist: the data set has classes 0..{num_classes - 1}")
@@ -165,13 +168,13 @@ def evaluate_candidate(
         not torch.equal(a, b) for a, b in zip(candidate.parameters(), parent.parameters(), strict=True))
     timing["metrics_and_attacks"], mark = time.perf_counter() - mark, time.perf_counter()
     per_example = None
-    if scenario == "subject" and references is not None:
+    if row.per_example and references is not None:
         scored = ("forget", "test")
         per_example = per_example_evidence(
             {s: parent_logits[s] for s in scored}, {s: candidate_logits[s] for s in scored},
             {s: labels[s] for s in scored}, references,
             requests={k: torch.as_tensor(v, dtype=torch.int64) for k, v in (requests or {}).items()} or None,
-            margin=thresholds.subject_member_rate_gap_max, seed=seed)
+            margin=thresholds.limit("member_rate_gap", row.thresholds), seed=seed)
     timing["per_example"], mark = time.perf_counter() - mark, time.perf_counter()
     gate = decide(parent_metrics, candidate_metrics, scenario, thresholds,
                   per_example=per_example.evidence if per_example else None)

@@ -14,71 +14,16 @@ reference models the population attack decides, and the notes say that it is wea
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import yaml
+from lethe.evaluation.thresholds import Thresholds, load_thresholds
+from lethe.forgetting.decisions import GateVerdict
+from lethe.forgetting.scenarios import scenario as scenario_row
 
-from lethe.errors import ConfigError
-from lethe.nested import flatten
-
-SCENARIOS = ("class", "subject")
 #: Float slack for "at the limit": 0.99 - 0.97 is 0.020000000000000018, which is 2 points.
 TOLERANCE = 1e-9
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Limits of the gate; accuracies and rates are shares (0.02 = 2 points)."""
-
-    test_accuracy_drop_max: float = 0.02
-    retain_accuracy_drop_max: float = 0.02
-    class_forget_accuracy_max: float = 0.05
-    subject_forget_accuracy_over_test_max: float = 0.02
-    subject_member_rate_gap_max: float = 0.05
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def load_thresholds(path: str | Path | None = None) -> Thresholds:
-    """The packaged defaults, overridden by the keys of the YAML file at `path` (if any)."""
-    if path is None:
-        return parse_thresholds(None)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read gate thresholds from {path}: {exc.strerror or exc}") from exc
-    return parse_thresholds(text, source=str(path))
-
-
-def parse_thresholds(text: str | None, *, source: str = "inline thresholds") -> Thresholds:
-    """The packaged defaults, overridden by the keys of the YAML (or JSON) mapping in `text`."""
-    defaults = resources.files("lethe.evaluation").joinpath("thresholds.yaml").read_text()
-    values = flatten(yaml.safe_load(defaults), "_")
-    if text is not None:
-        try:
-            override = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"gate thresholds in {source} are not valid YAML: "
-                              f"{str(exc).splitlines()[0]}") from exc
-        if not isinstance(override, dict):
-            raise ConfigError(f"gate thresholds in {source} must be a mapping")
-        values.update(flatten(override, "_"))
-    known = {f.name for f in fields(Thresholds)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown gate threshold(s): {', '.join(unknown)}")
-    try:
-        parsed = {k: float(v) for k, v in values.items()}
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"gate thresholds must be numbers: {exc}") from exc
-    if any(not math.isfinite(v) for v in parsed.values()):
-        raise ConfigError("gate thresholds must be finite numbers")
-    return Thresholds(**parsed)
 
 
 @dataclass(frozen=True)
@@ -95,7 +40,7 @@ class Check:
 
 @dataclass(frozen=True)
 class GateDecision:
-    decision: str  # "pass" | "review"
+    decision: GateVerdict
     reasons: list[str]
     checks: list[Check] = field(default_factory=list)
     #: What the reviewer must read even when nothing failed (e.g. "not memorised", "the attack is weak").
@@ -170,6 +115,37 @@ def _per_example_checks(per_example: Mapping[str, Any]) -> tuple[Check, list[str
     return check, notes, summary
 
 
+def _forget_accuracy(parent: dict[str, Any], candidate: dict[str, Any], limit: float) -> Check:
+    forget = _metric(candidate, "forget_accuracy")
+    return _check("forget_accuracy", forget, limit, f"forget accuracy is {_pct(forget)}, above the allowed "
+                  f"{_pct(limit)}: the class is not forgotten")
+
+
+def _forget_accuracy_over_test(parent: dict[str, Any], candidate: dict[str, Any], limit: float) -> Check:
+    forget, test = _metric(candidate, "forget_accuracy"), _metric(candidate, "test_accuracy")
+    over = forget - test
+    return _check("forget_accuracy_over_test", over, limit,
+                  f"forget accuracy {_pct(forget)} exceeds test accuracy {_pct(test)} by {_pts(over)}, more "
+                  f"than the allowed {_pts(limit)}: the samples are still recognised as training data")
+
+
+def _member_rate_gap(parent: dict[str, Any], candidate: dict[str, Any], limit: float) -> Check:
+    gap = _metric(candidate, "mia.gap")
+    return _check("member_rate_gap", gap, limit,
+                  f"membership-inference gap is {gap:.3f} (forget member rate "
+                  f"{_pct(_metric(candidate, 'mia.forget_member_rate'))} vs held-out "
+                  f"{_pct(_metric(candidate, 'mia.holdout_member_rate'))}), above the allowed {limit:.3f}")
+
+
+#: A scenario's checks by name (`Scenario.checks`): (parent metrics, candidate metrics, limit) -> Check.
+#: Check C's limit is the threshold `<the scenario's section>.C_max` (`Thresholds.limit`).
+CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any], float], Check]] = {
+    "forget_accuracy": _forget_accuracy,
+    "forget_accuracy_over_test": _forget_accuracy_over_test,
+    "member_rate_gap": _member_rate_gap,
+}
+
+
 def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
            thresholds: Thresholds | None = None, *,
            per_example: Mapping[str, Any] | None = None) -> GateDecision:
@@ -177,53 +153,38 @@ def decide(parent: dict[str, Any], candidate: dict[str, Any], scenario: str,
 
     `parent` and `candidate` hold `retain_accuracy`, `test_accuracy`, `forget_accuracy` (0..1)
     and `mia.gap` (subject scenario); a missing or non-finite metric fails its criterion.
-    `per_example`: the per-example test's evidence (`per_example_evidence(...).evidence`), subject
-    scenario: it then decides membership in place of the population attack (module docstring).
+    `per_example`: the per-example test's evidence (`per_example_evidence(...).evidence`), for a
+    scenario judged per example: it then decides membership in place of the population attack
+    (module docstring). The scenario's row names its checks and its thresholds section.
     """
-    if scenario not in SCENARIOS:
-        raise ConfigError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    row = scenario_row(scenario)
     t = thresholds or load_thresholds()
     checks: list[Check] = []
-    for split, limit in (("test", t.test_accuracy_drop_max), ("retain", t.retain_accuracy_drop_max)):
+    for split in ("test", "retain"):
+        name, limit = f"{split}_accuracy_drop", t.limit(f"{split}_accuracy_drop")
         before, after = _metric(parent, f"{split}_accuracy"), _metric(candidate, f"{split}_accuracy")
         drop = before - after
         checks.append(_check(
-            f"{split}_accuracy_drop", drop, limit,
+            name, drop, limit,
             f"{split} accuracy dropped by {_pts(drop)} ({_pct(before)} -> {_pct(after)}), "
             f"more than the allowed {_pts(limit)}"))
-    forget = _metric(candidate, "forget_accuracy")
     notes: list[str] = []
     requests: dict[str, dict[str, Any]] = {}
     membership_test = None
-    if scenario == "subject" and per_example is not None:
+    if row.per_example and per_example is not None:
         membership_test = "per-example"
         check, notes, requests = _per_example_checks(per_example)
         checks.append(check)
-        gap = _metric(candidate, "mia.gap")
-        if math.isfinite(gap) and gap > t.subject_member_rate_gap_max + TOLERANCE:
+        gap, gap_limit = _metric(candidate, "mia.gap"), t.limit("member_rate_gap", row.thresholds)
+        if math.isfinite(gap) and gap > gap_limit + TOLERANCE:
             notes.append(f"the population attack's member-rate gap is {gap:.3f} (limit "
-                         f"{t.subject_member_rate_gap_max:.3f}); reported, not decisive: the per-example "
+                         f"{gap_limit:.3f}); reported, not decisive: the per-example "
                          "test against the reference models decides")
-    elif scenario == "class":
-        limit = t.class_forget_accuracy_max
-        checks.append(_check("forget_accuracy", forget, limit,
-                             f"forget accuracy is {_pct(forget)}, above the allowed {_pct(limit)}: "
-                             "the class is not forgotten"))
     else:
-        membership_test = "population"
-        notes.append(WEAK_ATTACK_NOTE)
-        test = _metric(candidate, "test_accuracy")
-        over, limit = forget - test, t.subject_forget_accuracy_over_test_max
-        checks.append(_check("forget_accuracy_over_test", over, limit,
-                             f"forget accuracy {_pct(forget)} exceeds test accuracy {_pct(test)} by "
-                             f"{_pts(over)}, more than the allowed {_pts(limit)}: the samples are "
-                             "still recognised as training data"))
-        gap, gap_limit = _metric(candidate, "mia.gap"), t.subject_member_rate_gap_max
-        checks.append(_check("member_rate_gap", gap, gap_limit,
-                             f"membership-inference gap is {gap:.3f} (forget member rate "
-                             f"{_pct(_metric(candidate, 'mia.forget_member_rate'))} vs held-out "
-                             f"{_pct(_metric(candidate, 'mia.holdout_member_rate'))}), above the "
-                             f"allowed {gap_limit:.3f}"))
+        if row.per_example:
+            membership_test = "population"
+            notes.append(WEAK_ATTACK_NOTE)
+        checks += [CHECKS[name](parent, candidate, t.limit(name, row.thresholds)) for name in row.checks]
     if candidate.get("parameters_changed") is False:
         checks.append(_check("parameters_unchanged", 1.0, 0.0,
                              "the candidate's parameters equal its parent's: nothing was dampened, so "

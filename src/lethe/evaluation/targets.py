@@ -1,20 +1,23 @@
 """Forgetting targets for the α search: is this dampened copy forgotten enough?
 
-Each target is a callable `target(candidate_model) -> bool` for `lethe.unlearning.search_alpha`.
+Each target is a callable `target(candidate_model) -> bool` for `lethe.unlearning.search_alpha`; a
+scenario's row names its target (`TARGETS`), and the target's limit is the gate's limit of the check it
+stands for (`gate_check`) in the scenario's thresholds section: one set of limits for search and gate.
 It needs forward passes only (no labels, no backward) over the forget samples and small fixed
 samples of retained and held-out inputs, and records what each trial measured (including the
 retain agreement the dampening costs), so the search can be reported.
 
-- `class`: the candidate predicts the forgotten class on at most 5% of the forget samples: the
-  gate's forget accuracy, which needs no per-sample label (every forget sample is of that class).
-  Without the class index, agreement with the original's predictions stands in for it; that is
-  stricter on classes the original confuses (Fashion-MNIST's pullover, coat and shirt: a candidate
-  that keeps the original's mistakes "agrees" on them), so the class is passed whenever known.
-- `subject`: the forget samples' entropy no longer separates them from held-out inputs: the
-  calibrated membership attack, fit afresh on each trial's own outputs (the candidate's retain
-  sample as members against one half of its held-out sample), flags forget samples as members
-  no more often than the other held-out half (gap ≤ 0.05). Fitting on the original model's
-  outputs instead would test the wrong model: dampening shifts every entropy.
+- `forgotten_class_share` (class): the candidate predicts the forgotten class on at most the gate's
+  `class.forget_accuracy_max` of the forget samples: the gate's forget accuracy, which needs no
+  per-sample label (every forget sample is of that class). Without the class index, agreement with
+  the original's predictions stands in for it; that is stricter on classes the original confuses
+  (Fashion-MNIST's pullover, coat and shirt: a candidate that keeps the original's mistakes "agrees"
+  on them), so the class is passed whenever known.
+- `member_rate_gap` (subject): the forget samples' entropy no longer separates them from held-out
+  inputs: the calibrated membership attack, fit afresh on each trial's own outputs (the candidate's
+  retain sample as members against one half of its held-out sample), flags forget samples as
+  members no more often than the other held-out half (gap ≤ `subject.member_rate_gap_max`). Fitting
+  on the original model's outputs instead would test the wrong model: dampening shifts every entropy.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -31,9 +34,7 @@ from lethe.errors import EvaluationError
 from lethe.evaluation.forward import forward_batches, predict_logits
 from lethe.evaluation.metrics import agreement
 from lethe.evaluation.mia import calibrated_gap, membership_features
-
-DEFAULT_MAX_FORGET_AGREEMENT = 0.05
-DEFAULT_MAX_MEMBER_RATE_GAP = 0.05
+from lethe.evaluation.thresholds import load_thresholds
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ForgettingTarget:
     """Base: forward passes of the original model once; each call measures one candidate."""
 
     criterion = ""
+    #: The gate check this target stands for: its limit is that check's (`Thresholds.limit`).
+    gate_check: ClassVar[str] = ""
 
     def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any], *,
                  limit: float, device: str | torch.device | None = None) -> None:
@@ -69,6 +72,13 @@ class ForgettingTarget:
         return predict_logits(model, batches, device=self.device, progress=False, what="model")
 
     def measure(self, candidate: nn.Module) -> TargetMeasurement:
+        raise NotImplementedError
+
+    @classmethod
+    def for_scenario(cls, original: nn.Module, *, forget: Iterable[Any], retain: Iterable[Any],
+                     held_out: Iterable[Any] | None, forget_class: int | None, limit: float, seed: int,
+                     device: str | torch.device | None) -> ForgettingTarget:
+        """The one constructor the steps call for every row (`held_out` only when `inputs` names it)."""
         raise NotImplementedError
 
     #: The attributes that hold the fixed samples' batches.
@@ -94,10 +104,13 @@ class ClassTarget(ForgettingTarget):
     no class given, agrees with the original's predictions on at most that share)."""
 
     criterion = "forget_agreement"
+    gate_check = "forget_accuracy"
 
     def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any], *,
-                 forget_class: int | None = None, limit: float = DEFAULT_MAX_FORGET_AGREEMENT,
+                 forget_class: int | None = None, limit: float | None = None,
                  device: str | torch.device | None = None) -> None:
+        if limit is None:  # the class scenario's gate limit
+            limit = load_thresholds().limit(self.gate_check, "class")
         super().__init__(original, forget, retain, limit=limit, device=device)
         self.forget_class = forget_class
         if forget_class is not None:
@@ -112,16 +125,25 @@ class ClassTarget(ForgettingTarget):
         return TargetMeasurement(self.criterion, value, self.limit, value <= self.limit, retain_agreement,
                                  forget_agreement)
 
+    @classmethod
+    def for_scenario(cls, original: nn.Module, *, forget: Iterable[Any], retain: Iterable[Any],
+                     held_out: Iterable[Any] | None, forget_class: int | None, limit: float, seed: int,
+                     device: str | torch.device | None) -> ClassTarget:
+        return cls(original, forget, retain, forget_class=forget_class, limit=limit, device=device)
+
 
 class SubjectTarget(ForgettingTarget):
     """Met when the calibrated attack's member-rate gap (forget vs held-out) is <= `limit`."""
 
     criterion = "member_rate_gap"
+    gate_check = "member_rate_gap"
     inputs = ("forget", "retain", "held_out")
 
     def __init__(self, original: nn.Module, forget: Iterable[Any], retain: Iterable[Any],
-                 held_out: Iterable[Any], *, limit: float = DEFAULT_MAX_MEMBER_RATE_GAP, seed: int = 0,
+                 held_out: Iterable[Any], *, limit: float | None = None, seed: int = 0,
                  device: str | torch.device | None = None) -> None:
+        if limit is None:  # the subject scenario's gate limit
+            limit = load_thresholds().limit(self.gate_check, "subject")
         super().__init__(original, forget, retain, limit=limit, device=device)
         self.held_out, self.seed = held_out, seed
 
@@ -135,3 +157,18 @@ class SubjectTarget(ForgettingTarget):
         return TargetMeasurement(self.criterion, gap, self.limit, gap <= self.limit,
                                  agreement(retain_logits, self.original_retain),
                                  agreement(forget_logits, self.original_forget))
+
+    @classmethod
+    def for_scenario(cls, original: nn.Module, *, forget: Iterable[Any], retain: Iterable[Any],
+                     held_out: Iterable[Any] | None, forget_class: int | None, limit: float, seed: int,
+                     device: str | torch.device | None) -> SubjectTarget:
+        if held_out is None:
+            raise EvaluationError("the member-rate gap target needs held-out samples")
+        return cls(original, forget, retain, held_out, limit=limit, seed=seed, device=device)
+
+
+#: The forgetting targets by name (`Scenario.target`).
+TARGETS: dict[str, type[ForgettingTarget]] = {
+    "forgotten_class_share": ClassTarget,
+    "member_rate_gap": SubjectTarget,
+}

@@ -3,7 +3,9 @@
 Imported lazily (`from lethe.steps import collect_requests` loads only that step's modules), so a
 pipeline task pays only for its own imports. `unlearn` and `evaluate` share their modules' names:
 import them as `from lethe.steps.unlearn import unlearn`, `from lethe.steps.evaluate import evaluate`.
-Every step returns a dataclass of `lethe.steps.results`.
+Every step returns a dataclass of `lethe.steps.results` (`fetch_model`: `lethe.registry.fetch.FetchedModel`).
+The KFP components reach `unlearn` and `evaluate` through the forget spec's adapters in
+`components.adapters`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ from typing import Any
 _STEPS = {
     "collect_requests": "lethe.steps.collect",
     "prepare_request": "lethe.steps.prepare",
-    "fetch_model": "lethe.steps.prepare",
-    "compute_importances": "lethe.steps.importances",
-    "compute_importances_shard": "lethe.steps.importances",
-    "merge_importances": "lethe.steps.importances",
-    "refresh_importances": "lethe.steps.importances",
+    "fetch_model": "lethe.registry.fetch",  # registry I/O; a pipeline step of its own
+    "compute_importances": "lethe.steps.full_importances",
+    "compute_importances_shard": "lethe.steps.full_importances",
+    "merge_importances": "lethe.steps.full_importances",
+    "refresh_importances": "lethe.steps.full_importances",
     "register_and_gate": "lethe.steps.register",
     "finalize_requests": "lethe.steps.finalize",
-    "unlearn_from_spec": "lethe.steps.forget_spec",
-    "evaluate_from_spec": "lethe.steps.forget_spec",
 }
 
 __all__ = sorted(_STEPS)

@@ -29,9 +29,8 @@ from lethe.audit.references import (
 )
 from lethe.errors import AuditError
 from lethe.models import read_card
+from lethe.registry.fetch import FetchedModel, fetch_model
 from lethe.registry.tags import MODEL_FINGERPRINT_TAG, REMEDY_TAG, SCENARIO_TAG
-from lethe.steps.prepare import fetch_model
-from lethe.steps.results import FetchedModel
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 from lethe.config import environment
 from lethe.errors import ConfigError, PipelineError, UnknownSamplesError
+from lethe.forgetting.scenarios import DEFAULT_SCENARIO
+from lethe.forgetting.spec import ForgetSpec
 from lethe.ledger import PENDING, ErasureRequest, Ledger
-from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.results import CollectedRequests
 
 if TYPE_CHECKING:
@@ -182,13 +183,13 @@ def collect_requests(
                     run_id, len(reclaimed))
     held = ledger.for_run(run_id)  # a retried task finds its own claim again
     if not held and not ledger.list_requests(PENDING):
-        ForgetSpec(scenario="subject", dataset=dataset or "").save(forget_path)
+        ForgetSpec(scenario=DEFAULT_SCENARIO, dataset=dataset or "").save(forget_path)
         Path(model_dir).mkdir(parents=True, exist_ok=True)
         return CollectedRequests(num_requests=0, num_samples=0)
 
     # Loaded only now: a run with nothing to do should not pay for torch and MLflow.
     from lethe.models import read_card
-    from lethe.steps.prepare import fetch_model
+    from lethe.registry.fetch import fetch_model
     from lethe.steps.training_data import dataset_for, training_data
 
     # The champion first: without one nothing is claimed (bad state changes nothing), nor with data
@@ -217,7 +218,9 @@ def collect_requests(
     sample_ids = list(dict.fromkeys(s for ids in resolved.values() for s in ids))
     if sample_ids and len(sample_ids) >= len(train):
         raise PipelineError(f"the requests name all {len(train)} training samples: nothing would remain")
-    spec = ForgetSpec(scenario="subject", dataset=name, sample_ids=sample_ids, request_ids=list(resolved),
+    # A ledger request names samples or a subject: the default scenario judges them.
+    spec = ForgetSpec(scenario=DEFAULT_SCENARIO, dataset=name, sample_ids=sample_ids,
+                      request_ids=list(resolved),
                       parent={**parent.to_dict(), "name": parent.name or model_name or ""},
                       num_samples=len(sample_ids), num_subjects=len(resolved), request_samples=resolved)
     spec.save(forget_path)

@@ -6,73 +6,26 @@ the PNG plots; see `lethe.evaluation.evaluate_candidate`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lethe.data import ForgetSplit, SampleSet, load_dataset, resolve_forget_set, subject_map
+from lethe.data import SampleSet
 from lethe.devices import default_device
-from lethe.errors import ConfigError, EvaluationError
-from lethe.evaluation import SCENARIOS, Thresholds, evaluate_candidate
-from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE
+from lethe.errors import EvaluationError
+from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
 from lethe.evaluation.per_example import ReferenceOutputs
-from lethe.models import ModelCard, load_model
+from lethe.evaluation.thresholds import Thresholds, load_thresholds
+from lethe.forgetting.resolved import ResolvedForgetSet
+from lethe.models import load_model
+from lethe.steps.dampening_record import DampeningRecord
+from lethe.steps.forget_set import load_forget_set
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import EvaluationResult
-from lethe.steps.thresholds import resolve_thresholds
-from lethe.steps.training_data import check_model_fits, dataset_for, training_data
+from lethe.steps.training_data import check_model_fits
 
 if TYPE_CHECKING:
     from lethe.audit import ReferenceSet
-
-
-@dataclass
-class Request:
-    """A forget request resolved against a data set: the samples, and how to judge forgetting."""
-
-    dataset: str
-    scenario: str
-    train: SampleSet
-    test: SampleSet
-    split: ForgetSplit
-    forget_class: int | None
-
-
-def infer_scenario(scenario: str | None, *, forget_ids: Sequence[str], forget_subjects: Sequence[str],
-                   forget_class: int | None) -> str:
-    """The given scenario, checked; by default `class` for a class alone, else `subject`."""
-    if scenario is None:
-        return "class" if forget_class is not None and not forget_ids and not forget_subjects else "subject"
-    if scenario not in SCENARIOS:
-        raise ConfigError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
-    return scenario
-
-
-def resolve_request(
-    dataset: str | None,
-    card: ModelCard,
-    *,
-    forget_ids: Sequence[str] = (),
-    forget_subjects: Sequence[str] = (),
-    forget_class: int | None = None,
-    scenario: str | None = None,
-    subjects_file: str | Path | None = None,
-    data_dir: str | None = None,
-) -> Request:
-    """Load train and test of `dataset` (default: LETHE_DATASET_URI, else the model card's), checked
-    against the model's card (`lethe.steps.training_data`), and split off the forget set."""
-    name = dataset_for(card, dataset)
-    scenario = infer_scenario(scenario, forget_ids=forget_ids, forget_subjects=forget_subjects,
-                              forget_class=forget_class)
-    train = training_data(card, name, data_dir=data_dir)
-    mapping = subject_map(train, subjects_file) if forget_subjects else None
-    split = resolve_forget_set(train, ids=forget_ids, subjects=forget_subjects, subjects_map=mapping,
-                               forget_class=forget_class)
-    test = load_dataset(name, "test", data_dir=data_dir)
-    check_model_fits(card, test)
-    return Request(name, scenario, train, test, split, forget_class)
 
 
 def _dampening_report(dampening: str | Path | Mapping[str, Any] | None,
@@ -82,22 +35,19 @@ def _dampening_report(dampening: str | Path | Mapping[str, Any] | None,
     path = Path(dampening) if dampening is not None else Path(model_path) / DAMPENING_FILE
     if dampening is None and not path.is_file():
         return None  # a candidate from elsewhere (e.g. a baseline) has no dampening report
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EvaluationError(f"cannot read the dampening report {path}: {exc}") from exc
+    return DampeningRecord.read(path).to_fields()
 
 
-def reference_outputs(references: ReferenceSet, request: Request) -> ReferenceOutputs:
+def reference_outputs(references: ReferenceSet, forget_set: ResolvedForgetSet) -> ReferenceOutputs:
     """The reference models' cached logits on this request's forget and test samples, checked against
     the data (no forward pass: they were computed once per version)."""
-    references.check_dataset(request.train.fingerprint())
-    test = request.test
+    references.check_dataset(forget_set.train.fingerprint())
+    test = forget_set.test
     if references.test_ids and list(references.test_ids) != list(test.ids) \
             or references.test_logits.shape[1] != len(test):
         raise EvaluationError(f"the reference models' test logits do not cover the test split of "
-                              f"{request.dataset} sample for sample: prepare the references for this data")
-    rows = references.indices_of(request.split.forget.ids)
+                              f"{forget_set.dataset} sample for sample: prepare the references for this data")
+    rows = references.indices_of(forget_set.split.forget.ids)
     return ReferenceOutputs(references.train_logits[:, rows], references.out_mask(rows),
                             references.test_logits)
 
@@ -184,33 +134,33 @@ def evaluate(
     membership, per request of `requests` (request id → its sample ids; default: one for all).
 
     `thresholds`: overrides of the default gate thresholds: a YAML file, a storage URI, inline YAML or a
-    Thresholds (see `lethe.steps.thresholds.resolve_thresholds`).
+    Thresholds (see `lethe.evaluation.thresholds.load_thresholds`).
     `dampening`: the unlearn step's dampening.json (default: the one in `model_path`, if any).
     Returns metrics.json's content, its flat `scalars` and the gate's `decision`.
     """
-    limits = resolve_thresholds(thresholds)
+    limits = load_thresholds(thresholds)
     candidate, card = load_model(model_path)
     parent, parent_card = load_model(parent_path)
-    request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
-                              forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
-                              data_dir=data_dir)
-    check_model_fits(parent_card, request.train, what="parent model")
+    forget_set = load_forget_set(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
+                                 forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
+                                 data_dir=data_dir)
+    check_model_fits(parent_card, forget_set.train, what="parent model")
     references = None
-    if request.scenario == "subject" and use_references:
-        from lethe.audit import find_references
+    if forget_set.row.per_example and use_references:
+        from lethe.audit import find_references  # audit's torch training code: only where it is used
 
         found = find_references(parent_card, root_uri=references_root)
-        references = reference_outputs(found, request) if found is not None else None
+        references = reference_outputs(found, forget_set) if found is not None else None
+    split = forget_set.split
     metrics = evaluate_candidate(
-        candidate, parent, retain=request.split.retain, forget=request.split.forget, test=request.test,
-        scenario=request.scenario, forget_class=request.forget_class, out_dir=out_dir, thresholds=limits,
-        dampening=_dampening_report(dampening, model_path), batch_size=batch_size,
+        candidate, parent, retain=split.retain, forget=split.forget, test=forget_set.test,
+        scenario=forget_set.scenario, forget_class=forget_set.forget_class, out_dir=out_dir,
+        thresholds=limits, dampening=_dampening_report(dampening, model_path), batch_size=batch_size,
         device=device or default_device(), progress=progress, seed=seed,
-        context={"dataset": request.dataset, "models": {"candidate_fingerprint": card.fingerprint,
-                                                        "parent_fingerprint": parent_card.fingerprint}},
-        references=references, requests=request_rows(request.split.forget, requests) if requests else None)
+        context={"dataset": forget_set.dataset, "models": {"candidate_fingerprint": card.fingerprint,
+                                                           "parent_fingerprint": parent_card.fingerprint}},
+        references=references, requests=request_rows(split.forget, requests) if requests else None)
     return EvaluationResult(metrics=metrics, scalars=scalars(metrics), decision=metrics["gate"]["decision"])
 
 
-__all__ = ["Request", "check_model_fits", "evaluate", "infer_scenario", "membership_scalars",
-           "reference_outputs", "request_rows", "resolve_request", "scalars"]
+__all__ = ["evaluate", "membership_scalars", "reference_outputs", "request_rows", "scalars"]

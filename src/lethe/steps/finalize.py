@@ -14,12 +14,12 @@ settled, and `lethe requests export` writes the certificates again.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from lethe.config import settings
 from lethe.errors import LetheError
+from lethe.forgetting.decisions import GATE_VERDICTS
 from lethe.ledger import Ledger, export_certificates
-from lethe.steps.outcome import read_failure, read_outcome
+from lethe.steps.outcome import RunOutcome, read_failure, read_outcome
 from lethe.steps.results import SettledRequests
 from lethe.storage import join_uri
 
@@ -27,15 +27,15 @@ log = logging.getLogger(__name__)
 SUCCEEDED = "SUCCEEDED"
 
 
-def _release_reason(state: str, error: str, outcome: dict[str, Any] | None) -> str:
+def _release_reason(state: str, error: str, outcome: RunOutcome | None) -> str:
     if state != SUCCEEDED:
         return f"the run ended {state.lower() or 'without a state'}" + (f": {error}" if error else "")
     if outcome is None:
         return "the run produced no model version"
-    if outcome.get("decision") == "stale":
-        return (f"version {outcome.get('version')} passed the gate but the champion moved on during the run; "
+    if outcome.decision == "stale":
+        return (f"version {outcome.version} passed the gate but the champion moved on during the run; "
                 "it will be re-run from the current champion")
-    return f"unexpected outcome {outcome.get('decision')!r}"
+    return f"unexpected outcome {outcome.decision!r}"
 
 
 def finalize_requests(
@@ -61,16 +61,15 @@ def finalize_requests(
     if state != SUCCEEDED:
         error = read_failure(run_id, outcome_root) or error
     settled: dict[str, list[str]] = {"fulfilled": [], "needs_review": [], "released": []}
-    decided = outcome is not None and state == SUCCEEDED and outcome.get("decision") in ("pass", "review")
-    covered = [i for i in held_ids if outcome and i in set(outcome.get("request_ids", []))] if decided else []
-    record = {k: outcome[k] for k in ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario")
-              if k in outcome} if outcome else {}
-    if covered and outcome["decision"] == "pass":
-        ledger.fulfil(covered, run_id=run_id, model_version=str(outcome["version"]), outcome=record)
+    decided = outcome is not None and state == SUCCEEDED and outcome.decision in GATE_VERDICTS
+    covered = [i for i in held_ids if i in set(outcome.request_ids)] if outcome and decided else []
+    record = outcome.certified() if outcome else {}
+    if outcome and covered and outcome.decision == "pass":
+        ledger.fulfil(covered, run_id=run_id, model_version=outcome.version, outcome=record)
         settled["fulfilled"] = covered
-    elif covered:
-        reasons = "; ".join(outcome.get("gate", {}).get("reasons", [])) or "the gate failed"
-        ledger.mark_needs_review(covered, run_id=run_id, model_version=str(outcome["version"]),
+    elif outcome and covered:
+        reasons = "; ".join(outcome.gate.get("reasons", [])) or "the gate failed"
+        ledger.mark_needs_review(covered, run_id=run_id, model_version=outcome.version,
                                  outcome=record, reason=reasons)
         settled["needs_review"] = covered
     rest = [i for i in held_ids if i not in covered]

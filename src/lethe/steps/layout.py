@@ -9,8 +9,6 @@ IMPORTANCES_INFO_FILE = "importances.json"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 DAMPENING_FILE = "dampening.json"
-# The gate's scenarios (lethe.evaluation.SCENARIOS; importing that package loads Evidently).
-SCENARIOS = ("class", "subject")
 
 
 def importances_file(path: str | Path) -> Path:

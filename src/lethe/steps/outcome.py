@@ -5,18 +5,78 @@ the outcome to the artifact store (`<artifacts>/runs/<run id>/outcome.json`, wit
 `finalize_requests` reads it back. No marker means the run produced no model version.
 
 A run that fails may leave a failure note beside it (`failure.json`: the failing step and the first
-line of its error), written by whoever watches the run's tasks (`pipelines.tooling.run_local`);
-the exit task puts it in the reason recorded on the run's requests.
+line of its error), written by whoever watches the run's tasks (the local runner); the exit task
+puts it in the reason recorded on the run's requests.
+
+Both are records (`lethe-run-outcome/1`, `lethe-run-failure/1`); markers written before they carried
+a format tag read as version 0, which differs from version 1 only by the tag.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from lethe.config import settings
-from lethe.errors import IntegrityError, PipelineError, StorageError
+from lethe.errors import IntegrityError, LetheError, PipelineError, StorageError
+from lethe.forgetting.decisions import Decision
 from lethe.storage import exists, get_bytes, join_uri, put_bytes
+from lethe.storage.records import FORMAT_KEY, Record, split_format
+
+
+class _RunMarker(Record):
+    """A record whose untagged files (written before records had a format) are its version 0."""
+
+    UPGRADES: ClassVar[dict] = {0: lambda fields: fields}
+
+    @classmethod
+    def from_fields(cls, raw: Any, *, where: str = "the record") -> Any:
+        if isinstance(raw, dict) and FORMAT_KEY not in raw:
+            raw = {FORMAT_KEY: f"{split_format(cls.FORMAT)[0]}/0", **raw}
+        return super().from_fields(raw, where=where)
+
+
+class RunOutcome(_RunMarker):
+    """What the register step decided for a run: the version, the gate's verdict, the requests it covers."""
+
+    FORMAT: ClassVar[str] = "lethe-run-outcome/1"
+    WHAT: ClassVar[str] = "a lethe run outcome"
+    ERROR: ClassVar[type[LetheError]] = PipelineError
+    JSON_INDENT: ClassVar[int] = 2  # the layout outcome markers always had
+    SORT_KEYS: ClassVar[bool] = True
+
+    run_id: str
+    decision: Decision
+    model_name: str = ""
+    version: str = ""
+    gate: dict[str, Any] = Field(default_factory=dict)  # the evaluation's gate: decision, reasons, ...
+    request_ids: list[str] = Field(default_factory=list)
+    scenario: str | None = None
+    parent_version: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)  # the candidate's headline accuracies
+    algorithm: str | None = None  # the importance method
+    parameters: dict[str, Any] = Field(default_factory=dict)  # alpha, lam, alpha_method, batch_size
+
+    def certified(self) -> dict[str, Any]:
+        """What each request's ledger entry and certificate record of the run."""
+        keys = ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario")
+        return {key: getattr(self, key) for key in keys}
+
+
+class RunFailure(_RunMarker):
+    """The first step of a run that failed, and the first line of its error."""
+
+    FORMAT: ClassVar[str] = "lethe-run-failure/1"
+    WHAT: ClassVar[str] = "a lethe run failure note"
+    ERROR: ClassVar[type[LetheError]] = PipelineError
+    JSON_INDENT: ClassVar[int | None] = None  # one line, as failure notes always were
+    SORT_KEYS: ClassVar[bool] = True
+
+    run_id: str
+    step: str
+    error: str | None = ""
 
 
 def outcome_uri(run_id: str, root: str | None = None) -> str:
@@ -25,9 +85,13 @@ def outcome_uri(run_id: str, root: str | None = None) -> str:
     return join_uri(root or settings().artifacts, "runs", run_id, "outcome.json")
 
 
-def write_outcome(run_id: str, outcome: dict[str, Any], root: str | None = None) -> str:
+def write_outcome(run_id: str, outcome: RunOutcome | Mapping[str, Any], root: str | None = None) -> str:
+    """Store the run's outcome (a record, or its fields but `run_id`) with its sidecar; returns the URI."""
+    record = outcome if isinstance(outcome, RunOutcome) else RunOutcome(run_id=run_id, **outcome)
+    if record.run_id != run_id:
+        raise PipelineError(f"the outcome of run {record.run_id} cannot be stored as run {run_id}'s")
     uri = outcome_uri(run_id, root)
-    put_bytes((json.dumps({"run_id": run_id, **outcome}, indent=2, sort_keys=True) + "\n").encode(), uri)
+    put_bytes(record.to_bytes(), uri)
     return uri
 
 
@@ -40,8 +104,7 @@ def write_failure(run_id: str, step: str, error: str, root: str | None = None) -
     """Record the run's first failing step and its first error line (a later failure does not replace it)."""
     uri = failure_uri(run_id, root)
     if not exists(uri):
-        note = {"run_id": run_id, "step": step, "error": error}
-        put_bytes((json.dumps(note, sort_keys=True) + "\n").encode(), uri)
+        put_bytes(RunFailure(run_id=run_id, step=step, error=error).to_bytes(), uri)
     return uri
 
 
@@ -51,26 +114,26 @@ def read_failure(run_id: str, root: str | None = None) -> str | None:
     try:
         if not exists(uri):
             return None
-        raw = json.loads(get_bytes(uri))
-    except (StorageError, ValueError):  # a note is a courtesy: an unreadable one is no note
+        note = RunFailure.from_bytes(get_bytes(uri), where=uri)
+    except (StorageError, PipelineError):  # a note is a courtesy: an unreadable one is no note
         return None
-    if not isinstance(raw, dict) or raw.get("run_id") != run_id or not raw.get("step"):
+    if note.run_id != run_id or not note.step:
         return None
-    error = str(raw.get("error") or "").strip()
-    return f"step {raw['step']} failed" + (f": {error}" if error else "")
+    error = (note.error or "").strip()
+    return f"step {note.step} failed" + (f": {error}" if error else "")
 
 
-def read_outcome(run_id: str, root: str | None = None) -> dict[str, Any] | None:
+def read_outcome(run_id: str, root: str | None = None) -> RunOutcome | None:
     """The run's outcome, or None when it has none; a marker that fails its sha256 raises."""
     uri = outcome_uri(run_id, root)
     if not exists(uri):
         return None
     try:
-        raw = json.loads(get_bytes(uri))
+        outcome = RunOutcome.from_bytes(get_bytes(uri), where=uri)
     except IntegrityError:
         raise
-    except (StorageError, ValueError) as exc:
+    except StorageError as exc:
         raise PipelineError(f"cannot read the outcome of run {run_id} at {uri}: {exc}") from exc
-    if raw.get("run_id") != run_id:
-        raise PipelineError(f"the outcome at {uri} belongs to run {raw.get('run_id')}, not {run_id}")
-    return raw
+    if outcome.run_id != run_id:
+        raise PipelineError(f"the outcome at {uri} belongs to run {outcome.run_id}, not {run_id}")
+    return outcome

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from lethe.errors import PipelineError
-from lethe.steps.forget_spec import ForgetSpec
+from lethe.forgetting.decisions import GATE_VERDICTS, Decision
+from lethe.forgetting.spec import ForgetSpec
+from lethe.steps.dampening_record import DampeningRecord
 from lethe.steps.layout import DAMPENING_FILE, METRICS_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
-from lethe.steps.outcome import write_outcome
+from lethe.steps.outcome import RunOutcome, write_outcome
 from lethe.steps.results import RegisteredVersion
 from lethe.storage import sha256_file
 
@@ -52,7 +54,7 @@ def membership_of(metrics: dict[str, Any]) -> dict[str, float]:
     return membership_scalars(metrics)
 
 
-def decision_of(promoted: bool, gate_passed: bool) -> str:
+def decision_of(promoted: bool, gate_passed: bool) -> Decision:
     """`pass` (new champion), `review` (the gate failed), `stale` (passed, but the champion moved on)."""
     if promoted:
         return "pass"
@@ -77,10 +79,10 @@ def register_and_gate(
     spec = ForgetSpec.load(forget_path)
     metrics = _read_json(evaluation_dir / METRICS_FILE, "the evaluation")
     gate = metrics.get("gate") or {}
-    if gate.get("decision") not in ("pass", "review"):
+    if gate.get("decision") not in GATE_VERDICTS:
         raise PipelineError(f"the evaluation at {evaluation_dir} holds no gate decision")
     dampening_path = candidate_dir / DAMPENING_FILE
-    dampening = _read_json(dampening_path, "the dampening report") if dampening_path.is_file() else {}
+    dampening = DampeningRecord.read(dampening_path).to_fields() if dampening_path.is_file() else {}
 
     importances_uri = importances_sha = None
     if importances_path is not None:
@@ -108,15 +110,15 @@ def register_and_gate(
         forbidden=spec.sample_ids, run_name=f"{spec.scenario}-{run_id}",
         run_key=run_id)  # idempotent: a retry of this run's step returns the version it registered
     decision = decision_of(info.is_champion, gate["decision"] == "pass")
-    outcome = {
-        "model_name": info.name, "version": info.version, "decision": decision,
-        "gate": gate, "request_ids": spec.request_ids, "scenario": spec.scenario,
-        "parent_version": spec.parent.get("version") or None, "metrics": headline,
-        "algorithm": method,
-        "parameters": {"alpha": dampening.get("alpha"), "lam": dampening.get("lam"),
-                       "alpha_method": dampening.get("alpha_method"),
-                       "batch_size": (dampening.get("importances") or {}).get("batch_size")},
-    }
+    outcome = RunOutcome(
+        run_id=run_id, model_name=info.name, version=info.version, decision=decision,
+        gate=gate, request_ids=spec.request_ids, scenario=spec.scenario,
+        parent_version=spec.parent.get("version") or None, metrics=headline,
+        algorithm=method,
+        parameters={"alpha": dampening.get("alpha"), "lam": dampening.get("lam"),
+                    "alpha_method": dampening.get("alpha_method"),
+                    "batch_size": (dampening.get("importances") or {}).get("batch_size")},
+    )
     write_outcome(run_id, outcome, outcome_root)
     return RegisteredVersion(model_name=info.name, version=info.version, decision=decision,
                              promoted=info.is_champion)

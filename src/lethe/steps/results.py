@@ -9,26 +9,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from lethe.forgetting.alpha import AlphaMethod
+from lethe.forgetting.decisions import Decision, GateVerdict
+
+if TYPE_CHECKING:  # the fetch module loads MLflow and torch; a result is read without either
+    from lethe.registry.fetch import FetchedModel
 
 SCALAR_TYPES = (int, float, str, bool)
 
 
 def _without_none(values: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if not (k in optional and v is None)}
-
-
-@dataclass(frozen=True)
-class FetchedModel:
-    """A model version copied into a directory: where it came from and its fingerprint."""
-
-    source: str  # "directory" | "registry"
-    name: str
-    version: str
-    fingerprint: str
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -47,11 +40,11 @@ class CollectedRequests:
 
 
 @dataclass(frozen=True)
-class PreparedRequest:
+class PreparedForgetSet:
     """prepare_request: the on-demand forget set written, and the model it applies to."""
 
     num_samples: int
-    scenario: str
+    scenario: str  # a row of lethe.forgetting.scenarios.SCENARIOS
     parent: FetchedModel
     dataset: str
 
@@ -106,7 +99,7 @@ class ImportancesShard(ImportancesKey):
 class UnlearnResult:
     """unlearn: the candidate written to `out_dir`, the α chosen, and what it cost.
 
-    `dampening` is the content of the candidate's dampening.json (everything recorded)."""
+    `dampening` is the content of the candidate's dampening.json (`DampeningRecord`'s fields)."""
 
     out_dir: Path
     scenario: str
@@ -114,7 +107,7 @@ class UnlearnResult:
     alpha: float
     cutoff: str  # where dampening acted: `all` (every layer) or the first stage it touched
     lam: float
-    alpha_method: str  # "given" | "assd" | "search"
+    alpha_method: AlphaMethod
     target_met: bool
     forget_agreement: float
     retain_agreement: float
@@ -142,7 +135,7 @@ class EvaluationResult:
 
     metrics: dict[str, Any]
     scalars: dict[str, float]
-    decision: str  # "pass" | "review"
+    decision: GateVerdict
 
     @property
     def gate(self) -> dict[str, Any]:
@@ -170,7 +163,7 @@ class RegisteredVersion:
 
     model_name: str
     version: str
-    decision: str  # "pass" (new champion) | "review" (the gate failed) | "stale" (the champion moved on)
+    decision: Decision
     promoted: bool
 
     def to_dict(self) -> dict[str, Any]:

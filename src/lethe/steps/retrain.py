@@ -18,9 +18,9 @@ from typing import Any
 
 from lethe.audit.recipe import HOW_TO_SUPPLY, matching_recipe, own_recipe, root_fingerprint
 from lethe.errors import AuditError, EmptyForgetSetError
+from lethe.forgetting.spec import ForgetSpec
 from lethe.models import read_card
 from lethe.steps.audit import REMEDY_TAG, RETRAIN_FILE, fetch_audited_model, forgotten_by
-from lethe.steps.forget_spec import ForgetSpec
 from lethe.steps.results import RegisteredVersion, RetrainResult
 
 RETRAIN_FORMAT = "lethe-retrain/1"

@@ -9,7 +9,6 @@ scenario's forgetting target), dampens, and writes a model directory plus `dampe
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
@@ -23,23 +22,27 @@ from torch import nn
 
 from lethe.devices import default_device
 from lethe.errors import ConfigError, ImportancesError
-from lethe.evaluation import ClassTarget, ForgettingTarget, SubjectTarget, Thresholds, load_thresholds
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
+from lethe.evaluation.targets import TARGETS, ForgettingTarget
+from lethe.evaluation.thresholds import Thresholds, load_thresholds
+from lethe.forgetting.alpha import AlphaMethod, AlphaStrategy, alpha_method, parse_alpha
+from lethe.forgetting.resolved import ResolvedForgetSet
+from lethe.forgetting.scenarios import scenario as scenario_row
 from lethe.models import load_model, save_model
 from lethe.models.stages import forward_stages
-from lethe.steps.alpha import parse_alpha
-from lethe.steps.evaluate import Request, resolve_request
+from lethe.steps.cache import ImportancesCache
+from lethe.steps.dampening_record import DampeningRecord
+from lethe.steps.forget_set import load_forget_set
+from lethe.steps.full_importances import verified_importances
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, PER_SAMPLE, importances_of
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import UnlearnResult
-from lethe.steps.thresholds import resolve_thresholds
-from lethe.storage import seal_local_file, sha256_file
+from lethe.storage import get_file, seal_local_file, sha256_file, uri_scheme
 from lethe.unlearning import DEFAULT_METHOD, Importances, calibrate_alpha, dampen, get_method
-from lethe.unlearning.selection import EVERY_LAYER, select_dampening
+from lethe.unlearning.selection import EVERY_LAYER, cutoff_names, eligible_parameters, select_dampening
 
 log = logging.getLogger(__name__)
 
-DAMPENING_FORMAT = "lethe-dampening/1"
 FULL_IMPORTANCES_FILE = "importances-full.safetensors"
 #: α search interval, and how closely bisection pins the transition: within a factor 1.005 (0.5%),
 #: at most 12 halvings (ln 1000 in 11). A cut-off's trials cost a forward pass each, so precision
@@ -52,11 +55,10 @@ TARGET_SAMPLE_SIZE = 2000
 
 
 def _local_importances(uri: str | Path, out: Path) -> Path:
-    """A local safetensors file for `uri`: a file, a directory holding one, or an s3:// object."""
+    """A local safetensors file for `uri`: a file, a directory holding one, or a storage URI
+    (any scheme lethe.storage serves, read and checked against its sidecar)."""
     text = str(uri)
-    if text.startswith("s3://"):
-        from lethe.storage import get_file
-
+    if uri_scheme(text):
         return get_file(text, out / FULL_IMPORTANCES_FILE)
     path = Path(text)
     if path.is_dir():
@@ -67,9 +69,7 @@ def _local_importances(uri: str | Path, out: Path) -> Path:
         path = candidates[0]
     if not path.is_file():
         raise ImportancesError(f"no importances file at {path}")
-    from lethe.steps.importances import verified_importances
-
-    return verified_importances(path)  # local files are verified like s3:// ones
+    return verified_importances(path)  # local files are verified like stored ones
 
 
 def _given_importances(importances: str | Path, batch_size: int | None, method: str | None,
@@ -85,7 +85,7 @@ def _given_importances(importances: str | Path, batch_size: int | None, method: 
     return full, path
 
 
-def _full_importances(model: nn.Module, request: Request, importances: str | Path | None,
+def _full_importances(model: nn.Module, forget_set: ResolvedForgetSet, importances: str | Path | None,
                       batch_size: int | None, method: str | None, out: Path, device: str,
                       progress: bool, cache_root: str | None = None,
                       model_fingerprint: str = "") -> tuple[Importances, dict[str, Any]]:
@@ -97,26 +97,23 @@ def _full_importances(model: nn.Module, request: Request, importances: str | Pat
         full, path = _given_importances(importances, batch_size, method, out)
         computed, cache_uri = False, None
     else:
-        key = {"model_fingerprint": model_fingerprint, "dataset_fingerprint": request.train.fingerprint(),
+        key = {"model_fingerprint": model_fingerprint, "dataset_fingerprint": forget_set.train.fingerprint(),
                "method": method or DEFAULT_METHOD, "batch_size": batch_size or DEFAULT_IMPORTANCE_BATCH_SIZE}
-        cache = None
-        if cache_root is not None:
-            from lethe.steps.cache import ImportancesCache
-
-            cache = ImportancesCache(cache_root)
+        cache = ImportancesCache(cache_root) if cache_root is not None else None
         found = cache.get(**key) if cache is not None else None
         computed = found is None
         full = found if found is not None else importances_of(
-            model, request.train, batch_size=key["batch_size"], method=key["method"], device=device,
+            model, forget_set.train, batch_size=key["batch_size"], method=key["method"], device=device,
             progress=progress)
         cache_uri = cache.uri_for(**key) if cache is not None else None
         if cache is not None and computed:
             cache.put(full, dataset_fingerprint=key["dataset_fingerprint"])
         path = full.save(out / FULL_IMPORTANCES_FILE)
         seal_local_file(path)  # a later `--importances` of this file is verified against it
-    if full.num_samples != len(request.train):
-        raise ImportancesError(f"the full-data importances cover {full.num_samples} samples but "
-                               f"{request.dataset}/train has {len(request.train)}: they belong to other data")
+    if full.num_samples != len(forget_set.train):
+        train = f"{forget_set.dataset}/train"
+        raise ImportancesError(f"the full-data importances cover {full.num_samples} samples but {train} has "
+                               f"{len(forget_set.train)}: they belong to other data")
     info = {"path": path.name if importances is None else str(path), "sha256": sha256_file(path),
             "computed": computed, **({"cache_uri": cache_uri} if cache_uri else {}), **full.metadata}
     return full, info
@@ -129,24 +126,27 @@ def _fixed_sample(samples: Any, size: int, seed: int) -> Any:
     return samples.subset(torch.randperm(len(samples), generator=generator)[:size].sort().values)
 
 
-def make_target(model: nn.Module, request: Request, *, device: str, seed: int = 0,
+def make_target(model: nn.Module, forget_set: ResolvedForgetSet, *, device: str, seed: int = 0,
                 sample_size: int = TARGET_SAMPLE_SIZE,
                 thresholds: Thresholds | None = None) -> ForgettingTarget:
     """The scenario's forgetting target over fixed retain (and held-out) samples; forward passes only.
 
     Its limit is the gate's (one set of limits: `--thresholds` tightens the search and the gate together)."""
     thresholds = thresholds or load_thresholds()
+    row = forget_set.row
+    target = TARGETS[row.target]
+
     def batches(samples: Any) -> Any:
         return samples.batches(FORWARD_BATCH_SIZE, with_labels=False)
 
-    forget = batches(request.split.forget)
-    retain = batches(_fixed_sample(request.split.retain, sample_size, seed))
-    if request.scenario == "class":
-        return ClassTarget(model, forget, retain, forget_class=request.forget_class,
-                           limit=thresholds.class_forget_accuracy_max, device=device)
-    held_out = batches(_fixed_sample(request.test, sample_size, seed + 1))
-    return SubjectTarget(model, forget, retain, held_out, limit=thresholds.subject_member_rate_gap_max,
-                         seed=seed, device=device)
+    held_out = None
+    if "held_out" in target.inputs:  # only a target that compares with unseen data draws that sample
+        held_out = batches(_fixed_sample(forget_set.test, sample_size, seed + 1))
+    return target.for_scenario(
+        model, forget=batches(forget_set.split.forget),
+        retain=batches(_fixed_sample(forget_set.split.retain, sample_size, seed)), held_out=held_out,
+        forget_class=forget_set.forget_class, limit=thresholds.limit(target.gate_check, row.thresholds),
+        seed=seed, device=device)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class DampeningChoice:
     alpha: float
     cutoff: str  # `all` (every layer) or the first stage dampening may touch
     parameters: tuple[str, ...] | None  # None: every parameter
-    alpha_method: str  # "given" | "assd" | "search"
+    alpha_method: AlphaMethod
     alpha_assd: float
     selection: dict[str, Any] | None  # every trial and the search's bounds; None when nothing was tried
 
@@ -168,7 +168,7 @@ def search_bounds(full: Importances, *, n_full: int, n_forget: int, scenario: st
     high = SEARCH_HIGH
     if full.batch_size == PER_SAMPLE:
         high = min(high, n_full / n_forget)
-    if scenario == "subject":
+    if scenario_row(scenario).alpha_at_most_assd:
         # A subject's few samples can already look unseen, and the target is then met with no
         # change at all. Never do less than ASSD's rule, so the candidate always changes
         # (DESIGN: never serve a model that forgot nothing); search below it when needed.
@@ -182,30 +182,32 @@ def search_steps(low: float, high: float) -> int:
     return max(1, min(SEARCH_STEPS, math.ceil(math.log2(max(halvings, 1.0)))))
 
 
-def choose_dampening(model: nn.Module, full: Importances, forget: Importances, request: Request,
-                     target: ForgettingTarget, *, alpha: str | float = "search", cutoff: str | None = None,
-                     lam: float = 1.0) -> DampeningChoice:
+def choose_dampening(model: nn.Module, full: Importances, forget: Importances, forget_set: ResolvedForgetSet,
+                     target: ForgettingTarget, *, alpha: AlphaStrategy | float = "search",
+                     cutoff: str | None = None, lam: float = 1.0) -> DampeningChoice:
     """The one selection rule of the product (the unlearn step, the CLI, the pipelines and the benchmarks).
 
     `alpha`: `search` (bisect for the largest α that meets `target`), `assd` or a number. `cutoff`:
     `search` (try every layer and each stage boundary, keep the candidate that meets the target with
     the highest retained agreement), `all`, or a stage name; default `search` when α is searched for a
-    class, else `all` (subjects, and a fixed α: every layer, as published). Forward passes only.
+    scenario whose row searches cut-offs (a class), else `all` (subjects, and a fixed α: every layer,
+    as published). Forward passes only.
     """
     choice = parse_alpha(alpha)
     # Cut-offs are searched for classes. A subject's samples often already look unseen, so every
     # cut-off meets the target at once and the least change wins: the output layer alone, a few
     # elements (measured: 14 of 120k on 100 Fashion-MNIST samples), which undoes the floor at ASSD's α
     # on every layer below. Subjects keep that floor; their evidence is per example (references).
-    cutoff = cutoff or (CUTOFF_SEARCH if choice == "search" and request.scenario == "class" else EVERY_LAYER)
-    n_full, n_forget = len(request.train), len(request.split.forget)
+    searched = choice == "search" and forget_set.row.searches_cutoff
+    cutoff = cutoff or (CUTOFF_SEARCH if searched else EVERY_LAYER)
+    n_full, n_forget = len(forget_set.train), len(forget_set.split.forget)
     assd = calibrate_alpha(full, forget, n_full=n_full, n_forget=n_forget)
     fixed = None if choice == "search" else (assd if choice == "assd" else float(choice))
     if fixed is not None and cutoff != CUTOFF_SEARCH:
         # Nothing to try: a given configuration (checked against the model's stages when dampening).
         parameters = None if cutoff == EVERY_LAYER else _stage_parameters(model, cutoff)
-        return DampeningChoice(fixed, cutoff, parameters, _method(choice), assd, None)
-    low, high = search_bounds(full, n_full=n_full, n_forget=n_forget, scenario=request.scenario,
+        return DampeningChoice(fixed, cutoff, parameters, alpha_method(choice), assd, None)
+    low, high = search_bounds(full, n_full=n_full, n_forget=n_forget, scenario=forget_set.scenario,
                               alpha_assd=assd)
     cutoffs = None if cutoff == CUTOFF_SEARCH else [cutoff]
     steps = search_steps(low, high)
@@ -217,23 +219,22 @@ def choose_dampening(model: nn.Module, full: Importances, forget: Importances, r
               "trials": [trial.to_dict() for trial in selection.trials]}
     if selection.found:
         parameters = None if selection.cutoff == EVERY_LAYER else selection.parameters
-        return DampeningChoice(float(selection.alpha), str(selection.cutoff), parameters, _method(choice),
-                               assd, record)
+        return DampeningChoice(float(selection.alpha), str(selection.cutoff), parameters,
+                               alpha_method(choice), assd, record)
     fallback = fixed if fixed is not None else low
     log.warning("no configuration meets the %s target (α in [%g, %g], cut-offs %s); dampening every "
-                "layer at α=%g (the most dampening tried)", request.scenario, low, high,
+                "layer at α=%g (the most dampening tried)", forget_set.scenario, low, high,
                 ", ".join(selection.cutoffs), fallback)
-    return DampeningChoice(fallback, EVERY_LAYER, None, _method(choice), assd, record)
+    return DampeningChoice(fallback, EVERY_LAYER, None, alpha_method(choice), assd, record)
 
 
 def _stage_parameters(model: nn.Module, cutoff: str) -> tuple[str, ...]:
+    """The parameters from stage `cutoff` on (a cut-off of `cutoff_names`, not `all`)."""
     stages = forward_stages(model)
-    names = [name for name, _ in stages]
+    names = cutoff_names(stages)
     if cutoff not in names[1:]:
-        raise ConfigError(f"unknown cut-off {cutoff!r}; this model has "
-                          f"{', '.join([CUTOFF_SEARCH, EVERY_LAYER, *names[1:]])}")
-    owned = {id(p) for _, module in stages[names.index(cutoff):] for p in module.parameters()}
-    return tuple(name for name, p in model.named_parameters() if id(p) in owned)
+        raise ConfigError(f"unknown cut-off {cutoff!r}; this model has {', '.join([CUTOFF_SEARCH, *names])}")
+    return tuple(eligible_parameters(model, [module for _, module in stages[names.index(cutoff):]]))
 
 
 def unlearn(
@@ -244,7 +245,7 @@ def unlearn(
     forget_subjects: Sequence[str] = (),
     forget_class: int | None = None,
     scenario: str | None = None,
-    alpha: str | float = "search",
+    alpha: AlphaStrategy | float = "search",
     cutoff: str | None = None,
     lam: float = 1.0,
     thresholds: str | Path | Thresholds | None = None,
@@ -263,20 +264,20 @@ def unlearn(
 
     `alpha`: a number, `assd` (the ASSD percentile rule) or `search` (the largest α whose
     dampened model meets the scenario's target; see `lethe.evaluation.targets`); `cutoff`: where
-    dampening may act (see `choose_dampening`); `thresholds`: the gate's (see `resolve_thresholds`),
+    dampening may act (see `choose_dampening`); `thresholds`: the gate's (see `load_thresholds`),
     whose limits are the search's targets too. `importances`:
-    the full-data importances (file, directory or s3:// URI); computed and saved into
+    the full-data importances (file, directory or storage URI); computed and saved into
     `out_dir` when absent. `batch_size` and `method` (a registered importance method): of the
     importance passes (default: the given importances', else 1 = per sample and LFSSD); a value
     that disagrees with the given importances is refused. `cache_root`: an ImportancesCache root
     (e.g. LETHE_ARTIFACTS, as `lethe unlearn` passes): without given importances, they are read from it
     when there and stored in it when computed. The data must be the model's
     (`lethe.steps.training_data.check_model_fits`), checked before anything is computed or written.
-    Returns the α chosen, what it cost and the dampening.json record.
+    Returns the α chosen, what it cost and the dampening.json record (`DampeningRecord`).
     """
     started = time.perf_counter()
     choice = parse_alpha(alpha)
-    thresholds = resolve_thresholds(thresholds)
+    thresholds = load_thresholds(thresholds)
     if method is not None:
         method = get_method(method).name  # an unknown name is refused before anything is loaded
     if not lam > 0:
@@ -285,65 +286,63 @@ def unlearn(
     model, card = load_model(model_path)
     if cutoff not in (None, CUTOFF_SEARCH, EVERY_LAYER):
         _stage_parameters(model, cutoff)  # refused before anything is written
-    request = resolve_request(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
-                              forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
-                              data_dir=data_dir)
+    forget_set = load_forget_set(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
+                                 forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
+                                 data_dir=data_dir)
+    split = forget_set.split
     out = Path(out_dir)  # created by the first file written: refused input leaves nothing behind
 
-    full, importances_info = _full_importances(model, request, importances, batch_size, method, out, device,
-                                               progress, cache_root, card.fingerprint)
-    forget = importances_of(model, request.split.forget, batch_size=full.batch_size, method=full.method,
+    full, importances_info = _full_importances(model, forget_set, importances, batch_size, method, out,
+                                               device, progress, cache_root, card.fingerprint)
+    forget = importances_of(model, split.forget, batch_size=full.batch_size, method=full.method,
                             device=device, progress=progress)
-    target = make_target(model, request, device=device, seed=seed, thresholds=thresholds)
-    chosen = choose_dampening(model, full, forget, request, target, alpha=choice, cutoff=cutoff, lam=lam)
+    target = make_target(model, forget_set, device=device, seed=seed, thresholds=thresholds)
+    chosen = choose_dampening(model, full, forget, forget_set, target, alpha=choice, cutoff=cutoff, lam=lam)
 
     candidate = copy.deepcopy(model)
     report = dampen(candidate, full, forget, alpha=chosen.alpha, lam=lam, parameters=chosen.parameters)
     final = target.measure(candidate)  # what the chosen configuration costs, measured like every trial
     card_fields = {
-        "dataset": request.dataset, "dataset_fingerprint": request.train.fingerprint(),
+        "dataset": forget_set.dataset, "dataset_fingerprint": forget_set.train.fingerprint(),
         "normalization": card.normalization, "classes": card.classes,
-        "image_size": card.image_size or list(request.train.image_size),
+        "image_size": card.image_size or list(forget_set.train.image_size),
         "parent_fingerprint": card.fingerprint,
         # The version whose recipe (train.json) and reference models every descendant shares.
         "root_fingerprint": card.extra.get("root_fingerprint") or card.fingerprint,
         "unlearning": {"method": full.method, "alpha": chosen.alpha, "cutoff": chosen.cutoff, "lam": lam,
-                       "alpha_method": chosen.alpha_method, "scenario": request.scenario,
-                       "forget_size": len(request.split.forget)},
+                       "alpha_method": chosen.alpha_method, "scenario": forget_set.scenario,
+                       "forget_size": len(split.forget)},
     }
     saved = save_model(candidate, out, {k: v for k, v in card_fields.items() if v is not None})
 
-    dampening = {
-        "format": DAMPENING_FORMAT,
-        "method": full.method,
+    record = DampeningRecord(
+        method=full.method,
         **report.to_dict(),
-        "alpha_method": chosen.alpha_method,
-        "alpha_assd": chosen.alpha_assd,
-        "cutoff": chosen.cutoff,
-        "dampened_parameters": list(chosen.parameters) if chosen.parameters is not None else None,
-        "target": {"scenario": request.scenario, **final.to_dict()},
-        "target_met": final.met,
-        "selection": chosen.selection,
-        "scenario": request.scenario,
-        "forget_class": request.forget_class,
-        "dataset": request.dataset,
-        "forget_size": len(request.split.forget),
-        "retain_size": len(request.split.retain),
-        "importances": importances_info,
-        "forget_importances": forget.metadata,
-        "parent_fingerprint": card.fingerprint,
-        "candidate_fingerprint": saved.fingerprint,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    (out / DAMPENING_FILE).write_text(json.dumps(dampening, indent=2) + "\n")
+        alpha_method=chosen.alpha_method,
+        alpha_assd=chosen.alpha_assd,
+        cutoff=chosen.cutoff,
+        dampened_parameters=list(chosen.parameters) if chosen.parameters is not None else None,
+        target={"scenario": forget_set.scenario, **final.to_dict()},
+        target_met=final.met,
+        selection=chosen.selection,
+        scenario=forget_set.scenario,
+        forget_class=forget_set.forget_class,
+        dataset=forget_set.dataset,
+        forget_size=len(split.forget),
+        retain_size=len(split.retain),
+        importances=importances_info,
+        forget_importances=forget.metadata,
+        parent_fingerprint=card.fingerprint,
+        candidate_fingerprint=saved.fingerprint,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    record.write(out / DAMPENING_FILE)
+    dampening = record.to_fields()
     return UnlearnResult(
-        out_dir=out, scenario=request.scenario, method=full.method, alpha=chosen.alpha,
+        out_dir=out, scenario=forget_set.scenario, method=full.method, alpha=chosen.alpha,
         cutoff=chosen.cutoff, lam=lam, alpha_method=chosen.alpha_method, target_met=final.met,
         forget_agreement=final.forget_agreement,
         retain_agreement=final.retain_agreement, total_selected=report.total_selected,
-        fraction_dampened=report.fraction, forget_size=len(request.split.forget),
+        fraction_dampened=report.fraction, forget_size=len(split.forget),
         target=dampening["target"], importances=importances_info, dampening=dampening)
 
-
-def _method(choice: str | float) -> str:
-    return choice if isinstance(choice, str) else "given"

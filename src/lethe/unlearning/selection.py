@@ -94,7 +94,8 @@ def cutoff_names(stages: Stages) -> list[str]:
     return [EVERY_LAYER, *(name for name, _ in list(stages)[1:])]
 
 
-def _eligible(model: nn.Module, modules: Sequence[nn.Module]) -> list[str]:
+def eligible_parameters(model: nn.Module, modules: Sequence[nn.Module]) -> list[str]:
+    """The names of `model`'s parameters that belong to `modules` (where dampening may act)."""
     owned = {id(p) for module in modules for p in module.parameters()}
     return [name for name, p in model.named_parameters() if id(p) in owned]
 
@@ -142,7 +143,7 @@ def select_dampening(
         k = names.index(cutoff)
         suffix = nn.Sequential(*(module for _, module in stage_list[k:]))
         view = target.after(nn.Sequential(*(module for _, module in stage_list[:k]))) if k else target
-        eligible = _eligible(working, [suffix])
+        eligible = eligible_parameters(working, [suffix])
         params = [named[n] for n in eligible]
         originals = [p.detach().clone() for p in params]
         full_values = [full[n].to(p.device, p.dtype) for n, p in zip(eligible, params, strict=True)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from lethe.config import settings
 from lethe.data import SampleSet
 from lethe.devices import default_device
 from lethe.errors import ImportancesError, IntegrityError, PipelineError
-from lethe.models import load_model, read_card
+from lethe.models import is_model_dir, load_model, read_card
 from lethe.steps.cache import ImportancesCache
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, importances_of
 from lethe.steps.layout import IMPORTANCES_FILE, importances_file
@@ -33,7 +34,6 @@ from lethe.unlearning import DEFAULT_METHOD, Importances, get_method
 
 DEFAULT_BATCH_SIZE = DEFAULT_IMPORTANCE_BATCH_SIZE  # 1: per sample (see importance_pass)
 MAX_SHARDS = 256
-
 
 
 def _check_args(method: str, batch_size: int) -> None:
@@ -223,14 +223,10 @@ def refresh_importances(
 ) -> ImportancesResult:
     """Make sure the cache holds the importances of `model` (a model directory or a registry
     reference such as `models:/NAME@champion`), e.g. right after it became champion."""
-    from lethe.models import is_model_dir
-
     if is_model_dir(model):
         return compute_importances(model, dataset, batch_size=batch_size, method=method,
                                    cache_root=cache_root, device=device, progress=progress)
-    import tempfile
-
-    from lethe.steps.prepare import fetch_model
+    from lethe.registry.fetch import fetch_model  # here: MLflow takes seconds to import
 
     with tempfile.TemporaryDirectory(prefix="lethe-refresh-") as tmp:
         fetched = fetch_model(str(model), tmp)

@@ -7,19 +7,25 @@ absent (a pipeline parameter left blank) means the default, `search`. Import-lig
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 from lethe.errors import ConfigError
 
-ALPHA_STRATEGIES = ("search", "assd")
-DEFAULT_ALPHA = "search"
+#: How α is found: bisection for the largest α that meets the scenario's target, or ASSD's rule.
+AlphaStrategy = Literal["search", "assd"]
+#: How the α a candidate was dampened with came about (dampening.json's `alpha_method`).
+AlphaMethod = Literal["given", "search", "assd"]
+
+ALPHA_STRATEGIES: tuple[str, ...] = get_args(AlphaStrategy)
+DEFAULT_ALPHA: AlphaStrategy = "search"
 
 
-def parse_alpha(alpha: str | float | None) -> str | float:
+def parse_alpha(alpha: str | float | None) -> AlphaStrategy | float:
     """A positive, finite number, or one of `search`, `assd`; None or "" mean `search`."""
     if alpha is None or (isinstance(alpha, str) and not alpha.strip()):
         return DEFAULT_ALPHA
     if isinstance(alpha, str) and alpha.strip().lower() in ALPHA_STRATEGIES:
-        return alpha.strip().lower()
+        return alpha.strip().lower()  # type: ignore[return-value]
     if isinstance(alpha, bool):
         raise ConfigError(f"alpha must be a positive number, 'search' or 'assd', not {alpha!r}")
     try:
@@ -29,3 +35,8 @@ def parse_alpha(alpha: str | float | None) -> str | float:
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"alpha must be a positive, finite number, not {alpha!r}")
     return value
+
+
+def alpha_method(choice: AlphaStrategy | float) -> AlphaMethod:
+    """How a parsed α is recorded: its strategy's name, or `given` for a number."""
+    return choice if isinstance(choice, str) else "given"
