@@ -37,7 +37,7 @@ def _sample_ids(model_dir: str, count: int, seed: int = 0) -> list[str]:
 
 
 def measure_unlearn(model_dir: str, forget: int, alpha: str, batch_size: int) -> dict[str, Any]:
-    from lethe.steps.importances import compute_importances
+    from lethe.steps.full_importances import compute_importances
     from lethe.steps.unlearn import unlearn
 
     ids = _sample_ids(model_dir, forget)
@@ -69,7 +69,7 @@ def _prepare_home(home: Path, model_dir: str, subjects: int) -> None:
     from lethe.ledger import Ledger
     from lethe.models import read_card
     from lethe.registry import PromotionDecision, Registry
-    from lethe.steps.importances import compute_importances
+    from lethe.steps.full_importances import compute_importances
 
     Registry().register_version(model_dir, gate=PromotionDecision(True, ("base model",)), scenario="subject")
     dataset = read_card(model_dir).dataset
@@ -81,10 +81,10 @@ def _prepare_home(home: Path, model_dir: str, subjects: int) -> None:
 
 def run_direct(run_id: str) -> None:
     """The scheduled run's steps, called in this process one after the other."""
+    from components.adapters import evaluate_from_spec, unlearn_from_spec
     from lethe.steps.collect import collect_requests
     from lethe.steps.finalize import finalize_requests
-    from lethe.steps.forget_spec import evaluate_from_spec, unlearn_from_spec
-    from lethe.steps.importances import compute_importances
+    from lethe.steps.full_importances import compute_importances
     from lethe.steps.register import register_and_gate
 
     work = Path(tempfile.mkdtemp(prefix="lethe-direct-"))

@@ -40,9 +40,9 @@ from lethe.data.planted import KINDS, STAMPED, PlantedSubjects, agreement, plant
 from lethe.evaluation import predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
 from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
+from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.models import load_model
 from lethe.models.baseline import train_model_dir
-from lethe.steps.evaluate import Request
 from lethe.steps.unlearn import make_target
 
 FPR = "0.01"  # the reported flagged share's false-positive rate
@@ -178,7 +178,7 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
     b = profile.importance_batch_size
     full = {m: d_pass(original, train, b, device, method=m)[0] for m in ("lfssd", "ssd")}
     forgets = {m: d_pass(original, split.forget, b, device, method=m) for m in ("lfssd", "ssd")}
-    request = Request(dataset=train.name, scenario="subject", train=train, test=test, split=split,
+    request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
     target = timed(lambda: make_target(original, request, device=str(device), seed=seed), device)
     rows.update(dampened_rows(original, full, forgets, request, target, measure,

@@ -38,7 +38,7 @@ from benchmarks.workbench import BenchData, distances, mean_std, means, section,
 from lethe.data import ForgetSplit, SampleSet, concat, resolve_forget_set
 from lethe.evaluation import feature_probe, load_thresholds, model_metrics, predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
-from lethe.steps.evaluate import Request
+from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.steps.unlearn import SEARCH_HIGH, SEARCH_LOW, SEARCH_STEPS, make_target
 from lethe.unlearning import Importances
 from lethe.unlearning.selection import EVERY_LAYER, select_dampening
@@ -70,10 +70,10 @@ class Scenario:
             return resolve_forget_set(train, forget_class=self.forget_class)
         return resolve_forget_set(train, subjects=pick_subjects(train, self.size, seed=seed))
 
-    def request(self, data: BenchData, split: ForgetSplit) -> Request:
-        """The request as the product resolves it (the unlearn step's `Request`)."""
-        return Request(dataset=data.train.name, scenario=self.kind, train=data.train, test=data.test,
-                       split=split, forget_class=self.forget_class)
+    def request(self, data: BenchData, split: ForgetSplit) -> ResolvedForgetSet:
+        """The request as the product resolves it (the unlearn step's `ResolvedForgetSet`)."""
+        return ResolvedForgetSet(dataset=data.train.name, scenario=self.kind, train=data.train,
+                                 test=data.test, split=split, forget_class=self.forget_class)
 
 
 def scenarios_of(profile: Profile) -> list[Scenario]:

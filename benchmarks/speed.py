@@ -59,11 +59,11 @@ from lethe.errors import LetheError
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE, evaluate_candidate
 from lethe.evaluation.forward import predict_logits
 from lethe.evaluation.per_example import ReferenceOutputs
+from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.models import build_model, save_model
 from lethe.models.training import train_classifier
-from lethe.steps.evaluate import Request
+from lethe.steps.full_importances import plan_shards, shard_range
 from lethe.steps.importance_pass import importances_of
-from lethe.steps.importances import plan_shards, shard_range
 from lethe.steps.unlearn import choose_dampening, make_target
 from lethe.unlearning import Importances, compute_importances, dampen
 
@@ -109,12 +109,12 @@ def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
 
 
 def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int,
-                  repeats: int, device: torch.device) -> tuple[dict[str, Any], nn.Module, Request]:
+                  repeats: int, device: torch.device) -> tuple[dict[str, Any], nn.Module, ResolvedForgetSet]:
     """A subject request with D cached (loaded from a file), with ASSD's α and with the default selection,
     against the same request recomputing D and against its floor (Df pass + one dampening). Returns the
     figures, the default selection's candidate and the request."""
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
-    request = Request(dataset=train.name, scenario="subject", train=train, test=test, split=split,
+    request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
     full, d_seconds = d_pass(model, train, batch_size, device)
     candidates: list[nn.Module] = []
@@ -162,7 +162,7 @@ def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: 
     }, candidates[-1], request
 
 
-def synthetic_references(parent: nn.Module, request: Request, device: torch.device,
+def synthetic_references(parent: nn.Module, request: ResolvedForgetSet, device: torch.device,
                          k: int) -> ReferenceOutputs:
     """Reference logits of the right shape (K models, half of them "out" per forget sample): the per-example
     test costs the same whatever the values, and training K models would time training, not evaluation."""
@@ -178,7 +178,7 @@ def synthetic_references(parent: nn.Module, request: Request, device: torch.devi
     return ReferenceOutputs(forget, out, noisy(request.test))
 
 
-def eval_efficiency(parent: nn.Module, candidate: nn.Module, request: Request, *, repeats: int,
+def eval_efficiency(parent: nn.Module, candidate: nn.Module, request: ResolvedForgetSet, *, repeats: int,
                     device: torch.device) -> dict[str, Any]:
     """The evaluate step's whole evaluation (both models, retain + forget + test, accuracies, both
     population attacks, the per-example test against K reference models, Evidently, plots, the gate)

@@ -23,7 +23,7 @@ from torch import nn
 
 from benchmarks.workbench import timed
 from lethe.evaluation import ForgettingTarget
-from lethe.steps.evaluate import Request
+from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.steps.unlearn import DampeningChoice, choose_dampening
 from lethe.unlearning import Importances, dampen
 from lethe.unlearning.selection import EVERY_LAYER
@@ -66,8 +66,8 @@ METHOD_LABELS = {
 DEFAULT_STRATEGY = "lfssd_select"
 
 
-def choose(strategy: str, original: nn.Module, full: Importances, forget: Importances, request: Request,
-           target: ForgettingTarget, *, paper_alpha: float) -> DampeningChoice:
+def choose(strategy: str, original: nn.Module, full: Importances, forget: Importances,
+           request: ResolvedForgetSet, target: ForgettingTarget, *, paper_alpha: float) -> DampeningChoice:
     """The configuration the product chooses for `strategy` (`STRATEGIES`): `choose_dampening` itself."""
     spec = STRATEGIES[strategy]
     alpha: str | float = paper_alpha if spec.alpha == PAPER_ALPHA else spec.alpha
@@ -87,7 +87,7 @@ def dampened_copy(original: nn.Module, full: Importances, forget: Importances,
 
 
 def dampened_rows(original: nn.Module, full: dict[str, Importances],
-                  forgets: dict[str, tuple[Importances, float]], request: Request,
+                  forgets: dict[str, tuple[Importances, float]], request: ResolvedForgetSet,
                   target: tuple[ForgettingTarget, float], measure: Callable[[nn.Module], dict[str, Any]], *,
                   paper_alpha: float, device: torch.device) -> dict[str, dict[str, Any]]:
     """Every strategy as a cached request: {strategy: {measure(candidate)..., seconds, info}}.

@@ -1,6 +1,6 @@
 """Forgetting targets for the α search: is this dampened copy forgotten enough?
 
-Each target is a callable `target(candidate_model) -> bool` for `lethe.unlearning.search_alpha`; a
+Each target is a callable `target(candidate_model) -> bool` for `lethe.unlearning.select_dampening`; a
 scenario's row names its target (`TARGETS`), and the target's limit is the gate's limit of the check it
 stands for (`gate_check`) in the scenario's thresholds section: one set of limits for search and gate.
 It needs forward passes only (no labels, no backward) over the forget samples and small fixed
