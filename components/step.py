@@ -86,10 +86,15 @@ def row_of(name: str) -> Step:
 
 
 @cache
-def step_rows() -> dict[str, Step]:
-    """Every step of the components package, by name: each module is imported, which declares its rows."""
+def _import_component_modules() -> None:
     import components
 
     for module in pkgutil.iter_modules(components.__path__, prefix="components."):
         importlib.import_module(module.name)
+
+
+def step_rows() -> dict[str, Step]:
+    """Every step, by name: each module of the components package is imported (once), which declares
+    its rows; rows declared elsewhere since are included."""
+    _import_component_modules()
     return dict(sorted(_ROWS.items()))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tooling import run_local
+from lethe.kfp.local import run_local
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 pytestmark = pytest.mark.slow
