@@ -118,28 +118,34 @@ def _pickle(path: Path, entry: dict) -> None:
     path.write_bytes(pickle.dumps(entry))
 
 
-def test_cifar10_and_cifar20(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def cifar_files(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny CIFAR-10 (2 images per batch) and CIFAR-100 (4 per split) pickles under `folder`, with
+    torchvision's md5 check switched off for them."""
     import torchvision.datasets.cifar as tv_cifar
 
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
     rng = np.random.default_rng(0)
-    c10 = tmp_path / "cifar-10-batches-py"
-    c10.mkdir()
+    c10 = folder / "cifar-10-batches-py"
+    c10.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         _pickle(c10 / name, {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 2]})
     _pickle(c10 / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
-    train = load_dataset("cifar10", "train", data_dir=tmp_path)
-    assert len(train) == 10 and train.inputs.shape[1:] == (3, 32, 32) and train.ids[3] == "cifar10/train/3"
-    first = pickle.loads((c10 / "data_batch_1").read_bytes())["data"][0]
-    assert torch.equal(train.inputs[0], torch.from_numpy(first.reshape(3, 32, 32)))
-
-    c100 = tmp_path / "cifar-100-python"
+    c100 = folder / "cifar-100-python"
     c100.mkdir()
     for name in ("train", "test"):
         _pickle(c100 / name, {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
                               "fine_labels": [0, 57, 99, 3], "coarse_labels": [4, 19, 0, 7]})
     _pickle(c100 / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
                             "coarse_label_names": [f"s{i}" for i in range(20)]})
+
+
+def test_cifar10_and_cifar20(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cifar_files(tmp_path, monkeypatch)
+    c10, c100 = tmp_path / "cifar-10-batches-py", tmp_path / "cifar-100-python"
+    train = load_dataset("cifar10", "train", data_dir=tmp_path)
+    assert len(train) == 10 and train.inputs.shape[1:] == (3, 32, 32) and train.ids[3] == "cifar10/train/3"
+    first = pickle.loads((c10 / "data_batch_1").read_bytes())["data"][0]
+    assert torch.equal(train.inputs[0], torch.from_numpy(first.reshape(3, 32, 32)))
     fine = load_dataset("cifar100", "test", data_dir=tmp_path)
     coarse = load_dataset("cifar20", "test", data_dir=c100)  # pointing at the folder itself works too
     assert fine.labels.tolist() == [0, 57, 99, 3] and fine.num_classes == 100
@@ -183,6 +189,28 @@ def test_image_folder(tmp_path: Path) -> None:
     assert test.ids == ["test/dog/d.png"] and test.labels.tolist() == [1] and test.num_classes == 2
 
 
+def test_image_folder_metadata_from_its_csv(tmp_path: Path) -> None:
+    _png(tmp_path / "train" / "cat" / "a.png", (8, 8), (255, 0, 0))
+    _png(tmp_path / "train" / "dog" / "b.png", (8, 8), (0, 255, 0))
+    _png(tmp_path / "test" / "dog" / "c.png", (8, 8), (0, 0, 255))
+    csv = tmp_path / "metadata.csv"
+    csv.write_text("id,source,taken\ntrain/dog/b.png,phone,2021-03\ntrain/cat/a.png,scanner,2020-01\n"
+                   "test/dog/c.png,phone,2022-07\n")
+    train = load_dataset(f"imagefolder:{tmp_path}", "train", image_size=4)
+    assert train.metadata == {"source": ["scanner", "phone"], "taken": ["2020-01", "2021-03"]}
+    assert train.ids_where("source", "phone") == ["train/dog/b.png"]
+    assert load_dataset(f"imagefolder:{tmp_path}", "test", image_size=4).metadata["taken"] == ["2022-07"]
+    csv.write_text("id,source\ntrain/cat/a.png,scanner\n")
+    with pytest.raises(DataError, match="no row for 1 of 2 images, e.g. train/dog/b.png"):
+        load_dataset(f"imagefolder:{tmp_path}", "train")
+    csv.write_text("id,source\ntrain/cat/a.png,scanner\ntrain/dog/b.png\n")
+    with pytest.raises(DataError, match="the row of train/dog/b.png has 0 values for 1 columns"):
+        load_dataset(f"imagefolder:{tmp_path}", "train")
+    csv.write_text("path,source\n")
+    with pytest.raises(DataError, match="the header must be id,<column>"):
+        load_dataset(f"imagefolder:{tmp_path}", "train")
+
+
 def test_image_folder_bad_input(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"imagefolder:{tmp_path / 'none'}", "train")
@@ -213,6 +241,17 @@ def test_local_shards_round_trip(tmp_path: Path, digits_test: SampleSet, fmt: st
     loaded = load_dataset(f"shards:{tmp_path}", "test")
     assert _same(loaded, digits_test) and loaded.name == f"shards:{tmp_path}"
     assert [len(shard) for shard in iter_shards(str(tmp_path), "test")] == [100, 100, 100, 59]
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors"])
+def test_shards_carry_metadata(tmp_path: Path, digits_test: SampleSet, fmt: str) -> None:
+    sources = [f"batch-{i % 3}" for i in range(len(digits_test))]
+    tagged = digits_test.with_metadata({"source": sources, "note": [""] * len(digits_test)})
+    write_shards(tagged, tmp_path, shard_size=100, fmt=fmt)
+    loaded = load_dataset(f"shards:{tmp_path}", "test")
+    assert loaded.metadata == tagged.metadata and _same(loaded, digits_test)
+    assert loaded.fingerprint() == digits_test.fingerprint()
+    assert loaded.ids_where("source", "batch-1") == tagged.ids_where("source", "batch-1")
 
 
 @pytest.mark.parametrize("fmt", ["npz", "safetensors"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lethe.data import Normalization, SampleSet, load_dataset
+from lethe.data import Normalization, SampleSet, concat, load_dataset
 from lethe.errors import DataError, UnknownSamplesError
 
 
@@ -124,6 +124,52 @@ def test_malformed_sets_refused(problem: str) -> None:
 
 def test_describe_counts_classes(digits_test: SampleSet) -> None:
     summary = digits_test.describe()
+    assert "metadata" not in summary  # `lethe data info` prints what it printed before for sets without
     assert summary["size"] == len(digits_test) == sum(summary["class_counts"])
     assert summary["fingerprint"] == digits_test.fingerprint()
     assert Normalization.from_dict(summary["normalization"]) == digits_test.normalization
+
+
+# Per-sample metadata
+
+SOURCES = ["clinic-a", "clinic-b", "clinic-a", "web", "clinic-b", "clinic-a"]
+
+
+def with_sources(n: int = 6) -> SampleSet:
+    return tiny_set(n).with_metadata({"source": SOURCES[:n], "year": [str(2020 + i % 2) for i in range(n)]})
+
+
+def test_metadata_selects_ids_and_leaves_the_fingerprint_alone() -> None:
+    samples = with_sources()
+    assert samples.ids_where("source", "clinic-a") == ["tiny/train/0", "tiny/train/2", "tiny/train/5"]
+    assert samples.ids_where("source", "nowhere") == []
+    assert samples.metadata_values("source") == ["clinic-a", "clinic-b", "web"]
+    assert samples.fingerprint() == tiny_set(6).fingerprint()  # models record it: metadata stays out
+    assert samples.describe()["metadata"] == {"source": 3, "year": 2}
+    with pytest.raises(DataError, match="no metadata column 'site' .*its columns: source, year"):
+        samples.ids_where("site", "web")
+    with pytest.raises(DataError, match="its columns: none"):
+        tiny_set(6).ids_where("source", "web")
+
+
+def test_metadata_travels_through_subset_and_concat() -> None:
+    samples = with_sources()
+    part = samples.subset(torch.tensor([3, 0]))
+    assert part.metadata == {"source": ["web", "clinic-a"], "year": ["2021", "2020"]}
+    assert samples.subset(samples.labels == 1).metadata["source"] == ["clinic-b", "clinic-b"]
+    joined = concat([samples.subset(torch.arange(0, 2)), samples.subset(torch.arange(2, 6))])
+    assert joined.metadata == samples.metadata and joined.ids == samples.ids
+    with pytest.raises(DataError, match="different metadata columns"):
+        concat([samples.subset(torch.arange(0, 2)), tiny_set(6).subset(torch.arange(2, 6))])
+
+
+@pytest.mark.parametrize(("columns", "problem"), [
+    ({"source": SOURCES[:5]}, "5 values for 6 samples"),
+    ({"source": "clinic-a"}, "not one string"),
+    ({"source": [1, 2, 3, 4, 5, 6]}, "not strings"),
+    ({"2nd": SOURCES}, "letters, digits and '_'"),
+    ({"so urce": SOURCES}, "letters, digits and '_'"),
+])
+def test_malformed_metadata_refused(columns: dict, problem: str) -> None:
+    with pytest.raises(DataError, match=problem):
+        tiny_set(6).with_metadata(columns)

@@ -92,7 +92,7 @@ def test_broken_directories_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot read"):
         load_model(tmp_path / "m")
     (tmp_path / "m" / "model.json").write_text(json.dumps({"format": "lethe-model/1", "arch": "convnet"}))
-    with pytest.raises(ModelError, match="malformed model card"):
+    with pytest.raises(ModelError, match=r"not a lethe model card \(lethe-model/1\): field"):
         load_model(tmp_path / "m")
     (tmp_path / "m" / "model.json").write_text(json.dumps({"arch": "convnet"}))
     with pytest.raises(ModelError, match="not a lethe model card"):

@@ -16,13 +16,22 @@ import pytest
 import torch
 
 from lethe.cli import main
-from lethe.data import SampleSet, load_dataset, publish_dataset, publish_subject_map, subject_map
+from lethe.data import (
+    SampleSet,
+    load_dataset,
+    publish_dataset,
+    publish_subject_map,
+    subject_map,
+    write_shards,
+)
 from lethe.data.fashion_mnist import DEBIAN_DIR
+from lethe.data.shards import read_dataset_card
 from lethe.errors import DataError, IntegrityError, ModelError
 from lethe.models import read_card
 from lethe.steps.evaluate import resolve_request
 from lethe.steps.training_data import check_model_fits
 from lethe.steps.unlearn import unlearn
+from lethe.storage import put_dir
 from tests.unit.test_storage import MemoryBackend
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -68,6 +77,49 @@ def test_a_published_copy_keeps_ids_and_fingerprint(published: str, store: Memor
     assert copy.ids[17] == "digits/train/17" and copy.ids == digits_train.ids
     assert copy.fingerprint() == digits_train.fingerprint()
     assert copy.classes == digits_train.classes and copy.normalization == digits_train.normalization
+
+
+def test_metadata_is_published_with_the_samples(clean_env, store: MemoryBackend, digits_train: SampleSet,
+                                                digits_test: SampleSet) -> None:
+    def tagged(samples: SampleSet) -> SampleSet:
+        return samples.with_metadata({"source": [f"site-{i % 4}" for i in range(len(samples))]})
+
+    uri = "mem://bucket/datasets/tagged"
+    with pytest.raises(DataError, match="different metadata columns"):
+        publish_dataset(tagged(digits_train), digits_test, uri, source="digits")
+    assert not any(key.startswith(uri) for key in store.objects)  # refused before the first write
+    card = publish_dataset(tagged(digits_train), tagged(digits_test), uri, source="digits", shard_size=500)
+    assert card.metadata == ["source"]
+    assert json.loads(store.objects[f"{uri}/dataset.json"])["metadata"] == ["source"]
+    copy = load_dataset(uri, "train")
+    assert copy.metadata == tagged(digits_train).metadata and copy.fingerprint() == digits_train.fingerprint()
+    assert copy.ids_where("source", "site-2") == [i for k, i in enumerate(digits_train.ids) if k % 4 == 2]
+
+
+def test_a_data_set_published_before_metadata_still_loads(clean_env, store: MemoryBackend, tmp_path: Path,
+                                                         digits_train: SampleSet,
+                                                         digits_test: SampleSet) -> None:
+    """The layout and card today's main publishes (`lethe-dataset/1`, no metadata key) read the same."""
+    folder = tmp_path / "old"
+    for samples in (digits_train, digits_test):
+        write_shards(samples, folder, shard_size=1000)
+    old_card = {"format": "lethe-dataset/1", "source": "digits", "num_classes": 10,
+                "classes": list(digits_train.classes), "in_channels": 1, "image_size": [8, 8],
+                "normalization": digits_train.normalization.to_dict(),
+                "splits": {s.split: {"size": len(s), "fingerprint": s.fingerprint()} for s in (digits_train,
+                                                                                            digits_test)}}
+    (folder / "dataset.json").write_text(json.dumps(old_card, indent=2) + "\n")
+    put_dir(folder, "mem://bucket/datasets/old")
+    copy = load_dataset("mem://bucket/datasets/old", "train")
+    assert copy.fingerprint() == digits_train.fingerprint() and copy.metadata == {}
+    card = read_dataset_card("mem://bucket/datasets/old")
+    assert card.metadata == [] and card.splits["test"].size == 359 and card.source == "digits"
+    # A card of the right format with a field of the wrong type is refused in one line.
+    old_card["num_classes"] = "ten"
+    (folder / "dataset.json").write_text(json.dumps(old_card))
+    put_dir(folder, "mem://bucket/datasets/bad")
+    with pytest.raises(DataError, match=r"not .*set card \(lethe-dataset/1\): field num_classes"):
+        load_dataset("mem://bucket/datasets/bad", "train")
 
 
 def test_a_changed_shard_is_refused(published: str, store: MemoryBackend) -> None:

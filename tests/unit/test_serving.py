@@ -70,6 +70,9 @@ def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
     assert not (model_dir / "uv.lock").exists() and not (model_dir / "pyproject.toml").exists()
     assert "lethe" not in (model_dir / "requirements.txt").read_text()
     assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    # lethe's flavour names its files beside MLmodel.
+    assert mlmodel["flavors"]["lethe"]["card"] == "model.json" and (model_dir / "model.json").is_file()
+    assert mlmodel["flavors"]["lethe"]["weights"] == "model.safetensors"
     example = np.asarray(served.input_example, dtype=np.uint8)
     assert example.shape[1:] == tuple(digits_train.inputs.shape[1:])
     train = digits_train.inputs.numpy().reshape(len(digits_train.inputs), -1)

@@ -213,6 +213,24 @@ def test_uris() -> None:
         storage.put_bytes(b"", "gs://bucket/key")
 
 
+def test_absolute_uris_name_the_same_object_from_any_directory(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """What MLflow is given as an artifact location: a URI of the backend's own, never a relative path."""
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute_uri("artifacts/mlflow") == (tmp_path / "artifacts" / "mlflow").as_uri()
+    assert storage.absolute_uri(f"file://{tmp_path}/a") == (tmp_path / "a").as_uri()
+    assert storage.absolute_uri("s3://bucket/mlflow") == "s3://bucket/mlflow"
+
+
+def test_a_malformed_directory_manifest_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    storage.put_dir(tmp_path / "src", str(tmp_path / "stored"))
+    storage.put_bytes(b'{"files": ["a.txt"]}', str(tmp_path / "stored" / storage.MANIFEST))
+    with pytest.raises(IntegrityError, match="manifest .* is malformed"):
+        storage.get_dir(str(tmp_path / "stored"), tmp_path / "back")
+
+
 def test_listing_is_recursive_sorted_and_below_the_folder_only(root: str) -> None:
     for name in ("b/2.bin", "a.bin", "b/1.bin", "bc/3.bin"):
         storage.put_bytes(name.encode(), storage.join_uri(root, "data", name))

@@ -38,9 +38,13 @@ def test_a_model_of_unknown_architecture_is_one_stage() -> None:
     assert cutoff_names(forward_stages(model)) == [EVERY_LAYER]
 
 
-@pytest.fixture
-def class_request(digits_convnet, digits_train):
-    model, _ = digits_convnet
+@pytest.fixture(scope="module")
+def class_request(digits_convnet_dir, digits_train):
+    """Read-only (the selection never changes the model; the tests assert it): one importance pass
+    per module, not one per test."""
+    from lethe.models import load_model
+
+    model, _ = load_model(digits_convnet_dir)
     forget_ids = (digits_train.labels == 3).nonzero().flatten()
     retain_ids = (digits_train.labels != 3).nonzero().flatten()
     forget_set, retain_set = digits_train.subset(forget_ids), digits_train.subset(retain_ids)

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from lethe.commands._validation import integer
+from lethe.data.catalog import dataset_names
 
 
 def info(args: argparse.Namespace) -> int:
@@ -44,9 +45,10 @@ def publish(args: argparse.Namespace) -> int:
     test = load_dataset(args.dataset, "test", data_dir=args.data_dir)
     card = publish_dataset(train, test, args.to, source=train.name,
                            shard_size=args.shard_size or DEFAULT_SHARD_SIZE)
-    splits = ", ".join(f"{split} {info['size']}" for split, info in card["splits"].items())
-    print(f"published {train.name} to {args.to} ({splits} samples; train fingerprint "
-          f"{card['splits']['train']['fingerprint']})")
+    splits = card.splits or {}
+    sizes = ", ".join(f"{split} {entry.size}" for split, entry in splits.items())
+    print(f"published {train.name} to {args.to} ({sizes} samples; train fingerprint "
+          f"{splits['train'].fingerprint})")
     print(f"set LETHE_DATASET_URI={args.to} where the pipeline runs")
     return 0
 
@@ -64,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     info_parser = commands.add_parser("info", help="size, classes, image shape, normalization, fingerprint")
-    info_parser.add_argument("name", help="digits, fashion-mnist, cifar10, ..., imagefolder:DIR, shards:URI")
+    info_parser.add_argument("name", help=", ".join(dataset_names()))
     info_parser.add_argument("--split", default="train", choices=("train", "test"))
     info_parser.add_argument("--data-dir")
     info_parser.add_argument("--json", action="store_true", help="print JSON")
@@ -84,8 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "a manifest and a dataset card (fingerprints, classes, image size, normalisation). "
                     "Sample ids stay the source's, so ledger entries stay valid, and models trained on the "
                     "source accept the copy.")
-    publish_parser.add_argument("--dataset", required=True, metavar="NAME",
-                                help="digits, fashion-mnist, cifar10, ..., imagefolder:DIR, shards:URI")
+    publish_parser.add_argument("--dataset", required=True, metavar="NAME", help=", ".join(dataset_names()))
     publish_parser.add_argument("--to", required=True, metavar="URI",
                                 help="where to write it, e.g. s3://BUCKET/datasets/NAME")
     publish_parser.add_argument("--shard-size", type=integer(1), metavar="N",

@@ -13,11 +13,18 @@ import json
 from typing import TYPE_CHECKING
 
 from lethe.errors import LedgerError, RegistryError
+from lethe.registry.tags import (
+    GATE_REASONS_TAG,
+    REVIEW_AT_TAG,
+    REVIEW_BY_TAG,
+    REVIEW_REASON_TAG,
+    SCENARIO_TAG,
+)
 
 if TYPE_CHECKING:  # MLflow loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import Ledger
     from lethe.registry import Registry
-    from lethe.registry.registry import VersionInfo
+    from lethe.registry.metadata import VersionInfo
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -33,23 +40,23 @@ def list_(args: argparse.Namespace) -> int:
     if args.json:  # every field in full, for scripts (the table shortens the reasons)
         print(json.dumps({"model": registry.model_name, "champion": champion, "versions": [
             {"version": v.version, "created": v.created.isoformat(), "parent": v.parent_version,
-             "scenario": v.tags.get("lethe.scenario"), "gate": v.gate, "review": v.review,
+             "scenario": v.tags.get(SCENARIO_TAG), "gate": v.gate, "review": v.review,
              "champion": v.version == champion, "requests": list(v.request_ids),
-             "gate_reasons": v.tags.get("lethe.gate_reasons", ""),
-             "review_by": v.tags.get("review.by"), "review_reason": v.tags.get("review.reason"),
-             "review_at": v.tags.get("review.at"), "description": v.description} for v in versions]},
+             "gate_reasons": v.tags.get(GATE_REASONS_TAG, ""),
+             "review_by": v.tags.get(REVIEW_BY_TAG), "review_reason": v.tags.get(REVIEW_REASON_TAG),
+             "review_at": v.tags.get(REVIEW_AT_TAG), "description": v.description} for v in versions]},
             indent=2))
         return 0
     print(f"model {registry.model_name}; champion: version {champion or '-'}")
     print(f"{'VERSION':>7}  {'CREATED':16}  {'PARENT':>6}  {'GATE':4}  {'REVIEW':8}  {'REQUESTS':>8}  "
           "REASONS")
     for v in versions:
-        reasons = v.tags.get("lethe.gate_reasons", "")
+        reasons = v.tags.get(GATE_REASONS_TAG, "")
         print(f"{v.version:>7}  {v.created:%Y-%m-%d %H:%M}  {v.parent_version or '-':>6}  {v.gate or '-':4}  "
               f"{v.review or '-':8}  {len(v.request_ids):>8}  {_shorten(reasons, 80)}")
     if not versions:
         print("nothing awaits review" if not args.all else "no versions")
-    elif any(len(v.tags.get("lethe.gate_reasons", "")) > 80 for v in versions):
+    elif any(len(v.tags.get(GATE_REASONS_TAG, "")) > 80 for v in versions):
         print("(reasons shortened: `lethe review list --json` has them in full)")
     return 0
 
@@ -100,8 +107,8 @@ def _repeated(args: argparse.Namespace, decision: str, info: VersionInfo, ledger
     except LedgerError as exc:
         raise LedgerError(f"version {info.version} is {decision} in MLflow, but the ledger was not updated: "
                           f"{exc}; run the same command again to finish") from exc
-    first = (f"version {info.version} was already {decision} by {info.tags.get('review.by', '?')} at "
-             f"{info.tags.get('review.at', '?')} ({info.tags.get('review.reason', '')})")
+    first = (f"version {info.version} was already {decision} by {info.tags.get(REVIEW_BY_TAG, '?')} at "
+             f"{info.tags.get(REVIEW_AT_TAG, '?')} ({info.tags.get(REVIEW_REASON_TAG, '')})")
     if requests:
         state = "fulfilled" if decision == "approved" else "back to pending"
         print(f"{first}; the ledger had not followed: {len(requests)} request(s) now {state}. "

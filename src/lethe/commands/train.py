@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from lethe.commands._validation import MAX_SEED, check_out_dir, device_argument, integer, positive_number
+from lethe.data.catalog import dataset_help
 from lethe.errors import ConfigError
+from lethe.models.architectures import architecture_help
 
 
 def _read_lines(path: str) -> list[str]:
@@ -64,11 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a classifier and write DIR/model.safetensors, DIR/model.json and DIR/train.json. "
                     "With --exclude-* the named samples are left out: the 'retrained without the forget set' "
                     "gold standard.")
-    parser.add_argument("--dataset", required=True,
-                        help="digits, fashion-mnist, cifar10, cifar100, cifar20, imagefolder:DIR, shards:URI")
+    parser.add_argument("--dataset", required=True, help=f"{dataset_help()}, or a published data set's URI")
     parser.add_argument("--model", required=True,
-                        help="convnet, resnet18-cifar, resnet18, vit_b_16, or a model directory whose "
-                             "architecture to reuse (weights start fresh)")
+                        help=f"{architecture_help()}, or a model directory whose architecture to reuse "
+                             "(weights start fresh)")
     parser.add_argument("--epochs", type=integer(1), required=True)
     parser.add_argument("--out", required=True, help="the model directory to write")
     parser.add_argument("--exclude-ids", nargs="+", metavar="ID", help="sample ids to leave out")

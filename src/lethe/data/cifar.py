@@ -2,7 +2,9 @@
 
 Read through torchvision from a data dir holding the extracted "python version" archives
 (`cifar-10-batches-py/`, `cifar-100-python/`); torchvision checks their md5 sums. Its CIFAR100
-keeps only the fine labels, so the coarse ones are read from the same pickles here.
+keeps only the fine labels, so the coarse ones are read from the same pickles here. The class
+names come from the files; the rest of each set's card (normalisation) is its row's, in
+`lethe.data.catalog`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lethe.data.sampleset import Normalization, SampleSet
+from lethe.data.catalog import LoadOptions
+from lethe.data.sampleset import SampleSet
 from lethe.errors import DataError
 
-NORMALIZATION = {
-    "cifar10": Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": Normalization((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
-NORMALIZATION["cifar20"] = NORMALIZATION["cifar100"]
 _FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python", "cifar20": "cifar-100-python"}
 _ARCHIVE = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 
@@ -46,10 +44,12 @@ def _read_pickle(path: Path) -> dict:
         raise DataError(f"corrupt CIFAR file {path}: {exc}") from exc
 
 
-def load_cifar(name: str, split: str, data_dir: str | Path | None) -> SampleSet:
+def load(split: str, options: LoadOptions) -> SampleSet:
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    root = _root(name, data_dir)
+    name, card = options.name, options.card
+    assert card is not None and name in _FOLDER  # the cifar rows
+    root = _root(name, options.data_dir)
     dataset_class = CIFAR10 if name == "cifar10" else CIFAR100
     try:
         dataset = dataset_class(str(root), train=split == "train", download=False)
@@ -79,6 +79,6 @@ def load_cifar(name: str, split: str, data_dir: str | Path | None) -> SampleSet:
         inputs=images,
         labels=labels,
         num_classes=len(classes),
-        normalization=NORMALIZATION[name],
+        normalization=card.normalization,
         classes=classes,
     )

@@ -1,22 +1,24 @@
-"""scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): tiny, offline, for tests and demos."""
+"""scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): tiny, offline, for tests and demos.
+
+Its card (classes, normalisation) is its row's, in `lethe.data.catalog`.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from lethe.data.sampleset import Normalization, SampleSet
+from lethe.data.catalog import LoadOptions
+from lethe.data.sampleset import SampleSet
 
 #: Every fifth image (position 4, 9, 14, ...) is a test image. No random state: the split is
 #: the same on every machine and every version of every library.
 TEST_EVERY = 5
 
-#: Mean and std of the train split's pixels scaled to [0, 1]; computed once from the data.
-NORMALIZATION = Normalization((0.3059,), (0.3763,))
 
-
-def load_digits_split(split: str) -> SampleSet:
+def load(split: str, options: LoadOptions) -> SampleSet:
     from sklearn.datasets import load_digits  # heavy import, only when asked for
 
+    assert options.card is not None  # the row has one
     bunch = load_digits()
     # Pixel values are 0..16; scale to the full uint8 range like every other image set.
     images = torch.from_numpy(bunch.images).mul(255.0 / 16.0).round().clamp(0, 255).to(torch.uint8)
@@ -31,7 +33,7 @@ def load_digits_split(split: str) -> SampleSet:
         ids=[f"digits/{split}/{i}" for i in range(len(chosen_labels))],
         inputs=chosen_images.contiguous(),
         labels=chosen_labels,
-        num_classes=10,
-        normalization=NORMALIZATION,
-        classes=[str(d) for d in range(10)],
+        num_classes=options.card.num_classes,
+        normalization=options.card.normalization,
+        classes=options.card.classes,
     )

@@ -2,7 +2,8 @@
 
 Where the files are looked for, in order: the data dir given (flag or LETHE_DATA_DIR; an
 explicit dir must hold them), the Debian package `dataset-fashion-mnist`, a torchvision download
-into `LETHE_HOME/data` when online.
+into `LETHE_HOME/data` when online. Its card (classes, normalisation) is its row's, in
+`lethe.data.catalog`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from pathlib import Path
 
 import torch
 
+from lethe.data.catalog import LoadOptions
 from lethe.data.idx import read_idx
-from lethe.data.sampleset import Normalization, SampleSet
+from lethe.data.sampleset import SampleSet
 from lethe.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # where dataset-fashion-mnist installs them
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-           "Ankle boot")
-NORMALIZATION = Normalization((0.2860,), (0.3530,))  # of the train split, pixels in [0, 1]
 _PREFIX = {"train": "train", "test": "t10k"}
 _SIZES = {"train": 60_000, "test": 10_000}
 HOW_TO_GET = ("install the Debian package (apt-get install dataset-fashion-mnist) or pass --data-dir / "
@@ -85,9 +84,10 @@ def find_files(split: str, data_dir: str | Path | None, download_root: Path | No
     return found
 
 
-def load_fashion_mnist(split: str, data_dir: str | Path | None = None,
-                       download_root: Path | None = None) -> SampleSet:
-    images_path, labels_path = find_files(split, data_dir, download_root)
+def load(split: str, options: LoadOptions) -> SampleSet:
+    card = options.card
+    assert card is not None  # the row has one
+    images_path, labels_path = find_files(split, options.data_dir, options.download_root)
     images = read_idx(images_path, ndim=3)
     labels = read_idx(labels_path, ndim=1)
     if images.shape[0] != labels.shape[0]:
@@ -98,7 +98,7 @@ def load_fashion_mnist(split: str, data_dir: str | Path | None = None,
     if images.shape[0] != _SIZES[split]:
         log.warning("%s holds %d images; Fashion-MNIST's %s split has %d", images_path, images.shape[0],
                     split, _SIZES[split])
-    if labels.size and int(labels.max()) >= len(CLASSES):
+    if labels.size and int(labels.max()) >= card.num_classes:
         raise DataError(f"corrupt IDX file {labels_path}: label {int(labels.max())} outside 0..9")
     return SampleSet(
         name="fashion-mnist",
@@ -106,7 +106,7 @@ def load_fashion_mnist(split: str, data_dir: str | Path | None = None,
         ids=[f"fashion-mnist/{split}/{i}" for i in range(images.shape[0])],
         inputs=torch.from_numpy(images.copy()).unsqueeze(1),
         labels=torch.from_numpy(labels.astype("int64")),
-        num_classes=len(CLASSES),
-        normalization=NORMALIZATION,
-        classes=CLASSES,
+        num_classes=card.num_classes,
+        normalization=card.normalization,
+        classes=card.classes,
     )

@@ -2,20 +2,28 @@
 
 Every image is decoded once at load time (PIL), converted to RGB, resized to a fixed square
 size and kept as uint8; the class list comes from the train split's folder names.
+
+Per-sample metadata comes from an optional `<root>/metadata.csv`: a header `id,<column>,...` and
+one row per image (`train/cat/a.png,clinic-b,...`); both splits' rows may share the file, and
+every image of the split loaded needs its row.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lethe.data.card import check_column_name
+from lethe.data.catalog import LoadOptions
 from lethe.data.sampleset import Normalization, SampleSet
 from lethe.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DEFAULT_IMAGE_SIZE = 32
+METADATA_FILE = "metadata.csv"
 #: Without statistics of the user's data, map [0, 1] to [-1, 1].
 NORMALIZATION = Normalization.uniform(3)
 
@@ -40,6 +48,35 @@ def _decode(path: Path, size: int) -> np.ndarray:
             return np.asarray(rgb, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot decode image {path}: {exc}") from exc
+
+
+def read_metadata(root: Path, ids: list[str]) -> dict[str, list[str]]:
+    """The columns of `<root>/metadata.csv` for `ids` (none without the file)."""
+    path = root / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header or header[0] != "id" or len(header) < 2:
+                raise DataError(f"{path}: the header must be id,<column>,... not {header}")
+            columns = [check_column_name(c) for c in header[1:]]
+            rows = {row[0]: row[1:] for row in reader if row}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise DataError(f"{path} has no row for {len(missing)} of {len(ids)} images, e.g. {missing[0]}")
+    short = next((i for i in ids if len(rows[i]) != len(columns)), None)
+    if short is not None:
+        raise DataError(f"{path}: the row of {short} has {len(rows[short])} values for {len(columns)} "
+                        "columns")
+    return {column: [rows[i][k] for i in ids] for k, column in enumerate(columns)}
+
+
+def load(split: str, options: LoadOptions) -> SampleSet:
+    return load_image_folder(options.argument, split, options.image_size or DEFAULT_IMAGE_SIZE)
 
 
 def load_image_folder(root: str | Path, split: str, image_size: int = DEFAULT_IMAGE_SIZE) -> SampleSet:
@@ -78,4 +115,5 @@ def load_image_folder(root: str | Path, split: str, image_size: int = DEFAULT_IM
         num_classes=len(classes),
         normalization=NORMALIZATION,
         classes=classes,
+        metadata=read_metadata(root, ids),
     )

@@ -1,4 +1,5 @@
-"""One split of one data set: stable string ids, uint8 images kept in memory, labels.
+"""One split of one data set: stable string ids, uint8 images kept in memory, labels, and per-sample
+metadata columns.
 
 Images stay uint8 [N, C, H, W]; they become normalised floats one batch at a time, so a pass
 over the data does no per-sample work (no PIL, no Python loop over samples).
@@ -7,52 +8,18 @@ over the data does no per-sample work (no PIL, no Python loop over samples).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from lethe.data.card import DatasetCard, Normalization, check_column_name
 from lethe.errors import DataError, UnknownSamplesError
+
+__all__ = ["Batches", "Normalization", "SampleSet", "concat"]
 
 #: How many unknown ids an error message names before it says "and N more".
 NAMED_IN_ERRORS = 5
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Per-channel mean and std of images scaled to [0, 1]: x = (u8 / 255 - mean) / std."""
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.mean) != len(self.std) or not self.mean:
-            raise DataError(f"normalization needs one mean and one std per channel, got {self}")
-        if any(s <= 0 for s in self.std):
-            raise DataError(f"normalization std must be positive, got {self.std}")
-
-    @classmethod
-    def uniform(cls, channels: int, mean: float = 0.5, std: float = 0.5) -> Normalization:
-        return cls((mean,) * channels, (std,) * channels)
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Normalization:
-        try:
-            return cls(tuple(float(v) for v in raw["mean"]), tuple(float(v) for v in raw["std"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"malformed normalization {raw!r}: {exc}") from exc
-
-    def apply(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, C, H, W] (any device) → float32, normalised."""
-        if images.shape[1] != len(self.mean):
-            raise DataError(f"images have {images.shape[1]} channels, normalization has {len(self.mean)}")
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-        return (images.to(torch.float32) / 255.0 - mean) / std
 
 
 class Batches:
@@ -108,7 +75,13 @@ class Batches:
 class SampleSet:
     """One split of one data set. See docs/architecture.md, "Data".
 
-    `ids[i]`, `inputs[i]` and `labels[i]` describe the same sample. Ids are unique.
+    `ids[i]`, `inputs[i]`, `labels[i]` and `metadata[column][i]` describe the same sample. Ids are
+    unique. `metadata` holds per-sample string columns a data set may carry (where a sample came
+    from, when it was collected), each as long as the set; `ids_where(column, value)` selects by
+    them. They travel through `subset`, `concat` and published shards, but not into
+    `fingerprint()`: the fingerprint names what a model learns from (ids, images, labels), models
+    record it, and a column added later must not disown them. Published shards are sha256-checked,
+    metadata included.
     """
 
     def __init__(
@@ -122,6 +95,7 @@ class SampleSet:
         num_classes: int,
         normalization: Normalization,
         classes: Sequence[str] | None = None,
+        metadata: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         ids = [str(i) for i in ids]
         if inputs.dtype != torch.uint8 or inputs.dim() != 4:
@@ -148,6 +122,7 @@ class SampleSet:
         self.num_classes = int(num_classes)
         self.normalization = normalization
         self.classes = tuple(classes) if classes is not None else None
+        self.metadata = _metadata_columns(f"{name}/{split}", metadata, len(ids))
         self._index: dict[str, int] | None = None
         self._fingerprint: str | None = None
         if len(self.index) != len(ids):
@@ -169,6 +144,12 @@ class SampleSet:
     def image_size(self) -> tuple[int, int]:
         """(height, width)."""
         return int(self.inputs.shape[2]), int(self.inputs.shape[3])
+
+    @property
+    def card(self) -> DatasetCard:
+        """Classes, channels, image size, normalisation: what a model trained on these samples takes."""
+        return DatasetCard(self.num_classes, self.in_channels, self.image_size, self.normalization,
+                           self.classes)
 
     @property
     def index(self) -> dict[str, int]:
@@ -205,7 +186,31 @@ class SampleSet:
             num_classes=self.num_classes,
             normalization=self.normalization,
             classes=self.classes,
+            metadata={column: [values[i] for i in positions] for column, values in self.metadata.items()},
         )
+
+    def metadata_column(self, column: str) -> list[str]:
+        """The values of one metadata column, in sample order; an unknown column is a DataError."""
+        if column not in self.metadata:
+            have = ", ".join(self.metadata) or "none"
+            raise DataError(f"{self.name}/{self.split} has no metadata column {column!r} (its columns: "
+                            f"{have})")
+        return self.metadata[column]
+
+    def ids_where(self, column: str, value: str) -> list[str]:
+        """The ids of the samples whose metadata `column` equals `value`, in sample order (empty when
+        none does); an unknown column is a DataError. E.g. `ids_where("source", "clinic-b")`."""
+        return [i for i, v in zip(self.ids, self.metadata_column(column), strict=True) if v == value]
+
+    def metadata_values(self, column: str) -> list[str]:
+        """The distinct values of a metadata column, sorted."""
+        return sorted(set(self.metadata_column(column)))
+
+    def with_metadata(self, columns: Mapping[str, Sequence[str]]) -> SampleSet:
+        """The same samples with `columns` added (or replaced); the fingerprint stays the same."""
+        return SampleSet(name=self.name, split=self.split, ids=self.ids, inputs=self.inputs,
+                         labels=self.labels, num_classes=self.num_classes, normalization=self.normalization,
+                         classes=self.classes, metadata={**self.metadata, **columns})
 
     def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0, with_labels: bool = True,
                 drop_last: bool = False, device: str | torch.device | None = None) -> Batches:
@@ -213,7 +218,8 @@ class SampleSet:
                        drop_last=drop_last, device=device)
 
     def fingerprint(self) -> str:
-        """Hex sha256 of the ids, the inputs (shape and bytes) and the labels; cached."""
+        """Hex sha256 of the ids, the inputs (shape and bytes) and the labels; cached. Metadata is not
+        in it (see the class's docstring)."""
         if self._fingerprint is None:
             digest = hashlib.sha256()
             digest.update("\n".join(self.ids).encode())
@@ -228,7 +234,7 @@ class SampleSet:
         """A JSON-able summary (no sample ids)."""
         counts = (torch.bincount(self.labels, minlength=self.num_classes).tolist()
                   if self.labels is not None else None)
-        return {
+        summary = {
             "name": self.name,
             "split": self.split,
             "size": len(self),
@@ -240,6 +246,9 @@ class SampleSet:
             "class_counts": counts,
             "fingerprint": self.fingerprint(),
         }
+        if self.metadata:  # column -> how many distinct values
+            summary["metadata"] = {column: len(set(values)) for column, values in self.metadata.items()}
+        return summary
 
 
 def concat(parts: Sequence[SampleSet]) -> SampleSet:
@@ -253,6 +262,10 @@ def concat(parts: Sequence[SampleSet]) -> SampleSet:
                             f"{tuple(first.inputs.shape[1:])} vs {tuple(part.inputs.shape[1:])}")
         if (part.labels is None) != (first.labels is None):
             raise DataError(f"{first.name}: some parts have labels and others do not")
+        if part.metadata.keys() != first.metadata.keys():
+            theirs = [", ".join(p.metadata) or "none" for p in (first, part)]
+            raise DataError(f"{first.name}: parts carry different metadata columns ({theirs[0]} vs "
+                            f"{theirs[1]})")
     return SampleSet(
         name=first.name,
         split=first.split,
@@ -262,7 +275,28 @@ def concat(parts: Sequence[SampleSet]) -> SampleSet:
         num_classes=max(part.num_classes for part in parts),
         normalization=first.normalization,
         classes=first.classes,
+        metadata={column: [value for part in parts for value in part.metadata[column]]
+                  for column in first.metadata},
     )
+
+
+def _metadata_columns(where: str, metadata: Mapping[str, Sequence[str]] | None,
+                      size: int) -> dict[str, list[str]]:
+    """Checked copies of the columns: named like identifiers, strings only, one value per sample."""
+    columns: dict[str, list[str]] = {}
+    for column, values in (metadata or {}).items():
+        check_column_name(column)
+        if isinstance(values, str):
+            raise DataError(f"{where}: metadata column {column!r} must be a sequence of strings, not one "
+                            "string")
+        copied = list(values)
+        if len(copied) != size:
+            raise DataError(f"{where}: metadata column {column!r} has {len(copied)} values for {size} "
+                            "samples")
+        if not all(isinstance(v, str) for v in copied):
+            raise DataError(f"{where}: metadata column {column!r} holds values that are not strings")
+        columns[column] = [str(v) for v in copied]  # numpy's str_ becomes a plain str
+    return columns
 
 
 def _name_a_few(values: Sequence[str], *, quote: bool = True) -> str:

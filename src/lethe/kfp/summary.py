@@ -23,10 +23,12 @@ def version_entry(registry: Any, info: Any) -> dict[str, Any]:
     """One registered version (`lethe.registry.VersionInfo`) with its metrics and report location."""
     from urllib.parse import urlparse
 
-    entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get("lethe.scenario"),
+    from lethe.registry.tags import ALPHA_TAG, GATE_REASONS_TAG, SCENARIO_TAG
+
+    entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get(SCENARIO_TAG),
                              "parent": info.parent_version, "gate": info.gate, "review": info.review,
-                             "alpha": info.tags.get("lethe.alpha"), "requests": len(info.request_ids),
-                             "champion": info.is_champion, "reasons": info.tags.get("lethe.gate_reasons")}
+                             "alpha": info.tags.get(ALPHA_TAG), "requests": len(info.request_ids),
+                             "champion": info.is_champion, "reasons": info.tags.get(GATE_REASONS_TAG)}
     if info.parent_version and info.run_id:
         run = registry.client.get_run(info.run_id)
         with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:

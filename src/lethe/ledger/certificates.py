@@ -10,17 +10,24 @@ is written, and a write that fails removes the ones this export created, so a re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+from pydantic import PlainSerializer
 
 import lethe
 from lethe.errors import LedgerError, LetheError, StorageError
 from lethe.ledger.ledger import ErasureRequest, Ledger
 from lethe.ledger.schema import FULFILLED
 from lethe.storage import delete, exists, join_uri, put_bytes
+from lethe.storage.records import Record
 
 CERTIFICATE_FORMAT = "lethe-erasure-certificate/1"
+#: What `samples` says of a request for every sample of its subject (else: how many ids it named).
+ALL_SAMPLES = "all samples of the subject"
+#: A time as certificates have always written it (`datetime.isoformat()`: "+00:00", not "Z").
+IsoTime = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
 
 #: Words for a request whose forgetting was judged by the population attack alone.
@@ -62,42 +69,69 @@ def own_gate(gate: dict[str, Any], request_id: str) -> dict[str, Any]:
     return kept
 
 
+class ErasureCertificate(Record):
+    """One fulfilled request's certificate (the subject's keyed hash, never the raw id)."""
+
+    FORMAT: ClassVar[str] = CERTIFICATE_FORMAT
+    WHAT: ClassVar[str] = "a lethe erasure certificate"
+    ERROR: ClassVar[type[LetheError]] = LedgerError
+    JSON_INDENT: ClassVar[int] = 2  # the layout certificates always had
+    SORT_KEYS: ClassVar[bool] = True
+
+    request_id: str
+    subject_hash: str
+    subject_hash_algorithm: str = "HMAC-SHA256"
+    subject_hash_scheme: str
+    samples: int | str  # how many sample ids the request named, or ALL_SAMPLES
+    # How the run resolved the request: the samples it forgot, and the request's ids that name no
+    # sample of the data (the model never saw them: nothing to forget). None: not recorded.
+    samples_forgotten: int | None = None
+    sample_ids_not_in_data: int | None = None
+    received_at: IsoTime
+    deadline: IsoTime
+    fulfilled_at: IsoTime
+    within_deadline: bool
+    model_name: str | None = None
+    model_version: str | None = None
+    run_id: str | None = None
+    metrics: dict[str, Any] = {}
+    gate: dict[str, Any] = {}
+    membership: dict[str, Any] = {}
+    review: dict[str, Any] | None = None
+    algorithm: str | None = None
+    parameters: dict[str, Any] = {}
+    lethe_version: str = lethe.__version__
+
+    @classmethod
+    def of(cls, request: ErasureRequest) -> ErasureCertificate:
+        """The certificate of a fulfilled request (anything else is a `LedgerError`)."""
+        if request.state != FULFILLED or request.fulfilled_at is None:
+            raise LedgerError(f"request {request.id} is {request.state}: "
+                              "only a fulfilled request has a certificate")
+        outcome = request.outcome or {}
+        resolution = outcome.get("resolution") or {}
+        gate = outcome.get("gate") or {}
+        return cls(
+            request_id=request.id, subject_hash=request.subject_hash,
+            subject_hash_scheme=request.subject_hash_scheme,
+            samples=len(request.sample_ids) if request.sample_ids else ALL_SAMPLES,
+            samples_forgotten=resolution.get("forgotten"),
+            sample_ids_not_in_data=resolution.get("not_in_data"),
+            received_at=request.received_at, deadline=request.deadline, fulfilled_at=request.fulfilled_at,
+            within_deadline=request.fulfilled_at <= request.deadline, model_name=outcome.get("model_name"),
+            model_version=request.model_version, run_id=request.run_id, metrics=outcome.get("metrics", {}),
+            gate=own_gate(gate, request.id), membership=membership_evidence(gate, request.id),
+            review=outcome.get("review"), algorithm=outcome.get("algorithm"),
+            parameters=outcome.get("parameters", {}), lethe_version=lethe.__version__)
+
+
 def certificate(request: ErasureRequest) -> dict[str, Any]:
-    if request.state != FULFILLED or request.fulfilled_at is None:
-        raise LedgerError(f"request {request.id} is {request.state}: "
-                          "only a fulfilled request has a certificate")
-    outcome = request.outcome or {}
-    resolution = outcome.get("resolution") or {}
-    return {
-        "format": CERTIFICATE_FORMAT,
-        "request_id": request.id,
-        "subject_hash": request.subject_hash,
-        "subject_hash_algorithm": "HMAC-SHA256",
-        "subject_hash_scheme": request.subject_hash_scheme,
-        "samples": "all samples of the subject" if not request.sample_ids else len(request.sample_ids),
-        # How the run resolved the request: the samples it forgot, and the request's ids that name no
-        # sample of the data (the model never saw them: nothing to forget). None: not recorded.
-        "samples_forgotten": resolution.get("forgotten"),
-        "sample_ids_not_in_data": resolution.get("not_in_data"),
-        "received_at": request.received_at.isoformat(),
-        "deadline": request.deadline.isoformat(),
-        "fulfilled_at": request.fulfilled_at.isoformat(),
-        "within_deadline": request.fulfilled_at <= request.deadline,
-        "model_name": outcome.get("model_name"),
-        "model_version": request.model_version,
-        "run_id": request.run_id,
-        "metrics": outcome.get("metrics", {}),
-        "gate": own_gate(outcome.get("gate") or {}, request.id),
-        "membership": membership_evidence(outcome.get("gate") or {}, request.id),
-        "review": outcome.get("review"),
-        "algorithm": outcome.get("algorithm"),
-        "parameters": outcome.get("parameters", {}),
-        "lethe_version": lethe.__version__,
-    }
+    """The certificate of a fulfilled request, as the JSON fields its file holds."""
+    return ErasureCertificate.of(request).to_fields()
 
 
 def _encoded(request: ErasureRequest) -> bytes:
-    return (json.dumps(certificate(request), indent=2, sort_keys=True) + "\n").encode()
+    return ErasureCertificate.of(request).to_bytes()
 
 
 def write_certificate(request: ErasureRequest, out_uri: str) -> str:

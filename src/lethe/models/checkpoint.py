@@ -10,23 +10,22 @@ an edited card (say, its normalisation) is refused like changed weights.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import ConfigDict, Field, PlainSerializer, PlainValidator, StrictInt, StrictStr, model_validator
 from torch import nn
 
 import lethe
 from lethe.data.sampleset import Normalization
-from lethe.errors import DataError, ModelError
+from lethe.errors import DataError, LetheError, ModelError
 from lethe.models.zoo import SPEC_ATTRIBUTE, build_model, model_spec
 from lethe.storage import sha256_file
+from lethe.storage.records import FORMAT_KEY, Record
 from lethe.storage.uris import SIDECAR_SUFFIX
 from lethe.unlearning.fingerprint import model_fingerprint
 
@@ -35,69 +34,64 @@ CARD_FILE = "model.json"
 CARD_FORMAT = "lethe-model/1"
 
 
-@dataclass
-class ModelCard:
-    """The contents of model.json. Keys the card does not know are kept in `extra`."""
+def _normalization(value: Any) -> Normalization | None:
+    if value is None or isinstance(value, Normalization):
+        return value
+    try:
+        return Normalization.from_dict(value)
+    except (DataError, TypeError, AttributeError) as exc:
+        raise ValueError(str(exc)) from None
 
-    arch: str
-    num_classes: int
-    in_channels: int
-    fingerprint: str
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    normalization: Normalization | None = None
+
+CardNormalization = Annotated[
+    Normalization | None, PlainValidator(_normalization),
+    PlainSerializer(lambda value: value.to_dict() if value is not None else None)]
+
+
+class ModelCard(Record):
+    """The contents of model.json. Keys the card does not know are kept (`extra`), and written back."""
+
+    FORMAT: ClassVar[str] = CARD_FORMAT
+    WHAT: ClassVar[str] = "a lethe model card"
+    ERROR: ClassVar[type[LetheError]] = ModelError
+    JSON_INDENT: ClassVar[int] = 2  # the layout cards always had
+    model_config = ConfigDict(extra="allow")
+
+    arch: Annotated[StrictStr, Field(min_length=1)]
+    num_classes: Annotated[StrictInt, Field(ge=2)]
+    in_channels: Annotated[StrictInt, Field(ge=1)]
+    fingerprint: StrictStr
+    arch_kwargs: dict[str, Any] = {}
+    normalization: CardNormalization = None
     dataset: str | None = None  # the name or URI the data set was read from
     dataset_fingerprint: str | None = None  # of its train split: the data this model may meet
-    classes: list[str] | None = None
-    image_size: list[int] | None = None
+    classes: list[StrictStr] | None = None
+    image_size: list[Annotated[StrictInt, Field(gt=0)]] | None = None
     lethe_version: str = lethe.__version__
     created_at: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_extra(cls, data: Any) -> Any:
+        """An "extra" mapping (the dataclass card's constructor argument) adds its keys to the card's."""
+        if isinstance(data, dict) and isinstance(data.get("extra"), dict):
+            nested = {k: v for k, v in data["extra"].items() if k not in cls.model_fields}
+            data = {**{k: v for k, v in data.items() if k != "extra"}, **nested}
+        return data
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The card's keys that lethe's fields do not name (e.g. `unlearning`, `root_fingerprint`)."""
+        return dict(self.model_extra or {})
 
     def to_dict(self) -> dict[str, Any]:
-        known = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        known["normalization"] = self.normalization.to_dict() if self.normalization else None
-        return {"format": CARD_FORMAT, **known, **self.extra}
+        """The card as model.json holds it (format tag first)."""
+        return self.to_fields()
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelCard:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in raw.items() if k in names}
-        extra = {k: v for k, v in raw.items() if k not in names and k != "format"}
-        extra.update(raw.get("extra") or {})
-        try:
-            if known.get("normalization") is not None:
-                known["normalization"] = Normalization.from_dict(known["normalization"])
-            card = cls(**known, extra=extra)
-        except (TypeError, ValueError, DataError) as exc:
-            raise ModelError(f"malformed model card: {exc}") from exc
-        problem = card._problem()
-        if problem:
-            raise ModelError(f"malformed model card: {problem}")
-        return card
-
-    def _problem(self) -> str | None:
-        """What makes the card unusable, checked before anything is built from it; None if nothing."""
-
-        def count(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        if not isinstance(self.arch, str) or not self.arch:
-            return f"arch must be a model name, not {self.arch!r}"
-        if not count(self.num_classes) or self.num_classes < 2:
-            return f"num_classes must be an integer of at least 2, not {self.num_classes!r}"
-        if not count(self.in_channels) or self.in_channels < 1:
-            return f"in_channels must be a positive integer, not {self.in_channels!r}"
-        if not isinstance(self.fingerprint, str):
-            return f"fingerprint must be a string, not {self.fingerprint!r}"
-        if not isinstance(self.arch_kwargs, dict):
-            return f"arch_kwargs must be a mapping, not {self.arch_kwargs!r}"
-        if self.classes is not None and not (isinstance(self.classes, list | tuple)
-                                             and all(isinstance(c, str) for c in self.classes)):
-            return f"classes must be a list of names, not {self.classes!r}"
-        if self.image_size is not None and not (isinstance(self.image_size, list | tuple)
-                                                and all(count(v) and v > 0 for v in self.image_size)):
-            return f"image_size must be a list of positive integers, not {self.image_size!r}"
-        return None
+        """A card from its fields (a format tag, if present, must be this one)."""
+        return cls.from_fields({FORMAT_KEY: cls.FORMAT, **raw}, where="the model card")
 
 
 def _directory(path: str | Path) -> Path:
@@ -118,13 +112,7 @@ def read_card(path: str | Path) -> ModelCard:
     card_path = _directory(path) / CARD_FILE
     if not card_path.is_file():
         raise ModelError(f"{card_path.parent} is not a model directory: no {CARD_FILE}")
-    try:
-        raw = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {card_path}: {exc}") from exc
-    if not isinstance(raw, dict) or raw.get("format") != CARD_FORMAT:
-        raise ModelError(f"{card_path} is not a lethe model card (format {CARD_FORMAT})")
-    card = ModelCard.from_dict(raw)
+    card = ModelCard.read(card_path)
     _check_sidecar(card_path)
     return card
 
@@ -183,7 +171,7 @@ def save_model(model: nn.Module, out_dir: str | Path,
     # Write beside, then rename: a crash never leaves a half-written model behind a valid name.
     weights_tmp, card_tmp = out / f".{WEIGHTS_FILE}.tmp", out / f".{CARD_FILE}.tmp"
     save_file(state, str(weights_tmp), metadata={"fingerprint": card.fingerprint, "arch": card.arch})
-    card_tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=False) + "\n")
+    card.write(card_tmp)
     sidecars = [(out / f".{name}{SIDECAR_SUFFIX}.tmp", out / f"{name}{SIDECAR_SUFFIX}",
                  f"{sha256_file(tmp)}  {name}\n")
                 for name, tmp in ((WEIGHTS_FILE, weights_tmp), (CARD_FILE, card_tmp))]

@@ -36,3 +36,10 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def convnet_stages(model: ConvNet) -> list[tuple[str, nn.Module]]:
+    """Three conv blocks (conv, BN, ReLU and their pooling), the hidden layer, the output layer."""
+    features, classifier = model.features, model.classifier
+    return [("block1", features[0:4]), ("block2", features[4:8]), ("block3", features[8:12]),
+            ("hidden", classifier[0:4]), ("output", classifier[4:])]

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lethe.config import environment, settings
 from lethe.errors import RegistryError
 from lethe.redact import mask_credentials
-from lethe.storage import is_s3, join_uri
+from lethe.storage import absolute_uri, join_uri
 
 _clients: dict[str, MlflowClient] = {}
 _lock = threading.Lock()
@@ -68,10 +68,7 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     """
     if is_remote(tracking_uri):
         return None
-    root = settings().artifacts
-    if is_s3(root):
-        return join_uri(root, "mlflow")
-    return (Path(root).resolve() / "mlflow").as_uri()
+    return absolute_uri(join_uri(settings().artifacts, "mlflow"))
 
 
 def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:

@@ -9,7 +9,7 @@ their hashes, the forget set's sample ids) and for anything shaped like a lethe 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from lethe.errors import RegistryError
@@ -58,3 +58,17 @@ class PrivacyGuard:
 
 def _mask(value: str) -> str:
     return value[:2] + "…" if len(value) > 3 else "…"
+
+
+def check_registration(guard: PrivacyGuard, *, params: Mapping[str, str], tags: Mapping[str, str],
+                       metric_names: Iterable[str], description: str, run_name: str,
+                       files: Iterable[Path]) -> None:
+    """Everything a registration sends to MLflow, checked before the first request: params and tags
+    (key and value), metric names, the description, the run name and every text file to upload."""
+    for key, value in {**params, **tags}.items():
+        guard.check_text(f"{key}={value}", f"'{key}'")
+    for key in metric_names:
+        guard.check_text(key, f"the metric '{key}'")
+    guard.check_text(description, "the description")
+    guard.check_text(run_name, "the run name")
+    guard.check_files(files)

@@ -55,14 +55,16 @@ def input_shape(card: Any) -> tuple[int, int, int]:
     return int(card.in_channels), int(height), int(width)
 
 
-def save_served_model(model_dir: str | Path, out_dir: str | Path) -> list[str]:
-    """Write the MLflow pyfunc of lethe model directory `model_dir` into `out_dir` (new or empty).
+def save_served_model(model_dir: str | Path, out_dir: str | Path,
+                      flavors: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Write the MLflow pyfunc of lethe model directory `model_dir` into `out_dir` (new or empty);
+    `flavors`: more flavours for its MLmodel (name -> configuration), beside `python_function`.
 
     Returns the relative paths written. The traced model is checked against lethe's own forward
     pass before anything is written.
     """
     import mlflow
-    from mlflow.models import ModelSignature
+    from mlflow.models import Model, ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     from lethe.models import load_model
@@ -92,6 +94,9 @@ def save_served_model(model_dir: str | Path, out_dir: str | Path) -> list[str]:
     requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
                     f"numpy=={np.__version__}"]
     out_dir = Path(out_dir)
+    mlmodel = Model()
+    for name, conf in (flavors or {}).items():
+        mlmodel.add_flavor(name, **conf)
     with tempfile.TemporaryDirectory(prefix="lethe-served-") as tmp:
         script = Path(tmp) / "model.pt"
         traced.save(str(script))
@@ -100,6 +105,7 @@ def save_served_model(model_dir: str | Path, out_dir: str | Path) -> list[str]:
             mlflow.pyfunc.save_model(
                 path=str(out_dir), python_model=str(SERVED_MODEL_CODE),
                 artifacts={TORCHSCRIPT_ARTIFACT: str(script)}, model_config={"classes": classes},
-                signature=signature, input_example=example, pip_requirements=requirements)
+                signature=signature, input_example=example, pip_requirements=requirements,
+                mlflow_model=mlmodel)
     return sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
 

@@ -29,6 +29,7 @@ from lethe.audit.references import (
 )
 from lethe.errors import AuditError
 from lethe.models import read_card
+from lethe.registry.tags import MODEL_FINGERPRINT_TAG, REMEDY_TAG, SCENARIO_TAG
 from lethe.steps.prepare import fetch_model
 from lethe.steps.results import FetchedModel
 
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 #: What the retrain step writes beside a retrained model: counts and classes only, never sample ids.
 RETRAIN_FILE = "retrain.json"
-REMEDY_TAG = "lethe.remedy"
 _MAX_LINEAGE = 10_000
 
 
@@ -72,12 +72,12 @@ def fetch_audited_model(model: str, dest_dir: str | Path, *, tracking_uri: str |
     root = root_fingerprint(read_card(dest_dir))
     info = registry.version(fetched.version)
     audited.lineage.append(info)
-    while info.tags.get("lethe.model_fingerprint") != root and info.parent_version:
+    while info.tags.get(MODEL_FINGERPRINT_TAG) != root and info.parent_version:
         if len(audited.lineage) > _MAX_LINEAGE or info.parent_version in {v.version for v in audited.lineage}:
             raise AuditError(f"the lineage of version {fetched.version} of {fetched.name} loops")
         info = registry.version(info.parent_version)
         audited.lineage.append(info)
-    if info.tags.get("lethe.model_fingerprint") == root:
+    if info.tags.get(MODEL_FINGERPRINT_TAG) == root:
         with tempfile.TemporaryDirectory(prefix="lethe-root-") as tmp:
             root_dir = registry.download_model(info.version, tmp)
             from lethe.audit.recipe import own_recipe
@@ -90,7 +90,7 @@ def _forget_classes(registry: Any, lineage: Sequence[Any]) -> list[int]:
     """Classes forgotten along the lineage: from each class-scenario (or retrained) version's files."""
     classes: list[int] = []
     for info in lineage:
-        if info.tags.get("lethe.scenario") != "class" and info.tags.get(REMEDY_TAG) != "retrain":
+        if info.tags.get(SCENARIO_TAG) != "class" and info.tags.get(REMEDY_TAG) != "retrain":
             continue
         for name, key in (("dampening.json", "forget_class"), (RETRAIN_FILE, "forget_classes")):
             with tempfile.TemporaryDirectory(prefix="lethe-lineage-") as tmp:
@@ -156,7 +156,7 @@ def root_exclusions(audited: AuditedModel, recipe: dict[str, Any], train: Any, *
     trained on everything."""
     if not int(recipe.get("excluded") or 0):
         return []
-    root = [info for info in audited.lineage if info.tags.get("lethe.model_fingerprint") ==
+    root = [info for info in audited.lineage if info.tags.get(MODEL_FINGERPRINT_TAG) ==
             audited.root_fingerprint]
     if not root:
         raise AuditError("the root version was trained without some samples and is not in the registry: "

@@ -101,13 +101,14 @@ def _champion_card(tracking_uri: str | None, model_name: str | None) -> ModelCar
     from lethe.models import read_card
     from lethe.registry import Registry
     from lethe.registry.client import mlflow_errors
+    from lethe.registry.tags import MODEL_MANIFEST_TAG
     from lethe.storage import seal_local_file, sha256_file
 
     registry = Registry(tracking_uri, model_name)
     if registry.champion_version() is None:
         return None
     info = registry.resolve("champion")
-    expected = json.loads(info.tags.get("lethe.model_manifest", "{}")).get("model.json")
+    expected = json.loads(info.tags.get(MODEL_MANIFEST_TAG, "{}")).get("model.json")
     quiet = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}  # one small file: no progress bar
     with tempfile.TemporaryDirectory(prefix="lethe-card-") as tmp, mlflow_errors(registry.tracking_uri), \
             environment(quiet):

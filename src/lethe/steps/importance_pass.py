@@ -10,7 +10,10 @@ gives the papers' batch-mean semantics, for comparison and for the benchmarks.
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
+from tqdm.auto import tqdm
 
 from lethe.data import SampleSet
 from lethe.unlearning import DEFAULT_METHOD, Importances, compute_importances, get_method
@@ -35,5 +38,6 @@ def importances_of(
     group = per_sample_group_size(model, (samples.in_channels, *samples.image_size), device=device) \
         if per_sample else int(batch_size)
     batches = samples.batches(group, with_labels=get_method(method).needs_labels)
-    return compute_importances(model, batches, method=method, device=device, progress=progress,
+    bar = partial(tqdm, desc=f"{method} importances", unit="batch", leave=False) if progress else None
+    return compute_importances(model, batches, method=method, device=device, progress=bar,
                                per_sample=per_sample, batch_size=None if per_sample else int(batch_size))

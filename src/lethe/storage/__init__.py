@@ -22,15 +22,16 @@ from lethe.storage.artifacts import (
     sha256_file,
     verify_local_file,
 )
-from lethe.storage.backends import Backend, backend_for, join_uri, register_backend
+from lethe.storage.backends import Backend, absolute_uri, backend_for, join_uri, register_backend
 from lethe.storage.backends.base import ArtifactNotFoundError
-from lethe.storage.s3 import endpoint_url
+from lethe.storage.backends.s3_client import endpoint_url
 from lethe.storage.uris import is_s3, split_s3, uri_scheme
 
 __all__ = [
     "MANIFEST",
     "ArtifactNotFoundError",
     "Backend",
+    "absolute_uri",
     "backend_for",
     "delete",
     "endpoint_url",

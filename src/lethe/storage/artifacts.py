@@ -168,6 +168,9 @@ def get_dir(uri: str, dest_dir: str | Path) -> Path:
         raise ArtifactNotFoundError(f"no stored directory at {uri} (no {MANIFEST})") from exc
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"the manifest of {uri} is malformed") from exc
+    if not isinstance(manifest, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in manifest.items()):
+        raise IntegrityError(f"the manifest of {uri} is malformed: its files are not path -> sha256")
     dest_dir = Path(dest_dir)
     for relative, sha in manifest.items():
         target = (dest_dir / relative).resolve()

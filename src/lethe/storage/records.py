@@ -55,6 +55,9 @@ class Record(BaseModel):
     ERROR: ClassVar[type[LetheError]] = LetheError
     #: version n -> function turning version n's fields into version n + 1's.
     UPGRADES: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+    #: The JSON layout of the file (a record whose files predate `Record` keeps theirs, byte for byte).
+    JSON_INDENT: ClassVar[int] = 1
+    SORT_KEYS: ClassVar[bool] = False
 
     # --- bytes ---------------------------------------------------------------------------------------
 
@@ -63,7 +66,8 @@ class Record(BaseModel):
         return {FORMAT_KEY: self.FORMAT, **self.model_dump(mode="json")}
 
     def to_bytes(self) -> bytes:
-        return (json.dumps(self.to_fields(), indent=1) + "\n").encode()
+        text = json.dumps(self.to_fields(), indent=self.JSON_INDENT, sort_keys=self.SORT_KEYS)
+        return (text + "\n").encode()
 
     @classmethod
     def from_fields(cls, raw: Any, *, where: str = "the record") -> Self:
@@ -93,14 +97,14 @@ class Record(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problem = _first_problem(exc)
-            raise cls.ERROR(f"{where} is not a valid {cls.WHAT} ({cls.FORMAT}): {problem}") from None
+            raise cls.ERROR(f"{where} is not {cls.WHAT} ({cls.FORMAT}): {problem}") from None
 
     @classmethod
     def from_bytes(cls, data: bytes | str, *, where: str = "the record") -> Self:
         try:
             raw = json.loads(data)
         except ValueError as exc:
-            raise cls.ERROR(f"{where} is not {cls.WHAT}: not JSON ({exc})") from None
+            raise cls.ERROR(f"cannot read {cls.WHAT} from {where}: not JSON ({exc})") from None
         return cls.from_fields(raw, where=where)
 
     # --- local files ---------------------------------------------------------------------------------

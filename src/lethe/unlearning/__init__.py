@@ -5,7 +5,7 @@ Nothing here imports the rest of lethe except the leaf module `lethe.errors`.
 
 from lethe.unlearning.calibration import AlphaSearchResult, AlphaTrial, calibrate_alpha, search_alpha
 from lethe.unlearning.dampening import DampeningReport, check_pair, dampen
-from lethe.unlearning.fingerprint import model_fingerprint
+from lethe.unlearning.fingerprint import invalidate_fingerprint, model_fingerprint
 from lethe.unlearning.importances import Importances, compute_importances
 from lethe.unlearning.methods import (
     DEFAULT_METHOD,
@@ -29,6 +29,7 @@ __all__ = [
     "compute_importances",
     "dampen",
     "get_method",
+    "invalidate_fingerprint",
     "method_names",
     "model_fingerprint",
     "register_method",

@@ -7,7 +7,7 @@ same autograd version counter; an in-place change (`param.mul_`, `load_state_dic
 step), a new tensor or a device move invalidates it. A `copy.deepcopy` of a model with a known
 fingerprint is recognised by comparing its parameters bit for bit with the original's (a comparison
 is far cheaper than a hash). Writes through `param.data`, which bypass the version counter, are not
-seen: call `forget_fingerprint(model)` after them.
+seen: call `invalidate_fingerprint(model)` after them.
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ def remember_fingerprint(model: nn.Module, fingerprint: str, state: tuple | None
     _KNOWN[model] = (parameter_state(model) if state is None else state, fingerprint)
 
 
-def forget_fingerprint(model: nn.Module) -> None:
-    """Drop the remembered fingerprint (after writes the version counter does not see)."""
+def invalidate_fingerprint(model: nn.Module) -> None:
+    """Drop the remembered fingerprint (a cache entry) after writes the version counter does not see."""
     _KNOWN.pop(model, None)
+
+
+#: The former name (it invalidates a cached fingerprint; it has nothing to do with unlearning).
+forget_fingerprint = invalidate_fingerprint
 
 
 def _signature(state: tuple) -> tuple:

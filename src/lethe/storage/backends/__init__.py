@@ -41,10 +41,15 @@ def register_backend(scheme: str, backend: Backend) -> None:
     BACKENDS[scheme] = backend
 
 
+def absolute_uri(uri: str | Path) -> str:
+    """`uri` as other programs name it from any directory (a local path -> an absolute `file://` URI)."""
+    return backend_for(str(uri)).absolute_uri(str(uri))
+
+
 def join_uri(base: str | Path, *parts: str) -> str:
     """Append path parts to a URI, keeping its scheme; `join_uri("s3://b/x", "y")` -> "s3://b/x/y"."""
     return backend_for(str(base)).join(str(base), *parts)
 
 
-__all__ = ["BACKENDS", "ArtifactNotFoundError", "Backend", "LocalBackend", "S3Backend", "backend_for",
-           "join_uri", "register_backend"]
+__all__ = ["BACKENDS", "ArtifactNotFoundError", "Backend", "LocalBackend", "S3Backend", "absolute_uri",
+           "backend_for", "join_uri", "register_backend"]

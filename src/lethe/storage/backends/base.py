@@ -48,6 +48,11 @@ class Backend(ABC):
     def delete(self, uri: str) -> None:
         """Remove the object at `uri`; nothing happens when there is none."""
 
+    def absolute_uri(self, uri: str) -> str:
+        """`uri` as another program (MLflow) names the same object from any directory: URIs of a
+        scheme are absolute already; a local backend turns a relative path into a `file://` URI."""
+        return uri
+
     def join(self, base: str, *parts: str) -> str:
         """Append path parts to `base` with single slashes: `join("s3://b/x/", "y", "/z")` -> "s3://b/x/y/z"."""
         scheme, _, rest = base.partition("://")

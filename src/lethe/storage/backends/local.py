@@ -82,3 +82,6 @@ class LocalBackend(Backend):
 
     def join(self, base: str, *parts: str) -> str:
         return str(local_path(base).joinpath(*parts))
+
+    def absolute_uri(self, uri: str) -> str:
+        return local_path(uri).resolve().as_uri()

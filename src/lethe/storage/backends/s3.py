@@ -1,14 +1,14 @@
 """The S3 backend (AWS S3, MinIO, SeaweedFS, moto) over lethe's one S3 client.
 
-The client (timeouts, retries, endpoint) and the error translation are `lethe.storage.s3`'s;
-this class only maps the backend interface onto them.
+The client (timeouts, retries, endpoint) and the error translation are `s3_client`'s (beside this
+module); this class only maps the backend interface onto them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lethe.storage import s3
+from lethe.storage.backends import s3_client as s3
 from lethe.storage.backends.base import ArtifactNotFoundError, Backend
 from lethe.storage.uris import split_s3
 

@@ -1,0 +1,64 @@
+"""A reviewer's decision on a version that failed the gate (or that the champion moved past):
+approved, it becomes `champion`; rejected, `champion` stays. Recorded in the version's tags
+(`review`, `review.by`, `review.reason`, `review.at`) and its description, after checking that the
+reviewer's words carry no subject or sample id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from lethe.errors import RegistryError
+from lethe.registry.client import mlflow_errors
+from lethe.registry.description import reviewed_description
+from lethe.registry.metadata import VersionInfo
+from lethe.registry.privacy import PrivacyGuard
+from lethe.registry.tags import CHAMPION, REVIEW, REVIEW_AT_TAG, REVIEW_BY_TAG, REVIEW_REASON_TAG
+
+
+class Versions(Protocol):
+    """What a decision needs of the registry (`lethe.registry.Registry`)."""
+
+    model_name: str
+    tracking_uri: str
+    client: Any  # mlflow.MlflowClient
+
+    def version(self, version: str | int) -> VersionInfo: ...
+
+    def champion_version(self) -> str | None: ...
+
+
+def decide(registry: Versions, version: str | int, decision: Literal["approved", "rejected"], *, by: str,
+           reason: str, guard: PrivacyGuard | None = None) -> VersionInfo:
+    """Record `decision` on a version awaiting review; `guard` checks `by` and `reason` before anything
+    is sent (default: sample ids only). An approval must honour every request the champion does."""
+    if not by.strip() or not reason.strip():
+        raise RegistryError("a review decision needs --by NAME and --reason TEXT")
+    guard = guard or PrivacyGuard()
+    guard.check_text(by, "the reviewer's name")
+    guard.check_text(reason, "the review reason")
+    info = registry.version(version)
+    if info.review != "pending":
+        raise RegistryError(f"version {info.version} of {registry.model_name} is not awaiting review "
+                            f"(review={info.review or 'none'})")
+    if decision == "approved":
+        champion = registry.champion_version()
+        if champion and champion != info.version:
+            missing = set(registry.version(champion).request_ids) - set(info.request_ids)
+            if missing:
+                raise RegistryError(f"version {info.version} does not honour {len(missing)} request(s) "
+                                    f"that the champion (version {champion}) honours; reject it and "
+                                    "re-run")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    with mlflow_errors(registry.tracking_uri):
+        # The alias first, the `review` tag last: the tag says the decision is complete, so a
+        # failure in between leaves the version pending and the same command finishes it.
+        if decision == "approved":
+            registry.client.set_registered_model_alias(registry.model_name, CHAMPION, info.version)
+        registry.client.update_model_version(registry.model_name, info.version,
+                                             reviewed_description(info.description, decision, by, at, reason))
+        for key, value in ((REVIEW_BY_TAG, by), (REVIEW_REASON_TAG, reason), (REVIEW_AT_TAG, at),
+                           (REVIEW, decision)):
+            registry.client.set_model_version_tag(registry.model_name, info.version, key, value)
+    return registry.version(info.version)

@@ -1,0 +1,59 @@
+"""The names of the tags lethe writes on an MLflow model version: every `lethe.*` tag literal of the
+product lives here (`lethe.registry.metadata` parses and writes their values). Standard library only,
+so that the CLI can name a tag without loading pydantic or MLflow.
+
+Lists longer than one tag holds (MLflow: 100k characters per version tag) continue in `<key>.2`,
+`<key>.3`, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+PREFIX = "lethe."
+SCENARIO_TAG = f"{PREFIX}scenario"
+PARENT_VERSION_TAG = f"{PREFIX}parent_version"
+REQUEST_COUNT_TAG = f"{PREFIX}request_count"
+REQUEST_IDS_TAG = f"{PREFIX}request_ids"
+NEW_REQUEST_IDS_TAG = f"{PREFIX}new_request_ids"
+GATE_TAG = f"{PREFIX}gate"  # pass | fail
+GATE_REASONS_TAG = f"{PREFIX}gate_reasons"
+MODEL_FINGERPRINT_TAG = f"{PREFIX}model_fingerprint"
+#: sha256 of lethe's model files (model.safetensors, model.json, their sidecars), JSON.
+MODEL_MANIFEST_TAG = f"{PREFIX}model_manifest"
+#: sha256 of the MLflow model files (MLmodel, TorchScript, ...) logged beside lethe's, JSON.
+SERVING_MANIFEST_TAG = f"{PREFIX}model_serving_manifest"
+LETHE_VERSION_TAG = f"{PREFIX}lethe_version"
+#: The pipeline run that registered the version (a retried step finds it).
+RUN_TAG = f"{PREFIX}run_id"
+IMPORTANCES_URI_TAG = f"{PREFIX}importances_uri"
+IMPORTANCES_SHA256_TAG = f"{PREFIX}importances_sha256"
+ALPHA_TAG = f"{PREFIX}alpha"
+LAMBDA_TAG = f"{PREFIX}lambda"
+METHOD_TAG = f"{PREFIX}method"
+#: How the version was made when not by dampening (`retrain`).
+REMEDY_TAG = f"{PREFIX}remedy"
+REVIEW = "review"  # tag: pending | approved | rejected
+REVIEW_BY_TAG, REVIEW_REASON_TAG, REVIEW_AT_TAG = f"{REVIEW}.by", f"{REVIEW}.reason", f"{REVIEW}.at"
+#: The tags a run's copy leaves out: they describe the model files (and can be long).
+MODEL_TAGS_PREFIX = f"{PREFIX}model_"
+CHAMPION = "champion"
+
+LONG_TAG_CHUNK = 50_000  # characters per tag of a long list (MLflow allows 100k per version tag)
+GATE_REASONS_MAX = 8000  # characters of the gate's reasons kept in their tag
+
+
+def write_long(tags: dict[str, str], key: str, value: str) -> None:
+    """`value` under `key`, continued in `key.2`, `key.3`, ... when longer than one tag holds."""
+    chunks = [value[i:i + LONG_TAG_CHUNK] for i in range(0, len(value), LONG_TAG_CHUNK)] or [""]
+    tags[key] = chunks[0]
+    for index, chunk in enumerate(chunks[1:], start=2):
+        tags[f"{key}.{index}"] = chunk
+
+
+def read_long(tags: Mapping[str, str], key: str) -> str:
+    parts, index = [tags.get(key, "")], 2
+    while f"{key}.{index}" in tags:
+        parts.append(tags[f"{key}.{index}"])
+        index += 1
+    return "".join(parts)
