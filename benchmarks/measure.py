@@ -105,7 +105,7 @@ def run_direct(run_id: str) -> None:
 
 
 def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     results: dict[str, Any] = {"measure": "overhead", "model": model_dir, "subjects": subjects}
     with tempfile.TemporaryDirectory(prefix="lethe-measure-") as tmp:

@@ -2,64 +2,8 @@
 
 Lightweight Python components: KFP serialises each function's source into the pipeline YAML, so
 every body imports what it needs itself and delegates at once to the library. The image
-(`LETHE_IMAGE`, read when this package is imported) has lethe, and kfp, installed.
+(`LETHE_IMAGE`, read when components.image is imported) has lethe, and kfp, installed.
+
+Each component carries its `Step` row (components/step.py) and is imported from its module
+(`from components.unlearning import unlearn`); `components.step.step_rows()` finds them all.
 """
-
-from components.audit import (
-    merge_reference_models,
-    plan_reference_models,
-    register_retrained,
-    retrain,
-    train_reference_model,
-)
-from components.importances import (
-    compute_importances,
-    compute_importances_shard,
-    fetch_model,
-    merge_importances,
-    plan_shards,
-    refresh_importances,
-)
-from components.requests import collect_requests, finalize_requests, prepare_request
-from components.unlearning import evaluate, register_and_gate, unlearn
-
-ALL = (
-    collect_requests,
-    prepare_request,
-    fetch_model,
-    compute_importances,
-    plan_shards,
-    compute_importances_shard,
-    merge_importances,
-    unlearn,
-    evaluate,
-    register_and_gate,
-    refresh_importances,
-    finalize_requests,
-    plan_reference_models,
-    train_reference_model,
-    merge_reference_models,
-    retrain,
-    register_retrained,
-)
-
-__all__ = [
-    "ALL",
-    "collect_requests",
-    "compute_importances",
-    "compute_importances_shard",
-    "evaluate",
-    "fetch_model",
-    "finalize_requests",
-    "merge_importances",
-    "merge_reference_models",
-    "plan_reference_models",
-    "plan_shards",
-    "prepare_request",
-    "refresh_importances",
-    "register_and_gate",
-    "register_retrained",
-    "retrain",
-    "train_reference_model",
-    "unlearn",
-]

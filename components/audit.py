@@ -5,8 +5,12 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
 from components.image import IMAGE
+from components.step import DATA_PASS, step
 
 
+# Reads the registry and, for a retrained root, the ledger (what it was trained without).
+@step(stores=("ledger", "registry", "storage"), cache=False, retry=False,
+      display_name="plan reference models")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def plan_reference_models(model: str, k: int, seed: int, epochs: int, recipe: str,
                           plan: Output[Artifact]) -> list:
@@ -16,6 +20,7 @@ def plan_reference_models(model: str, k: int, seed: int, epochs: int, recipe: st
     return step(model, plan.path, k=k, seed=seed, epochs=epochs or None, recipe=recipe or None)
 
 
+@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="train a reference model")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_reference_model(plan: Input[Artifact], index: int, reference: Output[Model]) -> None:
     """Train reference model `index` on its half (nothing when the set is already stored)."""
@@ -25,6 +30,7 @@ def train_reference_model(plan: Input[Artifact], index: int, reference: Output[M
     reference.metadata["index"] = index
 
 
+@step(stores=("storage",), cache=False, retry=False, display_name="logits, store the set")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def merge_reference_models(plan: Input[Artifact], references: Input[list[Model]],
                            stored: Output[Artifact]) -> str:
@@ -38,6 +44,9 @@ def merge_reference_models(plan: Input[Artifact], references: Input[list[Model]]
     return result.references.uri
 
 
+# Reads the registry and the ledger (the lineage's requests), and trains.
+@step(stores=("ledger", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False, retry=False,
+      display_name="retrain without the forget set")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def retrain(
     model: str,
@@ -64,6 +73,7 @@ def retrain(
     return result.excluded
 
 
+@step(stores=("registry",), cache=False, retry=False, display_name="register + gate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register_retrained(
     candidate: Input[Model],

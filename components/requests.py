@@ -4,8 +4,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Model, Output
 
 from components.image import IMAGE
+from components.step import step
 
 
+# Never retried: a second claim would take other requests.
+@step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="collect requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def collect_requests(
     run_id: str,
@@ -31,6 +34,7 @@ def collect_requests(
     return result.num_requests
 
 
+@step(stores=("registry",), cache=False, retry=True, display_name="fetch model, resolve forget set")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_request(
     model: str,
@@ -55,6 +59,8 @@ def prepare_request(
     return result.num_samples
 
 
+# Never retried: the exit task runs once whatever happens.
+@step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="finalize requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus) -> str:
     """The exit task: settle this run's requests from its recorded outcome and its final state."""

@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
 from components.image import IMAGE
+from components.step import DATA_PASS, step
 
 
+@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="unlearn")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def unlearn(
     model: Input[Model],
@@ -33,6 +35,7 @@ def unlearn(
     return float(result.alpha)
 
 
+@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="evaluate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(
     candidate: Input[Model],
@@ -55,6 +58,8 @@ def evaluate(
     return result.decision
 
 
+# Retried: a rerun with the same run id finds the version it registered (lethe.run_id tag).
+@step(stores=("registry",), cache=False, retry=True, display_name="register + gate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register_and_gate(
     candidate: Input[Model],

@@ -4,10 +4,10 @@ reference models of a version (audit) and the retrain remedy.
 `PIPELINES` maps each pipeline's short name (used by `lethe pipeline ...`) to its function.
 """
 
-from pipelines.importances import importances_pipeline
 from pipelines.reference_models import reference_models_pipeline
 from pipelines.retrain import retrain_pipeline
 from pipelines.scheduled import scheduled_deletion_pipeline
+from pipelines.sharded_importances import importances_pipeline
 from pipelines.unlearning import unlearning_pipeline
 
 PIPELINES = {

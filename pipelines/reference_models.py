@@ -8,7 +8,7 @@ already stored makes every task a no-op.
 # No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
 from kfp import dsl
 
-from components import merge_reference_models, plan_reference_models, train_reference_model
+from components.audit import merge_reference_models, plan_reference_models, train_reference_model
 from components.platform import configure
 
 NAME = "lethe-reference-models"
@@ -25,12 +25,8 @@ def reference_models_pipeline(
 ) -> None:
     """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias or a model directory; `epochs` 0: the
     recipe's; `recipe`: the root version's train.json, for a model registered without one."""
-    plan = plan_reference_models(model=model, k=k, seed=seed, epochs=epochs, recipe=recipe)
-    # Reads the registry and, for a retrained root, the ledger (what it was trained without).
-    configure(plan, needs="ledger", cache=False, display_name="plan reference models")
+    plan = configure(plan_reference_models(model=model, k=k, seed=seed, epochs=epochs, recipe=recipe))
     with dsl.ParallelFor(plan.outputs["Output"], name="reference-models") as index:
-        trained = train_reference_model(plan=plan.outputs["plan"], index=index)
-        configure(trained, needs="none", cache=True, display_name="train a reference model")
-    merged = merge_reference_models(plan=plan.outputs["plan"],
-                                    references=dsl.Collected(trained.outputs["reference"]))
-    configure(merged, needs="storage", cache=False, display_name="logits, store the set")
+        trained = configure(train_reference_model(plan=plan.outputs["plan"], index=index))
+    configure(merge_reference_models(plan=plan.outputs["plan"],
+                                     references=dsl.Collected(trained.outputs["reference"])))

@@ -8,8 +8,9 @@ belong in the ledger, from which the lineage's samples are read anyway.
 # No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
 from kfp import dsl
 
-from components import evaluate, register_retrained, retrain
+from components.audit import register_retrained, retrain
 from components.platform import configure
+from components.unlearning import evaluate
 
 NAME = "lethe-retrain"
 
@@ -29,16 +30,12 @@ def retrain_pipeline(
 ) -> None:
     """`model`: the version to replace; `forget_*`: samples to leave out on top of those its lineage
     forgot (`forget_class` -1: none); `epochs` 0: the recipe's; `thresholds`: the gate's limits."""
-    trained = retrain(model=model, forget_ids=forget_ids, forget_subjects=forget_subjects,
-                      forget_class=forget_class, subject_map=subject_map, epochs=epochs, recipe=recipe,
-                      model_name=model_name)
-    # Reads the registry and the ledger (the lineage's requests), and trains (a GPU step: LETHE_GPU_STEPS).
-    configure(trained, needs="ledger", cache=False, display_name="retrain without the forget set")
-    evaluation = evaluate(candidate=trained.outputs["candidate"], parent=trained.outputs["parent"],
-                          forget=trained.outputs["forget"], dataset="", thresholds=thresholds)
-    configure(evaluation, needs="none", cache=True, display_name="evaluate")
-    registered = register_retrained(candidate=trained.outputs["candidate"],
-                                    evaluation=evaluation.outputs["evaluation"],
-                                    forget=trained.outputs["forget"],
-                                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, model_name=model_name)
-    configure(registered, needs="registry", cache=False, display_name="register + gate")
+    trained = configure(retrain(model=model, forget_ids=forget_ids, forget_subjects=forget_subjects,
+                                forget_class=forget_class, subject_map=subject_map, epochs=epochs,
+                                recipe=recipe, model_name=model_name))
+    evaluation = configure(evaluate(candidate=trained.outputs["candidate"], parent=trained.outputs["parent"],
+                                    forget=trained.outputs["forget"], dataset="", thresholds=thresholds))
+    configure(register_retrained(candidate=trained.outputs["candidate"],
+                                 evaluation=evaluation.outputs["evaluation"],
+                                 forget=trained.outputs["forget"], run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                 model_name=model_name))

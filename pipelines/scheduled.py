@@ -13,8 +13,8 @@ class is a product decision, not a person's request, and the gate judges the two
 # No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
 from kfp import dsl
 
-from components import collect_requests, finalize_requests
 from components.platform import configure
+from components.requests import collect_requests, finalize_requests
 from pipelines.stages import forget_and_register
 
 NAME = "lethe-scheduled-deletion"
@@ -40,14 +40,10 @@ def scheduled_deletion_pipeline(
     dampening may act (empty: searched with α; `all`; a stage name); `thresholds`: the gate's limits,
     inline YAML or a storage URI (a pod cannot read a file on the submitting machine)."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    # Neither ledger step is retried: a second claim would take other requests, and the exit task
-    # runs once whatever happens.
-    finalize = finalize_requests(run_id=run_id)
-    configure(finalize, needs="ledger", cache=False, display_name="finalize requests")
+    finalize = configure(finalize_requests(run_id=run_id))
     with dsl.ExitHandler(finalize, name="deletion-run"):
-        collect = collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
-                                   max_requests=max_requests, subject_map=subject_map)
-        configure(collect, needs="ledger", cache=False, display_name="collect requests")
+        collect = configure(collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
+                                             max_requests=max_requests, subject_map=subject_map))
         with dsl.If(collect.outputs["Output"] > 0, name="requests-pending"):
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,

@@ -7,8 +7,8 @@ requests belong in the ledger (`lethe requests add`) and the scheduled pipeline.
 # No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
 from kfp import dsl
 
-from components import prepare_request
 from components.platform import configure
+from components.requests import prepare_request
 from pipelines.stages import forget_and_register
 
 NAME = "lethe-unlearning"
@@ -38,11 +38,9 @@ def unlearning_pipeline(
     the new champion's importances now rather than in the next run that needs them; `alpha`: a number,
     `assd` or `search`; `cutoff`: where dampening may act (empty: searched with α; `all`; a stage name);
     `thresholds`: the gate's limits, inline YAML or a storage URI (they are the search's targets too)."""
-    prepared = prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
-                               forget_subjects=forget_subjects, forget_class=forget_class, scenario=scenario,
-                               subject_map=subject_map)
-    configure(prepared, needs="registry", cache=False, retry=True,
-              display_name="fetch model, resolve forget set")
+    prepared = configure(prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
+                                         forget_subjects=forget_subjects, forget_class=forget_class,
+                                         scenario=scenario, subject_map=subject_map))
     forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
                         batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,

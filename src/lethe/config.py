@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from lethe.errors import ConfigError
@@ -145,45 +145,49 @@ def settings() -> Settings:
 
 
 # --- Pipeline tasks on a cluster: read when the pipelines are built (components/platform.py) ---------
-#: The steps (KFP component names) that get LETHE_GPU_LIMIT GPUs: the passes over data.
-DEFAULT_GPU_STEPS = ("compute-importances", "compute-importances-shard", "refresh-importances", "unlearn",
-                     "evaluate", "train-reference-model", "retrain")
+# Which steps get GPUs and more CPU and memory by default is each step's row (components/step.py);
+# the variables below override the rows for a deployment.
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
-#: Every task's CPU and memory unless LETHE_STEP_RESOURCES names its step (Kubernetes quantities).
+#: Every task's CPU and memory unless its step's row or LETHE_STEP_RESOURCES says more.
 DEFAULT_TASK_RESOURCES = {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "1Gi",
                           "memory_limit": "4Gi"}
-#: LETHE_STEP_RESOURCES when unset: more for the steps that hold a model and pass over data.
-DEFAULT_STEP_RESOURCES: dict[str, dict[str, str]] = {
-    step: {"cpu_request": "2", "cpu_limit": "4", "memory_request": "4Gi", "memory_limit": "16Gi"}
-    for step in DEFAULT_GPU_STEPS}
 DEFAULT_RETRIES = 2
-_CPU = re.compile(r"([0-9]*[.])?[0-9]+m?")  # the forms KFP's set_cpu_* accept
-_MEMORY = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")  # and set_memory_*
-_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+DEFAULT_GPU_LIMIT = 1
+#: The units KFP's set_cpu_* and set_memory_* accept: a subset of Kubernetes' quantities.
+CPU_UNITS = ("", "m")
+MEMORY_UNITS = ("", "K", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+TOLERATION_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
-def _quantity(key: str, text: str, where: str) -> float:
-    """A CPU or memory quantity as a number (cores, bytes), refused in a form KFP would refuse."""
-    if key.startswith("cpu"):
-        if not _CPU.fullmatch(text):
-            raise ConfigError(f"{where}: {key} must be cores (\"2\", \"0.5\") or millicores (\"500m\"), "
-                              f"not {text!r}")
-        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    match = _MEMORY.fullmatch(text)
-    if not match:
-        raise ConfigError(f"{where}: {key} must be a whole number with an optional unit "
-                          f"(Ki Mi Gi Ti, K M G T), e.g. \"4Gi\", not {text!r}")
-    return int(text[:len(text) - len(match.group(1) or "")]) * _UNITS[match.group(1) or ""]
+def quantity(key: str, text: str, where: str) -> Decimal:
+    """A CPU or memory quantity as a number (cores, bytes), by Kubernetes' own parser; refused in a
+    form KFP would refuse (memory in whole numbers, CPU in cores or millicores)."""
+    from kubernetes.utils import parse_quantity  # ships with kfp; only the pipeline build calls this
+
+    cpu = key.startswith("cpu")
+    unit = text.lstrip("0123456789.")
+    number = text[:len(text) - len(unit)]
+    well_formed = (text.isascii() and number[-1:].isdigit() and unit in (CPU_UNITS if cpu else MEMORY_UNITS)
+                   and number.count(".") <= (1 if cpu else 0))
+    if well_formed:
+        try:
+            return Decimal(parse_quantity(text))
+        except (ValueError, ArithmeticError):
+            pass
+    if cpu:
+        raise ConfigError(f"{where}: {key} must be cores (\"2\", \"0.5\") or millicores (\"500m\"), "
+                          f"not {text!r}")
+    raise ConfigError(f"{where}: {key} must be a whole number with an optional unit "
+                      f"(Ki Mi Gi Ti, K M G T), e.g. \"4Gi\", not {text!r}")
 
 
-def check_resources(resources: dict[str, str], where: str) -> dict[str, str]:
+def check_resources(resources: Mapping[str, str], where: str) -> dict[str, str]:
     """Known keys, valid quantities, and no request above its limit (Kubernetes would refuse the pod)."""
     unknown = sorted(set(resources) - set(RESOURCE_KEYS))
     if unknown:
         raise ConfigError(f"{where}: unknown resource key(s) {', '.join(unknown)}; "
                           f"expected {', '.join(RESOURCE_KEYS)}")
-    values = {key: _quantity(key, str(text), where) for key, text in resources.items()}
+    values = {key: quantity(key, str(text), where) for key, text in resources.items()}
     for kind in ("cpu", "memory"):
         request, limit = values.get(f"{kind}_request"), values.get(f"{kind}_limit")
         if request is not None and limit is not None and request > limit:
@@ -192,48 +196,114 @@ def check_resources(resources: dict[str, str], where: str) -> dict[str, str]:
     return {key: str(text) for key, text in resources.items()}
 
 
+def parse_toleration(text: str) -> dict[str, str]:
+    """`key[=value]:Effect` -> kfp-kubernetes add_toleration keyword arguments (Exists when no value)."""
+    spec, sep, effect = text.rpartition(":")
+    if not sep or effect not in TOLERATION_EFFECTS or not spec:
+        raise ConfigError(f"LETHE_GPU_TOLERATION must be key[=value]:Effect with Effect one of "
+                          f"{TOLERATION_EFFECTS}, not {text!r}")
+    key, has_value, value = spec.partition("=")
+    if has_value:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def parse_node_selector(text: str) -> tuple[str, str]:
+    """`key=value` -> (label key, label value) for kfp-kubernetes add_node_selector."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ConfigError(f"LETHE_GPU_NODE_SELECTOR must be key=value, not {text!r}")
+    return key.strip(), value.strip()
+
+
 @dataclass(frozen=True)
 class PlatformSettings:
     """Where and with what the pipeline tasks run on a cluster (kfp.local ignores all of it).
 
-    LETHE_GPU_STEPS: step names (comma or space separated) that get LETHE_GPU_LIMIT GPUs;
+    LETHE_GPU_STEPS: step names (comma or space separated) that get GPUs, instead of the steps whose
+    rows say `gpu`; LETHE_GPU_LIMIT: GPUs per such task (default 1; 0: none, they run on the CPU);
+    LETHE_GPU_NODE_SELECTOR `key=value` and LETHE_GPU_TOLERATION `key[=value]:Effect` for them;
     LETHE_CPU_REQUEST / LETHE_CPU_LIMIT / LETHE_MEMORY_REQUEST / LETHE_MEMORY_LIMIT: every task's;
     LETHE_STEP_RESOURCES: JSON {step: {cpu_request, cpu_limit, memory_request, memory_limit}},
-    the whole table (default: DEFAULT_STEP_RESOURCES), each key it gives replacing the default;
+    the whole table instead of the rows' resources, each key it gives replacing the default;
     LETHE_RETRIES: how often a task that is safe to retry is retried (0: never)."""
 
-    gpu_steps: tuple[str, ...]
+    gpu_steps: tuple[str, ...] | None  # None: the steps' rows decide
+    gpu_limit: int
+    gpu_node_selector: tuple[str, str] | None
+    gpu_toleration: dict[str, str] | None
     resources: dict[str, str]
-    step_resources: dict[str, dict[str, str]]
+    step_resources: dict[str, dict[str, str]] | None  # None: the steps' rows decide
     retries: int
 
-    def resources_for(self, step: str) -> dict[str, str]:
-        merged = {**self.resources, **self.step_resources.get(step, {})}
-        return check_resources(merged, f"resources of step {step}")
+    def resources_for(self, step: str, row_resources: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The step's CPU and memory: every task's, then its row's (or LETHE_STEP_RESOURCES' entry)."""
+        table = self.step_resources.get(step, {}) if self.step_resources is not None else row_resources or {}
+        return check_resources({**self.resources, **table}, f"resources of step {step}")
+
+    def wants_gpu(self, step: str, row_gpu: bool) -> bool:
+        chosen = step in self.gpu_steps if self.gpu_steps is not None else row_gpu
+        return chosen and self.gpu_limit > 0
+
+
+def _whole_number(name: str, default: int, hint: str) -> int:
+    text = (_env(name) or "").strip() or str(default)
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(f"{name} must be a whole number{hint}, not {text!r}")
+    return int(text)
+
+
+def _step_resources() -> dict[str, dict[str, str]] | None:
+    table = _env("LETHE_STEP_RESOURCES")
+    if table is None:
+        return None
+    try:
+        step_resources = json.loads(table)
+    except ValueError as exc:
+        raise ConfigError(f"LETHE_STEP_RESOURCES is not JSON: {exc}") from None
+    if not isinstance(step_resources, dict) or not all(isinstance(v, dict) for v in step_resources.values()):
+        raise ConfigError('LETHE_STEP_RESOURCES must map step names to {"cpu_request": ..., ...}')
+    return {step: check_resources(entry, f"LETHE_STEP_RESOURCES[{step}]")
+            for step, entry in step_resources.items()}
 
 
 def platform_settings() -> PlatformSettings:
     text = _env("LETHE_GPU_STEPS")
-    gpu_steps = tuple(re.split(r"[,\s]+", text.strip())) if text is not None else DEFAULT_GPU_STEPS
+    gpu_steps = tuple(s for s in text.replace(",", " ").split() if s) if text is not None else None
     resources = {key: _env(f"LETHE_{key.upper()}", DEFAULT_TASK_RESOURCES[key]) or ""
                  for key in RESOURCE_KEYS}
-    check_resources(resources, "LETHE_CPU_*/LETHE_MEMORY_*")
-    table = _env("LETHE_STEP_RESOURCES")
-    if table is None:
-        step_resources = DEFAULT_STEP_RESOURCES
-    else:
+    selector = (_env("LETHE_GPU_NODE_SELECTOR") or "").strip()
+    toleration = (_env("LETHE_GPU_TOLERATION") or "").strip()
+    return PlatformSettings(
+        gpu_steps=gpu_steps,
+        gpu_limit=_whole_number("LETHE_GPU_LIMIT", DEFAULT_GPU_LIMIT, " of GPUs"),
+        gpu_node_selector=parse_node_selector(selector) if selector else None,
+        gpu_toleration=parse_toleration(toleration) if toleration else None,
+        resources=check_resources(resources, "LETHE_CPU_*/LETHE_MEMORY_*"),
+        step_resources=_step_resources(),
+        retries=_whole_number("LETHE_RETRIES", DEFAULT_RETRIES, " (0: no retries)"))
+
+
+# --- The S3 client's limits (lethe.storage.s3) ---------------------------------------------------------
+@dataclass(frozen=True)
+class S3Settings:
+    """LETHE_S3_CONNECT_TIMEOUT (seconds, default 5), LETHE_S3_MAX_ATTEMPTS (default 2) and
+    LETHE_S3_MULTIPART_MB (multipart threshold and part size, default 16): an unreachable store
+    fails in seconds, not minutes."""
+
+    connect_timeout: int
+    max_attempts: int
+    multipart_mb: int
+
+
+def s3_settings() -> S3Settings:
+    def integer(name: str, default: int) -> int:
+        text = _env(name, str(default)) or ""
         try:
-            step_resources = json.loads(table)
-        except ValueError as exc:
-            raise ConfigError(f"LETHE_STEP_RESOURCES is not JSON: {exc}") from None
-        if not isinstance(step_resources, dict) or not all(isinstance(v, dict)
-                                                           for v in step_resources.values()):
-            raise ConfigError('LETHE_STEP_RESOURCES must map step names to {"cpu_request": ..., ...}')
-        for step, entry in step_resources.items():
-            check_resources(entry, f"LETHE_STEP_RESOURCES[{step}]")
-    retries_text = _env("LETHE_RETRIES", str(DEFAULT_RETRIES)) or ""
-    if not retries_text.isdigit():
-        raise ConfigError(f"LETHE_RETRIES must be a whole number (0: no retries), not {retries_text!r}")
-    return PlatformSettings(gpu_steps=tuple(s for s in gpu_steps if s), resources=resources,
-                            step_resources={k: dict(v) for k, v in step_resources.items()},
-                            retries=int(retries_text))
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {text!r}") from None
+
+    return S3Settings(connect_timeout=integer("LETHE_S3_CONNECT_TIMEOUT", 5),
+                      max_attempts=integer("LETHE_S3_MAX_ATTEMPTS", 2),
+                      multipart_mb=integer("LETHE_S3_MULTIPART_MB", 16))

@@ -1,35 +1,46 @@
-"""The demo's library half: its settings, state, model, requests and summary (no kfp here).
+"""`lethe demo`: the whole product on one machine, from a fresh clone, in a few minutes.
 
-`lethe demo` runs the whole product on one machine; the part that runs the pipelines lives in
-`pipelines.demo` (kfp is imported only there), which calls these helpers:
-1. a data set: Fashion-MNIST (the Debian package `dataset-fashion-mnist`), else the bundled digits;
-2. a `convnet` trained on it (reused when already trained), registered in MLflow as `champion`;
+1. a data set: Fashion-MNIST (the Debian package `dataset-fashion-mnist`, which `make setup`
+   installs), else the bundled digits;
+2. a `convnet` trained on it (reused when already trained), registered in MLflow as `champion`, and
+   its reference models for the per-example membership test;
 3. erasure requests for a few subjects (synthetic subject map), and one for a subject the data
    does not know: refused when filed, as `lethe request add` refuses it, so it never reaches a run;
-4-6. the pipelines, through kfp.local (see `pipelines.demo`);
+4. the scheduled deletion pipeline, run through kfp.local: collect → importances (cached) →
+   unlearn → evaluate → register + gate → refresh importances → finalize the requests;
+5. one whole class forgotten on demand (the unlearning pipeline, scenario `class`): a class is a
+   product decision, not a person's request, so it is not in the ledger and the gate judges it
+   by its own criteria; one scheduled run handles one batch of subjects;
+6. a last scheduled run with nothing pending (a clean no-op);
 7. a summary: accuracies and member rates before/after, the gate, the champion, the requests'
-   states, where each Evidently report lies.
+   states, where each Evidently report lies (`lethe.kfp.summary`).
 
 Everything lives under `<LETHE_HOME>/demo` (ledger, MLflow, artifacts, pipeline root), with the
 demo's public subject key (LETHE_DEMO=1). The trained model and the importances cache are kept
-between runs; the ledger and the registry start afresh each time.
+between runs; the ledger and the registry start afresh each time. kfp is imported only when the
+pipelines run (`lethe.kfp.local`), so `lethe --help` never loads it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lethe.config import environment
-from lethe.errors import DataError
+from lethe.config import environment, settings
+from lethe.errors import DataError, PipelineError
+from lethe.kfp.summary import (
+    membership_lines,
+    request_entry,
+    requests_table,
+    table,
+    version_entry,
+    versions_table,
+)
 
 PREFERRED_DATASET = "fashion-mnist"
 FALLBACK_DATASET = "digits"
@@ -106,7 +117,8 @@ def reset_state(home: Path) -> None:
 
 
 def choose_dataset(wanted: str | None) -> tuple[str, str | None]:
-    """The data set to use and, when falling back to digits, why."""
+    """The data set to use and, when falling back to digits, why (Fashion-MNIST comes from the Debian
+    package `dataset-fashion-mnist`, which `make setup` installs)."""
     from lethe.data import load_dataset
 
     if wanted:
@@ -114,27 +126,8 @@ def choose_dataset(wanted: str | None) -> tuple[str, str | None]:
     try:
         load_dataset(PREFERRED_DATASET, "train")
         return PREFERRED_DATASET, None
-    except DataError as first:
-        reason = str(first)
-    if _apt_install("dataset-fashion-mnist"):
-        try:
-            load_dataset(PREFERRED_DATASET, "train")
-            return PREFERRED_DATASET, None
-        except DataError as exc:
-            reason = str(exc)
-    return FALLBACK_DATASET, reason
-
-
-def _apt_install(package: str) -> bool:
-    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return False
-    say(f"installing the Debian package {package} ...")
-    try:
-        done = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, timeout=300,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    except DataError as exc:
+        return FALLBACK_DATASET, str(exc)
 
 
 def ensure_model(home: Path, dataset: str, *, epochs: int, retrain: bool,
@@ -202,58 +195,109 @@ def collect_versions() -> tuple[list[dict[str, Any]], str | None]:
     return [version_entry(registry, info) for info in registry.versions()], registry.champion_version()
 
 
-def version_entry(registry: Any, info: Any) -> dict[str, Any]:
-    """One registered version (`lethe.registry.VersionInfo`) with its metrics and report location."""
-    from urllib.parse import urlparse
-
-    from lethe.registry.tags import ALPHA_TAG, GATE_REASONS_TAG, SCENARIO_TAG
-
-    entry: dict[str, Any] = {"version": info.version, "scenario": info.tags.get(SCENARIO_TAG),
-                             "parent": info.parent_version, "gate": info.gate, "review": info.review,
-                             "alpha": info.tags.get(ALPHA_TAG), "requests": len(info.request_ids),
-                             "champion": info.is_champion, "reasons": info.tags.get(GATE_REASONS_TAG)}
-    if info.parent_version and info.run_id:
-        run = registry.client.get_run(info.run_id)
-        with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:
-            path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
-            entry["metrics"] = json.loads(Path(path).read_text())
-        report = f"{run.info.artifact_uri}/evidence/report.html"
-        entry["report"] = urlparse(report).path if report.startswith("file:") else report
-    return entry
-
-
-def request_entry(request: Any) -> dict[str, Any]:
-    """One erasure request (`lethe.ledger.ErasureRequest`) as the summary shows it."""
-    return {"id": request.id, "state": request.state, "version": request.model_version,
-            "reason": request.reason, "received": request.received_at.isoformat(timespec="seconds")}
-
-
 def collect_requests_states() -> list[dict[str, Any]]:
     from lethe.ledger import Ledger
 
     return [request_entry(r) for r in Ledger().list_requests()]
 
 
-# --- the summary ----------------------------------------------------------------------------
+def run_pipeline(name: str, params: dict[str, Any], home: Path, label: str) -> dict[str, Any]:
+    """One kfp.local run with a progress line per task; task output goes to a log file."""
+    from lethe.kfp.local import run_local
 
-def _pct(value: Any) -> str:
-    return f"{100 * value:5.1f}%" if isinstance(value, (int, float)) else "    -"
+    log_path = home / "logs" / f"{label}.log"
+    started: dict[str, float] = {}
+
+    def on_task(task: str, state: str) -> None:
+        if state == "RUNNING":
+            started[task] = time.perf_counter()
+            return
+        took = time.perf_counter() - started.get(task, time.perf_counter())
+        say(f"    {task:24s} {state:8s} {took:6.1f} s")
+
+    run = run_local(name, params, pipeline_root=home / "kfp", log_path=log_path, on_task=on_task)
+    say(f"    {'pipeline ' + name:24s} {'SUCCESS' if run.succeeded else 'FAILURE':8s} {run.seconds:6.1f} s"
+        + ("" if run.succeeded else f"  ({run.error}; log: {log_path})"))
+    return {"label": label, "pipeline": name, "succeeded": run.succeeded, "seconds": run.seconds,
+            "tasks": run.tasks, "error": run.error, "log": str(log_path)}
 
 
-def _change(metrics: dict[str, Any], key: str, *, mia: bool = False) -> str:
-    def get(role: str) -> Any:
-        block = metrics.get(role) or {}
-        return (block.get("mia") or {}).get(key) if mia else block.get(key)
+def run_demo(options: DemoOptions) -> DemoResult:
+    home = (options.home or settings().home / "demo").resolve()
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
 
-    return f"{_pct(get('parent'))} → {_pct(get('candidate'))}"
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        seconds[name] = round(now - since, 1)
+        return now
+
+    with demo_environment(home):
+        say(f"lethe demo — everything under {home}")
+        reset_state(home)
+        say("[1/6] data set")
+        dataset, fallback = choose_dataset(options.dataset)
+        if fallback:
+            say(f"    Fashion-MNIST is not available ({fallback}); using the bundled digits instead")
+        say(f"    {dataset}")
+        mark = lap("dataset", clock)
+
+        say(f"[2/6] model: {ARCH} on {dataset}")
+        epochs = options.epochs or EPOCHS.get(dataset, 3)
+        model_dir, trained = ensure_model(home, dataset, epochs=epochs, retrain=options.retrain,
+                                          progress=options.progress)
+        if not trained:
+            say(f"    reusing the trained model at {model_dir}")
+        from lethe.registry import PromotionDecision, Registry
+
+        base = Registry().register_version(model_dir, gate=PromotionDecision(True, ("base model",)),
+                                           scenario="base", run_name="base-model")
+        say(f"    registered as version {base.version}, alias champion")
+        mark = lap("model", mark)
+        references, trained_references = ensure_references(model_dir, progress=options.progress)
+        say(f"    {references['k']} reference models for the per-example membership test "
+            f"({'trained now' if trained_references else 'reused'}, {references['epochs']} epochs each)")
+        mark = lap("reference models", mark)
+
+        say(f"[3/6] erasure requests: {options.subjects} subjects, and one subject the data does not know")
+        request_ids, refused = file_requests(dataset, options.subjects)
+        say(f"    {len(request_ids)} requests pending")
+        for refusal in refused:
+            say(f"    refused when filed: {refusal}")
+        mark = lap("requests", mark)
+
+        runs = []
+        say("[4/6] scheduled deletion run (kfp.local)")
+        runs.append(run_pipeline("scheduled", {}, home, "scheduled-subjects"))
+        mark = lap("scheduled run", mark)
+
+        say(f"[5/6] forget class {options.forget_class} on demand (kfp.local)")
+        runs.append(run_pipeline("unlearning", {"model": "champion", "scenario": "class",
+                                                "forget_class": options.forget_class, "refresh": False},
+                                 home, "class"))
+        mark = lap("class run", mark)
+
+        say("[6/6] scheduled run with nothing pending")
+        runs.append(run_pipeline("scheduled", {}, home, "scheduled-nothing-pending"))
+        mark = lap("no-op run", mark)
+
+        versions, champion = collect_versions()
+        requests = collect_requests_states()
+    seconds["total"] = round(time.perf_counter() - clock, 1)
+    return DemoResult(home=home, dataset=dataset, fallback_reason=fallback, model_dir=model_dir,
+                      trained=trained, runs=runs, versions=versions, requests=requests, refused=refused,
+                      champion=champion, seconds=seconds, references=references)
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+def main(options: DemoOptions) -> int:
+    from lethe.kfp.catalog import import_pipelines
+
+    if options.subjects < 1:
+        raise PipelineError("the demo needs at least one subject")
+    import_pipelines()  # before any work: one clear error when the pipelines are not installed
+    result = run_demo(options)
+    print(summary(result))
+    return 0 if result.succeeded else 1
 
 
 def summary(result: DemoResult) -> str:
@@ -284,117 +328,7 @@ def summary(result: DemoResult) -> str:
     for run in result.runs:
         rows.append([run["label"], "ok" if run["succeeded"] else "FAILED", f"{run['seconds']:.1f}",
                      str(len(run["tasks"]))])
-    out.append(_table(rows))
+    out.append(table(rows))
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     out.append(f"time: {timing}")
     return "\n".join(out)
-
-
-def versions_table(versions: list[dict[str, Any]]) -> list[str]:
-    """The versions (`version_entry`), before → after, and the reasons of those that failed the gate."""
-    out = []
-    rows = [["version", "scenario", "forgets", "alpha", "retain acc", "test acc", "forget acc",
-             "forget member rate", "held-out member rate", "gate", "champion"]]
-    for v in versions:
-        m = v.get("metrics") or {}
-        if not m:
-            rows.append([v["version"], "base model", "-", "-", "-", "-", "-", "-", "-", v["gate"] or "-",
-                         "yes" if v["champion"] else "no"])
-            continue
-        forgets = m.get("num_samples", {}).get("forget", "-")
-        alpha = v.get("alpha")
-        gate = v["gate"] or "-"
-        if v.get("review") == "pending":
-            gate += " (review pending)"
-        rows.append([v["version"], v["scenario"] or "-", str(forgets),
-                     f"{float(alpha):.3g}" if alpha else "-",
-                     _change(m, "retain_accuracy"), _change(m, "test_accuracy"),
-                     _change(m, "forget_accuracy"),
-                     _change(m, "forget_member_rate", mia=True), _change(m, "holdout_member_rate", mia=True),
-                     gate, "yes" if v["champion"] else "no"])
-    out.append("model versions (before → after):")
-    out.append(_table(rows))
-    reasons = [f"  version {v['version']}: {v['reasons']}" for v in versions
-               if v.get("metrics") and v.get("gate") != "pass" and v.get("reasons")]
-    if reasons:
-        out.append("gate reasons:")
-        out.extend(reasons)
-    return out
-
-
-def membership_lines(versions: list[dict[str, Any]], references: dict[str, Any] | None) -> list[str]:
-    """Per request of the subject runs: the per-example test's outcome and the shares it flagged at 1%
-    FPR before → after, next to held-out non-members (from each version's metrics.json)."""
-    rows = [["request", "outcome", "flagged before → after", "held-out non-members before → after"]]
-    for v in versions:
-        per_example = (v.get("metrics") or {}).get("per_example") or {}
-        for request_id, evidence in (per_example.get("requests") or {}).items():
-            at = (evidence.get("fpr") or {}).get("0.01") or {}
-
-            def share(role: str, at: dict[str, Any] = at) -> str:
-                value = (at.get(role) or {})
-                return f"{value['flagged']}/{value['n']}" if "n" in value else "-"
-
-            def rate(role: str, at: dict[str, Any] = at) -> str:
-                return _pct((at.get(role) or {}).get("share")).strip()
-
-            rows.append([str(request_id)[:8], evidence.get("outcome", "-"),
-                         f"{share('parent')} → {share('candidate')}",
-                         f"{rate('parent_non_member')} → {rate('candidate_non_member')}"])
-    if len(rows) == 1:
-        if references is None:
-            return []
-        return [f"per-example membership test: {references['k']} reference models, no subject request "
-                "evaluated"]
-    how = f"{references['k']} reference models" if references else "the version's reference models"
-    return ["", f"per-example membership test (offline LiRA against {how}, 1% false-positive rate):",
-            _table(rows)]
-
-
-def requests_table(requests: list[dict[str, Any]]) -> list[str]:
-    """The requests (`request_entry`): state, version, and the reason in full (it says what to fix)."""
-    rows = [["request", "state", "version", "reason"]]
-    for r in requests:
-        rows.append([r["id"][:8], r["state"], r["version"] or "-", r["reason"] or "-"])
-    return ["erasure requests:", _table(rows)]
-
-
-@dataclass
-class RunSummary:
-    """What one pipeline run did: the version it registered (if any), the requests it changed (by
-    their state now), and the champion after it. `lethe pipeline run --local` prints it."""
-
-    run_id: str
-    versions: list[dict[str, Any]]
-    requests: list[dict[str, Any]]
-    champion: str | None
-
-    @property
-    def failed_requests(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["state"] == "failed"]
-
-    def text(self) -> str:
-        out = versions_table(self.versions) if self.versions else ["no model version registered"]
-        out.append(f"champion: version {self.champion or '-'}")
-        if any(v.get("review") == "pending" for v in self.versions):
-            out.append("a version that failed the gate waits for a reviewer: lethe review list; "
-                       "lethe review approve|reject VERSION --by NAME --reason TEXT")
-        if self.requests:
-            out.extend(requests_table(self.requests))
-            counts = {state: sum(r["state"] == state for r in self.requests)
-                      for state in dict.fromkeys(r["state"] for r in self.requests)}
-            out.append(f"{len(self.requests)} request(s): "
-                       + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        return "\n".join(out)
-
-
-def summarize_run(run_id: str) -> RunSummary:
-    """The summary of run `run_id` from the registry (its RUN_TAG) and the ledger (its history)."""
-    from lethe.ledger import Ledger
-    from lethe.registry import Registry
-
-    registry = Registry()
-    version = registry.version_of_run(run_id)
-    versions = [version_entry(registry, version)] if version else []
-    requests = [request_entry(r) for r in Ledger().requests_of_run(run_id)]
-    return RunSummary(run_id, versions, requests, registry.champion_version())

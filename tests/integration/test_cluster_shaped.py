@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from lethe.cli import main
-from pipelines.tooling import run_local
+from lethe.kfp.local import run_local
 from tests.integration.conftest import BUCKET
 from tests.pipelines.helpers import ENVIRONMENT, register_champion
 

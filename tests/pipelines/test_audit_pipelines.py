@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tooling import run_local
+from lethe.kfp.local import run_local
 from tests.pipelines.helpers import lethe_home, register_champion
 
 pytestmark = pytest.mark.slow

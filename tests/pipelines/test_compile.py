@@ -1,29 +1,24 @@
-"""The compiled pipelines: GPUs on the steps that pass over data, CPU and memory on every task, retries
-where a step is safe to run again, caching only where it is safe, credentials only by reference."""
+"""The compiled pipelines: each task is what its step's row declares (GPUs, CPU and memory, retries,
+caching, credentials by reference only, display name), for every row, found by discovery; and the
+deployment's placement variables change what they say.
 
-from __future__ import annotations
+No `from __future__ import annotations`: KFP reads the toy component's annotations as types."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components.platform import CONFIG_MAP, SECRETS, parse_toleration
-from lethe.config import DEFAULT_STEP_RESOURCES, DEFAULT_TASK_RESOURCES, platform_settings
+from components.platform import CONFIG_MAP, SECRETS, secrets_of
+from components.step import Step, step_rows
+from lethe.config import DEFAULT_TASK_RESOURCES, parse_toleration, platform_settings
 from lethe.errors import ConfigError, PipelineError
+from lethe.kfp.compiler import compile_all, compile_pipeline
+from lethe.kfp.scheduler import validate_cron
 from pipelines import PIPELINES
-from pipelines.tooling import _without_retries, compile_all, compile_pipeline, validate_cron
 
-SIDE_EFFECTS = {"collect-requests", "prepare-request", "fetch-model", "compute-importances",
-                "register-and-gate", "refresh-importances", "finalize-requests", "merge-importances"}
-PURE = {"unlearn", "evaluate", "compute-importances-shard", "plan-shards"}
 FAKE_SECRET = "s3cr3t-Value-that-must-not-leak"
-GPU_STEPS = {"compute-importances", "compute-importances-shard", "refresh-importances", "unlearn", "evaluate",
-             "train-reference-model", "retrain"}
-# Side effects made idempotent (keyed by content or by the run): retried like the pure steps.
-RETRIED = PURE | {"train-reference-model", "prepare-request", "fetch-model", "compute-importances",
-                  "merge-importances", "refresh-importances", "register-and-gate"}
-NEVER_RETRIED = {"collect-requests", "finalize-requests"}  # a second claim would take other requests
+ROWS = list(step_rows().values())
 
 
 @pytest.fixture(scope="module")
@@ -43,100 +38,103 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, 
 
 
 def _tasks(spec: dict) -> dict[str, dict]:
-    """Every task of every DAG (root and nested), by task name."""
+    """Every task of every DAG (root and nested) that runs a component, by task name."""
     found = dict(spec["root"]["dag"]["tasks"])
     for component in spec["components"].values():
         found.update(component.get("dag", {}).get("tasks", {}))
-    return found
+    return {name: task for name, task in found.items()
+            if "executorLabel" in spec["components"][task["componentRef"]["name"]]}
 
 
 def _executor_of(spec: dict, task: dict) -> str:
     return spec["components"][task["componentRef"]["name"]]["executorLabel"]
 
 
-def test_every_pipeline_compiles(compiled):
-    assert set(compiled) == set(PIPELINES) == {"scheduled", "unlearning", "importances", "reference-models",
-                                               "retrain"}
+def _tasks_of(compiled: dict, row: Step) -> list[tuple[dict, dict, dict]]:
+    """(task, executor, kubernetes platform config) of every compiled task that runs `row`'s step."""
+    found = []
+    for spec, platform, _ in compiled.values():
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for task in _tasks(spec).values():
+            executor = _executor_of(spec, task)
+            if executor == f"exec-{row.name}":
+                found.append((task, spec["deploymentSpec"]["executors"][executor], k8s[executor]))
+    return found
 
 
-def test_the_passes_over_data_request_one_gpu_and_nothing_else_does(compiled):
-    seen = set()
-    for _name, (spec, _, _) in compiled.items():
-        for executor, body in spec["deploymentSpec"]["executors"].items():
-            accelerator = body["container"].get("resources", {}).get("accelerator")
-            if executor.removeprefix("exec-") in GPU_STEPS:
-                seen.add(executor.removeprefix("exec-"))
-                assert accelerator["resourceType"] == "nvidia.com/gpu", executor
-                assert str(accelerator["resourceCount"]) == "1", executor
-            else:
-                assert accelerator is None, executor
-    assert seen == GPU_STEPS
-
-
-def test_every_task_has_cpu_and_memory_requests_and_limits(compiled):
+def test_every_pipeline_compiles_and_every_task_runs_a_declared_step(compiled):
+    assert set(compiled) == set(PIPELINES)
     for name, (spec, _, _) in compiled.items():
-        for executor, body in spec["deploymentSpec"]["executors"].items():
-            res = body["container"]["resources"]
-            step = executor.removeprefix("exec-")
-            expected = {**DEFAULT_TASK_RESOURCES, **DEFAULT_STEP_RESOURCES.get(step, {})}
-            assert {"cpu_request": res["resourceCpuRequest"], "cpu_limit": res["resourceCpuLimit"],
-                    "memory_request": res["resourceMemoryRequest"],
-                    "memory_limit": res["resourceMemoryLimit"]} == expected, (name, executor)
+        for task_name, task in _tasks(spec).items():
+            assert _executor_of(spec, task).removeprefix("exec-") in step_rows(), (name, task_name)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
+def test_each_task_is_what_its_row_declares(compiled, row: Step):
+    tasks = _tasks_of(compiled, row)
+    assert tasks, f"step {row.name} is wired into no pipeline"
+    expected_resources = {**DEFAULT_TASK_RESOURCES, **row.resources}
+    for task, executor, k8s in tasks:
+        assert task["taskInfo"]["name"] == row.display_name
+        assert task.get("cachingOptions", {}).get("enableCache", False) == row.cache
+        policy = task.get("retryPolicy")
+        if row.retry:
+            assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "30s"
+        else:
+            assert policy is None
+        resources = executor["container"]["resources"]
+        assert {"cpu_request": resources["resourceCpuRequest"], "cpu_limit": resources["resourceCpuLimit"],
+                "memory_request": resources["resourceMemoryRequest"],
+                "memory_limit": resources["resourceMemoryLimit"]} == expected_resources
+        accelerator = resources.get("accelerator")
+        if row.gpu:
+            assert (accelerator["resourceType"], str(accelerator["resourceCount"])) == ("nvidia.com/gpu", "1")
+        else:
+            assert accelerator is None
+        assert k8s["configMapAsEnv"][0]["configMapName"] == CONFIG_MAP
+        mounted = [secret["secretName"] for secret in k8s.get("secretAsEnv", [])]
+        assert mounted == list(secrets_of(row))
+        # The body delegates to the library at once (the image has everything, nothing is installed).
+        program = "\n".join(executor["container"]["command"])
+        assert "from lethe.steps" in program or "from components.adapters" in program
+        assert "pip install" not in program
+
+
+def test_a_data_pass_gets_more_memory_than_a_ledger_step(compiled):
     unlearn = compiled["scheduled"][0]["deploymentSpec"]["executors"]["exec-unlearn"]["container"]
-    assert unlearn["resources"]["resourceMemoryLimit"] == "16Gi"  # more than a ledger step's 4Gi
+    collect = compiled["scheduled"][0]["deploymentSpec"]["executors"]["exec-collect-requests"]["container"]
+    assert (unlearn["resources"]["resourceMemoryLimit"], collect["resources"]["resourceMemoryLimit"]) == \
+        ("16Gi", "4Gi")
 
 
-def test_only_steps_that_are_safe_to_repeat_are_retried(compiled):
-    seen = set()
-    for spec, _, _ in compiled.values():
-        for task_name, task in _tasks(spec).items():
-            if "componentRef" not in task or task_name.startswith(("condition", "exit-handler", "for-loop")):
-                continue
-            seen.add(task_name)
-            policy = task.get("retryPolicy")
-            if task_name in RETRIED:
-                assert policy["maxRetryCount"] == 2 and policy["backoffDuration"] == "30s", task_name
-            else:
-                assert policy is None, task_name
-    assert seen >= RETRIED | NEVER_RETRIED
+def test_local_runs_do_not_retry_and_are_otherwise_the_compiled_pipeline():
+    from lethe.kfp.local import local_pipeline
 
-
-def test_local_runs_do_not_retry_and_the_compiled_pipeline_keeps_its_retries(tmp_path):
-    spec = PIPELINES["scheduled"].pipeline_spec
-
-    def policies() -> list[int]:
+    def without_retries(spec):
+        spec = type(spec).FromString(spec.SerializeToString())
         dags = [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]
-        return [t.retry_policy.max_retry_count for d in dags for t in d.tasks.values()
-                if t.HasField("retry_policy")]
+        retried = 0
+        for dag in dags:
+            for task in dag.tasks.values():
+                retried += task.HasField("retry_policy")
+                task.ClearField("retry_policy")
+        return spec, retried
 
-    assert len(policies()) == 5  # importances, unlearn, evaluate, register, refresh
-    with _without_retries(PIPELINES["scheduled"]):
-        assert policies() == []
-    assert policies() == [2] * 5
-
-
-def test_caching_is_off_for_every_step_with_side_effects(compiled):
-    seen = set()
-    for spec, _, _ in compiled.values():
-        for task_name, task in _tasks(spec).items():
-            if "componentRef" not in task or task_name.startswith(("condition", "exit-handler", "for-loop")):
-                continue
-            enabled = task.get("cachingOptions", {}).get("enableCache", False)
-            seen.add(task_name)
-            if task_name in SIDE_EFFECTS:
-                assert not enabled, task_name
-            elif task_name in PURE:
-                assert enabled, task_name
-    assert seen >= SIDE_EFFECTS | PURE
+    for name, built in PIPELINES.items():
+        compiled_spec, retried = without_retries(built.pipeline_spec)
+        local_spec, retried_locally = without_retries(local_pipeline(name).pipeline_spec)
+        assert retried > 0 and retried_locally == 0, name
+        assert local_spec == compiled_spec, name
 
 
-def test_every_component_names_the_lethe_image_and_calls_lethe_steps(compiled):
-    spec, _, _ = compiled["scheduled"]
-    for executor, body in spec["deploymentSpec"]["executors"].items():
-        assert body["container"]["image"].startswith("ghcr.io/lethe-unlearning/lethe"), executor
-        program = "\n".join(body["container"]["command"])
-        assert "from lethe.steps" in program, executor
-        assert "pip install" not in program, executor  # the image has everything
+def test_credentials_come_from_secrets_by_reference_only(compiled):
+    for name, (_spec, platform, text) in compiled.items():
+        assert FAKE_SECRET not in text, name
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for executor, config in executors.items():
+            for secret in config.get("secretAsEnv", []):
+                keys = {entry["secretKey"]: entry["envVar"] for entry in secret["keyToEnv"]}
+                assert keys == SECRETS[secret["secretName"]], executor
 
 
 def test_the_image_is_configurable(tmp_path):
@@ -147,31 +145,12 @@ def test_the_image_is_configurable(tmp_path):
     # The image is read when the components are imported: compile in a fresh interpreter.
     out = tmp_path / "scheduled.yaml"
     env = {**os.environ, "LETHE_IMAGE": "registry.example/lethe:cuda-test"}
-    subprocess.run([sys.executable, "-c", "import sys; from pipelines.tooling import compile_pipeline; "
+    subprocess.run([sys.executable, "-c", "import sys; from lethe.kfp.compiler import compile_pipeline; "
                     "compile_pipeline('scheduled', sys.argv[1])", str(out)],
                    env=env, check=True, cwd=Path(__file__).resolve().parents[2])
     spec = next(yaml.safe_load_all(out.read_text()))
     images = {body["container"]["image"] for body in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example/lethe:cuda-test"}
-
-
-def test_credentials_come_from_secrets_by_reference_only(compiled):
-    for name, (_spec, platform, text) in compiled.items():
-        assert FAKE_SECRET not in text, name
-        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-        for executor, config in executors.items():
-            assert config["configMapAsEnv"][0]["configMapName"] == CONFIG_MAP
-            for secret in config.get("secretAsEnv", []):
-                assert secret["secretName"] in SECRETS
-                keys = {entry["secretKey"]: entry["envVar"] for entry in secret["keyToEnv"]}
-                assert keys == SECRETS[secret["secretName"]], executor
-    scheduled = compiled["scheduled"][1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    ledger_steps = {"exec-collect-requests", "exec-finalize-requests"}
-    for executor in ledger_steps:
-        env = {e["envVar"] for s in scheduled[executor]["secretAsEnv"] for e in s["keyToEnv"]}
-        assert {"LETHE_LEDGER_URL", "LETHE_SUBJECT_KEY", "AWS_SECRET_ACCESS_KEY"} <= env
-    # The GPU step handles no credential at all.
-    assert "secretAsEnv" not in scheduled["exec-unlearn"]
 
 
 def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
@@ -197,17 +176,25 @@ def test_placement_resources_and_retries_come_from_the_environment(tmp_path, mon
     unlearn = executors["exec-unlearn"]["container"]["resources"]
     assert (unlearn["resourceMemoryRequest"], unlearn["resourceMemoryLimit"]) == ("8Gi", "32Gi")
     assert unlearn["resourceCpuLimit"] == "3"  # not in the step's entry: the default for every task
-    evaluate = executors["exec-evaluate"]["container"]["resources"]
+    evaluate = executors["exec-evaluate"]["container"]["resources"]  # the table replaces the rows'
     assert (evaluate["resourceCpuLimit"], evaluate["resourceMemoryLimit"]) == ("3", "4Gi")
     assert not [t for t in _tasks(spec).values() if "retryPolicy" in t]
 
 
 @pytest.mark.parametrize(("env", "message"), [
     ({"LETHE_CPU_REQUEST": "4", "LETHE_CPU_LIMIT": "2"}, "above cpu_limit"),
+    ({"LETHE_MEMORY_REQUEST": "2Gi", "LETHE_MEMORY_LIMIT": "1500M"}, "above memory_limit"),
     ({"LETHE_MEMORY_LIMIT": "4GB"}, "memory_limit"),
+    ({"LETHE_MEMORY_LIMIT": "0.5Gi"}, "memory_limit"),  # Kubernetes takes it, KFP does not
+    ({"LETHE_MEMORY_LIMIT": "512m"}, "memory_limit"),
+    ({"LETHE_CPU_LIMIT": "1e3"}, "cpu_limit"),
+    ({"LETHE_CPU_LIMIT": "-1"}, "cpu_limit"),
+    ({"LETHE_CPU_LIMIT": "NaN"}, "cpu_limit"),
     ({"LETHE_STEP_RESOURCES": '{"unlearn": {"gpu": "1"}}'}, "unknown resource key"),
     ({"LETHE_STEP_RESOURCES": "unlearn=8Gi"}, "not JSON"),
     ({"LETHE_RETRIES": "-1"}, "LETHE_RETRIES"),
+    ({"LETHE_GPU_LIMIT": "one"}, "LETHE_GPU_LIMIT"),
+    ({"LETHE_GPU_NODE_SELECTOR": "gpu"}, "LETHE_GPU_NODE_SELECTOR"),
 ])
 def test_bad_platform_settings_are_refused(env, message, monkeypatch):
     for name, value in env.items():
@@ -216,17 +203,78 @@ def test_bad_platform_settings_are_refused(env, message, monkeypatch):
         platform_settings().resources_for("unlearn")
 
 
+def test_quantities_in_every_form_kfp_takes_are_accepted(monkeypatch):
+    for name, value in {"LETHE_CPU_REQUEST": ".5", "LETHE_CPU_LIMIT": "1500m",
+                        "LETHE_MEMORY_REQUEST": "512Mi", "LETHE_MEMORY_LIMIT": "1G"}.items():
+        monkeypatch.setenv(name, value)
+    assert platform_settings().resources_for("unlearn", {"memory_limit": "2Gi"}) == {
+        "cpu_request": ".5", "cpu_limit": "1500m", "memory_request": "512Mi", "memory_limit": "2Gi"}
+
+
 def test_a_misspelt_gpu_step_is_refused_when_the_pipeline_is_built(monkeypatch):
     from kfp import dsl
 
-    from components import plan_shards
     from components.platform import configure
+    from components.training_set_importances import plan_shards
 
     monkeypatch.setenv("LETHE_GPU_STEPS", "unlern,evaluate")
     with pytest.raises(PipelineError, match="unknown step.*unlern"):
         @dsl.pipeline(name="misspelt")
-        def misspelt():  # no annotation: this module has `from __future__ import annotations`
-            configure(plan_shards(num_shards=2), needs="none", cache=True)
+        def misspelt():
+            configure(plan_shards(num_shards=2))
+
+
+def test_a_new_step_is_its_component_with_its_row_and_the_pipeline_that_wires_it(tmp_path, monkeypatch):
+    """The extension cost: a component declared with its row, wired by a pipeline, compiles with
+    what the row says, and is known to the placement variables, with no list edited anywhere."""
+    from kfp import compiler, dsl
+
+    from components import step as rows
+    from components.image import IMAGE
+    from components.platform import configure
+
+    monkeypatch.setattr(rows, "_ROWS", dict(rows._ROWS))  # the toy row lives in this test alone
+
+    @rows.step(stores=("storage",), gpu=True, resources={"memory_limit": "8Gi"}, cache=True, retry=False,
+               display_name="a toy step")
+    @dsl.component(base_image=IMAGE, install_kfp_package=False)
+    def toy_step(count: int) -> int:
+        from lethe.steps.full_importances import plan_shards
+
+        return len(plan_shards(count))
+
+    monkeypatch.setenv("LETHE_GPU_STEPS", "toy-step")  # known to the check of step names
+
+    @dsl.pipeline(name="toy")
+    def toy():
+        configure(toy_step(count=2))
+
+    out = tmp_path / "toy.yaml"
+    compiler.Compiler().compile(toy, str(out))
+    spec, platform = list(yaml.safe_load_all(out.read_text()))
+    task = spec["root"]["dag"]["tasks"]["toy-step"]
+    assert task["taskInfo"]["name"] == "a toy step" and task["cachingOptions"]["enableCache"] is True
+    assert "retryPolicy" not in task
+    resources = spec["deploymentSpec"]["executors"]["exec-toy-step"]["container"]["resources"]
+    assert resources["resourceMemoryLimit"] == "8Gi" and resources["accelerator"]["resourceCount"] == "1"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-toy-step"]
+    assert [s["secretName"] for s in k8s["secretAsEnv"]] == ["lethe-s3"]
+
+
+def test_a_step_without_a_row_is_refused_when_the_pipeline_is_built():
+    from kfp import dsl
+
+    from components.image import IMAGE
+    from components.platform import configure
+
+    @dsl.component(base_image=IMAGE, install_kfp_package=False)
+    def undeclared() -> int:
+        return 1
+
+    with pytest.raises(PipelineError, match="undeclared has no row"):
+        @dsl.pipeline(name="undeclared")
+        def pipeline():
+            configure(undeclared())
 
 
 def test_reference_models_train_in_a_parallel_for_and_merge_once(compiled):
@@ -280,12 +328,16 @@ def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
     path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     platform = list(yaml.safe_load_all(path.read_text()))[1]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for step in ("unlearn", "compute-importances", "evaluate"):
-        placed = executors[f"exec-{step}"]
-        assert placed["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}, step
-        assert placed["tolerations"][0] == {"key": "nvidia.com/gpu", "operator": "Exists",
-                                            "effect": "NoSchedule"}, step
-    assert "nodeSelector" not in executors["exec-collect-requests"]
+    for row in ROWS:
+        placed = executors.get(f"exec-{row.name}")
+        if placed is None:  # not in the scheduled pipeline
+            continue
+        if row.gpu:
+            assert placed["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+            assert placed["tolerations"][0] == {"key": "nvidia.com/gpu", "operator": "Exists",
+                                                "effect": "NoSchedule"}, row.name
+        else:
+            assert "nodeSelector" not in placed and "tolerations" not in placed, row.name
 
 
 def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
@@ -297,7 +349,7 @@ def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu=yes:Sometimes", ":NoSchedule"])
 def test_bad_tolerations_are_refused(text):
-    with pytest.raises(PipelineError):
+    with pytest.raises(ConfigError):
         parse_toleration(text)
 
 

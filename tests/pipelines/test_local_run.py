@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tooling import run_local
+from lethe.kfp.local import run_local
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 pytestmark = pytest.mark.slow
@@ -93,11 +93,15 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert not run.succeeded
     assert run.tasks["compute-importances"] == "FAILURE"
     assert run.tasks["finalize-requests"] == "SUCCESS"  # the exit task ran anyway
+    # The runner saw which task failed and why (kfp.local's task records, the task's traceback).
+    assert run.failed_task == "compute-importances"
+    assert run.failure.startswith("ImportancesError: unknown importance method 'no-such-method'")
     now = states()
     assert [now[i] for i in valid] == ["pending", "pending"]
     assert now[unknown] == "failed"
     for request_id in valid:
-        assert any("released: the run ended failed" in note for note in _history_notes(request_id))
+        assert any("released: the run ended failed: step compute-importances failed: ImportancesError"
+                   in note for note in _history_notes(request_id))
     from lethe.registry import Registry
 
     assert [v.version for v in Registry().versions()] == ["1"]

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from lethe.errors import PipelineError
-from pipelines import tooling
+from lethe.kfp import compiler
+from lethe.kfp.catalog import parse_params, pipeline
+from lethe.kfp.scheduler import schedule
 
 
 class RecordingClient:
@@ -90,14 +92,14 @@ def client(monkeypatch):
 def _schedule(**kwargs):
     args = {"host": "http://kfp:8888", "cron": "0 0 2 * * *", "job_name": "nightly", "experiment": "lethe",
             **kwargs}
-    return tooling.schedule("scheduled", args.pop("params", {}), **args)
+    return schedule("scheduled", args.pop("params", {}), **args)
 
 
 def test_submit_sends_the_pipeline_and_its_parameters(client):
-    run_id = tooling.submit("scheduled", {"max_requests": 50}, host="http://kfp:8888", experiment="lethe")
+    run_id = compiler.submit("scheduled", {"max_requests": 50}, host="http://kfp:8888", experiment="lethe")
     assert run_id == "run-123"
     (_, func, kwargs), = client.instances[0].calls
-    assert func is tooling.PIPELINES["scheduled"]
+    assert func is pipeline("scheduled")
     assert kwargs["arguments"] == {"max_requests": 50} and kwargs["experiment_name"] == "lethe"
 
 
@@ -136,7 +138,7 @@ def test_other_settings_are_refused_without_replace_and_change_nothing(client):
 def test_replace_deletes_then_creates_on_a_new_pipeline_version(client, monkeypatch):
     first = _schedule()
     # A new image changes the compiled pipeline: a new version, and the recurring run must follow.
-    monkeypatch.setattr(tooling, "compile_pipeline", _compile_with_image("registry.example/lethe:0.2.0"))
+    monkeypatch.setattr(compiler, "compile_pipeline", _compile_with_image("registry.example/lethe:0.2.0"))
     done = _schedule(replace=True, params={"max_requests": 50})
     assert done.action == "replaced" and done.replaced_id == first.recurring_run_id
     assert [c[0] for c in client.instances[1].calls] == ["upload_version", "delete", "schedule"]
@@ -179,7 +181,7 @@ def test_schedule_command_prints_what_it_did(client, capsys):
 
 def _compile_with_image(image: str):
     """compile_pipeline, with every executor's image replaced (the image is read at import time)."""
-    compile_pipeline = tooling.compile_pipeline
+    compile_pipeline = compiler.compile_pipeline
 
     def compile_with(name, out_path):
         path = compile_pipeline(name, out_path)
@@ -192,10 +194,10 @@ def _compile_with_image(image: str):
 
 def test_unknown_pipelines_and_parameters_are_refused_before_contacting_kfp(client):
     with pytest.raises(PipelineError, match="unknown pipeline"):
-        tooling.submit("nightly", {}, host="h", experiment="lethe")
+        compiler.submit("nightly", {}, host="h", experiment="lethe")
     with pytest.raises(PipelineError, match="no parameter"):
-        tooling.submit("scheduled", {"forget_everything": True}, host="h", experiment="lethe")
+        compiler.submit("scheduled", {"forget_everything": True}, host="h", experiment="lethe")
     assert client.instances == []
-    assert tooling.parse_params(["a=1", "b=x", 'c=["d"]']) == {"a": 1, "b": "x", "c": ["d"]}
+    assert parse_params(["a=1", "b=x", 'c=["d"]']) == {"a": 1, "b": "x", "c": ["d"]}
     with pytest.raises(PipelineError):
-        tooling.parse_params(["novalue"])
+        parse_params(["novalue"])

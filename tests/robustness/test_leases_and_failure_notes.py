@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lethe.errors import ConfigError, StorageError
+from lethe.kfp.local_hooks import first_error_line
 from lethe.ledger import IN_PROGRESS, PENDING, LeaseHeartbeat, Ledger
 from lethe.storage.uris import sidecar_uri
-from pipelines.tooling import first_error_line
 from tests.pipelines.helpers import lethe_home, register_champion
 
 KEY = b"k" * 32

@@ -95,7 +95,7 @@ def test_a_forget_ids_file_is_never_echoed(digits_convnet_dir: Path, tmp_path: P
 def test_the_local_runner_redacts_id_parameters_in_its_log(tmp_path: Path) -> None:
     """KFP dumps each task's executor input, parameters and all, into the task log. The first task
     fails at once here (no such model): its dump is all this test needs, and costs one subprocess."""
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     subjects = ["SUBJECT-00003", unicodedata.normalize("NFD", "Zoë Example")]
     with lethe_home(tmp_path / "lethe") as home:
@@ -112,10 +112,11 @@ def test_the_local_runner_redacts_id_parameters_in_its_log(tmp_path: Path) -> No
 def test_the_task_stream_redacts_values_split_over_writes() -> None:
     import io
 
-    from pipelines.tooling import _TaskStream, id_redactor
+    from lethe.kfp.local import id_redactor
+    from lethe.kfp.local_hooks import TaskOutput
 
     sink = io.StringIO()
-    stream = _TaskStream(sink, None, redact=id_redactor({"forget_ids": '["digits/train/17"]',
+    stream = TaskOutput(sink, redact=id_redactor({"forget_ids": '["digits/train/17"]',
                                                          "forget_subjects": ["Zoë"]}))
     for chunk in ('INFO Got executor_input:\n    "forget_ids": ["digits/tr', 'ain/17"],\n',
                   '    "forget_subjects": ["Zo\\u00eb"]\n', "tail Zoë"):

@@ -1,10 +1,12 @@
-"""Each KFP component's python_func (its body as it runs in the container) on digits, in process.
+"""Each KFP component's python_func (its body as it runs in the container) on digits, in process,
+and the contract every step row (components/step.py) keeps, for every row found by discovery.
 
 The chain prepare → importances → unlearn → evaluate → register shares module-scoped artifacts.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -12,11 +14,53 @@ import pytest
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Metrics, Model
 
-import components
+from components.platform import STORE_SECRETS, secrets_of
+from components.requests import collect_requests, finalize_requests, prepare_request
+from components.step import STORES, Step, step_rows
+from components.training_set_importances import (
+    compute_importances,
+    compute_importances_shard,
+    fetch_model,
+    merge_importances,
+    plan_shards,
+    refresh_importances,
+)
+from components.unlearning import evaluate, register_and_gate, unlearn
 from lethe.models import read_card
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 SUBJECTS = ["subject-00001", "subject-00002"]
+ROWS = list(step_rows().values())
+
+
+def test_every_component_of_the_package_has_a_row():
+    import importlib
+    import pkgutil
+
+    from kfp.dsl.base_component import BaseComponent
+
+    import components
+
+    found = set()
+    for module in pkgutil.iter_modules(components.__path__, prefix="components."):
+        for value in vars(importlib.import_module(module.name)).values():
+            if isinstance(value, BaseComponent):
+                found.add(value.component_spec.name)
+                assert step_rows()[value.component_spec.name].component is value
+    assert found == set(step_rows())  # discovery finds them all, and nothing else
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
+def test_each_row_is_a_consistent_declaration(row: Step):
+    assert set(row.stores) <= set(STORES) and row.display_name
+    if row.cache:  # a cached result would skip the side effect: only pure steps are cached
+        assert not {"ledger", "registry"} & set(row.stores), row
+    if "ledger" in row.stores:  # a second claim would take other requests; the exit task runs once
+        assert not row.retry, row
+    assert set(secrets_of(row)) == {s for store in row.stores for s in STORE_SECRETS[store]}
+    # A thin wrapper: its body delegates to the library at once.
+    body = inspect.getsource(row.component.python_func)
+    assert "from lethe.steps" in body or "from components.adapters" in body
 
 
 def _artifact(kind: type, path: Path) -> Artifact:
@@ -34,7 +78,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, digits_convnet_dir: Path):
 def prepared(home: Path) -> dict:
     work = home / "work"
     forget, parent = _artifact(Artifact, work / "forget"), _artifact(Model, work / "parent")
-    count = components.prepare_request.python_func(
+    count = prepare_request.python_func(
         model="champion", dataset="", forget_ids=[], forget_subjects=SUBJECTS, forget_class=-1,
         scenario="subject", subject_map="", forget=forget, parent=parent)
     return {"count": count, "forget": forget, "parent": parent}
@@ -43,18 +87,18 @@ def prepared(home: Path) -> dict:
 @pytest.fixture(scope="module")
 def importances(home: Path, prepared: dict) -> dict:
     out = _artifact(Artifact, home / "work" / "importances")
-    cached = components.compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
-                                                        method="lfssd", importances=out)
+    cached = compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
+                                             method="lfssd", importances=out)
     return {"cached": cached, "artifact": out}
 
 
 @pytest.fixture(scope="module")
 def candidate(home: Path, prepared: dict, importances: dict) -> dict:
     out = _artifact(Model, home / "work" / "candidate")
-    alpha = components.unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
-                                           importances=importances["artifact"], dataset="", batch_size=128,
-                                           alpha="3", cutoff="block3", lam=1.0, method="lfssd",
-                                           thresholds="{subject: {member_rate_gap_max: 0.04}}", candidate=out)
+    alpha = unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
+                                importances=importances["artifact"], dataset="", batch_size=128,
+                                alpha="3", cutoff="block3", lam=1.0, method="lfssd",
+                                thresholds="{subject: {member_rate_gap_max: 0.04}}", candidate=out)
     return {"alpha": alpha, "artifact": out}
 
 
@@ -63,9 +107,9 @@ def evaluation(home: Path, prepared: dict, candidate: dict) -> dict:
     work = home / "work"
     evaluation, report, metrics = (_artifact(Artifact, work / "evaluation"), _artifact(HTML, work / "report"),
                                    _artifact(Metrics, work / "metrics"))
-    decision = components.evaluate.python_func(candidate=candidate["artifact"], parent=prepared["parent"],
-                                               forget=prepared["forget"], dataset="", thresholds="",
-                                               evaluation=evaluation, report=report, metrics=metrics)
+    decision = evaluate.python_func(candidate=candidate["artifact"], parent=prepared["parent"],
+                                    forget=prepared["forget"], dataset="", thresholds="",
+                                    evaluation=evaluation, report=report, metrics=metrics)
     return {"decision": decision, "evaluation": evaluation, "report": report, "metrics": metrics}
 
 
@@ -80,7 +124,7 @@ def test_prepare_request_fetches_the_champion_and_resolves_subjects(prepared, di
 
 def test_fetch_model(home, tmp_path, digits_convnet_dir):
     out = _artifact(Model, tmp_path / "fetched")
-    fingerprint = components.fetch_model.python_func(model="models:/lethe-classifier/1", fetched=out)
+    fingerprint = fetch_model.python_func(model="models:/lethe-classifier/1", fetched=out)
     assert fingerprint == read_card(digits_convnet_dir).fingerprint == read_card(out.path).fingerprint
 
 
@@ -88,21 +132,21 @@ def test_compute_importances_fills_then_reads_the_cache(home, prepared, importan
     assert importances["cached"] is False
     assert importances["artifact"].metadata["num_samples"] == 1438
     again = _artifact(Artifact, tmp_path / "again")
-    assert components.compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
-                                                      method="lfssd", importances=again) is True
+    assert compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
+                                           method="lfssd", importances=again) is True
     assert again.metadata["sha256"] == importances["artifact"].metadata["sha256"]
 
 
 def test_shard_and_merge_components(home, prepared, tmp_path):
-    shards = components.plan_shards.python_func(num_shards=2)
+    shards = plan_shards.python_func(num_shards=2)
     assert shards == [0, 1]
     outputs = [_artifact(Artifact, tmp_path / f"shard{k}") for k in shards]
     for k, out in zip(shards, outputs, strict=True):
-        assert components.compute_importances_shard.python_func(
+        assert compute_importances_shard.python_func(
             model=prepared["parent"], dataset="", batch_size=64, method="lfssd", shard_index=k,
             num_shards=2, shard=out) is False
     merged = _artifact(Artifact, tmp_path / "merged")
-    merge = components.merge_importances.python_func
+    merge = merge_importances.python_func
     assert merge(model=prepared["parent"], dataset="", batch_size=64, method="lfssd", shards=outputs,
                  importances=merged) is False
     assert merged.metadata["num_batches"] == 23 and merged.metadata["batch_size"] == 64
@@ -137,7 +181,7 @@ def test_register_and_gate_records_version_and_outcome(home, prepared, importanc
     from lethe.steps.outcome import read_outcome
 
     registered = _artifact(Artifact, home / "work" / "registered")
-    decision = components.register_and_gate.python_func(
+    decision = register_and_gate.python_func(
         candidate=candidate["artifact"], evaluation=evaluation["evaluation"], forget=prepared["forget"],
         importances=importances["artifact"], run_id="run-components", model_name="", registered=registered)
     expected = "pass" if evaluation["decision"] == "pass" else "review"
@@ -153,7 +197,7 @@ def test_register_and_gate_records_version_and_outcome(home, prepared, importanc
 
 
 def test_refresh_importances_computes_once_per_model(home, candidate):
-    refresh = components.refresh_importances.python_func
+    refresh = refresh_importances.python_func
     assert refresh(model=candidate["artifact"], dataset="", batch_size=128, method="lfssd") is False
     assert refresh(model=candidate["artifact"], dataset="", batch_size=128, method="lfssd") is True
 
@@ -161,14 +205,13 @@ def test_refresh_importances_computes_once_per_model(home, candidate):
 def test_collect_and_finalize_components(home, tmp_path):
     ids = file_requests(["subject-00005", "subject-00006"])
     forget, parent = _artifact(Artifact, tmp_path / "forget"), _artifact(Model, tmp_path / "parent")
-    count = components.collect_requests.python_func(run_id="run-cf", dataset="", model_name="",
-                                                    max_requests=0, subject_map="", forget=forget,
-                                                    parent=parent)
+    count = collect_requests.python_func(run_id="run-cf", dataset="", model_name="", max_requests=0,
+                                         subject_map="", forget=forget, parent=parent)
     assert count == 2 and forget.metadata["num_samples"] == 20
     assert {states()[i] for i in ids} == {"in_progress"}
     status = dsl.PipelineTaskFinalStatus(state="FAILED", pipeline_job_resource_name="run-cf",
                                          pipeline_task_name="exit-handler-1", error_code=1,
                                          error_message="Task unlearn failed.")
-    summary = components.finalize_requests.python_func(run_id="run-cf", status=status)
+    summary = finalize_requests.python_func(run_id="run-cf", status=status)
     assert "0 fulfilled" in summary and "2 back to pending" in summary
     assert {states()[i] for i in ids} == {"pending"}

@@ -29,7 +29,7 @@ def test_the_demo_shows_the_refusal_at_filing(home: Path) -> None:
 
 
 def test_the_run_summary_names_what_failed_in_full(home: Path) -> None:
-    from lethe.demo import summarize_run
+    from lethe.kfp.summary import summarize_run
     from lethe.ledger import Ledger
 
     ledger = Ledger()

@@ -1,8 +1,10 @@
-"""The distribution: lethe, components and pipelines ship together; only pipelines/ and components/
-(and the CLI's pipeline commands, lazily) import kfp; nothing edits sys.path."""
+"""The distribution: lethe, components and pipelines ship together; only pipelines/, components/ and
+lethe.kfp (which `lethe pipeline` and `lethe demo` import when they run) import kfp; nothing edits
+sys.path."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -32,10 +34,38 @@ def _modules(package_dir: Path, prefix: str) -> list[str]:
     return names
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at its top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_only_lethe_kfp_imports_kfp_and_nothing_imports_the_benchmarks() -> None:
+    kfp_users, benchmark_users = [], []
+    for top in ("src", "components", "pipelines"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            imported = _imported_modules(path)
+            name = path.relative_to(ROOT).as_posix()
+            if any(m == "kfp" or m.startswith("kfp.") for m in imported):
+                kfp_users.append(name)
+            if any(m.startswith(("benchmarks", "pipelines.measure")) for m in imported):
+                benchmark_users.append(name)
+    library = [name for name in kfp_users if name.startswith("src/")]
+    assert library and all(name.startswith("src/lethe/kfp/") for name in library), library
+    assert "src/lethe/kfp/__init__.py" not in library and "src/lethe/kfp/summary.py" not in library
+    assert benchmark_users == []
+
+
 def test_the_library_never_imports_kfp() -> None:
     modules = [name for name in _modules(ROOT / "src" / "lethe", "lethe")
-               if not name.startswith("lethe.commands.")]
-    assert "lethe.demo" in modules and "lethe.steps" in modules
+               if not name.startswith(("lethe.commands.", "lethe.kfp."))]
+    modules.append("lethe.kfp.summary")  # the run summary: what the demo prints, without kfp
+    assert "lethe.demo" in modules and "lethe.steps" in modules and "lethe.kfp" in modules
     # A fresh interpreter: this test session may already hold kfp. Building the CLI's parser imports
     # every command module: they must import kfp only when they run.
     script = (
@@ -62,11 +92,11 @@ def test_nothing_edits_sys_path() -> None:
 
 
 def test_a_missing_pipelines_package_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lethe.commands.pipeline import import_pipelines_module, load_tooling
+    from lethe.demo import DemoOptions, main
+    from lethe.kfp.catalog import pipeline
 
     monkeypatch.setitem(sys.modules, "pipelines", None)  # as if the distribution lacked it
-    monkeypatch.delitem(sys.modules, "pipelines.tooling", raising=False)
-    for load in (load_tooling, lambda: import_pipelines_module("demo")):
+    for load in (lambda: pipeline("scheduled"), lambda: main(DemoOptions())):
         with pytest.raises(PipelineError, match="pipeline definitions are not installed"):
             load()
 
@@ -103,7 +133,8 @@ def test_the_wheel_ships_lethe_components_and_pipelines(tmp_path: Path) -> None:
     expected = {path.relative_to(source / top).as_posix()
                 for top, package in (("src", "lethe"), (".", "components"), (".", "pipelines"))
                 for path in (source / top / package).rglob("*.py")}
-    assert {"components/__init__.py", "pipelines/tooling.py", "pipelines/demo.py", "lethe/cli.py"} <= expected
+    assert {"components/__init__.py", "components/step.py", "pipelines/scheduled.py", "lethe/kfp/local.py",
+            "lethe/kfp/scheduler.py", "lethe/cli.py"} <= expected
     assert expected <= names, sorted(expected - names)
     assert "lethe/evaluation/thresholds.yaml" in names
     assert not any(name.startswith(("tests/", "benchmarks/", "src/")) for name in names)

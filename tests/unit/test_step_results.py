@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from kfp.dsl import Artifact, Model
 
-import components
 import lethe.steps
+from components.unlearning import unlearn
 from lethe.cli import main
 from lethe.errors import ConfigError, LetheError
 from lethe.forgetting.alpha import parse_alpha
@@ -95,10 +95,10 @@ def _through_component(text: str, recorded: list, tmp_path: Path) -> object:
     ForgetSpec(scenario="class", dataset="digits", forget_class=1).save(tmp_path / "forget")
     artifact = lambda kind, name: kind(name=name, uri=str(tmp_path / name), metadata={})  # noqa: E731
     try:
-        components.unlearn.python_func(model=artifact(Model, "model"), forget=artifact(Artifact, "forget"),
-                                       importances=artifact(Artifact, "importances"), dataset="",
-                                       batch_size=1, alpha=text, cutoff="", lam=1.0, method="",
-                                       thresholds="", candidate=artifact(Model, "candidate"))
+        unlearn.python_func(model=artifact(Model, "model"), forget=artifact(Artifact, "forget"),
+                            importances=artifact(Artifact, "importances"), dataset="", batch_size=1,
+                            alpha=text, cutoff="", lam=1.0, method="", thresholds="",
+                            candidate=artifact(Model, "candidate"))
     except Reached:
         return recorded.pop()
     except ConfigError:

@@ -1,7 +1,6 @@
 """`lethe demo`: train, register, file erasure requests, run the pipelines locally, summarise.
 
-What `make demo` runs; see pipelines.demo for the steps (kfp is imported only when it runs) and
-lethe.demo for its library half.
+What `make demo` runs; the steps are in lethe.demo (kfp is imported only when the pipelines run).
 """
 
 from __future__ import annotations
@@ -13,16 +12,13 @@ from lethe.commands._validation import check_out_dir, integer
 
 
 def run(args: argparse.Namespace) -> int:
-    from lethe.commands.pipeline import import_pipelines_module
     from lethe.config import settings
-    from lethe.demo import DemoOptions
+    from lethe.demo import DemoOptions, main
 
     check_out_dir(args.home or settings().home_dir() / "demo", flag="--home")
-
-    demo = import_pipelines_module("demo")
-    return demo.main(DemoOptions(home=Path(args.home) if args.home else None, dataset=args.dataset,
-                                 epochs=args.epochs, subjects=args.subjects, forget_class=args.forget_class,
-                                 retrain=args.retrain, progress=not args.no_progress))
+    return main(DemoOptions(home=Path(args.home) if args.home else None, dataset=args.dataset,
+                            epochs=args.epochs, subjects=args.subjects, forget_class=args.forget_class,
+                            retrain=args.retrain, progress=not args.no_progress))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,16 +9,14 @@ Examples:
       --name lethe-nightly-deletion          # every day at 02:00:00 (six fields, seconds first)
   lethe pipeline schedule ... --replace      # a new cron, image or GPU setting: delete, then create
 
-kfp is imported only when one of these runs (the rest of lethe never imports it).
+kfp is imported only when one of these runs (lethe.kfp; the rest of lethe never imports it).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from lethe.commands._validation import check_out_dir, integer
@@ -26,27 +24,10 @@ from lethe.config import settings
 from lethe.errors import PipelineError
 
 if TYPE_CHECKING:
-    from lethe.demo import RunSummary
+    from lethe.kfp.summary import RunSummary
 
 DEFAULT_PIPELINE = "scheduled"
 DEFAULT_EXPERIMENT = "lethe"
-
-
-def import_pipelines_module(name: str) -> ModuleType:
-    """`pipelines.<name>`, from the installed distribution (it ships components/ and pipelines/)."""
-    try:
-        return importlib.import_module(f"pipelines.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pipelines", f"pipelines.{name}", "components"):
-            raise
-        raise PipelineError(f"the pipeline definitions are not installed ({exc.name} is missing): "
-                            "install the lethe-unlearning distribution, which ships pipelines/ and "
-                            "components/") from None
-
-
-def load_tooling() -> ModuleType:
-    """`pipelines.tooling`: compile, run locally, submit, schedule."""
-    return import_pipelines_module("tooling")
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
@@ -58,11 +39,13 @@ def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def compile_command(args: argparse.Namespace) -> int:
+    from lethe.kfp.catalog import pipeline_names
+    from lethe.kfp.compiler import compile_pipeline
+
     check_out_dir(args.out)
-    tooling = load_tooling()
-    names = args.names or list(tooling.PIPELINES)
+    names = args.names or pipeline_names()
     for name in names:
-        path = tooling.compile_pipeline(name, Path(args.out) / f"{name}.yaml")
+        path = compile_pipeline(name, Path(args.out) / f"{name}.yaml")
         print(f"{name:12s} {path}")
     return 0
 
@@ -73,15 +56,17 @@ def run_command(args: argparse.Namespace) -> int:
                             "(use `lethe pipeline submit --host URL` for a cluster)")
     root = Path(args.pipeline_root or settings().home_dir() / "kfp")
     check_out_dir(root, flag="--pipeline-root")
-    tooling = load_tooling()
-    params = tooling.parse_params(args.param)
+    from lethe.kfp.catalog import parse_params
+    from lethe.kfp.local import run_local
+
+    params = parse_params(args.param)
 
     def show(task: str, state: str) -> None:
         print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
 
     log_path = None if args.verbose_tasks else root / "logs" / f"{args.pipeline}.log"
     print(f"running pipeline {args.pipeline} with kfp.local (pipeline root {root})", file=sys.stderr)
-    run = tooling.run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show)
+    run = run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show)
     where = f"; task logs in {log_path}" if log_path else ""
     summary = _summary(run.run_id) if args.pipeline in SUMMARIZED else None
     if summary is not None:
@@ -104,9 +89,9 @@ SUMMARIZED = ("scheduled", "unlearning")
 
 
 def _summary(run_id: str) -> RunSummary | None:
-    """What the run did (`lethe.demo.summarize_run`); None, said on stderr, when it cannot be read."""
-    from lethe.demo import summarize_run
+    """What the run did (`lethe.kfp.summary.summarize_run`); None, said on stderr, when it cannot be read."""
     from lethe.errors import LetheError
+    from lethe.kfp.summary import summarize_run
 
     try:
         return summarize_run(run_id)
@@ -116,19 +101,23 @@ def _summary(run_id: str) -> RunSummary | None:
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    tooling = load_tooling()
-    run_id = tooling.submit(args.pipeline, tooling.parse_params(args.param), host=args.host,
-                            experiment=args.experiment, run_name=args.run_name, namespace=args.namespace)
+    from lethe.kfp.catalog import parse_params
+    from lethe.kfp.compiler import submit
+
+    run_id = submit(args.pipeline, parse_params(args.param), host=args.host, experiment=args.experiment,
+                    run_name=args.run_name, namespace=args.namespace)
     print(f"submitted {args.pipeline}: run {run_id}")
     return 0
 
 
 def schedule_command(args: argparse.Namespace) -> int:
-    tooling = load_tooling()
-    cron = tooling.validate_cron(args.cron)  # before anything else: a bad cron changes nothing
-    done = tooling.schedule(args.pipeline, tooling.parse_params(args.param), host=args.host, cron=cron,
-                            job_name=args.name, experiment=args.experiment, namespace=args.namespace,
-                            max_concurrency=args.max_concurrency, catchup=args.catchup, replace=args.replace)
+    from lethe.kfp.catalog import parse_params
+    from lethe.kfp.scheduler import schedule, validate_cron
+
+    cron = validate_cron(args.cron)  # before anything else: a bad cron changes nothing
+    done = schedule(args.pipeline, parse_params(args.param), host=args.host, cron=cron, job_name=args.name,
+                    experiment=args.experiment, namespace=args.namespace,
+                    max_concurrency=args.max_concurrency, catchup=args.catchup, replace=args.replace)
     what = f"cron {done.cron!r}, pipeline version {done.pipeline_version}"
     if done.action == "unchanged":
         print(f"recurring run {done.job_name} unchanged ({what}): {done.recurring_run_id}")

@@ -5,7 +5,7 @@ the outcome to the artifact store (`<artifacts>/runs/<run id>/outcome.json`, wit
 `finalize_requests` reads it back. No marker means the run produced no model version.
 
 A run that fails may leave a failure note beside it (`failure.json`: the failing step and the first
-line of its error), written by whoever watches the run's tasks (the local runner); the exit task
+line of its error), written by whoever watches the run's tasks (`lethe.kfp.local.run_local`); the exit task
 puts it in the reason recorded on the run's requests.
 
 Both are records (`lethe-run-outcome/1`, `lethe-run-failure/1`); markers written before they carried

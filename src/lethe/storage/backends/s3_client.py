@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from lethe.config import s3_settings
 from lethe.errors import StorageError
 from lethe.storage.backends.base import ArtifactNotFoundError
 
@@ -31,14 +32,6 @@ _clients: dict[tuple[str | None, ...], Any] = {}
 _lock = threading.Lock()
 
 
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value else default
-    except ValueError as exc:
-        raise StorageError(f"{name} must be an integer, not {value!r}") from exc
-
-
 def endpoint_url() -> str | None:
     """The custom S3 endpoint, if any (the same lookup botocore does)."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -52,10 +45,11 @@ def client() -> Any:
 
     with _lock:
         if key not in _clients:
+            limits = s3_settings()
             config = Config(
-                connect_timeout=_int_env("LETHE_S3_CONNECT_TIMEOUT", 5),
+                connect_timeout=limits.connect_timeout,
                 read_timeout=60,
-                retries={"max_attempts": _int_env("LETHE_S3_MAX_ATTEMPTS", 2), "mode": "standard"},
+                retries={"max_attempts": limits.max_attempts, "mode": "standard"},
                 # Self-hosted stores (MinIO, SeaweedFS, moto) are addressed by path, not by DNS name.
                 s3={"addressing_style": "path" if endpoint_url() else "auto"},
             )
@@ -73,7 +67,7 @@ def transfer_config() -> TransferConfig:
     """Multipart above `LETHE_S3_MULTIPART_MB` (default 16 MiB), in parts of that size."""
     from boto3.s3.transfer import TransferConfig
 
-    part = max(5, _int_env("LETHE_S3_MULTIPART_MB", 16)) * MIB  # S3's minimum part is 5 MiB
+    part = max(5, s3_settings().multipart_mb) * MIB  # S3's minimum part is 5 MiB
     return TransferConfig(multipart_threshold=part, multipart_chunksize=part, max_concurrency=4)
 
 

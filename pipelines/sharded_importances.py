@@ -8,8 +8,13 @@ runs find it; when it is already there every shard is a no-op.
 # No `from __future__ import annotations`: KFP reads the parameters' annotations as types.
 from kfp import dsl
 
-from components import compute_importances_shard, fetch_model, merge_importances, plan_shards
 from components.platform import configure
+from components.training_set_importances import (
+    compute_importances_shard,
+    fetch_model,
+    merge_importances,
+    plan_shards,
+)
 
 NAME = "lethe-importances"
 
@@ -23,15 +28,11 @@ def importances_pipeline(
     batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
 ) -> None:
-    fetched = fetch_model(model=model)
-    configure(fetched, needs="registry", cache=False, retry=True, display_name="fetch model")
-    plan = plan_shards(num_shards=num_shards)
-    configure(plan, needs="none", cache=True, display_name="plan shards")
+    fetched = configure(fetch_model(model=model))
+    plan = configure(plan_shards(num_shards=num_shards))
     with dsl.ParallelFor(plan.output, name="shards") as shard_index:
-        shard = compute_importances_shard(model=fetched.outputs["fetched"], dataset=dataset,
-                                          batch_size=batch_size, method=method, shard_index=shard_index,
-                                          num_shards=num_shards)
-        configure(shard, needs="storage", cache=True, display_name="importances shard")
-    merged = merge_importances(model=fetched.outputs["fetched"], dataset=dataset, batch_size=batch_size,
-                               method=method, shards=dsl.Collected(shard.outputs["shard"]))
-    configure(merged, needs="storage", cache=False, retry=True, display_name="merge into the cache")
+        shard = configure(compute_importances_shard(model=fetched.outputs["fetched"], dataset=dataset,
+                                                    batch_size=batch_size, method=method,
+                                                    shard_index=shard_index, num_shards=num_shards))
+    configure(merge_importances(model=fetched.outputs["fetched"], dataset=dataset, batch_size=batch_size,
+                                method=method, shards=dsl.Collected(shard.outputs["shard"])))

@@ -4,8 +4,10 @@ from kfp import dsl
 from kfp.dsl import Artifact, Input, Model, Output
 
 from components.image import IMAGE
+from components.step import DATA_PASS, step
 
 
+@step(stores=("registry",), cache=False, retry=True, display_name="fetch model")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_model(model: str, fetched: Output[Model]) -> str:
     """A model (registry URI such as models:/NAME@champion, alias, or model directory) as an artifact."""
@@ -16,6 +18,9 @@ def fetch_model(model: str, fetched: Output[Model]) -> str:
     return result.fingerprint
 
 
+# Retried: the cache entry it writes is keyed by content (model, data set, method, batch size).
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=False, retry=True,
+      display_name="importances of D (cached)")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def compute_importances(
     model: Input[Model],
@@ -33,6 +38,7 @@ def compute_importances(
     return result.cached
 
 
+@step(cache=True, retry=True, display_name="plan shards")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def plan_shards(num_shards: int) -> list[int]:
     """The shard indices 0..K-1 for a ParallelFor."""
@@ -41,6 +47,8 @@ def plan_shards(num_shards: int) -> list[int]:
     return step(num_shards)
 
 
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=True, retry=True,
+      display_name="importances shard")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def compute_importances_shard(
     model: Input[Model],
@@ -60,6 +68,7 @@ def compute_importances_shard(
     return result.cached
 
 
+@step(stores=("storage",), cache=False, retry=True, display_name="merge into the cache")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def merge_importances(
     model: Input[Model],
@@ -78,6 +87,8 @@ def merge_importances(
     return result.cached
 
 
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=False, retry=True,
+      display_name="importances of the new champion")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def refresh_importances(model: Input[Model], dataset: str, batch_size: int, method: str) -> bool:
     """Fill the cache for a new champion, so the next run starts from its importances."""
