@@ -55,3 +55,7 @@ class AuditError(LetheError):
 
 class PipelineError(LetheError):
     """A pipeline that cannot be compiled, run or submitted."""
+
+
+class RepairError(LetheError):
+    """A repair that cannot run: unknown method, a budget it cannot meet, data it needs and lacks."""

@@ -1,0 +1,44 @@
+"""Repair methods: the ladder's second rung. One module per method, and one registry entry below each.
+
+Adding a method: write `lethe/unlearning/repair/<name>.py` defining a `RepairMethod` (its function, whether
+it needs labels, its default share of the recipe, the refusals it addresses, its reference) and register
+it here; the steps, the ladder's policy and the CLI take it from here by name.
+"""
+
+from lethe.unlearning.repair.base import (
+    BatchSource,
+    BudgetExhausted,
+    BudgetMeter,
+    RepairBudget,
+    RepairData,
+    RepairMethod,
+    RepairReport,
+    RepairSettings,
+    batches_of,
+    get_repair,
+    register_repair,
+    repair_names,
+    run_repair,
+    unregister_repair,
+)
+from lethe.unlearning.repair.retain_finetune import RETAIN_FINETUNE
+
+register_repair(RETAIN_FINETUNE)
+
+__all__ = [
+    "RETAIN_FINETUNE",
+    "BatchSource",
+    "BudgetExhausted",
+    "BudgetMeter",
+    "RepairBudget",
+    "RepairData",
+    "RepairMethod",
+    "RepairReport",
+    "RepairSettings",
+    "batches_of",
+    "get_repair",
+    "register_repair",
+    "repair_names",
+    "run_repair",
+    "unregister_repair",
+]
