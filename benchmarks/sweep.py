@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib import rcParams
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from benchmarks.profiles import Profile
 from benchmarks.quality import CLASS_FORGET_LIMIT, Scenario, SeedContext, scenarios_of
@@ -207,6 +204,10 @@ def _advice(
 
 def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
     """One panel per scenario: forget (solid) and retain (dashed) accuracy against α, a line per λ."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     names = list(sweep["scenarios"])
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)

@@ -5,7 +5,8 @@ Data (session-scoped, read-only: do not modify their tensors in place):
   ids `digits/train/<i>`).
 - `digits_test`: the same, test split (359 images, ids `digits/test/<i>`).
 
-A trained model (session-scoped, trained once in about 5-10 s on 2 cores):
+A trained model (session-scoped, trained once in about 5-10 s on 2 cores; under pytest-xdist once
+for all workers, in the run's shared temp directory, the others wait for it):
 - `digits_convnet_dir`: Path of a model directory (model.safetensors, model.json, train.json) holding
   a `convnet` (width 16) trained on `digits_train` with seed 0, test accuracy >= 0.9 (asserted here).
   Written by `lethe.models.baseline.train_model_dir`, exactly as `lethe train --dataset digits
@@ -19,6 +20,8 @@ A trained model (session-scoped, trained once in about 5-10 s on 2 cores):
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,24 +44,43 @@ def digits_test() -> SampleSet:
     return load_dataset("digits", "test")
 
 
+def shared_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's temp directory that every pytest-xdist worker sees (each worker's own basetemp is
+    below it); without xdist, the basetemp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def digits_convnet_dir(tmp_path_factory: pytest.TempPathFactory, digits_train: SampleSet,
                        digits_test: SampleSet) -> Iterator[Path]:
+    from filelock import FileLock
+
+    out = shared_temp_dir(tmp_path_factory) / "digits-convnet"
+    with FileLock(f"{out}.lock"):  # one worker trains; the others wait and read what it wrote
+        if not (out / "train.json").exists():
+            _train_digits_convnet(out, digits_train, digits_test)
+    record = json.loads((out / "train.json").read_text())
+    assert record["test_accuracy"] >= 0.9, f"the shared digits convnet reached only {record['test_accuracy']}"
+    yield out
+
+
+def _train_digits_convnet(out: Path, digits_train: SampleSet, digits_test: SampleSet) -> None:
     from lethe.models.baseline import train_model_dir
 
-    out = tmp_path_factory.mktemp("digits-convnet")
+    partial = out.with_name(f"{out.name}.partial")  # renamed when whole: `out` is never half written
+    shutil.rmtree(partial, ignore_errors=True)
     threads = torch.get_num_threads()
     # One thread: this model is so small that a second thread only adds synchronisation cost,
     # and on a busy CI machine oversubscribed threads are several times slower.
     torch.set_num_threads(1)
     try:
-        record = train_model_dir("digits", "convnet", out, epochs=DIGITS_CONVNET_EPOCHS, batch_size=64,
-                                 arch_kwargs=dict(DIGITS_CONVNET_KWARGS), seed=0, device="cpu",
-                                 progress=False, train=digits_train, test=digits_test)
+        train_model_dir("digits", "convnet", partial, epochs=DIGITS_CONVNET_EPOCHS, batch_size=64,
+                        arch_kwargs=dict(DIGITS_CONVNET_KWARGS), seed=0, device="cpu",
+                        progress=False, train=digits_train, test=digits_test)
     finally:
         torch.set_num_threads(threads)
-    assert record["test_accuracy"] >= 0.9, f"the shared digits convnet reached only {record['test_accuracy']}"
-    yield out
+    partial.rename(out)
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.platform import CONFIG_MAP, SECRETS, parse_toleration
 from lethe.config import DEFAULT_STEP_RESOURCES, DEFAULT_TASK_RESOURCES, platform_settings
 from lethe.errors import ConfigError, PipelineError
-from pipelines import PIPELINES
-from pipelines.tooling import _without_retries, compile_all, compile_pipeline, validate_cron
 
 SIDE_EFFECTS = {"collect-requests", "prepare-request", "fetch-model", "compute-importances",
                 "register-and-gate", "refresh-importances", "finalize-requests", "merge-importances"}
@@ -28,6 +25,8 @@ NEVER_RETRIED = {"collect-requests", "finalize-requests"}  # a second claim woul
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict, str]]:
+    from pipelines.tooling import compile_all
+
     with pytest.MonkeyPatch.context() as patch:
         # Credentials present in the compiling environment must not end up in the YAML.
         for name in ("AWS_SECRET_ACCESS_KEY", "LETHE_SUBJECT_KEY", "MLFLOW_TRACKING_PASSWORD"):
@@ -55,6 +54,8 @@ def _executor_of(spec: dict, task: dict) -> str:
 
 
 def test_every_pipeline_compiles(compiled):
+    from pipelines import PIPELINES
+
     assert set(compiled) == set(PIPELINES) == {"scheduled", "unlearning", "importances", "reference-models",
                                                "retrain"}
 
@@ -102,6 +103,9 @@ def test_only_steps_that_are_safe_to_repeat_are_retried(compiled):
 
 
 def test_local_runs_do_not_retry_and_the_compiled_pipeline_keeps_its_retries(tmp_path):
+    from pipelines import PIPELINES
+    from pipelines.tooling import _without_retries
+
     spec = PIPELINES["scheduled"].pipeline_spec
 
     def policies() -> list[int]:
@@ -156,6 +160,8 @@ def test_the_image_is_configurable(tmp_path):
 
 
 def test_credentials_come_from_secrets_by_reference_only(compiled):
+    from components.platform import CONFIG_MAP, SECRETS
+
     for name, (_spec, platform, text) in compiled.items():
         assert FAKE_SECRET not in text, name
         executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -263,6 +269,8 @@ def _rebuild_pipelines() -> None:
 
 def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
+    from pipelines.tooling import compile_pipeline
+
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
@@ -297,11 +305,15 @@ def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text", ["nvidia.com/gpu", "gpu=yes:Sometimes", ":NoSchedule"])
 def test_bad_tolerations_are_refused(text):
+    from components.platform import parse_toleration
+
     with pytest.raises(PipelineError):
         parse_toleration(text)
 
 
 def test_cron_needs_six_fields():
+    from pipelines.tooling import validate_cron
+
     assert validate_cron(" 0 0 2 * * * ") == "0 0 2 * * *"
     with pytest.raises(PipelineError, match="six"):
         validate_cron("0 2 * * *")
@@ -311,6 +323,7 @@ def test_cron_needs_six_fields():
 
 def test_compile_command_writes_every_yaml(tmp_path):
     from lethe.cli import main
+    from pipelines import PIPELINES
 
     assert main(["pipeline", "compile", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"{name}.yaml" for name in PIPELINES)

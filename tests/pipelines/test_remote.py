@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from lethe.errors import PipelineError
-from pipelines import tooling
 
 
 class RecordingClient:
@@ -88,12 +87,16 @@ def client(monkeypatch):
 
 
 def _schedule(**kwargs):
+    from pipelines import tooling
+
     args = {"host": "http://kfp:8888", "cron": "0 0 2 * * *", "job_name": "nightly", "experiment": "lethe",
             **kwargs}
     return tooling.schedule("scheduled", args.pop("params", {}), **args)
 
 
 def test_submit_sends_the_pipeline_and_its_parameters(client):
+    from pipelines import tooling
+
     run_id = tooling.submit("scheduled", {"max_requests": 50}, host="http://kfp:8888", experiment="lethe")
     assert run_id == "run-123"
     (_, func, kwargs), = client.instances[0].calls
@@ -134,6 +137,8 @@ def test_other_settings_are_refused_without_replace_and_change_nothing(client):
 
 
 def test_replace_deletes_then_creates_on_a_new_pipeline_version(client, monkeypatch):
+    from pipelines import tooling
+
     first = _schedule()
     # A new image changes the compiled pipeline: a new version, and the recurring run must follow.
     monkeypatch.setattr(tooling, "compile_pipeline", _compile_with_image("registry.example/lethe:0.2.0"))
@@ -179,6 +184,8 @@ def test_schedule_command_prints_what_it_did(client, capsys):
 
 def _compile_with_image(image: str):
     """compile_pipeline, with every executor's image replaced (the image is read at import time)."""
+    from pipelines import tooling
+
     compile_pipeline = tooling.compile_pipeline
 
     def compile_with(name, out_path):
@@ -191,6 +198,8 @@ def _compile_with_image(image: str):
 
 
 def test_unknown_pipelines_and_parameters_are_refused_before_contacting_kfp(client):
+    from pipelines import tooling
+
     with pytest.raises(PipelineError, match="unknown pipeline"):
         tooling.submit("nightly", {}, host="h", experiment="lethe")
     with pytest.raises(PipelineError, match="no parameter"):

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from matplotlib.image import imread
 from torch import nn
 
 from lethe.errors import EvaluationError
@@ -31,6 +30,8 @@ def test_dampened_share_is_counted_per_layer() -> None:
 
 
 def test_plots_are_real_images(tmp_path) -> None:
+    from matplotlib.image import imread
+
     gen = torch.Generator().manual_seed(0)
     before = {"retain": torch.rand(200, generator=gen) * 0.2, "forget": torch.rand(50, generator=gen) * 0.2,
               "test": torch.rand(100, generator=gen)}

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from matplotlib.image import imread
 
 from lethe.cli import main
 from lethe.data import load_dataset, resolve_forget_set
@@ -112,6 +111,8 @@ def test_search_returns_the_largest_alpha_that_meets_the_target(class_run: dict[
 
 
 def test_the_evidence_files_hold_real_content(class_run: dict[str, Path]) -> None:
+    from matplotlib.image import imread
+
     evidence = class_run["evidence"]
     html = (evidence / "report.html").read_text()
     assert len(html) > 10_000 and "candidate: Accuracy" in html and "parent: Accuracy" in html
