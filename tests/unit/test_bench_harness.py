@@ -172,6 +172,7 @@ def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one() -> Non
     assert rec["retain_change_vs_lam_1"][0.5] == pytest.approx(0.70 - 0.885)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one_thread) -> None:
     """`run.py --smoke`: the full run's code paths end to end on digits, in seconds."""
     from benchmarks.run import main

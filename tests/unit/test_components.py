@@ -17,6 +17,7 @@ from tests.pipelines.helpers import file_requests, lethe_home, register_champion
 if TYPE_CHECKING:
     from kfp.dsl import Artifact
 
+pytestmark = pytest.mark.slow  # every component runs on digits, most through MLflow
 SUBJECTS = ["subject-00001", "subject-00002"]
 
 

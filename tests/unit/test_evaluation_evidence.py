@@ -52,6 +52,7 @@ def _frame(n: int = 60, k: int = 3):
     return comparison_frame(sharp, torch.randn(n, k, generator=gen), labels)
 
 
+@pytest.mark.slow
 def test_the_evidently_report_compares_candidate_with_parent_under_those_names(tmp_path) -> None:
     frame = _frame()
     drop = float((frame["target"] == frame["parent_prediction"]).mean()
@@ -72,6 +73,7 @@ def test_the_evidently_report_compares_candidate_with_parent_under_those_names(t
     assert (tmp_path / "r.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_an_evidently_failure_fails_the_step(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evidently import Report
 

@@ -32,6 +32,7 @@ def _modules(package_dir: Path, prefix: str) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_the_library_never_imports_kfp() -> None:
     modules = [name for name in _modules(ROOT / "src" / "lethe", "lethe")
                if not name.startswith("lethe.commands.")]
@@ -82,6 +83,7 @@ def test_images_install_the_pipelines_with_the_distribution(dockerfile: str) -> 
     assert {"!components/", "!pipelines/"} <= set(ignored)
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_lethe_components_and_pipelines(tmp_path: Path) -> None:
     if importlib.util.find_spec("setuptools") is None:  # >= 70.1 builds wheels without `wheel`
         pytest.skip("setuptools is not installed here: no offline wheel build")

@@ -57,6 +57,7 @@ def register(registry: Registry, model_dir: Path, *, passed: bool, parent: str |
         scenario="subject" if parent else "base", parent_version=parent, request_ids=requests, **kwargs)
 
 
+@pytest.mark.slow
 def test_lineage_champion_and_review(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text(json.dumps({"candidate": {"test_accuracy": 0.93}}))
     base = register(registry, model_dir, passed=True, metrics={"test_accuracy": 0.95})
@@ -195,6 +196,7 @@ def test_the_privacy_guard_refuses_before_anything_is_sent(registry: Registry, m
     assert len(runs_after) == runs_before and [v.version for v in registry.versions()] == ["1"]
 
 
+@pytest.mark.slow
 def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_dir: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:

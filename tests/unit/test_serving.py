@@ -45,6 +45,7 @@ def lethe_logits(registry: Registry, images: np.ndarray) -> torch.Tensor:
         return model(card.normalization.apply(torch.from_numpy(images)))
 
 
+@pytest.mark.slow
 def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
         registry: Registry, digits_convnet_dir: Path, digits_train: SampleSet, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

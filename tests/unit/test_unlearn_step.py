@@ -137,6 +137,7 @@ def test_the_evidence_files_hold_real_content(class_run: dict[str, Path]) -> Non
         assert image.ndim == 3 and image.shape[0] > 100 and float(image[..., :3].std()) > 0.01
 
 
+@pytest.mark.slow
 def test_a_destroyed_model_fails_the_gate_for_the_right_reasons(digits_convnet, digits_convnet_dir: Path,
                                                                 tmp_path: Path) -> None:
     model, card = digits_convnet
