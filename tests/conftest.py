@@ -32,6 +32,25 @@ from lethe.data import SampleSet, load_dataset
 
 DIGITS_CONVNET_EPOCHS = 6
 DIGITS_CONVNET_KWARGS = {"width": 16}
+#: Tests below this path start real servers: under `--dist loadgroup` they run on one xdist worker.
+SERVER_TIER = "tests/integration/"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadgroup` (`make test`) with the integration tier as one group: one worker runs it and
+    starts each server once (see tests/integration/conftest.py). The group comes from the test's path:
+    an `xdist_group` mark cannot make it here, since pytest 9 keeps a node's id where xdist 3.8's
+    loadgroup no longer appends the group name."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ServerTierScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SERVER_TIER if nodeid.startswith(SERVER_TIER) else super()._split_scope(nodeid)
+
+    return ServerTierScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

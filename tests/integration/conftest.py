@@ -10,15 +10,12 @@ Servers start once per session, on free ports; MLflow's first start migrates its
 so it is launched as soon as collection shows a test that needs it, and boots while others run.
 A test is skipped only when a server's binary is genuinely missing.
 
-Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) every test here is in one xdist group,
-"servers": the whole tier runs on one worker, which starts each server once; the other worker never
+Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) this tier is one group (the scheduler in
+tests/conftest.py): it runs on one worker, which starts each server once; the other worker never
 starts one. Sharing servers between workers instead would need the tests to be safe against each
-other on one MLflow server and bucket, and a second set per worker would cost another MLflow boot
-(~40 s of one core) and a second PostgreSQL. A worker cannot know at collection which tests it will
-get, so there MLflow boots when the worker's first test of this tier starts.
-
-Parametrised fixtures run the same tests on the embedded default and on the servers:
-`ledger_url` (sqlite | postgresql), `artifact_root` (local | s3), `tracking_uri` (embedded | server).
+other on one MLflow server and bucket; a set per worker would cost another MLflow boot (~40 s of one
+core) and a second PostgreSQL. A worker cannot know at collection which tests it will get, so there
+MLflow boots when the worker's first test of this tier starts.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "lethe-test", "AWS_SECRET_ACCESS_KEY": "lethe-te
 VENV_BIN = Path(sys.executable).parent
 
 
-XDIST_GROUP = "servers"
 _BOOT_MLFLOW_ON_FIRST_TEST: list[bool] = []
 
 
@@ -56,7 +52,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
     if any(_needs_mlflow_server(item) for item in items):
         if hasattr(config, "workerinput"):  # an xdist worker: boot only where the tier runs
             _BOOT_MLFLOW_ON_FIRST_TEST.append(True)
