@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from lethe.cli import main
@@ -60,11 +59,14 @@ def _objects(s3_env, prefix: str) -> dict[str, bytes]:
 
 def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
     from lethe.errors import IntegrityError
     from lethe.ledger import Ledger
     from lethe.models import read_card
     from lethe.registry import Registry
     from lethe.steps.collect import collect_requests
+    from pipelines.tooling import run_local
 
     # The operator's side: publish the data set and the subject map, register the champion.
     assert main(["data", "publish", "--dataset", "digits", "--to", cluster["LETHE_DATASET_URI"]]) == 0

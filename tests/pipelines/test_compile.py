@@ -23,6 +23,8 @@ ROWS = list(step_rows().values())
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict, str]]:
+    from pipelines.tooling import compile_all
+
     with pytest.MonkeyPatch.context() as patch:
         # Credentials present in the compiling environment must not end up in the YAML.
         for name in ("AWS_SECRET_ACCESS_KEY", "LETHE_SUBJECT_KEY", "MLFLOW_TRACKING_PASSWORD"):
@@ -311,6 +313,8 @@ def _rebuild_pipelines() -> None:
 
 def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
+    from pipelines.tooling import compile_pipeline
+
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
@@ -354,6 +358,8 @@ def test_bad_tolerations_are_refused(text):
 
 
 def test_cron_needs_six_fields():
+    from pipelines.tooling import validate_cron
+
     assert validate_cron(" 0 0 2 * * * ") == "0 0 2 * * *"
     with pytest.raises(PipelineError, match="six"):
         validate_cron("0 2 * * *")
@@ -363,6 +369,7 @@ def test_cron_needs_six_fields():
 
 def test_compile_command_writes_every_yaml(tmp_path):
     from lethe.cli import main
+    from pipelines import PIPELINES
 
     assert main(["pipeline", "compile", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"{name}.yaml" for name in PIPELINES)

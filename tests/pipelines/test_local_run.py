@@ -35,6 +35,8 @@ def home(tmp_path: Path, digits_convnet_dir: Path):
 
 
 def _run(home: Path, **params):
+    from pipelines.tooling import run_local
+
     return run_local("scheduled", params, pipeline_root=home / "kfp", log_path=home / "kfp.log")
 
 
@@ -161,6 +163,7 @@ def test_ssd_runs_through_all_three_pipelines(home):
     recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
     from lethe.config import settings
     from lethe.registry import Registry
+    from pipelines.tooling import run_local
 
     def cached(fingerprint: str) -> list[str]:
         folder = home / "artifacts" / "importances" / fingerprint

@@ -177,6 +177,7 @@ def test_retiring_removes_the_set(references, digits_convnet_dir, artifacts, tmp
     assert find_references(digits_convnet_dir, root_uri=str(copy_root)) is None
 
 
+@pytest.mark.slow
 def test_retrain_through_the_cli_leaves_out_the_lineages_requests(digits_convnet_dir, digits_train, tmp_path,
                                                                   capsys):
     """A registered root, a version that honours a ledger request, then `lethe retrain` of that version:

@@ -294,6 +294,7 @@ def test_a_certificate_holds_its_own_request_outcome_only() -> None:
     assert "weak evidence" in membership_evidence(population, "r1")["evidence"]
 
 
+@pytest.mark.slow
 def test_the_evaluate_step_finds_the_version_references_and_judges_each_request(
         digits_convnet_dir, digits_train, digits_test, tmp_path) -> None:
     from lethe.audit import ReferenceSet, references_uri

@@ -59,6 +59,7 @@ def test_planting_is_deterministic_per_seed_and_checks_its_input(digits_train, d
     assert agreement(torch.tensor([1, 2, 3]), torch.tensor([1, 0, 3])) == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow
 def test_the_evidently_report_takes_a_two_class_forget_set_without_class_1(tmp_path) -> None:
     """Reported: "KeyError: 1" with a forget set of labels {3, 9} (ids digits/train/3, 30, 300). Not
     reproduced here (nor through `lethe retrain` on those ids); this holds the case."""
