@@ -13,9 +13,6 @@ from components.platform import CONFIG_MAP, SECRETS, secrets_of
 from components.step import Step, step_rows
 from lethe.config import DEFAULT_TASK_RESOURCES, parse_toleration, platform_settings
 from lethe.errors import ConfigError, PipelineError
-from lethe.kfp.compiler import compile_all, compile_pipeline
-from lethe.kfp.scheduler import validate_cron
-from pipelines import PIPELINES
 
 FAKE_SECRET = "s3cr3t-Value-that-must-not-leak"
 ROWS = list(step_rows().values())
@@ -65,6 +62,8 @@ def _tasks_of(compiled: dict, row: Step) -> list[tuple[dict, dict, dict]]:
 
 
 def test_every_pipeline_compiles_and_every_task_runs_a_declared_step(compiled):
+    from pipelines import PIPELINES
+
     assert set(compiled) == set(PIPELINES)
     for name, (spec, _, _) in compiled.items():
         for task_name, task in _tasks(spec).items():
@@ -121,6 +120,8 @@ def test_local_runs_do_not_retry_and_are_otherwise_the_compiled_pipeline():
                 retried += task.HasField("retry_policy")
                 task.ClearField("retry_policy")
         return spec, retried
+
+    from pipelines import PIPELINES
 
     for name, built in PIPELINES.items():
         compiled_spec, retried = without_retries(built.pipeline_spec)

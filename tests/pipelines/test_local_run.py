@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from lethe.kfp.local import run_local
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 pytestmark = pytest.mark.slow
@@ -161,9 +160,10 @@ def test_ssd_runs_through_all_three_pipelines(home):
     """method=ssd end to end: the importances pipeline fills the cache with the champion's SSD
     importances, which the scheduled and the on-demand runs then unlearn with; what was run is
     recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
+    from pipelines.tooling import run_local
+
     from lethe.config import settings
     from lethe.registry import Registry
-    from pipelines.tooling import run_local
 
     def cached(fingerprint: str) -> list[str]:
         folder = home / "artifacts" / "importances" / fingerprint

@@ -90,7 +90,6 @@ def client(monkeypatch):
 
 
 def _schedule(**kwargs):
-    from pipelines import tooling
 
     args = {"host": "http://kfp:8888", "cron": "0 0 2 * * *", "job_name": "nightly", "experiment": "lethe",
             **kwargs}
@@ -138,7 +137,6 @@ def test_other_settings_are_refused_without_replace_and_change_nothing(client):
 
 
 def test_replace_deletes_then_creates_on_a_new_pipeline_version(client, monkeypatch):
-    from pipelines import tooling
 
     first = _schedule()
     # A new image changes the compiled pipeline: a new version, and the recurring run must follow.
@@ -197,7 +195,6 @@ def _compile_with_image(image: str):
 
 
 def test_unknown_pipelines_and_parameters_are_refused_before_contacting_kfp(client):
-    from pipelines import tooling
 
     with pytest.raises(PipelineError, match="unknown pipeline"):
         compiler.submit("nightly", {}, host="h", experiment="lethe")

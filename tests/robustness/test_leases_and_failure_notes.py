@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from lethe.errors import ConfigError, StorageError
-from lethe.kfp.local_hooks import first_error_line
 from lethe.ledger import IN_PROGRESS, PENDING, LeaseHeartbeat, Ledger
 from lethe.storage.uris import sidecar_uri
 from tests.pipelines.helpers import lethe_home, register_champion

@@ -81,7 +81,6 @@ def home(tmp_path_factory: pytest.TempPathFactory, digits_convnet_dir: Path):
 def prepared(home: Path) -> dict:
     from kfp.dsl import Artifact, Model
 
-    import components
 
     work = home / "work"
     forget, parent = _artifact(Artifact, work / "forget"), _artifact(Model, work / "parent")
@@ -95,7 +94,6 @@ def prepared(home: Path) -> dict:
 def importances(home: Path, prepared: dict) -> dict:
     from kfp.dsl import Artifact
 
-    import components
 
     out = _artifact(Artifact, home / "work" / "importances")
     cached = compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
@@ -107,7 +105,6 @@ def importances(home: Path, prepared: dict) -> dict:
 def candidate(home: Path, prepared: dict, importances: dict) -> dict:
     from kfp.dsl import Model
 
-    import components
 
     out = _artifact(Model, home / "work" / "candidate")
     alpha = unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
@@ -121,7 +118,6 @@ def candidate(home: Path, prepared: dict, importances: dict) -> dict:
 def evaluation(home: Path, prepared: dict, candidate: dict) -> dict:
     from kfp.dsl import HTML, Artifact, Metrics
 
-    import components
 
     work = home / "work"
     evaluation, report, metrics = (_artifact(Artifact, work / "evaluation"), _artifact(HTML, work / "report"),
@@ -144,7 +140,6 @@ def test_prepare_request_fetches_the_champion_and_resolves_subjects(prepared, di
 def test_fetch_model(home, tmp_path, digits_convnet_dir):
     from kfp.dsl import Model
 
-    import components
 
     out = _artifact(Model, tmp_path / "fetched")
     fingerprint = fetch_model.python_func(model="models:/lethe-classifier/1", fetched=out)
@@ -154,7 +149,6 @@ def test_fetch_model(home, tmp_path, digits_convnet_dir):
 def test_compute_importances_fills_then_reads_the_cache(home, prepared, importances, tmp_path):
     from kfp.dsl import Artifact
 
-    import components
 
     assert importances["cached"] is False
     assert importances["artifact"].metadata["num_samples"] == 1438
@@ -206,7 +200,6 @@ def test_evaluate_writes_metrics_report_and_the_gate(evaluation):
 def test_register_and_gate_records_version_and_outcome(home, prepared, importances, candidate, evaluation):
     from kfp.dsl import Artifact
 
-    import components
     from lethe.registry import Registry
     from lethe.steps.outcome import read_outcome
 
@@ -236,7 +229,6 @@ def test_collect_and_finalize_components(home, tmp_path):
     from kfp import dsl
     from kfp.dsl import Artifact, Model
 
-    import components
 
     ids = file_requests(["subject-00005", "subject-00006"])
     forget, parent = _artifact(Artifact, tmp_path / "forget"), _artifact(Model, tmp_path / "parent")
