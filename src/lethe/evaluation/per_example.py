@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -200,11 +201,17 @@ class ReferenceOutputs:
     """The reference models' logits on one evaluation's samples.
 
     `forget_logits` [K, n, C] with `forget_out` [K, n] (True: out of that model's training half);
-    `test_logits` [K, m, C] on the held-out non-members (out of every reference model)."""
+    `test_logits` [K, m, C] on the held-out non-members (out of every reference model).
+    For the test of a person (`lethe.evaluation.per_person`): `forget_groups` [n], the subject group of
+    each forget sample in the reference set (-1: none), and `null`, the set's null of real persons;
+    `refusal`: why the set judges no person (a per-sample set), in one line, instead of them."""
 
     forget_logits: torch.Tensor
     forget_out: torch.Tensor
     test_logits: torch.Tensor
+    forget_groups: torch.Tensor | None = None
+    null: Any = None
+    refusal: str | None = None
 
     @property
     def k(self) -> int:
@@ -225,6 +232,25 @@ def split_non_members(m: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     """Disjoint halves of m held-out samples: (calibration, reported), seeded."""
     order = torch.randperm(m, generator=torch.Generator().manual_seed(seed))
     return order[: m // 2], order[m // 2:]
+
+
+def _judge_persons(parent_logits: Mapping[str, torch.Tensor], candidate_logits: Mapping[str, torch.Tensor],
+                   labels: Mapping[str, torch.Tensor], references: ReferenceOutputs,
+                   reference_phi: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor],
+                   requests: Mapping[str, torch.Tensor], fprs: Sequence[float]
+                   ) -> tuple[dict[str, Any], str | None]:
+    """The person-level judgement (`lethe.evaluation.per_person`) of every request, or why there is none."""
+    if references.refusal is not None:
+        return {}, references.refusal
+    if references.null is None or references.forget_groups is None:
+        return {}, ("the reference outputs carry no null of persons (built without their reference set's "
+                    "subject groups): no person is judged")
+    from lethe.evaluation.per_person import judge_persons
+
+    entries, summary = judge_persons(parent_logits, candidate_logits, labels, reference_phi["forget"],
+                                     out["forget"], reference_phi["test"], references.forget_groups,
+                                     references.null, requests, fprs)
+    return {**summary, "requests": entries}, None
 
 
 def per_example_evidence(
@@ -271,30 +297,42 @@ def per_example_evidence(
                                                            thresholds[f][role]) for role in scores})
         return shares
 
-    requests = requests if requests is not None else {"all": torch.arange(n)}
+    requests = {request_id: torch.as_tensor(indices, dtype=torch.int64) for request_id, indices in
+                (requests if requests is not None else {"all": torch.arange(n)}).items()}
     per_request = {}
     for request_id, indices in requests.items():
-        indices = torch.as_tensor(indices, dtype=torch.int64)
-        by_fpr, outcomes = {}, []
+        by_fpr = {}
         for f in fprs:
             shares = shares_of(indices, f)
-            outcome = outcome_of(shares["parent"], shares["candidate"], shares["parent_non_member"],
-                                 shares["candidate_non_member"], margin=margin)
-            outcomes.append(outcome)
-            by_fpr[f"{f:g}"] = {"outcome": outcome, "threshold": thresholds[f],
-                                **{k: v.to_dict() for k, v in shares.items()}, "_shares": shares}
-        outcome = combined_outcome(outcomes)
-        deciding = next(key for key, value in by_fpr.items() if value["outcome"] == outcome)
-        summary = summary_words(outcome, float(deciding), by_fpr[deciding]["_shares"])
-        for value in by_fpr.values():
-            del value["_shares"]
+            by_fpr[f"{f:g}"] = {
+                "per_sample_outcome": outcome_of(shares["parent"], shares["candidate"],
+                                                 shares["parent_non_member"], shares["candidate_non_member"],
+                                                 margin=margin),
+                "threshold": thresholds[f], **{k: v.to_dict() for k, v in shares.items()}}
         scored = int((~torch.isnan(scores["parent"]["forget"][indices])).sum())
-        per_request[request_id] = {"outcome": outcome, "summary": summary, "deciding_fpr": float(deciding),
-                                   "num_samples": len(indices), "num_scored": scored, "fpr": by_fpr}
+        per_request[request_id] = {"num_samples": len(indices), "num_scored": scored, "fpr": by_fpr}
+    person, refusal = _judge_persons(parent_logits, candidate_logits, labels, references, reference_phi,
+                                     out, requests, fprs)
+    for request_id, entry in per_request.items():
+        if refusal is not None:
+            entry.update(outcome="inconclusive", deciding_fpr=None,
+                         summary="inconclusive: not judged as a person (the version's reference models "
+                                 "cannot judge one; the gate's reason says why)")
+            continue
+        judged = person["requests"][request_id]
+        entry.update(outcome=judged["outcome"], summary=judged["summary"],
+                     deciding_fpr=judged["decision_level"], person=judged)
+        for key, value in entry["fpr"].items():
+            value["person"] = {"threshold": person["thresholds"][key], **judged["flagged"][key]}
     evidence = {
-        "method": "offline LiRA: logit-scaled confidence against reference models that did not train on the "
-                  "sample, threshold at a fixed FPR on held-out non-members",
+        "method": person["method"] if refusal is None else
+        "offline LiRA per sample (no person judged: see `refused`)",
+        "unit": "person" if refusal is None else None,
+        "refused": refusal,
+        "person": None,  # the person-level summary (below), when a person was judged
         "reference_models": references.k,
+        "per_sample_method": "offline LiRA: logit-scaled confidence against reference models that did not "
+                             "train on the sample, threshold at a fixed FPR on held-out non-members",
         "variance": ("pooled over samples" if references.k < 2 * MIN_OUT_MODELS_FOR_OWN_VARIANCE else
                      f"per sample where at least {MIN_OUT_MODELS_FOR_OWN_VARIANCE} models left it out"),
         "pooled_variance": variance,
@@ -308,4 +346,6 @@ def per_example_evidence(
         "outcome": combined_outcome([r["outcome"] for r in per_request.values()]),
         "outcome_counts": {o: sum(r["outcome"] == o for r in per_request.values()) for o in OUTCOMES},
     }
+    if refusal is None:
+        evidence["person"] = {k: v for k, v in person.items() if k not in ("requests", "method")}
     return PerExampleEvidence(evidence, scores, thresholds)
