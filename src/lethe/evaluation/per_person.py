@@ -50,8 +50,6 @@ NO_GROUP = -1
 TAIL_COUNT = 10
 #: The share of the null (its top) that the exponential tail is fitted to.
 TAIL_SHARE = 0.1
-#: Fewer null persons than this (in the calibration half) cannot set a threshold at 1% FPR.
-MIN_NULL_PERSONS = 100
 
 
 @dataclass(frozen=True)
@@ -121,11 +119,13 @@ class PersonNull:
     """The null of real persons: the statistic of every (reference model, person out of it) pair, each
     reference model playing the target against the others (`person_null`).
 
-    `statistics` [P]; `calibration` [P] True for the persons (all their pairs) that set thresholds and
-    p-values, the others measure the non-member rate; `correlation` (ρ) and `variance` (v) standardise
-    a request's sum; `sample_variance` (σ²) is the references' pooled variance of φ."""
+    `statistics` [P]; `owners` [P] the person of each pair; `calibration` [P] True for the persons (all
+    their pairs) that set thresholds and p-values, the others measure the non-member rate;
+    `correlation` (ρ) and `variance` (v) standardise a request's sum; `sample_variance` (σ²) is the
+    references' pooled variance of φ."""
 
     statistics: torch.Tensor
+    owners: torch.Tensor
     calibration: torch.Tensor
     correlation: float
     variance: float
@@ -161,11 +161,14 @@ class PersonNull:
         return min(tail, (above + 1) / (len(values) + 1))
 
     def non_member_share(self, threshold: float) -> Share:
-        """The share of the reported null persons above `threshold`, with its 95% Wilson interval."""
-        reported = self.statistics[~self.calibration]
-        n, flagged = len(reported), int((reported > threshold).sum())
-        low, high = wilson_interval(flagged, n)
-        return Share(flagged, n, flagged / n if n else float("nan"), low, high)
+        """The share of the reported null pairs above `threshold`, with a 95% Wilson interval as wide as
+        the reported persons allow (a person's pairs with several models are not independent draws)."""
+        reported = ~self.calibration
+        pairs, flagged = int(reported.sum()), int((self.statistics[reported] > threshold).sum())
+        persons = int(torch.unique(self.owners[reported]).numel())
+        share = flagged / pairs if pairs else float("nan")
+        low, high = wilson_interval(round(share * persons) if pairs else 0, persons)
+        return Share(flagged, pairs, share, low, high)
 
     def describe(self) -> dict[str, float | int]:
         return {"persons": self.persons, "pairs": len(self.statistics),
@@ -218,7 +221,8 @@ def person_null(train_logits: torch.Tensor, train_labels: torch.Tensor, membersh
     order = torch.randperm(len(persons), generator=torch.Generator().manual_seed(seed))
     calibrating = torch.zeros(int(persons.max()) + 1, dtype=torch.bool)
     calibrating[persons[order[: len(persons) // 2]]] = True
-    return PersonNull(statistics=statistics, calibration=calibrating[owner], correlation=correlation,
+    return PersonNull(statistics=statistics, owners=owner, calibration=calibrating[owner],
+                      correlation=correlation,
                       variance=variance, sample_variance=sample_variance, persons=len(persons),
                       reference_models=k)
 

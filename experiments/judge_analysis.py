@@ -1,0 +1,129 @@
+"""The figures of `experiments/judge_memorised.py analyse`: per kind of planted subject, on the logits that
+`prepare` stored (no training, no forward pass but the product's evaluate path when asked)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.judge_memorised import MEMORISED_GAP, seed_dir
+
+FPR = "0.01"
+
+
+def wilson_high(k: int, n: int) -> float:
+    from lethe.evaluation.per_example import wilson_interval
+
+    return wilson_interval(k, n)[1]
+
+
+def analyse_seed(folder: Path) -> dict[str, Any]:
+    from lethe.audit import find_references
+    from lethe.data.planted import STAMPED_KINDS
+    from lethe.evaluation.gate import decide
+    from lethe.evaluation.per_example import per_example_evidence
+
+    planted = json.loads((folder / "planted.json").read_text())
+    logits = torch.load(folder / "logits.pt")
+    references = find_references(folder / "original", root_uri=str(folder / "audit"))
+    assert references is not None
+    stamped = torch.load(folder / "stamped_test.pt")
+    train_ids = references.train_ids
+    labels = references.train_labels
+    test_labels = references.test_labels
+    subjects: dict[str, list[str]] = planted["subjects"]
+    kinds: dict[str, str] = planted["kinds"]
+    forget_ids = [i for ids in subjects.values() for i in ids]
+    rows = references.indices_of(forget_ids)
+    position = {sample_id: n for n, sample_id in enumerate(forget_ids)}
+    requests = {s: torch.tensor([position[i] for i in ids]) for s, ids in subjects.items()}
+    outputs = references.outputs(rows)
+    stamped_position = {sample_id: n for n, sample_id in enumerate(stamped["ids"])}
+
+    def split(role: str) -> dict[str, torch.Tensor]:
+        return {"forget": logits[role]["train"][rows], "test": logits[role]["test"]}
+
+    label_of = {"forget": labels[rows], "test": test_labels}
+    evidence = {}
+    for role in ("original", "retrained"):
+        started = __import__("time").perf_counter()
+        evidence[role] = per_example_evidence(split("original"), split(role), label_of, outputs,
+                                              requests=requests).evidence
+        evidence[role]["seconds"] = __import__("time").perf_counter() - started
+    per_person = {}
+    for subject, ids in subjects.items():
+        r = torch.tensor([train_ids.index(i) for i in ids])
+        row: dict[str, Any] = {"kind": kinds[subject]}
+        for role in ("original", "retrained"):
+            predicted = logits[role]["train"][r].argmax(dim=1)
+            row[f"{role}_agreement"] = float((predicted == labels[r]).double().mean())
+            if kinds[subject] in STAMPED_KINDS:
+                s_rows = torch.tensor([stamped_position[i] for i in planted["stamped_test_subjects"][subject]])
+                trigger = logits[role]["stamped"][s_rows].argmax(dim=1) == stamped["labels"][s_rows]
+                row[f"{role}_trigger"] = float(trigger.double().mean())
+            person = evidence[role]["requests"][subject]
+            row[f"{role}_statistic"] = person["person"]["statistic"]["candidate"]
+            row[f"{role}_flagged"] = person["person"]["flagged"][FPR]["candidate"]
+            row[f"{role}_outcome"] = person["outcome"]
+        gaps = [row["original_agreement"] - row["retrained_agreement"]]
+        if "original_trigger" in row:
+            gaps.append(row["original_trigger"] - row["retrained_trigger"])
+        row["memorised"] = max(gaps) >= MEMORISED_GAP - 1e-9
+        per_person[subject] = row
+    person_summary = evidence["original"]["person"]
+    non_member = person_summary["non_member_rate"][FPR]
+    by_kind: dict[str, Any] = {}
+    for kind in sorted(set(kinds.values())):
+        persons = [p for p in per_person.values() if p["kind"] == kind]
+        memorised = [p for p in persons if p["memorised"]]
+        flagged_memorised = sum(p["original_flagged"] for p in memorised)
+        retrained_flagged = sum(p["retrained_flagged"] for p in persons)
+        by_kind[kind] = {
+            "persons": len(persons), "memorised": len(memorised),
+            "memorised_flagged_on_original": flagged_memorised,
+            "memorised_flagged_share": flagged_memorised / len(memorised) if memorised else math.nan,
+            "all_flagged_on_original": sum(p["original_flagged"] for p in persons),
+            "flagged_on_retrained": retrained_flagged,
+            "flagged_on_retrained_share": retrained_flagged / len(persons),
+            "original_agreement": sum(p["original_agreement"] for p in persons) / len(persons),
+            "retrained_agreement": sum(p["retrained_agreement"] for p in persons) / len(persons),
+            "original_trigger": (sum(p.get("original_trigger", 0) for p in persons) / len(persons)
+                                 if kind in STAMPED_KINDS else None),
+            "retrained_trigger": (sum(p.get("retrained_trigger", 0) for p in persons) / len(persons)
+                                  if kind in STAMPED_KINDS else None),
+            "still_flagged": {role: sum(evidence[role]["requests"][s]["outcome"] == "still_flagged"
+                                        for s, p in per_person.items() if p["kind"] == kind)
+                              for role in ("original", "retrained")},
+        }
+    everyone = list(per_person.values())
+    retrained_flagged = sum(p["retrained_flagged"] for p in everyone)
+    metrics = {"retain_accuracy": 1.0, "test_accuracy": 1.0, "forget_accuracy": 1.0, "mia": {"gap": 0.0}}
+    gate = {role: decide(metrics, {**metrics, "parameters_changed": True}, "subject",
+                         per_example=evidence[role]) for role in ("original", "retrained")}
+    return {
+        "by_kind": by_kind,
+        "retrained_flagged": retrained_flagged, "persons": len(everyone),
+        "retrained_flagged_share": retrained_flagged / len(everyone),
+        "non_member_rate": non_member,
+        "retrained_within_non_member_bound": retrained_flagged / len(everyone) <= non_member["ci_high"],
+        "gate_per_person_check": {role: {"decision": g.decision,
+                                         "still_flagged": sum(r["outcome"] == "still_flagged"
+                                                              for r in evidence[role]["requests"].values())}
+                                  for role, g in gate.items()},
+        "null": person_summary["null"], "thresholds": person_summary["thresholds"],
+        "decision_level": person_summary["decision_level"],
+        "calibration": {role: evidence[role]["person"]["calibration"]["candidate"] for role in evidence},
+        "seconds_per_evaluation": {role: evidence[role]["seconds"] for role in evidence},
+        "per_person": per_person,
+    }
+
+
+def analyse(seeds: list[int], out: Path, weight_decay: float | None) -> dict[str, Any]:
+    results = {str(seed): analyse_seed(seed_dir(out, seed, weight_decay)) for seed in seeds}
+    for seed, result in results.items():
+        (seed_dir(out, int(seed), weight_decay) / "analysis.json").write_text(json.dumps(result, indent=1))
+    return {seed: {k: v for k, v in result.items() if k != "per_person"} for seed, result in results.items()}
