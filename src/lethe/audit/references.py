@@ -153,11 +153,13 @@ class ReferenceSet:
     @property
     def person_refusal(self) -> str | None:
         """Why this set cannot judge a person, in one line; None when it can."""
-        if self.design == PER_SAMPLE or self.groups is None or self.train_labels is None \
-                or self.test_labels is None:
-            return (f"the reference models at {self.uri} are per-sample ({self.design}, drawn sample by "
-                    "sample before lethe-references/2): their halves split a person's samples, so they "
-                    f"judge no person until rebuilt with {REBUILD}")
+        if self.design == PER_SAMPLE:
+            return (f"the reference models at {self.uri or 'hand'} are per-sample (lethe-references/1, "
+                    "halves drawn sample by sample): they split a person's samples, so they judge no person "
+                    f"until rebuilt with {REBUILD}")
+        if self.groups is None or self.train_labels is None or self.test_labels is None:
+            return (f"the reference models at {self.uri or 'hand'} record no subject groups or labels, so "
+                    f"they judge no person until rebuilt with {REBUILD}")
         return None
 
     @cached_property
