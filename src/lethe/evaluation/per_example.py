@@ -1,27 +1,30 @@
-"""The per-example membership test: was this sample still recognised as training data?
+"""The membership test: was this person still recognised as training data? Per sample as detail.
 
-Offline LiRA (Carlini et al. 2022), forward passes only. For each forget sample the target model's
-logit-scaled confidence on the sample's label, φ = log p_y − log(1 − p_y), is compared with the
-reference models that never saw the sample ("out"): a one-sided z-score against their mean. With few
-out models per sample (K reference models on random halves leave about K/2), a per-sample variance is
-noise, so the variance is pooled over samples; the z-score uses the predictive spread
-σ·sqrt(1 + 1/n_out), so that samples with two out models and held-out samples with K are on one scale.
+The unit of the judgement is the person (a request): `lethe.evaluation.per_person` pools a person's
+samples into one statistic against reference models that never met them (halves drawn by subject),
+calibrated on a null of real persons, and gives each request its outcome (`still_flagged`, `removed`,
+`not_memorised`, `inconclusive`) at the run's family-wise level. This module computes the per-sample
+evidence the person test and the reviewer read, and assembles both into one evidence document.
 
-A sample is flagged when its score exceeds a threshold set at a fixed false-positive rate on one half
-of the held-out non-members (test samples: out of every reference and of the target); the share
-reported for non-members comes from the other half, so it is a measurement, not the FPR by
-construction. Each request's flagged share, parent and candidate, carries a 95% Wilson interval: a
-percentile bootstrap of 0 flagged out of 10 is [0, 0], which claims a certainty 10 samples cannot give.
-
-Outcomes per request and FPR (`m` = the model's non-member share, `m_hi` its upper bound):
+Per sample: offline LiRA (Carlini et al. 2022), forward passes only. The target model's logit-scaled
+confidence on the sample's label, φ = log p_y − log(1 − p_y), is compared with the reference models
+that never saw the sample ("out"): a one-sided z-score against their mean. With few out models per
+sample (K reference models on halves leave about K/2), a per-sample variance is noise, so the variance
+is pooled over samples; the z-score uses the predictive spread σ·sqrt(1 + 1/n_out), so that samples
+with two out models and held-out samples with K are on one scale. A sample is flagged when its score
+exceeds a threshold set at a fixed false-positive rate on one half of the held-out non-members (test
+samples: out of every reference and of the target); the share reported for non-members comes from the
+other half. Each request's flagged share, parent and candidate, carries a 95% Wilson interval, and a
+per-sample outcome (`per_sample_outcome`, detail only: the per-sample test treats a person's correlated
+images as independent, which is why it no longer decides):
 - `still_flagged`: the candidate's share is above the non-member share (its lower bound > m_hi);
 - `removed`: the parent's share is above it and the candidate's is not;
-- `not_memorised`: the parent's share is below m + margin with 95% confidence (the samples looked
-  unseen before erasure, so the evidence claims no removal);
-- `inconclusive`: neither, too few samples for the interval to tell.
-A request's outcome is the first of still_flagged, removed, not_memorised, inconclusive reached at any
-FPR. The margin is the gate's member-rate gap (`subject_member_rate_gap_max`): the same quantity,
-a flagged share above the non-member share.
+- `not_memorised`: the parent's share is below m + margin with 95% confidence;
+- `inconclusive`: neither. The margin is the gate's member-rate gap (`subject_member_rate_gap_max`).
+
+A reference set that cannot judge a person (per-sample halves of an older lethe) gives every request
+`inconclusive` and the evidence's `refused` says why in one line; the gate then sends the version to a
+reviewer.
 """
 
 from __future__ import annotations
@@ -41,8 +44,7 @@ MIN_OUT_MODELS_FOR_OWN_VARIANCE = 32
 #: Share above the non-member share still read as "not memorised" (the gate's member-rate gap).
 DEFAULT_MARGIN = 0.05
 OUTCOMES = ("removed", "not_memorised", "still_flagged", "inconclusive")
-#: A request's outcome over several FPRs: the first of these that any FPR reached (each is a claim
-#: about that FPR's test; "not memorised" at 1% stands even where 5% cannot tell).
+#: Several outcomes in one (the run's, over its requests): the first of these that any reached.
 OUTCOME_PRECEDENCE = ("still_flagged", "removed", "not_memorised", "inconclusive")
 Z_95 = 1.959963984540054
 
@@ -160,40 +162,8 @@ def outcome_of(parent: Share, candidate: Share, parent_non_member: Share, candid
 
 
 def combined_outcome(outcomes: Sequence[str]) -> str:
-    """One outcome from several FPRs' (OUTCOME_PRECEDENCE)."""
+    """One outcome from several (OUTCOME_PRECEDENCE)."""
     return next(o for o in OUTCOME_PRECEDENCE if o in outcomes)
-
-
-def _pct(share: float) -> str:
-    return f"{100 * share:.0f}%"
-
-
-def _share_words(share: Share) -> str:
-    interval = f"95% CI {_pct(share.ci_low)}–{_pct(share.ci_high)}"
-    return f"{share.flagged} of {share.n} ({_pct(share.share)}, {interval})"
-
-
-def summary_words(outcome: str, fpr: float, result: Mapping[str, Share]) -> str:
-    """One sentence a reviewer or a data subject can read, for the outcome at the deciding FPR."""
-    parent, candidate = result["parent"], result["candidate"]
-    non_member = result["candidate_non_member"]
-    at = f"at {fpr:.0%} false-positive rate"
-    if outcome == "still_flagged":
-        return (f"still flagged: the candidate flags {_share_words(candidate)} of the samples as training "
-                f"data {at}, above the {_pct(non_member.share)} of held-out non-members; the samples are not "
-                "forgotten")
-    if outcome == "removed":
-        return (f"removed: before erasure the parent flagged {_share_words(parent)} of the samples as "
-                f"training data {at}; the candidate flags {_share_words(candidate)}, no more than held-out "
-                f"non-members ({_pct(non_member.share)})")
-    if outcome == "not_memorised":
-        return (f"not memorised before erasure: the parent flagged only {_share_words(parent)} of the "
-                f"samples {at}, like held-out non-members ({_pct(result['parent_non_member'].share)}); the "
-                "model treated them as unseen data already, so this is no evidence of a removal, and none "
-                "was needed")
-    return (f"inconclusive: with {parent.n} sample(s) the 95% interval cannot tell whether the parent had "
-            f"memorised them (parent {_share_words(parent)}, candidate {_share_words(candidate)} {at}); the "
-            "candidate does not flag them above held-out non-members")
 
 
 @dataclass(frozen=True)
@@ -264,11 +234,15 @@ def per_example_evidence(
     margin: float = DEFAULT_MARGIN,
     seed: int = 0,
 ) -> PerExampleEvidence:
-    """The per-example test for every request: scores, thresholds, shares and outcome at each FPR.
+    """The test of every request: its person's statistic, p-values and outcome (`per_person`), and per
+    sample the scores, thresholds and shares at each FPR (detail).
 
     `parent_logits`, `candidate_logits`, `labels`: "forget" [n, C] / [n] and "test" [m, C] / [m].
     `requests`: request id → indices into the forget samples (default: one request, "all", of every
-    forget sample). Returns the JSON-able evidence and the scores (for the plots).
+    forget sample). Returns the JSON-able evidence and the per-sample scores (for the plots).
+    Each request's entry keeps the shape the gate, the ledger and the certificates read: `outcome`,
+    `summary`, `fpr` (per FPR: the per-sample shares and thresholds, and `person`: the person's threshold
+    and whether each model is flagged there), plus `person` (statistics, p-values, decision level).
     """
     n, m = len(labels["forget"]), len(labels["test"])
     if references.forget_logits.shape[1] != n or references.test_logits.shape[1] != m:
