@@ -55,6 +55,8 @@ MANIFEST_FILE = "references.json"
 TENSORS_FILE = "references.safetensors"
 MODELS_DIR = "models"
 LOGITS_BATCH_SIZE = 512
+#: Fewer reference models leave a person out of one model only: no null of persons (`person_null`).
+MIN_K_FOR_PERSONS = 3
 #: What to run to replace a set that cannot judge a person.
 REBUILD = "`lethe audit prepare --model MODEL --rebuild`"
 
@@ -160,6 +162,11 @@ class ReferenceSet:
         if self.groups is None or self.train_labels is None or self.test_labels is None:
             return (f"the reference models at {self.uri or 'hand'} record no subject groups or labels, so "
                     f"they judge no person until rebuilt with {REBUILD}")
+        if self.k < MIN_K_FOR_PERSONS:
+            return (f"the {self.k} reference models at {self.uri or 'hand'} leave each person out of one "
+                    "model, too few for a null of persons (each model in turn the target against the "
+                    f"others): rebuild at least {MIN_K_FOR_PERSONS} with `lethe audit prepare --model MODEL "
+                    "--rebuild --k 8`")
         return None
 
     @cached_property
@@ -177,14 +184,19 @@ class ReferenceSet:
     def outputs(self, rows: Sequence[int] | torch.Tensor) -> Any:
         """The `ReferenceOutputs` of the training samples at `rows` (one evaluation's forget set): their
         logits, out masks and groups, the test logits, and the null of persons (or why there is none)."""
+        from lethe.errors import EvaluationError
         from lethe.evaluation.per_example import ReferenceOutputs
 
         rows = torch.as_tensor(rows, dtype=torch.int64)
-        refusal = self.person_refusal
+        refusal, null = self.person_refusal, None
+        if refusal is None:
+            try:
+                null = self.person_null
+            except EvaluationError as exc:  # too few persons out of two models for any null
+                refusal = f"the reference models at {self.uri or 'hand'} judge no person: {exc}"
         return ReferenceOutputs(
             self.train_logits[:, rows], self.out_mask(rows), self.test_logits,
-            forget_groups=None if self.groups is None else self.groups[rows],
-            null=None if refusal else self.person_null, refusal=refusal)
+            forget_groups=None if self.groups is None else self.groups[rows], null=null, refusal=refusal)
 
     def manifest(self, tensors_sha256: str) -> ReferenceManifest:
         return ReferenceManifest(

@@ -217,9 +217,12 @@ def _judge_persons(parent_logits: Mapping[str, torch.Tensor], candidate_logits: 
                     "subject groups): no person is judged")
     from lethe.evaluation.per_person import judge_persons
 
-    entries, summary = judge_persons(parent_logits, candidate_logits, labels, reference_phi["forget"],
-                                     out["forget"], reference_phi["test"], references.forget_groups,
-                                     references.null, requests, fprs)
+    try:
+        entries, summary = judge_persons(parent_logits, candidate_logits, labels, reference_phi["forget"],
+                                         out["forget"], reference_phi["test"], references.forget_groups,
+                                         references.null, requests, fprs)
+    except EvaluationError as exc:  # e.g. too few null persons for the smallest FPR
+        return {}, f"no person is judged: {exc}"
     return {**summary, "requests": entries}, None
 
 
