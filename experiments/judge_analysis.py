@@ -62,7 +62,8 @@ def analyse_seed(folder: Path) -> dict[str, Any]:
             predicted = logits[role]["train"][r].argmax(dim=1)
             row[f"{role}_agreement"] = float((predicted == labels[r]).double().mean())
             if kinds[subject] in STAMPED_KINDS:
-                s_rows = torch.tensor([stamped_position[i] for i in planted["stamped_test_subjects"][subject]])
+                held_out = planted["stamped_test_subjects"][subject]
+                s_rows = torch.tensor([stamped_position[i] for i in held_out])
                 trigger = logits[role]["stamped"][s_rows].argmax(dim=1) == stamped["labels"][s_rows]
                 row[f"{role}_trigger"] = float(trigger.double().mean())
             person = evidence[role]["requests"][subject]
@@ -123,7 +124,46 @@ def analyse_seed(folder: Path) -> dict[str, Any]:
 
 
 def analyse(seeds: list[int], out: Path, weight_decay: float | None) -> dict[str, Any]:
-    results = {str(seed): analyse_seed(seed_dir(out, seed, weight_decay)) for seed in seeds}
+    results = {str(seed): {**analyse_seed(seed_dir(out, seed, weight_decay)),
+                           "alternatives": alternatives(seed_dir(out, seed, weight_decay))} for seed in seeds}
     for seed, result in results.items():
         (seed_dir(out, int(seed), weight_decay) / "analysis.json").write_text(json.dumps(result, indent=1))
     return {seed: {k: v for k, v in result.items() if k != "per_person"} for seed, result in results.items()}
+
+
+def alternatives(folder: Path) -> dict[str, Any]:
+    """The same persons judged by two simpler designs, for comparison (flagged at 1% FPR over persons):
+    - `pseudo_persons`: independent samples (ρ = 0): N(0, 1) thresholds on the standardised sum;
+    - `offset_only`: the model's calibration an offset alone (slope 1), the null recomputed alike."""
+    from lethe.audit import find_references
+    from lethe.evaluation.per_example import logit_confidence
+    from lethe.evaluation.per_person import Calibration, fit_calibration, pooled, sample_z
+
+    planted = json.loads((folder / "planted.json").read_text())
+    logits = torch.load(folder / "logits.pt")
+    references = find_references(folder / "original", root_uri=str(folder / "audit"))
+    null = references.person_null
+    phi_ref = logit_confidence(references.train_logits, references.train_labels)
+    test_ref = logit_confidence(references.test_logits, references.test_labels)
+    out = ~references.membership
+    rows_of = {s: references.indices_of(ids) for s, ids in planted["subjects"].items()}
+    result: dict[str, Any] = {}
+    for role in ("original", "retrained"):
+        phi = logit_confidence(logits[role]["train"], references.train_labels)
+        test_phi = logit_confidence(logits[role]["test"], references.test_labels)
+        full = fit_calibration(test_phi, test_ref, null.sample_variance)
+        offset = Calibration(float((test_phi - test_ref.mean(0)).mean()), 1.0, full.deviation)
+        flagged: dict[str, dict[str, int]] = {}
+        designs = (("person_test", full, null.correlation), ("pseudo_persons", full, 0.0),
+                   ("offset_only", offset, null.correlation))
+        for name, calibration, rho in designs:
+            z = sample_z(phi, phi_ref, out, calibration, null.sample_variance)
+            threshold = null.threshold(0.01) if name != "pseudo_persons" else 2.3263
+            counts: dict[str, int] = {}
+            for subject, rows in rows_of.items():
+                statistic = pooled(z[rows], references.groups[rows], rho, null.variance)
+                kind = planted["kinds"][subject]
+                counts[kind] = counts.get(kind, 0) + int(statistic > threshold)
+            flagged[name] = counts
+        result[role] = flagged
+    return result
