@@ -132,12 +132,11 @@ def analyse(seeds: list[int], out: Path, weight_decay: float | None) -> dict[str
 
 
 def alternatives(folder: Path) -> dict[str, Any]:
-    """The same persons judged by two simpler designs, for comparison (flagged at 1% FPR over persons):
-    - `pseudo_persons`: independent samples (ρ = 0): N(0, 1) thresholds on the standardised sum;
-    - `offset_only`: the model's calibration an offset alone (slope 1), the null recomputed alike."""
+    """The same persons judged as pseudo-persons of independent samples (ρ = 0, the N(0, 1) threshold at
+    1% on the standardised sum), beside the person test (flagged at 1% FPR over persons), per kind."""
     from lethe.audit import find_references
     from lethe.evaluation.per_example import logit_confidence
-    from lethe.evaluation.per_person import Calibration, fit_calibration, pooled, sample_z
+    from lethe.evaluation.per_person import fit_calibration, pooled, sample_z
 
     planted = json.loads((folder / "planted.json").read_text())
     logits = torch.load(folder / "logits.pt")
@@ -152,10 +151,8 @@ def alternatives(folder: Path) -> dict[str, Any]:
         phi = logit_confidence(logits[role]["train"], references.train_labels)
         test_phi = logit_confidence(logits[role]["test"], references.test_labels)
         full = fit_calibration(test_phi, test_ref, null.sample_variance)
-        offset = Calibration(float((test_phi - test_ref.mean(0)).mean()), 1.0, full.deviation)
         flagged: dict[str, dict[str, int]] = {}
-        designs = (("person_test", full, null.correlation), ("pseudo_persons", full, 0.0),
-                   ("offset_only", offset, null.correlation))
+        designs = (("person_test", full, null.correlation), ("pseudo_persons", full, 0.0))
         for name, calibration, rho in designs:
             z = sample_z(phi, phi_ref, out, calibration, null.sample_variance)
             threshold = null.threshold(0.01) if name != "pseudo_persons" else 2.3263
