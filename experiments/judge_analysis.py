@@ -132,33 +132,36 @@ def analyse(seeds: list[int], out: Path, weight_decay: float | None) -> dict[str
 
 
 def alternatives(folder: Path) -> dict[str, Any]:
-    """The same persons judged as pseudo-persons of independent samples (ρ = 0, the N(0, 1) threshold at
-    1% on the standardised sum), beside the person test (flagged at 1% FPR over persons), per kind."""
+    """The same persons judged as pseudo-persons of independent samples (every sample its own unit, in
+    the null and in the request), beside the person test, flagged at 1% FPR over persons, per kind."""
     from lethe.audit import find_references
     from lethe.evaluation.per_example import logit_confidence
-    from lethe.evaluation.per_person import fit_calibration, pooled, sample_z
+    from lethe.evaluation.per_person import NO_GROUP, fit_calibration, person_null, request_statistic
 
     planted = json.loads((folder / "planted.json").read_text())
     logits = torch.load(folder / "logits.pt")
     references = find_references(folder / "original", root_uri=str(folder / "audit"))
-    null = references.person_null
+    alone = torch.full_like(references.groups, NO_GROUP)
+    nulls = {"person_test": (references.person_null, references.groups),
+             "pseudo_persons": (person_null(references.train_logits, references.train_labels,
+                                            references.membership, alone, references.test_logits,
+                                            references.test_labels), alone)}
     phi_ref = logit_confidence(references.train_logits, references.train_labels)
     test_ref = logit_confidence(references.test_logits, references.test_labels)
     out = ~references.membership
-    rows_of = {s: references.indices_of(ids) for s, ids in planted["subjects"].items()}
     result: dict[str, Any] = {}
     for role in ("original", "retrained"):
         phi = logit_confidence(logits[role]["train"], references.train_labels)
         test_phi = logit_confidence(logits[role]["test"], references.test_labels)
-        full = fit_calibration(test_phi, test_ref, null.sample_variance)
         flagged: dict[str, dict[str, int]] = {}
-        designs = (("person_test", full, null.correlation), ("pseudo_persons", full, 0.0))
-        for name, calibration, rho in designs:
-            z = sample_z(phi, phi_ref, out, calibration, null.sample_variance)
-            threshold = null.threshold(0.01) if name != "pseudo_persons" else 2.3263
+        for name, (null, groups) in nulls.items():
+            calibration = fit_calibration(test_phi, test_ref, null.sample_variance)
+            threshold = null.threshold(0.01)
             counts: dict[str, int] = {}
-            for subject, rows in rows_of.items():
-                statistic = pooled(z[rows], references.groups[rows], rho, null.variance)
+            for subject, ids in planted["subjects"].items():
+                rows = references.indices_of(ids)
+                statistic = request_statistic(phi[rows], phi_ref[:, rows], out[:, rows], groups[rows],
+                                              calibration, null.prior)
                 kind = planted["kinds"][subject]
                 counts[kind] = counts.get(kind, 0) + int(statistic > threshold)
             flagged[name] = counts

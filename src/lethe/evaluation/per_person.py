@@ -2,34 +2,43 @@
 
 GDPR erasure is about a person, and a person's images are correlated (same face, same trait), so the
 unit of the test is the person, not the sample: user-level membership inference scores a user by
-pooling their samples' per-example evidence (Song & Shmatikov, KDD 2019, arXiv 1811.00513; Kandpal et
-al., "User Inference Attacks on Large Language Models", arXiv 2310.09266, who average per-sample
-likelihood-ratio scores over a user's samples). The per-sample evidence is offline LiRA (Carlini et
-al. 2022) against reference models that never met the person (U-LiRA, Hayes et al. arXiv 2403.01218,
-judges unlearning the same way); the halves are drawn by subject (`lethe.audit.design`), so those
-"out" models saw none of the person's other images either.
+pooling their samples' evidence (Song & Shmatikov, KDD 2019, arXiv 1811.00513; Kandpal et al., "User
+Inference Attacks on Large Language Models", arXiv 2310.09266, who average per-sample likelihood-ratio
+scores over a user's samples). The evidence is offline LiRA (Carlini et al. 2022) against reference
+models that never met the person (U-LiRA, Hayes et al. arXiv 2403.01218, judges unlearning the same
+way); the halves are drawn by subject (`lethe.audit.design`), so those "out" models saw none of the
+person's other images either.
 
-Per sample i of a person and a model t (the parent, the candidate, or a reference model playing the
-target): φ = log p_y − log(1 − p_y); μ_i the mean φ of the reference models that left the person out.
-The model's own relation to the references is fitted on held-out test samples (out of every reference
-model and of t): φ_t ≈ a + b·μ, because a model trained on all the data is more confident than the
-references trained on half, and more so on easy samples; an offset alone would leave that to the
-threshold. The residual r_i = φ_t,i − a − b·μ_i has variance s² + b²σ²/n_out (s²: the model's own
-deviation from the fit, σ²: the references' variance of φ per sample, pooled), so
-z_i = r_i / sqrt(s² + b²σ²/n_out,i) is on one scale whatever the number of out models.
+The statistic, for a person (a unit: the samples of one subject group that share their out models)
+and a model t (the parent, the candidate, or a reference model playing the target):
+- φ = log p_y − log(1 − p_y) per sample; the person's mean φ̄ under t and under each reference model k
+  that left the person out (m of them), and M, the mean of those.
+- t's own relation to the references, fitted on held-out test samples (out of every reference and of
+  t): φ_t ≈ a + b·μ (`fit_calibration`). A model trained on all the data is more confident than
+  references trained on half, and more so on easy samples; it also drops a scale (b) that a model
+  trained on cleaner or noisier data has.
+- R = φ̄_t − a − b·M; under the null (t never met the person) its variance is b²τ²(1 + 1/m) + e²/n,
+  with τ² the variance of the person's mean φ̄ from one reference model to another, e² t's own
+  deviation from the fit per sample. T = R / sqrt(that).
+- τ² is the person's own: persons differ (the reference models agree on an ordinary person and
+  disagree widely on one with a trait some of them picked up), and a pooled variance would over-flag
+  the second kind. With m out models the person's sample variance s² has m − 1 degrees of freedom, too
+  few alone, so it is moderated towards a prior (empirical Bayes, Smyth 2004, the moderated t of
+  limma): τ̂² = (ν₀·τ₀²(n) + (m − 1)·s²) / (ν₀ + m − 1). The prior's mean τ₀²(n) = σ²·(ρ + (1 − ρ)/n)
+  follows the person's size n through ρ, the correlation of two samples of one person (σ²: the
+  references' per-sample variance of φ); ν₀ and the prior's scale are fitted to the spread of the
+  persons' log s² (Smyth's moments).
+- A request of several units (samples of several subjects, or of none) pools them: the mean residual
+  over its samples against the variance of that mean.
 
-The person's statistic is T = Σ z_i / sqrt(v·Σ_g (n_g + n_g(n_g − 1)ρ)) over the groups g of the
-reference set's subject map its samples belong to: ρ is the correlation of z between two samples of one
-person under the null, v the variance of z. Pseudo-persons of independent held-out samples have ρ = 0
-and a narrower null than real persons, so they would over-flag a model that never saw them; ρ and the
-null itself come from real persons instead: each reference model in turn plays the target, and the
-persons out of it are scored against the remaining out models (`person_null`). That empirical null of
-real persons is computed from the stored reference logits alone (no forward pass) once per reference
-set. Half of its persons set the thresholds at each FPR; the other half measure the non-member rate.
-
-p-values are empirical where the null has at least `TAIL_COUNT` persons above the statistic, and come
-from an exponential tail fitted to the null's top decile beyond (Knijnenburg et al., Bioinformatics
-2009: a generalised-Pareto tail, here with shape 0, which is heavier than a Gaussian's).
+Pseudo-persons of independent held-out samples would have ρ = 0 and a narrower null than real persons,
+and over-flag a model that never saw them. The null comes from real persons instead: each reference
+model in turn plays the target, and the persons out of it are scored against the remaining out models
+(`person_null`), from the stored reference logits alone (no forward pass), once per reference set. Half
+of its persons set the thresholds at each FPR and the p-values; the other half measure the non-member
+rate. p-values are empirical where the null has at least `TAIL_COUNT` persons above the statistic, and
+come from an exponential tail fitted to the null's top decile beyond (Knijnenburg et al.,
+Bioinformatics 2009: a generalised-Pareto tail, here with shape 0, heavier than a Gaussian's).
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ TAIL_SHARE = 0.1
 @dataclass(frozen=True)
 class Calibration:
     """How one model's φ follows the references' mean φ on held-out samples: φ ≈ intercept + slope·μ,
-    with `deviation` the variance of the model's own residual (the references' noise in μ removed)."""
+    with `deviation` the variance of the model's own residual beyond a scaled reference model's."""
 
     intercept: float
     slope: float
@@ -76,22 +85,73 @@ def fit_calibration(target_phi: torch.Tensor, reference_phi: torch.Tensor, sampl
     slope = float((x_centred * (y - y.mean())).sum()) / spread if spread > 0 else 1.0
     intercept = float(y.mean()) - slope * float(x.mean())
     residual = y - intercept - slope * x
-    noise = slope ** 2 * sample_variance / models.shape[0]  # what the references' own noise adds
-    deviation = max(float(residual.var()) - noise, 1e-6 * max(sample_variance, 1e-12))
-    return Calibration(intercept, slope, deviation)
+    # What a scaled reference model would leave: its own spread and the references' noise in μ.
+    family = slope ** 2 * sample_variance * (1 + 1 / models.shape[0])
+    return Calibration(intercept, slope, max(float(residual.var()) - family, 0.0))
 
 
-def sample_z(target_phi: torch.Tensor, reference_phi: torch.Tensor, out: torch.Tensor,
-             calibration: Calibration, sample_variance: float) -> torch.Tensor:
-    """z [n] of each sample (module docstring): the target's φ [n] against the mean of the reference
-    models [K, n] that left it out (`out` [K, n]); NaN where none did."""
-    out = out.to(torch.bool)
-    counts = out.sum(dim=0)
-    means = torch.where(out, reference_phi.double(), 0.0).sum(dim=0) / counts.clamp(min=1)
-    residual = target_phi.double() - calibration.intercept - calibration.slope * means
-    scale = torch.sqrt(calibration.deviation + calibration.slope ** 2 * sample_variance / counts.clamp(min=1))
-    z = residual / scale
-    return torch.where(counts > 0, z, torch.full_like(z, float("nan")))
+@dataclass(frozen=True)
+class Prior:
+    """The prior of a person's reference variance τ²: mean `scale`·σ²·(ρ + (1 − ρ)/n) for a person of n
+    samples (`sample_variance` σ², `correlation` ρ), with `dof` ν₀ degrees of freedom (inf: every
+    person gets the prior's variance)."""
+
+    sample_variance: float
+    correlation: float
+    scale: float
+    dof: float
+
+    def mean(self, sizes: torch.Tensor) -> torch.Tensor:
+        sizes = sizes.double()
+        return self.scale * self.sample_variance * (self.correlation + (1 - self.correlation) / sizes)
+
+    def moderated(self, squares: torch.Tensor, dof: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """τ̂² of persons with `squares` Σ(φ̄_k − M)² over `dof` + 1 out models and `sizes` samples."""
+        prior = self.mean(sizes)
+        if math.isinf(self.dof):
+            return prior
+        return (self.dof * prior + squares) / (self.dof + dof.double())
+
+
+def _trigamma_inverse(value: float) -> float:
+    """x with ψ'(x) = value (ψ' decreasing), by bisection on a log scale."""
+    low, high = 1e-6, 1e8
+    for _ in range(200):
+        middle = math.sqrt(low * high)
+        if float(torch.special.polygamma(1, torch.tensor(middle, dtype=torch.float64))) > value:
+            low = middle
+        else:
+            high = middle
+    return math.sqrt(low * high)
+
+
+def fit_prior(squares: torch.Tensor, dof: torch.Tensor, sizes: torch.Tensor, within: torch.Tensor,
+              sample_variance: float) -> Prior:
+    """The prior from persons' Σ(φ̄_k − M)² (`squares`) over `dof` + 1 out models, their `sizes` and
+    `within`, the mean over each person's samples of its own variance between models (module docstring).
+
+    ρ is the mean over persons of (n·s²/within − 1)/(n − 1): relative to the person's own per-sample
+    variance, so persons whose models disagree widely weigh no more than ordinary ones."""
+    dof, sizes = dof.double(), sizes.double()
+    usable = dof >= 1
+    if not bool(usable.any()):
+        raise EvaluationError("no person is out of two reference models: no prior for a person's variance")
+    s2, d, n, w = squares[usable] / dof[usable], dof[usable], sizes[usable], within[usable]
+    several = (n > 1) & (w > 0)
+    correlation = 0.0
+    if bool(several.any()):
+        weights = d[several] * (n[several] - 1)
+        estimates = (n[several] * s2[several] / w[several] - 1) / (n[several] - 1)
+        correlation = min(max(float((weights * estimates).sum() / weights.sum()), 0.0), 0.99)
+    base = Prior(sample_variance, correlation, 1.0, math.inf)
+    # Smyth's moments on log(s² / prior mean): its excess spread over χ²'s gives ν₀, its centre the scale.
+    logs = torch.log((s2 / base.mean(n)).clamp(min=1e-12)) - torch.special.digamma(d / 2) + torch.log(d / 2)
+    excess = float(logs.var()) - float(torch.special.polygamma(1, d / 2).mean()) if len(logs) > 1 else 0.0
+    if excess <= 0:
+        return Prior(sample_variance, correlation, math.exp(float(logs.mean())), math.inf)
+    dof0 = 2 * _trigamma_inverse(excess)
+    centre = float(logs.mean()) + float(torch.special.digamma(torch.tensor(dof0 / 2))) - math.log(dof0 / 2)
+    return Prior(sample_variance, correlation, math.exp(centre), dof0)
 
 
 def units(groups: torch.Tensor) -> torch.Tensor:
@@ -102,16 +162,72 @@ def units(groups: torch.Tensor) -> torch.Tensor:
     return torch.where(alone, top + torch.arange(len(groups)), groups)
 
 
-def pooled(z: torch.Tensor, groups: torch.Tensor, correlation: float, variance: float) -> float:
-    """T of one request: Σ z over its scored samples, standardised by the null variance of that sum for
-    its groups' sizes (module docstring); NaN when no sample is scored."""
-    scored = ~torch.isnan(z)
+@dataclass(frozen=True)
+class Persons:
+    """The units of some samples (a subject group's samples that share their out models): per unit its
+    size, out models and the references' mean φ; `index` maps each sample to its unit."""
+
+    index: torch.Tensor  # [n] unit of each sample
+    sizes: torch.Tensor  # [U]
+    out: torch.Tensor  # [K, U] bool
+    means: torch.Tensor  # [K, U] each reference model's mean φ over the unit's samples
+
+    @classmethod
+    def of(cls, reference_phi: torch.Tensor, out: torch.Tensor, groups: torch.Tensor) -> Persons:
+        out = out.to(torch.bool)
+        k = out.shape[0]
+        pattern = (out.to(torch.int64) * (2 ** torch.arange(k, dtype=torch.int64))[:, None]).sum(dim=0)
+        keys = torch.stack([units(groups), pattern], dim=1)
+        _, index = torch.unique(keys, dim=0, return_inverse=True)
+        count = int(index.max()) + 1 if len(index) else 0
+        sizes = torch.zeros(count, dtype=torch.float64).index_add_(0, index, torch.ones(len(index),
+                                                                                      dtype=torch.float64))
+        sums = torch.zeros(k, count, dtype=torch.float64).index_add_(1, index, reference_phi.double())
+        # Any sample of a unit stands for its out models: they share them by construction.
+        first = torch.zeros(count, dtype=torch.int64).scatter_(0, index, torch.arange(len(index)))
+        return cls(index, sizes, out[:, first], sums / sizes.clamp(min=1))
+
+    def spread(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(M, Σ(φ̄_k − M)², m) of each unit over its out models."""
+        m = self.out.sum(dim=0)
+        centre = torch.where(self.out, self.means, 0.0).sum(dim=0) / m.clamp(min=1)
+        squares = torch.where(self.out, (self.means - centre) ** 2, 0.0).sum(dim=0)
+        return centre, squares, m
+
+
+def unit_terms(target_phi: torch.Tensor, persons: Persons, calibration: Calibration, prior: Prior
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, Var R under the null) of each unit for a target's per-sample φ [n] (NaN: no out model)."""
+    target = torch.zeros(len(persons.sizes), dtype=torch.float64).index_add_(
+        0, persons.index, target_phi.double()) / persons.sizes.clamp(min=1)
+    centre, squares, m = persons.spread()
+    tau2 = prior.moderated(squares, (m - 1).clamp(min=0), persons.sizes)
+    residual = target - calibration.intercept - calibration.slope * centre
+    variance = (calibration.slope ** 2 * tau2 * (1 + 1 / m.clamp(min=1))
+                + calibration.deviation / persons.sizes.clamp(min=1))
+    nan = torch.full_like(residual, float("nan"))
+    return torch.where(m > 0, residual, nan), torch.where(m > 0, variance, nan)
+
+
+def pooled(residual: torch.Tensor, variance: torch.Tensor, sizes: torch.Tensor) -> float:
+    """T of a request of these units: their mean residual per sample over its null standard deviation;
+    NaN when no unit is scored."""
+    scored = ~torch.isnan(residual)
     if not bool(scored.any()):
         return float("nan")
-    _, sizes = torch.unique(units(groups[scored]), return_counts=True)
-    sizes = sizes.double()
-    spread = variance * float((sizes + sizes * (sizes - 1) * correlation).sum())
-    return float(z[scored].sum()) / math.sqrt(spread)
+    n = sizes[scored].double()
+    total = float(n.sum())
+    mean = float((n * residual[scored]).sum()) / total
+    return mean / math.sqrt(float((n ** 2 * variance[scored]).sum()) / total ** 2)
+
+
+def request_statistic(target_phi: torch.Tensor, reference_phi: torch.Tensor, out: torch.Tensor,
+                      groups: torch.Tensor, calibration: Calibration, prior: Prior) -> float:
+    """T of one request: its samples' φ under the target [n] and the references [K, n], `out` [K, n],
+    their subject `groups` [n]."""
+    persons = Persons.of(reference_phi, out, groups)
+    residual, variance = unit_terms(target_phi, persons, calibration, prior)
+    return pooled(residual, variance, persons.sizes)
 
 
 @dataclass(frozen=True)
@@ -120,18 +236,19 @@ class PersonNull:
     reference model playing the target against the others (`person_null`).
 
     `statistics` [P]; `owners` [P] the person of each pair; `calibration` [P] True for the persons (all
-    their pairs) that set thresholds and p-values, the others measure the non-member rate;
-    `correlation` (ρ) and `variance` (v) standardise a request's sum; `sample_variance` (σ²) is the
-    references' pooled variance of φ."""
+    their pairs) that set thresholds and p-values, the others measure the non-member rate; `prior`: the
+    moderated variance's prior, fitted on every person with all its out models."""
 
     statistics: torch.Tensor
     owners: torch.Tensor
     calibration: torch.Tensor
-    correlation: float
-    variance: float
-    sample_variance: float
+    prior: Prior
     persons: int
     reference_models: int
+
+    @property
+    def sample_variance(self) -> float:
+        return self.prior.sample_variance
 
     def calibrating(self) -> torch.Tensor:
         return self.statistics[self.calibration]
@@ -174,8 +291,9 @@ class PersonNull:
         return {"persons": self.persons, "pairs": len(self.statistics),
                 "calibration_pairs": int(self.calibration.sum()),
                 "reported_pairs": int((~self.calibration).sum()), "reference_models": self.reference_models,
-                "correlation": self.correlation, "variance": self.variance,
-                "sample_variance": self.sample_variance}
+                "sample_variance": self.prior.sample_variance, "correlation": self.prior.correlation,
+                "prior_scale": self.prior.scale,
+                "prior_dof": None if math.isinf(self.prior.dof) else self.prior.dof}  # None: no moderation
 
 
 def person_null(train_logits: torch.Tensor, train_labels: torch.Tensor, membership: torch.Tensor,
@@ -191,40 +309,42 @@ def person_null(train_logits: torch.Tensor, train_labels: torch.Tensor, membersh
     out = ~membership.to(torch.bool)
     sample_variance = pooled_variance(torch.cat([phi, test_phi], dim=1),
                                       torch.cat([out, torch.ones_like(test_phi, dtype=torch.bool)], dim=1))
-    person = units(groups)
-    sums, squares, sizes, owners = [], [], [], []
+    persons = Persons.of(phi, out, groups)
+    _, squares, m = persons.spread()
+    # Each sample's own variance between the models that left it out, averaged per person.
+    counts = out.sum(dim=0)
+    centre = torch.where(out, phi, 0.0).sum(dim=0) / counts.clamp(min=1)
+    own = torch.where(out, (phi - centre) ** 2, 0.0).sum(dim=0) / (counts - 1).clamp(min=1)
+    within = torch.zeros(len(persons.sizes), dtype=torch.float64).index_add_(0, persons.index, own.double())
+    prior = fit_prior(squares, m - 1, persons.sizes, within / persons.sizes, sample_variance)
+    statistics, owners = [], []
     for j in range(k):
         others = [i for i in range(k) if i != j]
-        calibration = fit_calibration(test_phi[j], test_phi[others], sample_variance)
-        rows = out[j] & out[others].any(dim=0)  # persons out of model j and of at least one other
-        if not bool(rows.any()):
+        chosen = persons.out[j] & persons.out[others].any(dim=0)  # out of j and of at least one other
+        if not bool(chosen.any()):
             continue
-        z = sample_z(phi[j, rows], phi[others][:, rows], out[others][:, rows], calibration, sample_variance)
-        owner, index = torch.unique(person[rows], return_inverse=True)
-        sums.append(torch.zeros(len(owner), dtype=torch.float64).index_add_(0, index, z))
-        squares.append(torch.zeros(len(owner), dtype=torch.float64).index_add_(0, index, z * z))
-        sizes.append(torch.zeros(len(owner), dtype=torch.float64).index_add_(0, index, torch.ones_like(z)))
-        owners.append(owner)
-    if not sums:
+        calibration = fit_calibration(test_phi[j], test_phi[others], sample_variance)
+        loo = Persons(persons.index, persons.sizes[chosen], persons.out[others][:, chosen],
+                      persons.means[others][:, chosen])
+        target = persons.means[j, chosen]
+        centre, squares_j, m_j = loo.spread()
+        tau2 = prior.moderated(squares_j, (m_j - 1).clamp(min=0), loo.sizes)
+        residual = target - calibration.intercept - calibration.slope * centre
+        variance = (calibration.slope ** 2 * tau2 * (1 + 1 / m_j.clamp(min=1))
+                    + calibration.deviation / loo.sizes)
+        statistics.append(residual / torch.sqrt(variance))
+        owners.append(chosen.nonzero().flatten())
+    if not statistics:
         raise EvaluationError(f"the {k} reference models leave no person out of two of them: no null of "
                               "persons (prepare at least 4 reference models)")
-    total, square, size, owner = (torch.cat(x) for x in (sums, squares, sizes, owners))
-    variance = float(square.sum() / size.sum())
-    pairs = size > 1
-    within = float((total[pairs] ** 2 - square[pairs]).sum())
-    pair_count = float((size[pairs] * (size[pairs] - 1)).sum())
-    correlation = within / (variance * pair_count) if pair_count else 0.0
-    correlation = min(max(correlation, 0.0), 0.99)
-    statistics = total / torch.sqrt(variance * (size + size * (size - 1) * correlation))
+    statistic, owner = torch.cat(statistics), torch.cat(owners)
     # Half of the persons (with every model they were out of) calibrate, the other half report.
-    persons = torch.unique(owner)
-    order = torch.randperm(len(persons), generator=torch.Generator().manual_seed(seed))
-    calibrating = torch.zeros(int(persons.max()) + 1, dtype=torch.bool)
-    calibrating[persons[order[: len(persons) // 2]]] = True
-    return PersonNull(statistics=statistics, owners=owner, calibration=calibrating[owner],
-                      correlation=correlation,
-                      variance=variance, sample_variance=sample_variance, persons=len(persons),
-                      reference_models=k)
+    everyone = torch.unique(owner)
+    order = torch.randperm(len(everyone), generator=torch.Generator().manual_seed(seed))
+    calibrating = torch.zeros(len(persons.sizes), dtype=torch.bool)
+    calibrating[everyone[order[: len(everyone) // 2]]] = True
+    return PersonNull(statistics=statistic, owners=owner, calibration=calibrating[owner], prior=prior,
+                      persons=len(everyone), reference_models=k)
 
 
 # --- judging the requests of one evaluation ------------------------------------------------------------
@@ -292,23 +412,23 @@ def judge_persons(parent: Mapping[str, torch.Tensor], candidate: Mapping[str, to
     `parent` / `candidate`: logits "forget" [n, C] and "test" [m, C]; `labels` likewise; the references'
     φ on the forget [K, n] and test [K, m] samples, `forget_out` [K, n], `groups` [n] (the reference set's
     subject groups of the forget samples). Returns (request id → its entry, the evidence's summary)."""
-    z = {}
-    calibrations = {}
-    for role, logits in (("parent", parent), ("candidate", candidate)):
-        calibrations[role] = fit_calibration(logit_confidence(logits["test"], labels["test"]),
-                                             reference_test_phi, null.sample_variance)
-        z[role] = sample_z(logit_confidence(logits["forget"], labels["forget"]), reference_forget_phi,
-                           forget_out, calibrations[role], null.sample_variance)
+    calibrations = {role: fit_calibration(logit_confidence(logits["test"], labels["test"]),
+                                          reference_test_phi, null.sample_variance)
+                    for role, logits in (("parent", parent), ("candidate", candidate))}
+    phi = {role: logit_confidence(logits["forget"], labels["forget"])
+           for role, logits in (("parent", parent), ("candidate", candidate))}
     thresholds = {f"{f:g}": null.threshold(f) for f in fprs}
     level = decision_level(list(fprs), len(requests))
     entries: dict[str, dict[str, Any]] = {}
     for request_id, rows in requests.items():
         rows = torch.as_tensor(rows, dtype=torch.int64)
-        statistic = {role: pooled(z[role][rows], groups[rows], null.correlation, null.variance) for role in z}
+        persons = Persons.of(reference_forget_phi[:, rows], forget_out[:, rows], groups[rows])
+        statistic = {role: pooled(*unit_terms(phi[role][rows], persons, calibrations[role], null.prior),
+                                  persons.sizes) for role in phi}
         p = {role: null.p_value(value) for role, value in statistic.items()}
         outcome = person_outcome(p["parent"], p["candidate"], level, max(fprs))
-        scored = rows[~torch.isnan(z["parent"][rows])]
-        subjects = int(torch.unique(units(groups[scored])).numel()) if len(scored) else 0
+        scored = persons.out.any(dim=0)
+        subjects = int(torch.unique(units(groups[rows])[scored[persons.index]]).numel())
         entries[request_id] = {
             "outcome": outcome,
             "summary": person_words(outcome, statistic["parent"], statistic["candidate"], p["parent"],
@@ -319,10 +439,10 @@ def judge_persons(parent: Mapping[str, torch.Tensor], candidate: Mapping[str, to
         }
     summary = {
         "unit": "person",
-        "method": "user-level offline LiRA: the mean of a person's per-sample z-scores against reference "
-                  "models that never met them (halves drawn by subject), each model calibrated on held-out "
-                  "samples, standardised for correlated samples, against a null of real persons (each "
-                  "reference model as the target)",
+        "method": "user-level offline LiRA: a person's mean logit confidence against the reference models "
+                  "that never met them (halves drawn by subject), each model calibrated on held-out samples, "
+                  "over the person's own moderated variance between reference models, against a null of "
+                  "real persons (each reference model in turn the target)",
         "null": null.describe(),
         "thresholds": thresholds,
         "non_member_rate": {key: null.non_member_share(value).to_dict() for key, value in thresholds.items()},
