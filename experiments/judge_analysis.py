@@ -167,3 +167,35 @@ def alternatives(folder: Path) -> dict[str, Any]:
             flagged[name] = counts
         result[role] = flagged
     return result
+
+
+def product_gate(folder: Path, out_dir: Path) -> dict[str, Any]:
+    """The product's evaluate step (`lethe.steps.evaluate.evaluate`: the version's reference set, one
+    request per planted subject, Evidently, the gate) on the retrained model and on the original with
+    one bias nudged (its parameters changed, its predictions not), each against the original."""
+    import copy
+
+    from lethe.models import load_model, save_model
+    from lethe.steps.evaluate import evaluate
+
+    planted = json.loads((folder / "planted.json").read_text())
+    original, card = load_model(folder / "original")
+    touched = copy.deepcopy(original)
+    with torch.no_grad():
+        list(touched.parameters())[-1].mul_(1.0001)
+    save_model(touched, out_dir / "touched", {key: getattr(card, key) for key in
+                                              ("dataset", "dataset_fingerprint", "normalization", "classes",
+                                               "image_size")} | {"root_fingerprint": card.fingerprint})
+    dataset = f"shards:{folder / 'data'}"
+    ids = [i for samples in planted["subjects"].values() for i in samples]
+    result = {}
+    for name, model_dir in (("retrained", folder / "retrained"), ("original", out_dir / "touched")):
+        evaluation = evaluate(model_dir, folder / "original", dataset, forget_ids=ids, scenario="subject",
+                              out_dir=out_dir / name, progress=False, device="cpu",
+                              requests=planted["subjects"], references_root=str(folder / "audit"))
+        gate = evaluation.metrics["gate"]
+        result[name] = {"decision": gate["decision"],
+                        "failed": [c["name"] for c in gate["checks"] if not c["passed"]],
+                        "outcomes": evaluation.metrics["per_example"]["outcome_counts"],
+                        "seconds": evaluation.metrics["timing_s"]}
+    return result
