@@ -242,7 +242,8 @@ def test_the_runs_outcomes_and_evidence_read(registry) -> None:
     for version, gate in (("2", True), ("3", False)):
         info = registry.version(version)
         outcome = read_outcome(info.tags["lethe.run_id"])
-        assert outcome is not None and outcome["run_id"] == info.tags["lethe.run_id"]
+        assert outcome is not None and outcome.run_id == info.tags["lethe.run_id"]
+        assert outcome.version == version
         with tempfile.TemporaryDirectory() as tmp:
             path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
             metrics = json.loads(Path(path).read_text())
