@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # MLflow loads only when a command runs: `lethe --help` stays
     from lethe.ledger import Ledger
     from lethe.registry import Registry
     from lethe.registry.metadata import VersionInfo
+    from lethe.registry.privacy import PrivacyGuard
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -75,6 +76,14 @@ def _decide(args: argparse.Namespace, decision: str) -> int:
     guard = PrivacyGuard(names_subject=ledger.mentions_subject)
     guard.check_text(args.by, "the reviewer's name")
     guard.check_text(args.reason, "the review reason")
+    # One decision per model at a time, MLflow and the ledger together: a racing approval of a
+    # sibling, or a reject of the same version, reads the state this one leaves (see decision_lock).
+    with ledger.decision_lock(registry.model_name):
+        return _decide_locked(args, decision, registry, ledger, guard)
+
+
+def _decide_locked(args: argparse.Namespace, decision: str, registry: Registry, ledger: Ledger,
+                   guard: PrivacyGuard) -> int:
     info = registry.version(args.version)
     if info.review == "pending":
         info = (registry.approve if decision == "approved" else registry.reject)(

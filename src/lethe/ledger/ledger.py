@@ -9,11 +9,13 @@ request, and a claim whose lease expired returns to pending (a run that died nev
 
 `Ledger` is the façade; each role is a module of its own: `store` (plumbing and the views it
 returns), `subjects` (HMAC of a subject id), `mentions` (free text naming a subject), `intake`
-(filing, amending, cancelling, reading), `leases` (a run's claims), `settlement` (outcomes, review).
+(filing, amending, cancelling, reading), `leases` (a run's claims), `settlement` (outcomes, review),
+`decision_lock` (one review decision at a time per model).
 """
 
 from __future__ import annotations
 
+from lethe.ledger.decision_lock import DecisionLocks
 from lethe.ledger.intake import Intake
 from lethe.ledger.leases import Leases
 from lethe.ledger.mentions import SubjectMentions
@@ -34,5 +36,5 @@ __all__ = ["DEFAULT_DEADLINE_DAYS", "DEFAULT_LEASE", "MAX_DEADLINE_DAYS", "AddRe
            "Ledger", "Transition", "hash_subject", "utcnow"]
 
 
-class Ledger(Intake, Leases, Settlement, SubjectMentions):
+class Ledger(Intake, Leases, Settlement, SubjectMentions, DecisionLocks):
     """Erasure requests in SQLite (default: `settings().ledger`) or PostgreSQL (by URL)."""

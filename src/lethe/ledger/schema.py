@@ -96,3 +96,15 @@ class TransitionRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
     request: Mapped[RequestRow] = relationship(back_populates="transitions")
+
+
+class DecisionLockRow(Base):
+    """A lock on one registered model's review decisions (`lethe.ledger.decision_lock`): the ledger is
+    the one store every reviewer's process shares, so two decisions on a model run one after the other.
+    `expires_at` frees the lock of a process that died holding it."""
+
+    __tablename__ = "decision_locks"
+
+    name: Mapped[str] = mapped_column(String(250), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

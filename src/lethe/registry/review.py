@@ -32,7 +32,9 @@ class Versions(Protocol):
 def decide(registry: Versions, version: str | int, decision: Literal["approved", "rejected"], *, by: str,
            reason: str, guard: PrivacyGuard | None = None) -> VersionInfo:
     """Record `decision` on a version awaiting review; `guard` checks `by` and `reason` before anything
-    is sent (default: sample ids only). An approval must honour every request the champion does."""
+    is sent (default: sample ids only). An approval must honour every request the champion does.
+    Two decisions on one model must not interleave: callers that may race hold the ledger's
+    `decision_lock` around this and the ledger's part (`lethe review` does)."""
     if not by.strip() or not reason.strip():
         raise RegistryError("a review decision needs --by NAME and --reason TEXT")
     guard = guard or PrivacyGuard()
@@ -42,19 +44,25 @@ def decide(registry: Versions, version: str | int, decision: Literal["approved",
     if info.review != "pending":
         raise RegistryError(f"version {info.version} of {registry.model_name} is not awaiting review "
                             f"(review={info.review or 'none'})")
-    if decision == "approved":
-        champion = registry.champion_version()
-        if champion and champion != info.version:
-            missing = set(registry.version(champion).request_ids) - set(info.request_ids)
-            if missing:
-                raise RegistryError(f"version {info.version} does not honour {len(missing)} request(s) "
-                                    f"that the champion (version {champion}) honours; reject it and "
-                                    "re-run")
+    champion = registry.champion_version() if decision == "approved" else None
+    if champion and champion != info.version:
+        missing = set(registry.version(champion).request_ids) - set(info.request_ids)
+        if missing:
+            moved = (f"the champion moved (now version {champion}); version {info.version} no longer "
+                     "descends from it and" if info.parent_version != champion else f"version {info.version}")
+            raise RegistryError(f"{moved} does not honour {len(missing)} request(s) that the champion "
+                                f"(version {champion}) honours; reject it and re-run")
     at = datetime.now(UTC).isoformat(timespec="seconds")
     with mlflow_errors(registry.tracking_uri):
         # The alias first, the `review` tag last: the tag says the decision is complete, so a
         # failure in between leaves the version pending and the same command finishes it.
         if decision == "approved":
+            # Compare, then set: the champion checked above must still be the champion. Under the
+            # ledger's decision lock (`lethe review`) nothing moves it in between; without it this
+            # narrows the window but cannot close it (MLflow has no atomic compare-and-set).
+            if registry.champion_version() != champion:
+                raise RegistryError(f"the champion moved while version {info.version} was being approved; "
+                                    "run the same command again")
             registry.client.set_registered_model_alias(registry.model_name, CHAMPION, info.version)
         registry.client.update_model_version(registry.model_name, info.version,
                                              reviewed_description(info.description, decision, by, at, reason))
