@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
-# scheme://user:secret@host or scheme://token@host: everything between "//" and "@" is credentials.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+from lethe.errors import ConfigError
+
+# scheme://user:secret@host or scheme://token@host: everything between "//" and the last "@" of the
+# URL is credentials, whatever it holds (a password may contain ', ", /, : or @).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>\S+)@")
 MASK = "***"
 REDACTED = "<redacted>"
 
@@ -24,6 +28,23 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 def mask_credentials(text: str) -> str:
     """`text` with the password or token of every URL replaced by ***."""
     return _URL_CREDENTIALS.sub(_mask_userinfo, str(text))
+
+
+def check_url(url: str, what: str) -> str:
+    """`url` (a ledger, tracking or storage URL) if it parses: no control character, and a port that is
+    a number from 1 to 65535; else one ConfigError line that names `what`, without the password."""
+    text = str(url)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ConfigError(f"{what} holds control characters: {mask_credentials(text)!r}")
+    if "://" not in text:
+        return text
+    try:
+        port = urlsplit(text).port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{what} {mask_credentials(text)}: the port is not a number from 1 to 65535")
+    return text
 
 
 class Redactor:

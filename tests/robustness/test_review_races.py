@@ -74,7 +74,8 @@ def test_racing_review_decisions_always_agree(tmp_path: Path, digits_convnet_dir
     monkeypatch.delenv("LETHE_SUBJECT_KEY", raising=False)
     registry = Registry()
     ledger = Ledger()
-    base = registry.register_version(digits_convnet_dir, gate={"passed": True, "reasons": []}, scenario="base")
+    base = registry.register_version(digits_convnet_dir, gate={"passed": True, "reasons": []},
+                                     scenario="base")
     template = {k: v for k, v in registry.version(base.version).tags.items()}
     subject = iter(range(10**6))
 
@@ -101,7 +102,8 @@ def test_racing_review_decisions_always_agree(tmp_path: Path, digits_convnet_dir
     try:
         deadline = time.monotonic() + 120
         while not all((box / f"ready-{n}").exists() for n in "ab"):
-            assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "workers did not start"
+            started = time.monotonic() < deadline and all(w.poll() is None for w in workers)
+            assert started, "the workers did not start"
             time.sleep(0.05)
         outcomes = {"approve/approve": [], "approve/reject": []}
         for try_no in range(2 * TRIES):

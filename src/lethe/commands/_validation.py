@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,16 @@ def positive_number(text: str) -> float:
     return value
 
 
+def sample_id(text: str) -> str:
+    """An argparse type: one sample id, not empty nor blank (an empty list would mean every sample)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty sample id: name the samples, or leave out --samples "
+                                         "for every sample of the subject")
+    if any(ord(c) < 32 or c == "\x7f" for c in text):
+        raise argparse.ArgumentTypeError(f"a sample id with control characters: {text!r}")
+    return text.strip()
+
+
 def _from_lethe_error(check: Callable[[str], object]) -> Callable[[str], object]:
     """An argparse type from a library check that raises LetheError (argparse wants ArgumentTypeError)."""
 
@@ -74,9 +85,14 @@ device_argument = _from_lethe_error(_device)
 alpha_argument = _from_lethe_error(_alpha)
 
 
+#: Kernel and device filesystems: nothing lethe writes belongs there (and mkdir fails late, even as root).
+PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
 def check_out_dir(path: str | Path, *, flag: str = "--out",
                   sources: tuple[str | Path | None, ...] = ()) -> None:
-    """Refuse an output directory that is a file, lies under a file, or is one of `sources` (an input).
+    """Refuse an output directory that is empty (it would mean the current directory), a file, lies
+    under a file, under /proc, /sys or /dev, or is one of `sources` (an input) or inside one.
 
     A storage URI (`s3://`, or any scheme lethe.storage serves) is left to its backend, once
     `backend_for` knows its scheme; local paths and `file://` URIs are checked here.
@@ -90,18 +106,36 @@ def check_out_dir(path: str | Path, *, flag: str = "--out",
         backend_for(str(uri))  # an unknown scheme is refused here, in one line
         return None
 
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty: name a directory (an empty path would be the current one)")
+    if any(ord(c) < 32 for c in str(path)):
+        raise ConfigError(f"{flag} {str(path)!r} holds control characters")
     target = local(path)
     if target is None:
         return
+    absolute = Path(os.path.abspath(target))
+    if any(absolute == root or root in absolute.parents for root in PSEUDO_FILESYSTEMS):
+        raise ConfigError(f"{flag} {target} lies in a kernel filesystem ({absolute.parts[1]}): "
+                          "write elsewhere")
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{flag} {target} is an existing file, not a directory")
-    for parent in target.absolute().parents:
+    for parent in absolute.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"{flag} {target}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag} {target}: {parent} is not writable")
             break
+    resolved = target.resolve()
     for source in sources:
-        source_path = local(source) if source is not None else None
-        if source_path is not None and target.exists() and source_path.exists() \
-                and target.resolve() == source_path.resolve():
+        source_text = str(source or "")
+        is_local = bool(source_text) and uri_scheme(source_text) in ("", "file")
+        source_path = local_path(source_text) if is_local else None
+        if source_path is None or not source_path.exists():
+            continue
+        source_resolved = source_path.resolve()
+        if resolved == source_resolved:
             raise ConfigError(f"{flag} {target} is the input model directory: write the result elsewhere")
+        if source_path.is_dir() and source_resolved in resolved.parents:
+            raise ConfigError(f"{flag} {target} lies inside the input model directory {source_path}: "
+                              "write the result elsewhere")

@@ -60,7 +60,7 @@ def _pct(value: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from lethe.steps.evaluate import evaluate
 
-    check_out_dir(args.out)
+    check_out_dir(args.out, sources=(args.model, args.parent))  # reports inside a model would change it
     result = evaluate(args.model, args.parent, args.dataset, **forget_kwargs(args), scenario=args.scenario,
                       out_dir=args.out, thresholds=args.thresholds, device=args.device,
                       progress=not args.no_progress, data_dir=args.data_dir)

@@ -15,7 +15,9 @@ kfp is imported only when one of these runs (lethe.kfp; the rest of lethe never 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +46,25 @@ def compile_command(args: argparse.Namespace) -> int:
 
     check_out_dir(args.out)
     names = args.names or pipeline_names()
-    for name in names:
-        path = compile_pipeline(name, Path(args.out) / f"{name}.yaml")
-        print(f"{name:12s} {path}")
+    unknown = [name for name in names if name not in pipeline_names()]
+    if unknown:  # refused before the first file is written
+        raise PipelineError(f"unknown pipeline(s) {', '.join(map(repr, unknown))}; choose from "
+                            f"{', '.join(pipeline_names())}")
+    # All or nothing: every pipeline compiles into a temporary directory beside --out, then moves in.
+    out = Path(args.out)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".compiling-") as staging:
+            staged = [(name, compile_pipeline(name, Path(staging) / f"{name}.yaml")) for name in names]
+            for name, path in staged:
+                target = out / path.name
+                path.replace(target)
+                print(f"{name:12s} {target}")
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lethe.commands._validation import check_out_dir, integer
+from lethe.commands._validation import check_out_dir, integer, sample_id
 from lethe.errors import LedgerError
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("add", parents=[common, checked], help="record an erasure request for a subject")
     p.add_argument("--subject", required=True, help="the subject's id (stored only as a keyed hash)")
-    p.add_argument("--samples", nargs="+", metavar="ID",
+    p.add_argument("--samples", nargs="+", metavar="ID", type=sample_id,
                    help="sample ids to forget (default: all of the subject's)")
     p.add_argument("--received", type=_iso_datetime, metavar="ISO",
                    help="when the request was received (default: now; naive times are UTC)")
@@ -197,7 +197,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = actions.add_parser("amend", parents=[common, checked],
                            help="replace the sample ids of a pending or failed request (then pending)")
     p.add_argument("id")
-    p.add_argument("--samples", nargs="+", metavar="ID", required=True, help="the request's sample ids")
+    p.add_argument("--samples", nargs="+", metavar="ID", type=sample_id, required=True,
+                   help="the request's sample ids")
     p.set_defaults(func=amend)
 
     p = actions.add_parser("cancel", parents=[common], help="withdraw a pending or failed request")

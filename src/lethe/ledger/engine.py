@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from lethe.errors import ConfigError, LedgerError
 from lethe.ledger.schema import Base
+from lethe.redact import check_url, mask_credentials
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -31,8 +32,8 @@ def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    except (ArgumentError, ValueError):
+        return mask_credentials(url)
 
 
 def _sqlite_begin_immediate(engine: Engine) -> None:
@@ -49,18 +50,22 @@ def _sqlite_begin_immediate(engine: Engine) -> None:
 
 
 def _create(url: str) -> Engine:
+    check_url(url, "the ledger URL")
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ConfigError(f"invalid ledger URL {url!r}: {exc}") from exc
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(mask_credentials(f"invalid ledger URL {url!r}: {exc}")) from exc
     try:
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                try:
-                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise ConfigError(f"cannot create the ledger's directory for {safe_url(url)}: "
-                                      f"{exc.strerror or exc}") from exc
+            if not parsed.database or parsed.database == ":memory:" or "mode=memory" in str(parsed.query):
+                # Requests filed there are gone when the process exits: a ledger must outlive it.
+                raise ConfigError(f"the ledger URL {safe_url(url)} is a database in memory: its requests "
+                                  "would be lost when this process exits; use sqlite:///PATH or PostgreSQL")
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the ledger's directory for {safe_url(url)}: "
+                                  f"{exc.strerror or exc}") from exc
             engine = create_engine(url, connect_args={"timeout": 60})
             _sqlite_begin_immediate(engine)
         elif parsed.get_backend_name() == "postgresql":

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lethe.config import environment, settings
 from lethe.errors import RegistryError
-from lethe.redact import mask_credentials
+from lethe.redact import check_url, mask_credentials
 from lethe.storage import absolute_uri, join_uri
 
 _clients: dict[str, MlflowClient] = {}
@@ -47,7 +47,7 @@ def _probe(tracking_uri: str) -> None:
 
 def get_client(tracking_uri: str | None = None) -> MlflowClient:
     """A cached client (MLflow's SQLite store migrates its schema on first use: once per process)."""
-    uri = tracking_uri or settings().tracking
+    uri = check_url(tracking_uri or settings().tracking, "the MLflow tracking URI")
     with _lock:
         if uri not in _clients:
             if is_remote(uri):
