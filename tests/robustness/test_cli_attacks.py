@@ -365,6 +365,8 @@ CASES = [
          {"LETHE_TRACKING_URI": "http://127.0.0.1:abc"}),
     case("tracking-port-not-a-number-flag", ["review", "list", "--tracking-uri", "http://u:pw@127.0.0.1:abc"],
          "port"),
+    case("add-tracking-uncreatable-leaves-the-ledger", ADD, "/proc/lethe-x",
+         {"LETHE_TRACKING_URI": "sqlite:////proc/lethe-x/m.db", "LETHE_LEDGER_URL": "{ledger_url}"}),
     case("compile-unknown-pipeline-writes-nothing", ["pipeline", "compile", "--out", "{new}", "scheduled",
                                                      "bogus"], "bogus"),
 ]
