@@ -67,10 +67,15 @@ def test_review_refuses_subject_and_sample_ids_in_by_and_reason(home: Path, digi
                                           scenario="subject", parent_version="1").version
     env = {"LETHE_HOME": str(home)}
     for by, reason in (("digits/train/17", "fine"), ("Dana", "subject-00003 asked twice"),
-                       ("Dana", "as SUBJECT-00003, wrote"), ("subject-00003", "fine")):
-        result = run_in_process(["review", "approve", version, "--by", by, "--reason", reason], env)
-        assert result.code == 2 and "only request ids may leave the ledger" in result.err, (by, reason)
-        assert "subject-00003" not in result.err.lower() and "digits/train/17" not in result.err
+                       ("Dana", "as SUBJECT-00003, wrote"), ("subject-00003", "fine"),
+                       ("Dana", "per subject=alice@example.org"),
+                       ("Dana", "alice@example.org's request is fine"),
+                       ("<bob.smith+gdpr@mail.example.co.uk>", "fine")):
+        for action in ("approve", "reject"):
+            result = run_in_process(["review", action, version, "--by", by, "--reason", reason], env)
+            assert result.code == 2 and "only request ids may leave the ledger" in result.err, (by, reason)
+            assert "subject-00003" not in result.err.lower() and "digits/train/17" not in result.err
+            assert "alice@" not in result.err and "bob.smith" not in result.err
     tags = Registry().version(version).tags
     assert tags["review"] == "pending" and "review.by" not in tags and Registry().champion_version() == "1"
     assert run_in_process(["review", "approve", version, "--by", "Dana", "--reason", "fine"], env).code == 0
@@ -201,3 +206,29 @@ def test_the_privacy_guard_hook_is_what_refuses_free_text() -> None:
     guard.check_text("reviewed by the DPO", "a reason")
     with pytest.raises(RegistryError, match="only request ids"):
         guard.check_text("ALICE asked", "a reason")
+
+
+def test_cancel_and_retry_refuse_an_email_address_in_the_reason(tmp_path: Path) -> None:
+    from lethe.ledger import Ledger
+
+    env = {"LETHE_HOME": str(tmp_path / "home"), "LETHE_DEMO": "1", "LETHE_SUBJECT_KEY": None,
+           "LETHE_LEDGER_URL": None}
+    with lethe_home(tmp_path / "home"):
+        request = Ledger().add("subject-00001").request.id
+    for action in ("cancel", "retry"):
+        for reason in ("asked by alice@example.org", "per subject=alice@example.org", "digits/train/3 twice"):
+            result = run_in_process(["request", action, request, "--reason", reason], env)
+            assert result.code == 2 and "names a subject id" in result.err, (action, reason, result.err)
+            assert "alice@" not in result.err and len(result.err.splitlines()) == 1
+    with lethe_home(tmp_path / "home"):
+        assert Ledger().get(request).state == "pending"
+
+
+def test_data_subjects_never_prints_the_ids_of_a_real_map(tmp_path: Path) -> None:
+    subjects = tmp_path / "subjects.csv"
+    subjects.write_text("subject_id,sample_id\nalice@example.org,digits/train/0\nbob,digits/train/1\n")
+    for argv, env in ((["data", "subjects", "digits"], {"LETHE_SUBJECT_MAP": str(subjects)}),
+                      (["data", "subjects", "digits", "--subjects", str(subjects)], {})):
+        result = run_in_process(argv, {"LETHE_HOME": str(tmp_path / "home"), **env})
+        assert result.code == 0, result.err
+        assert "alice" not in result.out and "bob" not in result.out and "2 subjects" in result.out

@@ -30,7 +30,10 @@ def subjects(args: argparse.Namespace) -> int:
     sizes = [len(samples) for samples in mapping.values()]
     print(f"{len(mapping)} subjects over {sum(sizes)} samples of {train.name}/train "
           f"({min(sizes, default=0)}..{max(sizes, default=0)} samples each)")
-    if args.subjects:  # real subject ids are personal data: not printed
+    from lethe.config import settings
+
+    if args.subjects or settings().subject_map:  # a real map (flag or LETHE_SUBJECT_MAP) is personal data
+        print("(a real subject map: its ids are personal data and are not printed)")
         return 0
     for subject, samples in list(mapping.items())[: args.head]:
         print(f"{subject}\t{' '.join(samples)}")

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lethe.commands._validation import check_out_dir, integer, sample_id
-from lethe.errors import LedgerError
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import ErasureRequest, Ledger
@@ -100,9 +99,11 @@ def amend(args: argparse.Namespace) -> int:
 
 
 def cancel(args: argparse.Namespace) -> int:
+    from lethe.registry.privacy import check_free_text
+
     ledger = _ledger(args)
-    if ledger.mentions_subject(args.reason):  # free text in the ledger: never a subject's raw id
-        raise LedgerError("the reason names a subject id; describe why without it")
+    # Free text in the ledger: never a subject's raw id, a sample id or an e-mail address.
+    check_free_text(args.reason, "the reason", ledger.mentions_subject)
     request = ledger.cancel(args.id, reason=args.reason)
     print(f"{request.id}  {request.state}")
     return 0
@@ -159,7 +160,11 @@ def export(args: argparse.Namespace) -> int:
 
 
 def retry(args: argparse.Namespace) -> int:
-    request = _ledger(args).retry(args.id, note=f"retried: {args.reason}")
+    from lethe.registry.privacy import check_free_text
+
+    ledger = _ledger(args)
+    check_free_text(args.reason, "the reason", ledger.mentions_subject)
+    request = ledger.retry(args.id, note=f"retried: {args.reason}")
     print(f"{request.id}  {request.state}")
     return 0
 

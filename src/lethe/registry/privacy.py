@@ -12,9 +12,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from lethe.errors import RegistryError
+from lethe.errors import ConfigError, RegistryError
 
 SAMPLE_ID = re.compile(r"(?<![\w/.-])[A-Za-z0-9_.:-]+/(?:train|test|val|validation)/\d+(?![\w/])")
+#: An e-mail address anywhere in free text ("subject=alice@x.org", "alice@x.org's", "<a@b.co>").
+EMAIL = re.compile(r"[A-Za-z0-9._%+'-]*[A-Za-z0-9_%+-]@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 TEXT_SUFFIXES = {".json", ".html", ".htm", ".txt", ".csv", ".yaml", ".yml", ".md", ".log", ".svg"}
 
 
@@ -30,30 +32,44 @@ class PrivacyGuard:
         self._short = {v for v in self._forbidden if len(v) < 6}
         self._names_subject = names_subject
 
-    def _find(self, text: str) -> str | None:
+    def _find(self, text: str, *, emails: bool = True) -> str | None:
         for value in self._forbidden:
             if value in self._short:
                 if re.search(rf"(?<![\w-]){re.escape(value)}(?![\w-])", text):
                     return value
             elif value in text:
                 return value
-        match = SAMPLE_ID.search(text)
+        # E-mail addresses in free text and short values; not in uploaded files, where bundled
+        # scripts (an Evidently report's) carry their authors' addresses.
+        match = SAMPLE_ID.search(text) or (EMAIL.search(text) if emails else None)
         return match.group(0) if match else None
 
-    def check_text(self, text: str, where: str) -> None:
-        found = self._find(text)
+    def check_text(self, text: str, where: str, *, emails: bool = True) -> None:
+        found = self._find(text, emails=emails)
         if found is None and self._names_subject is not None and self._names_subject(text):
             found = "…"
         if found is not None:
-            raise RegistryError(f"refusing to send {where} to MLflow: it holds a subject or sample id "
-                                f"({_mask(found)}); only request ids may leave the ledger")
+            raise RegistryError(f"refusing to send {where} to MLflow: it holds a subject id, a sample id or "
+                                f"an e-mail address ({_mask(found)}); only request ids may leave the ledger")
 
     def check_files(self, paths: Iterable[Path]) -> None:
         for path in paths:
             if path.is_dir():
                 self.check_files(sorted(p for p in path.rglob("*") if p.is_file()))
             elif path.suffix.lower() in TEXT_SUFFIXES:
-                self.check_text(path.read_text(errors="replace"), f"the file {path.name}")
+                self.check_text(path.read_text(errors="replace"), f"the file {path.name}", emails=False)
+
+
+def check_free_text(text: str, where: str, names_subject: Callable[[str], bool] | None = None) -> None:
+    """Free text that is stored or sent (a reviewer's reason, a cancel or retry note): no sample id, no
+    e-mail address, and (with `names_subject`, e.g. `Ledger.mentions_subject`) no id the ledger knows."""
+    guard = PrivacyGuard(names_subject=names_subject)
+    found = guard._find(text)
+    if found is None and names_subject is not None and names_subject(text):
+        found = "…"
+    if found is not None:
+        raise ConfigError(f"{where} names a subject id, a sample id or an e-mail address ({_mask(found)}): "
+                          "describe why without it")
 
 
 def _mask(value: str) -> str:
