@@ -232,3 +232,26 @@ def test_data_subjects_never_prints_the_ids_of_a_real_map(tmp_path: Path) -> Non
         result = run_in_process(argv, {"LETHE_HOME": str(tmp_path / "home"), **env})
         assert result.code == 0, result.err
         assert "alice" not in result.out and "bob" not in result.out and "2 subjects" in result.out
+
+
+def test_model_register_uploads_only_the_model_files(tmp_path: Path, digits_convnet_dir: Path) -> None:
+    import shutil
+
+    from lethe.registry import Registry
+
+    model = tmp_path / "model"
+    shutil.copytree(digits_convnet_dir, model)
+    (model / "subjects.csv").write_text("subject_id,sample_id\nalice@example.org,digits/train/0\n")
+    (model / "ledger.db").write_bytes(b"SQLite format 3\x00")
+    (model / "notes").mkdir()
+    (model / "notes" / "ids.txt").write_text("alice@example.org\n")
+    with lethe_home(tmp_path / "lethe") as home:
+        result = run_in_process(["model", "register", str(model), "--champion"], {"LETHE_HOME": str(home)})
+        assert result.code == 0, result.err
+        info = Registry().version("1")
+        uploaded = {Path(a.path).name for a in Registry().client.list_artifacts(info.run_id, "model")}
+        assert {"model.safetensors", "model.json", "train.json"} <= uploaded
+        assert not uploaded & {"subjects.csv", "ledger.db", "notes"}, uploaded
+        assert set(json.loads(info.tags["lethe.model_manifest"])) <= uploaded
+        loaded, _card = Registry().load_model("1")  # the manifest checks out on the way back
+        assert loaded is not None

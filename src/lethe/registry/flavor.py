@@ -47,6 +47,24 @@ def file_manifest(directory: Path) -> dict[str, str]:
             for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+def model_files(model_dir: Path) -> list[Path]:
+    """The files of a model directory that are registered: at its top level, the weights, the card and
+    lethe's JSON records (train.json, dampening.json, ...) with their sidecars."""
+    def wanted(name: str) -> bool:
+        name = name.removesuffix(SIDECAR_SUFFIX)
+        return name in (WEIGHTS_FILE, CARD_FILE) or name.endswith(".json")
+
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and not p.is_symlink() and wanted(p.name))
+
+
+def copy_model_files(model_dir: Path, dest: Path) -> Path:
+    """`dest` holding a copy of `model_files(model_dir)` only; returns it."""
+    dest.mkdir(parents=True)
+    for path in model_files(model_dir):
+        shutil.copy2(path, dest / path.name)
+    return dest
+
+
 # --- save and log --------------------------------------------------------------------------------------
 
 def verify_model_dir(model_dir: Path) -> Any:
