@@ -35,7 +35,7 @@ def check_url(url: str, what: str) -> str:
     a number from 1 to 65535; else one ConfigError line that names `what`, without the password."""
     text = str(url)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ConfigError(f"{what} holds control characters: {mask_credentials(text)!r}")
+        raise ConfigError(f"{what} holds control characters: {mask_url(text)!r}")
     if "://" not in text:
         return text
     try:
@@ -43,8 +43,19 @@ def check_url(url: str, what: str) -> str:
     except ValueError:
         port = -1
     if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"{what} {mask_credentials(text)}: the port is not a number from 1 to 65535")
+        raise ConfigError(f"{what} {mask_url(text)}: the port is not a number from 1 to 65535")
     return text
+
+
+def mask_url(url: str) -> str:
+    """One URL with everything between "//" and its last "@" masked, spaces in a password included
+    (`mask_credentials` finds URLs in free text, where a space ends them)."""
+    scheme, sep, rest = str(url).partition("://")
+    if not sep or "@" not in rest:
+        return mask_credentials(url)
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _secret = userinfo.partition(":")
+    return f"{scheme}://{user}:{MASK}@{host}" if colon else f"{scheme}://{MASK}@{host}"
 
 
 class Redactor:

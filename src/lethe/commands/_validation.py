@@ -78,6 +78,8 @@ def _device(text: str) -> str:
 def _alpha(text: str) -> str | float:
     from lethe.forgetting.alpha import parse_alpha
 
+    if not text.strip():  # an empty α would silently mean the default search
+        raise ConfigError("alpha is empty: give a positive number, 'search' or 'assd'")
     return parse_alpha(text)
 
 
@@ -108,7 +110,7 @@ def check_out_dir(path: str | Path, *, flag: str = "--out",
 
     if not str(path).strip():
         raise ConfigError(f"{flag} is empty: name a directory (an empty path would be the current one)")
-    if any(ord(c) < 32 for c in str(path)):
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):
         raise ConfigError(f"{flag} {str(path)!r} holds control characters")
     target = local(path)
     if target is None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 
 from lethe.errors import ConfigError, LedgerError
 from lethe.ledger.schema import Base
-from lethe.redact import check_url, mask_credentials
+from lethe.redact import check_url, mask_credentials, mask_url
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -33,7 +33,7 @@ def safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
-        return mask_credentials(url)
+        return mask_url(url)
 
 
 def _sqlite_begin_immediate(engine: Engine) -> None:
@@ -54,7 +54,7 @@ def _create(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(mask_credentials(f"invalid ledger URL {url!r}: {exc}")) from exc
+        raise ConfigError(f"invalid ledger URL {mask_url(url)!r}: {mask_credentials(str(exc))}") from exc
     try:
         if parsed.get_backend_name() == "sqlite":
             if not parsed.database or parsed.database == ":memory:" or "mode=memory" in str(parsed.query):
