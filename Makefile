@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 IMAGE ?= ghcr.io/lethe-unlearning/lethe:0.1.0
 
-.PHONY: setup debs demo test check test-unit test-integration test-pipelines bench bench-quick compile lint images clean
+.PHONY: setup debs demo test check fuzz test-unit test-integration test-pipelines bench bench-quick compile lint images clean
 
 setup: $(STAMP) debs
 
@@ -43,6 +43,10 @@ test: setup lint
 # The inner loop: the unit tier without the tests marked slow, on 2 workers, no coverage (<= 90 s).
 check: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS) tests/unit
+
+# The generated attack suite at ten times its `make test` budget (500 examples per command, seeded).
+fuzz: setup
+	LETHE_FUZZ_SCALE=10 $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests/robustness/test_generated_attacks.py
 
 test-unit: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit
