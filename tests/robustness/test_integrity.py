@@ -204,3 +204,28 @@ def test_a_failed_export_leaves_no_certificate_behind(tmp_path: Path) -> None:
     (out / f"{last}.json").rmdir()
     assert run_in_process(["request", "export", "--ledger", url, "--out", str(out)], {}).code == 0
     assert len(list(out.glob("*.json"))) == 3 and len(list(out.glob("*.json.sha256"))) == 3
+
+
+def test_changed_batchnorm_statistics_are_refused(digits_convnet_dir: Path, tmp_path: Path) -> None:
+    """The card records the buffers' sha256 beside the parameters' fingerprint: a changed running_mean,
+    even with its sha256 sidecar rewritten, is refused; the parameters' fingerprint (which keys the
+    importances cache and the references) does not change."""
+    from safetensors.torch import load_file, save_file
+
+    from lethe.models import load_model, save_model
+    from lethe.models.checkpoint import write_sidecars
+
+    model, card = load_model(digits_convnet_dir)
+    out = tmp_path / "model"
+    saved = save_model(model, out)
+    assert saved.fingerprint == card.fingerprint  # parameters only, as before: stored fingerprints hold
+    load_model(out)
+    state = load_file(str(out / "model.safetensors"))
+    name = next(key for key in state if key.endswith("running_mean"))
+    state[name] = state[name] + 0.5
+    save_file(state, str(out / "model.safetensors"), metadata={"fingerprint": card.fingerprint,
+                                                                "arch": card.arch})
+    write_sidecars(out)
+    with pytest.raises(ModelError, match="buffers"):
+        load_model(out)
+    load_model(digits_convnet_dir)  # a card from before buffers were recorded still loads

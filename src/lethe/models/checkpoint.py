@@ -27,7 +27,10 @@ from lethe.models.zoo import SPEC_ATTRIBUTE, build_model, model_spec
 from lethe.storage import sha256_file
 from lethe.storage.records import FORMAT_KEY, Record
 from lethe.storage.uris import SIDECAR_SUFFIX
-from lethe.unlearning.fingerprint import model_fingerprint
+from lethe.unlearning.fingerprint import buffers_fingerprint, model_fingerprint
+
+#: The card key of the buffers' sha256 (`buffers_fingerprint`); absent from cards of older lethe versions.
+BUFFERS_FINGERPRINT = "buffers_fingerprint"
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
@@ -161,6 +164,7 @@ def save_model(model: nn.Module, out_dir: str | Path,
     if isinstance(fields.get("normalization"), Normalization):
         fields["normalization"] = fields["normalization"].to_dict()
     fields["fingerprint"] = model_fingerprint(model)
+    fields[BUFFERS_FINGERPRINT] = buffers_fingerprint(model)
     fields.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
     fields["lethe_version"] = lethe.__version__
     card = ModelCard.from_dict(fields)
@@ -232,6 +236,10 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
     if fingerprint != card.fingerprint:
         raise ModelError(f"checkpoint {weights} has fingerprint {fingerprint[:12]}, its card says "
                          f"{card.fingerprint[:12]}: the weights were changed or swapped")
+    recorded = getattr(card, BUFFERS_FINGERPRINT, None)  # cards written before it was recorded lack it
+    if recorded is not None and buffers_fingerprint(model) != recorded:
+        raise ModelError(f"checkpoint {weights} has buffers (e.g. BatchNorm statistics) that differ from "
+                         "those its card records: the weights were changed or swapped")
     _check_sidecar(weights)  # last: the checks above name what is wrong; this catches the rest
     setattr(model, SPEC_ATTRIBUTE, {"arch": card.arch, "num_classes": card.num_classes,
                                     "in_channels": card.in_channels, "arch_kwargs": dict(card.arch_kwargs)})

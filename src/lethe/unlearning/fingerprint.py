@@ -37,6 +37,15 @@ def model_fingerprint(model: nn.Module) -> str:
     return fingerprint
 
 
+def buffers_fingerprint(model: nn.Module) -> str:
+    """Hex sha256 of every named buffer (BatchNorm running statistics, counters), like `fingerprint_of`.
+
+    Kept apart from `model_fingerprint`, which keys the importances cache and the references: those
+    stay valid, while a model card records this one too, so a changed `running_mean` is refused."""
+    return fingerprint_of([(name, buffer.detach().to("cpu").contiguous())
+                           for name, buffer in model.named_buffers()])
+
+
 def parameter_state(model: nn.Module) -> tuple:
     """What identifies the parameters' current values without reading them: names, tensors, versions."""
     return tuple((name, p.device, p.dtype, tuple(p.shape), p.data_ptr(), p._version)
