@@ -229,3 +229,42 @@ def test_changed_batchnorm_statistics_are_refused(digits_convnet_dir: Path, tmp_
     with pytest.raises(ModelError, match="buffers"):
         load_model(out)
     load_model(digits_convnet_dir)  # a card from before buffers were recorded still loads
+
+
+def test_keyed_sidecars_refuse_a_regenerated_checksum(digits_convnet_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With LETHE_SIDECAR_KEY set, sidecars carry an HMAC of their line: an edited card or artifact whose
+    plain sha256 sidecar was regenerated (as anyone can) is refused; with the key, what lethe wrote reads."""
+    from lethe.models import load_model, read_card, save_model
+    from lethe.models.checkpoint import write_sidecars
+    from lethe.storage import get_bytes, put_bytes, sha256_file
+
+    model, _card = load_model(digits_convnet_dir)
+    monkeypatch.setenv("LETHE_SIDECAR_KEY", "a-secret-sidecar-key")
+    with pytest.raises(IntegrityError, match="no keyed seal"):  # under a key, unkeyed files are refused
+        load_model(digits_convnet_dir)
+    out = tmp_path / "model"
+    save_model(model, out)
+    assert "hmac-sha256 " in (out / "model.json.sha256").read_text()
+    load_model(out)
+    card = json.loads((out / "model.json").read_text())
+    card["num_classes"] = 10
+    (out / "model.json").write_text(json.dumps(card))
+    (out / "model.json.sha256").write_text(f"{sha256_file(out / 'model.json')}  model.json\n")  # regenerated
+    with pytest.raises(IntegrityError, match="no keyed seal"):
+        read_card(out)
+    monkeypatch.setenv("LETHE_SIDECAR_KEY", "another-key")
+    write_sidecars(out)  # sealed with the wrong key
+    monkeypatch.setenv("LETHE_SIDECAR_KEY", "a-secret-sidecar-key")
+    with pytest.raises(IntegrityError, match="wrong keyed seal"):
+        read_card(out)
+
+    uri = str(tmp_path / "blob.bin")
+    put_bytes(b"importances", uri)
+    assert get_bytes(uri) == b"importances"
+    Path(uri).write_bytes(b"tampered")
+    Path(uri + ".sha256").write_text(f"{sha256_file(uri)}  blob.bin\n")
+    with pytest.raises(IntegrityError, match="keyed seal"):
+        get_bytes(uri)
+    monkeypatch.delenv("LETHE_SIDECAR_KEY")
+    assert get_bytes(uri) == b"tampered"  # without a key, sidecars are plain checksums, as before

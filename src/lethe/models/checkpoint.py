@@ -25,6 +25,7 @@ from lethe.data.sampleset import Normalization
 from lethe.errors import DataError, LetheError, ModelError
 from lethe.models.zoo import SPEC_ATTRIBUTE, build_model, model_spec
 from lethe.storage import sha256_file
+from lethe.storage.artifacts import sidecar_sha256, sidecar_text
 from lethe.storage.records import FORMAT_KEY, Record
 from lethe.storage.uris import SIDECAR_SUFFIX
 from lethe.unlearning.fingerprint import buffers_fingerprint, model_fingerprint
@@ -124,9 +125,10 @@ def _check_sidecar(path: Path) -> None:
     """`path` must match the sha256 recorded beside it; a missing sidecar is refused like a wrong one."""
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     try:
-        recorded = sidecar.read_text().split(maxsplit=1)[0] if sidecar.is_file() else None
-    except (OSError, IndexError, UnicodeDecodeError):
-        recorded = ""
+        text = sidecar.read_bytes() if sidecar.is_file() else None
+    except OSError:
+        text = b""
+    recorded = None if text is None else sidecar_sha256(text, path.name, str(path)) if text.strip() else ""
     if recorded is None:
         raise ModelError(f"{path} has no recorded sha256 ({sidecar.name}): refusing to trust it")
     if recorded != sha256_file(path):
@@ -143,7 +145,7 @@ def write_sidecars(directory: str | Path, recorded: Mapping[str, str] | None = N
         path = directory / name
         if path.is_file():
             sidecar = path.with_name(name + SIDECAR_SUFFIX)
-            sidecar.write_text(f"{(recorded or {}).get(name) or sha256_file(path)}  {name}\n")
+            sidecar.write_text(sidecar_text((recorded or {}).get(name) or sha256_file(path), name))
 
 
 def save_model(model: nn.Module, out_dir: str | Path,
@@ -177,7 +179,7 @@ def save_model(model: nn.Module, out_dir: str | Path,
     save_file(state, str(weights_tmp), metadata={"fingerprint": card.fingerprint, "arch": card.arch})
     card.write(card_tmp)
     sidecars = [(out / f".{name}{SIDECAR_SUFFIX}.tmp", out / f"{name}{SIDECAR_SUFFIX}",
-                 f"{sha256_file(tmp)}  {name}\n")
+                 sidecar_text(sha256_file(tmp), name))
                 for name, tmp in ((WEIGHTS_FILE, weights_tmp), (CARD_FILE, card_tmp))]
     for tmp, _final, line in sidecars:
         tmp.write_text(line)

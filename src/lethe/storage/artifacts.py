@@ -10,6 +10,7 @@ The bytes themselves move through the backend of the URI's scheme (lethe.storage
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from pathlib import Path
@@ -31,15 +32,57 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: A secret that makes sidecars keyed: each also records an HMAC-SHA256 of its line, so a sidecar
+#: regenerated for altered data without the key is refused. Unset: plain sha256 sidecars, as ever.
+SEAL_KEY_ENV = "LETHE_SIDECAR_KEY"
+_SEAL = "hmac-sha256"
+
+
+def _seal_key() -> bytes | None:
+    value = os.environ.get(SEAL_KEY_ENV, "")
+    return value.encode() if value.strip() else None
+
+
+def _seal(sha: str, name: str, key: bytes) -> str:
+    return hmac.new(key, f"{sha}  {name}".encode(), hashlib.sha256).hexdigest()
+
+
+def sidecar_text(sha: str, name: str) -> str:
+    """A sidecar's text: `<sha256>  <name>` (sha256sum's format), and with a configured key
+    (LETHE_SIDECAR_KEY) a second line `hmac-sha256 <hex>` that vouches for the first."""
+    key = _seal_key()
+    return f"{sha}  {name}\n" + (f"{_SEAL} {_seal(sha, name, key)}\n" if key else "")
+
+
+def sidecar_sha256(text: bytes, name: str, where: str) -> str:
+    """The sha256 a sidecar records for the file `name`; with a configured key, only if its keyed seal
+    is present and right (IntegrityError otherwise)."""
+    token = text.decode(errors="replace").split(maxsplit=1)[0] if text.strip() else ""
+    if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
+        raise IntegrityError(f"the recorded sha256 of {where} is malformed")
+    key = _seal_key()
+    if key is not None:
+        seals = [line.split()[1] for line in text.decode(errors="replace").splitlines()[1:]
+                 if len(line.split()) == 2 and line.split()[0] == _SEAL]
+        if not seals:
+            raise IntegrityError(f"the sidecar of {where} has no keyed seal, though {SEAL_KEY_ENV} is set: "
+                                 "anyone could have written it; refusing to trust it")
+        if not hmac.compare_digest(seals[0], _seal(token, name, key)):
+            raise IntegrityError(f"the sidecar of {where} has a wrong keyed seal: it was written without "
+                                 f"the key ({SEAL_KEY_ENV}); refusing to trust it")
+    return token
+
+
+def _name(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _sidecar_text(sha: str, uri: str) -> bytes:
-    return f"{sha}  {uri.rstrip('/').rsplit('/', 1)[-1]}\n".encode()
+    return sidecar_text(sha, _name(uri)).encode()
 
 
 def _parse_sidecar(text: bytes, uri: str) -> str:
-    token = text.decode(errors="replace").split(maxsplit=1)[0] if text.strip() else ""
-    if len(token) != 64 or any(c not in "0123456789abcdef" for c in token):
-        raise IntegrityError(f"the recorded sha256 of {uri} is malformed")
-    return token
+    return sidecar_sha256(text, _name(uri), uri)
 
 
 # --- raw objects (no hashing): whatever the URI's backend stores -----------------------------
