@@ -82,7 +82,7 @@ SCENARIOS: dict[str, Scenario] = {row.name: row for row in (
         takes=("forget_class",), forgets_class=True, target="forgotten_class_share",
         checks=("forget_accuracy",), thresholds="class", per_example=False,
         searches_cutoff=True, alpha_at_most_assd=False,
-        # Dampening that silenced the class but cost the rest: retain data repairs it (the class is never shown).
+        # Dampening silenced the class but cost the rest: retain data repairs it (the class never shown).
         repair_rungs=("retain_finetune",)),
     Scenario(
         name="subject",

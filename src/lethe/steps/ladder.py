@@ -106,18 +106,6 @@ def final_history(candidate_dir: str | Path, metrics: dict[str, Any]) -> list[di
     return rungs
 
 
-def removed_by(rungs: list[dict[str, Any]], request_id: str) -> str | None:
-    """The first rung after which the request was no longer `still_flagged` (per-example test), or None
-    when no rung judged it so, or it is still flagged."""
-    judged = [(r.get("rung"), (r.get("requests") or {}).get(request_id)) for r in rungs]
-    if not any(outcome == "still_flagged" for _, outcome in judged):
-        return None
-    for rung, outcome in judged:
-        if outcome is not None and outcome != "still_flagged":
-            return str(rung)
-    return None
-
-
 def climb(evaluation_dir: str | Path, forget_path: str | Path, *, done: str,
           ladder: str | LadderPolicy | None = None) -> NextRung:
     """After rung `done`, what the run does with the gate's verdict in `evaluation_dir`: `register`,
