@@ -16,10 +16,12 @@ from lethe.forgetting.scenarios import SCENARIOS, scenario
 def _gate(*failing: str, value: float = 1.0, requests: dict | None = None) -> dict:
     checks = [{"name": name, "value": value, "limit": 0.0, "passed": False, "reason": f"{name} failed"}
               for name in failing]
-    checks.append({"name": "test_accuracy_drop", "value": 0.0, "limit": 0.02, "passed": True, "reason": ""}
-                  if "test_accuracy_drop" not in failing else checks[0])
-    return {"decision": "review" if failing else "pass", "reasons": [c["reason"] for c in checks[:len(failing)]],
-            "checks": checks, "requests": requests or {}}
+    if "test_accuracy_drop" not in failing:
+        checks.append({"name": "test_accuracy_drop", "value": 0.0, "limit": 0.02, "passed": True,
+                       "reason": ""})
+    reasons = [check["reason"] for check in checks if not check["passed"]]
+    return {"decision": "review" if failing else "pass", "reasons": reasons, "checks": checks,
+            "requests": requests or {}}
 
 
 def test_the_default_policy_is_dampen_then_repair_then_review():
