@@ -144,6 +144,12 @@ def repair(
         raise RepairError(f"a repair's share of the recipe must be in (0, {policy.max_share:g}] (the ladder "
                           f"policy's max_share), not {share:g}")
     size = (recipe_size(parent_card, len(forget_set.train)) or recipe_size(card, len(forget_set.train)))
+    if size is None:  # the version's reference models were trained with the root's recipe
+        from lethe.audit import find_references
+
+        references = find_references(parent_card)
+        epochs = (references.recipe or {}).get("epochs") if references is not None else None
+        size = {"epochs": int(epochs), "samples": len(forget_set.train)} if epochs else None
     if size is None and recipe_epochs:
         size = {"epochs": int(recipe_epochs), "samples": len(forget_set.train)}
     if size is None:
