@@ -25,7 +25,7 @@ def test_every_pipeline_that_unlearns_compiles_the_ladder(name: str, tmp_path: P
     spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline spec (then the platform spec)
     assert set(spec["components"]) >= LADDER_COMPONENTS
     assert "ladder" in spec["root"]["inputDefinitions"]["parameters"]  # the policy is a run parameter
-    text = out.read_text()
+    text = " ".join(out.read_text().split())  # conditions are wrapped over lines
     for verdict in ("register", "repair", "retrain"):  # dsl.If on the ladder's decision, each branch
         assert f"== '{verdict}'" in text
 
