@@ -36,7 +36,15 @@ def check_ladder_arguments(args: argparse.Namespace) -> None:
     load_ladder(args.ladder)
     load_thresholds(getattr(args, "thresholds", None))
     if args.repair and args.repair != "auto":
-        get_repair(args.repair)
+        from lethe.errors import RepairError
+        from lethe.forgetting.scenarios import infer_scenario
+
+        name = get_repair(args.repair).name
+        row = infer_scenario(getattr(args, "scenario", None), forget_ids=args.forget_ids,
+                             forget_subjects=args.forget_subjects, forget_class=args.forget_class)
+        if name not in row.repair_rungs:
+            raise RepairError(f"the {row.name} scenario allows the repair rung(s) "
+                              f"{', '.join(row.repair_rungs) or 'none'}, not {name}")
     check_out_dir(work_dir(args.out), flag="--out (its .ladder folder)")
 
 
