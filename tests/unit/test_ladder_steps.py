@@ -158,3 +158,23 @@ def test_lethe_remedy_climbs_from_the_cli_and_refuses_bad_input_first(home, damp
     rungs = json.loads((out / "ladder.json").read_text())["rungs"]
     assert [(r["rung"], r["decision"]) for r in rungs] == [("dampen", "review"), ("repair", "pass")]
     assert (root / "remedied.ladder" / "repair-evaluation" / "metrics.json").is_file()
+
+
+def test_the_retrain_rung_retrains_without_the_forget_set_and_keeps_the_history(home, dampened,
+                                                                                  digits_convnet_dir: Path):
+    from lethe.forgetting.spec import ForgetSpec
+    from lethe.models import read_card
+    from lethe.steps.ladder import LadderRecord
+    from lethe.steps.retrain_rung import retrain_rung
+
+    root, _ = home
+    # A model directory (no registered version): retrained from the root's own train.json.
+    spec = ForgetSpec(scenario="class", dataset="digits", forget_class=FORGET_CLASS).save(root / "forget-dir")
+    result = retrain_rung(digits_convnet_dir, spec, dampened["dir"], dampened["evaluation"],
+                          out_dir=root / "retrained", parent_out=root / "retrained-parent",
+                          forget_out=root / "retrained-forget", epochs=1, device="cpu", progress=False)
+    assert result.forget_classes == [FORGET_CLASS] and result.excluded > 0 and result.epochs == 1
+    assert read_card(root / "retrained").extra["excluded"] == result.excluded
+    rungs = LadderRecord.read(root / "retrained" / "ladder.json").rungs
+    assert [r["rung"] for r in rungs] == ["dampen", "retrain"] and rungs[0]["decision"] == "review"
+    assert ForgetSpec.load(root / "retrained-forget").forget_class == FORGET_CLASS
