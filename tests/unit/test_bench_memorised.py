@@ -32,7 +32,8 @@ def _seed(*, original_flags: bool = True, retrained_flags: bool = False, repaire
     original = _model({"w0": _person(0.9, original_flags, "still_flagged"),
                        "w1": _person(0.8, original_flags, "still_flagged"),
                        "s0": _person(0.9, original_flags, "still_flagged", trigger=0.6)}, True, 0.85,
-                      {"wrong_label": _kind_row(1.0, 0.6, 0.85, 0.2), "stamped": _kind_row(1.0, 0.5, 0.9, 0.2)})
+                      {"wrong_label": _kind_row(1.0, 0.6, 0.85, 0.2),
+                       "stamped": _kind_row(1.0, 0.5, 0.9, 0.2)})
     retrained = _model({"w0": _person(0.0, retrained_flags, "removed"),
                         "w1": _person(0.1, retrained_flags, "removed"),
                         "s0": _person(0.1, retrained_flags, "removed", trigger=0.05)}, retrained_flags, 0.85,
@@ -55,7 +56,8 @@ def test_a_judge_that_misses_or_over_flags_fails_its_goals():
     missed = judge_goals({"0": _seed(original_flags=False)})
     assert not missed["memorised_flagged_met"] and missed["by_kind"]["stamped"]["share"] == 0.0
     over = judge_goals({"0": _seed(), "1": _seed(retrained_flags=True)})
-    assert over["retrained_within_bound"] == {"0": True, "1": False} and not over["retrained_within_bound_met"]
+    assert over["retrained_within_bound"] == {"0": True, "1": False}
+    assert not over["retrained_within_bound_met"]
     assert not over["gate_met"]  # the retrained model refused on seed 1
 
 
@@ -67,5 +69,6 @@ def test_a_repair_that_changes_nothing_misses_the_ladder_goal_and_the_gate_still
     idle = ladder_goals({"0": _seed(repaired_like_retrained=False)}, summary)["by_kind"]["stamped"]
     toy = idle["methods"]["repair_toy"]
     assert not toy["met"] and idle["met_by"] == []
-    assert {"still_flagged", "flagged_share", "memorised_agreement", "forget_loss_ratio"} <= set(toy["missed"])
+    missed = set(toy["missed"])
+    assert {"still_flagged", "flagged_share", "memorised_agreement", "forget_loss_ratio"} <= missed
     assert toy["gate_refused_where_missed"]
