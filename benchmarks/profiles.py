@@ -151,13 +151,13 @@ SMOKE = replace(
 
 # The memorised scenario alone (`--small --only memorised`) where the full recipe cannot run in time on a
 # shared 2-core machine: 3 seeds, K=8 reference models (halves by subject), a smaller recipe that still
-# memorises (2,000 images, the full recipe's 30 epochs, 10 subjects of each kind per seed).
+# memorises (2,000 images, 15 epochs, 10 subjects of each kind per seed).
 SMALL = replace(
     QUICK,
     name="small",
     seeds=3,
     memorised_train_limit=2_000,
-    memorised_epochs=30,
+    memorised_epochs=15,
     memorised_wrong_label=10,
     memorised_stamped=10,
     memorised_stamped_true_class=10,

@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag, help_text in (("--quick", "CI smoke run: a 6,000-image slice, one seed (≤ 5 min on 2 cores)"),
                             ("--smoke", argparse.SUPPRESS),
                             ("--small", "with --only memorised: the memorised scenario's smaller recipe "
-                             "(2,000 images, 30 epochs, K=8, 3 seeds)"),
+                             "(2,000 images, 15 epochs, K=8, 3 seeds)"),
                             ("--full", "the published run (about an hour on 2 cores); the default")):
         size.add_argument(flag, dest="profile", action="store_const", const=flag[2:], help=help_text)
     parser.set_defaults(profile="full")
