@@ -92,8 +92,10 @@ SCENARIOS: dict[str, Scenario] = {row.name: row for row in (
         # A subject's samples often already look unseen, so every cut-off meets the target at once and
         # the least change (the output layer alone) would win: subjects keep every layer at ASSD's α.
         searches_cutoff=False, alpha_at_most_assd=True,
-        # Names of lethe.unlearning.repair's registry, tried in order for the gate's refusal (`auto`).
-        repair_rungs=("retain_finetune",)),
+        # Names of lethe.unlearning.repair's registry, tried in order for the gate's refusal (`auto`): a
+        # person still flagged gets NegGrad+ (the closest to retraining in the memorised benchmark), an
+        # accuracy drop the retain fine-tune; the others can be named.
+        repair_rungs=("neggrad_plus", "retain_finetune", "damage_repair", "scrub")),
 )}
 #: The scenario of a run that names samples or subjects (a scheduled run's requests).
 DEFAULT_SCENARIO = "subject"
