@@ -57,6 +57,11 @@ def model_files(model_dir: Path) -> list[Path]:
     return sorted(p for p in model_dir.iterdir() if p.is_file() and not p.is_symlink() and wanted(p.name))
 
 
+def files_manifest(model_dir: Path) -> dict[str, str]:
+    """Name -> sha256 of `model_files(model_dir)`: the files a version registers."""
+    return {p.name: sha256_file(p) for p in model_files(model_dir)}
+
+
 def copy_model_files(model_dir: Path, dest: Path) -> Path:
     """`dest` holding a copy of `model_files(model_dir)` only; returns it."""
     dest.mkdir(parents=True)

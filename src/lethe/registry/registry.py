@@ -12,6 +12,7 @@ description (`lethe.registry.description`) says so in words, and nothing persona
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 import shutil
@@ -64,6 +65,15 @@ def check_model_name(name: str) -> str:
         raise RegistryError(f"invalid model name {str(name)[:60]!r}: use letters, digits, '_', '.' and '-' "
                             "(starting with a letter or digit)")
     return name
+
+
+#: What a version's ladder tag keeps of each rung (the requests' outcomes stay in the evidence).
+RUNG_TAG_KEYS = ("rung", "method", "decision", "refusals", "share_of_recipe", "budget", "sample_steps",
+                 "stopped", "seconds", "flagged_share", "flagged_ci", "test_accuracy")
+
+
+def _rung_tag(rung: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: rung[key] for key in RUNG_TAG_KEYS if rung.get(key) is not None}
 
 
 def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
@@ -238,13 +248,15 @@ class Registry:
         forbidden: Iterable[str] = (),
         run_name: str | None = None,
         run_key: str | None = None,
+        ladder: Sequence[Mapping[str, Any]] = (),
     ) -> VersionInfo:
         """Log a run (params, metrics, evidence, model dir) and register it as a new version.
 
         `request_ids` are the requests this version newly honours; the version records them plus
         its parent's (cumulative). `forbidden`: subject ids, their hashes and sample ids that must
         not reach MLflow; anything matching them (or shaped like a sample id) is refused before
-        anything is sent. `champion` moves here only when `gate` passed. `run_key`: the pipeline run
+        anything is sent. `ladder`: the rungs that made the candidate (`lethe.steps.ladder`), named in
+        its tags and description. `champion` moves here only when `gate` passed. `run_key`: the pipeline run
         registering it (tag RUN_TAG); when a version of that run exists it is returned instead, with
         a promotion that failed half-way completed, so a retried step registers nothing twice.
         """
@@ -255,51 +267,53 @@ class Registry:
                 return self._finish_registration(existing)
         model_dir = Path(model_dir)
         card = flavor.verify_model_dir(model_dir)
-        # Only the model's own files go up: anything else in the directory (a subject map, a copy of
-        # the ledger, notes) stays behind.
-        with tempfile.TemporaryDirectory(prefix="lethe-model-") as staging:
-            model_dir = flavor.copy_model_files(model_dir, Path(staging) / "model")
-            evidence_paths = [Path(p) for p in evidence]
-            missing = [str(p) for p in evidence_paths if not p.exists()]
-            if missing:
-                raise RegistryError(f"evidence not found: {', '.join(missing)}")
+        evidence_paths = [Path(p) for p in evidence]
+        missing = [str(p) for p in evidence_paths if not p.exists()]
+        if missing:
+            raise RegistryError(f"evidence not found: {', '.join(missing)}")
 
-            parent = self.version(parent_version) if parent_version is not None else None
-            lineage = Lineage.of(parent.version if parent else None, parent.request_ids if parent else (),
-                                 request_ids)
-            # An unlearned model's card names its importance method: the version records what was run.
-            method = method or (card.extra.get("unlearning") or {}).get("method") or None
-            # Promote only what passed the gate and forgets at least everything the champion forgot.
-            promote = gate.passed and may_promote(lineage.request_ids, self._champion_request_ids())
-            metadata = VersionMetadata(
-                scenario=scenario, parent_version=lineage.parent_version, request_ids=lineage.request_ids,
-                new_request_ids=lineage.new_request_ids, gate=gate.tag, gate_reasons="; ".join(gate.reasons),
-                model_fingerprint=card.fingerprint, model_manifest=flavor.file_manifest(model_dir),
-                lethe_version=lethe.__version__, run_key=run_key or None, importances_uri=importances_uri,
-                importances_sha256=importances_sha256, alpha=alpha, lam=lam, method=method,
-                review=None if promote else "pending")
-            numeric = _numeric(metrics or {})
-            run_params = _run_params(params or {}, alpha=alpha, lam=lam, method=method, scenario=scenario)
-            description = describe(
-                parent=lineage.parent_version, scenario=scenario, alpha=alpha, lam=lam, method=method,
-                total=len(lineage.request_ids), new=len(lineage.new_request_ids), gate=gate, metrics=numeric,
-                importances_uri=importances_uri, promoted=promote)
-            run_name = run_name or f"{scenario}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-            guard = PrivacyGuard(forbidden)
-            check_registration(guard, params=run_params, tags=metadata.to_tags(), metric_names=numeric,
-                               description=description, run_name=run_name, files=[model_dir, *evidence_paths])
+        parent = self.version(parent_version) if parent_version is not None else None
+        lineage = Lineage.of(parent.version if parent else None, parent.request_ids if parent else (),
+                             request_ids)
+        # An unlearned model's card names its importance method: the version records what was run.
+        method = method or (card.extra.get("unlearning") or {}).get("method") or None
+        # Promote only what passed the gate and forgets at least everything the champion forgot.
+        promote = gate.passed and may_promote(lineage.request_ids, self._champion_request_ids())
+        metadata = VersionMetadata(
+            scenario=scenario, parent_version=lineage.parent_version, request_ids=lineage.request_ids,
+            new_request_ids=lineage.new_request_ids, gate=gate.tag, gate_reasons="; ".join(gate.reasons),
+            model_fingerprint=card.fingerprint, model_manifest=flavor.files_manifest(model_dir),
+            lethe_version=lethe.__version__, run_key=run_key or None, importances_uri=importances_uri,
+            importances_sha256=importances_sha256, alpha=alpha, lam=lam, method=method,
+            rungs=tuple(str(r.get("rung")) for r in ladder),
+            ladder=json.dumps([_rung_tag(r) for r in ladder], sort_keys=True) if ladder else None,
+            review=None if promote else "pending")
+        numeric = _numeric(metrics or {})
+        run_params = _run_params(params or {}, alpha=alpha, lam=lam, method=method, scenario=scenario)
+        description = describe(
+            parent=lineage.parent_version, scenario=scenario, alpha=alpha, lam=lam, method=method,
+            total=len(lineage.request_ids), new=len(lineage.new_request_ids), gate=gate, metrics=numeric,
+            importances_uri=importances_uri, promoted=promote, ladder=ladder)
+        run_name = run_name or f"{scenario}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        guard = PrivacyGuard(forbidden)
+        check_registration(guard, params=run_params, tags=metadata.to_tags(), metric_names=numeric,
+                           description=description, run_name=run_name,
+                           files=[*flavor.model_files(model_dir), *evidence_paths])
 
-            with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
-                served_dir = Path(tmp) / "served"
-                with self._errors():  # MLflow's own failures building its model: one line, like the rest
-                    serving_manifest = flavor.save_model(model_dir, served_dir)
-                guard.check_files([served_dir])
-                evidence_dir = _evidence_dir(Path(tmp) / EVIDENCE_PATH, evidence_paths, lineage.document(
-                    model_name=self.model_name, scenario=scenario, gate=gate, importances_uri=importances_uri,
-                    importances_sha256=importances_sha256, alpha=alpha, **{"lambda": lam}, method=method))
-                tags = metadata.model_copy(update={"serving_manifest": serving_manifest}).to_tags()
-                return self._log_and_register(model_dir, served_dir, evidence_dir, run_params, numeric, tags,
-                                              description, promote, run_name)
+        with tempfile.TemporaryDirectory(prefix="lethe-evidence-") as tmp:
+            # Only the model's own files go up: anything else in its directory (a subject map, a copy
+            # of the ledger, notes) stays behind.
+            model_dir = flavor.copy_model_files(model_dir, Path(tmp) / "model")
+            served_dir = Path(tmp) / "served"
+            with self._errors():  # MLflow's own failures building its model: one line, like the rest
+                serving_manifest = flavor.save_model(model_dir, served_dir)
+            guard.check_files([served_dir])
+            evidence_dir = _evidence_dir(Path(tmp) / EVIDENCE_PATH, evidence_paths, lineage.document(
+                model_name=self.model_name, scenario=scenario, gate=gate, importances_uri=importances_uri,
+                importances_sha256=importances_sha256, alpha=alpha, **{"lambda": lam}, method=method))
+            tags = metadata.model_copy(update={"serving_manifest": serving_manifest}).to_tags()
+            return self._log_and_register(model_dir, served_dir, evidence_dir, run_params, numeric, tags,
+                                          description, promote, run_name)
 
     def _finish_registration(self, info: VersionInfo) -> VersionInfo:
         """A version found by its run: complete a promotion that failed after the version was created
