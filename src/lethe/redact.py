@@ -30,6 +30,10 @@ def mask_credentials(text: str) -> str:
     return _URL_CREDENTIALS.sub(_mask_userinfo, str(text))
 
 
+#: Schemes that name a server: their URLs must name a host.
+SERVER_SCHEMES = ("http", "https", "postgresql", "postgres")
+
+
 def check_url(url: str, what: str) -> str:
     """`url` (a ledger, tracking or storage URL) if it parses: no control character, and a port that is
     a number from 1 to 65535; else one ConfigError line that names `what`, without the password."""
@@ -38,12 +42,15 @@ def check_url(url: str, what: str) -> str:
         raise ConfigError(f"{what} holds control characters: {mask_url(text)!r}")
     if "://" not in text:
         return text
+    parts = urlsplit(text)
     try:
-        port = urlsplit(text).port
+        port = parts.port
     except ValueError:
         port = -1
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"{what} {mask_url(text)}: the port is not a number from 1 to 65535")
+    if parts.scheme.split("+")[0] in SERVER_SCHEMES and not parts.hostname:
+        raise ConfigError(f"{what} {mask_url(text)} names no host")
     return text
 
 

@@ -367,6 +367,12 @@ CASES = [
          "port"),
     case("add-tracking-uncreatable-leaves-the-ledger", ADD, "/proc/lethe-x",
          {"LETHE_TRACKING_URI": "sqlite:////proc/lethe-x/m.db", "LETHE_LEDGER_URL": "{ledger_url}"}),
+    case("subject-with-nul", ["request", "add", "--subject", "s\x00s", "--defer-check"],
+         "control characters"),
+    case("subject-with-escape", ["request", "add", "--subject", "s\x1b[31m", "--defer-check"],
+         "control characters"),
+    case("tracking-no-host", ["review", "list", "--tracking-uri", "http://u:S3cretPW@?@127.0.0.1:abc"],
+         "names no host"),
     case("compile-unknown-pipeline-writes-nothing", ["pipeline", "compile", "--out", "{new}", "scheduled",
                                                      "bogus"], "bogus"),
 ]

@@ -56,6 +56,13 @@ def sample_id(text: str) -> str:
     return text.strip()
 
 
+def plain_text(text: str) -> str:
+    """An argparse type: text without control characters (a subject id, a name)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError("holds control characters")
+    return text
+
+
 def _from_lethe_error(check: Callable[[str], object]) -> Callable[[str], object]:
     """An argparse type from a library check that raises LetheError (argparse wants ArgumentTypeError)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lethe.commands._validation import check_out_dir, integer, sample_id
+from lethe.commands._validation import check_out_dir, integer, plain_text, sample_id
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import ErasureRequest, Ledger
@@ -190,7 +190,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser("add", parents=[common, checked], help="record an erasure request for a subject")
-    p.add_argument("--subject", required=True, help="the subject's id (stored only as a keyed hash)")
+    p.add_argument("--subject", required=True, type=plain_text,
+                   help="the subject's id (stored only as a keyed hash)")
     p.add_argument("--samples", nargs="+", metavar="ID", type=sample_id,
                    help="sample ids to forget (default: all of the subject's)")
     p.add_argument("--received", type=_iso_datetime, metavar="ISO",
