@@ -109,7 +109,8 @@ def run(device: torch.device, samples: int, repeats: int) -> dict[str, Any]:
     result["importance_overhead"] = interleaved({
         "importances": lambda: compute_importances(model, on_device[:20], progress=False),
         "bare": lambda: bare_forward_backward(model, on_device[:20])}, repeats, device)
-    some = max(1, min(len(grouped), 4096 // group, samples // (4 * group)))  # about 4,096 samples, both sides the same ones
+    # About 4,096 samples (a quarter of D at most), the same ones on both sides.
+    some = max(1, min(len(grouped), 4096 // group, samples // (4 * group)))
     bare_batches = on_device[:max(1, some * group // BATCH)]
     result["per_sample"] = interleaved({
         "per_sample": lambda: compute_importances(model, grouped[:some], per_sample=True, progress=False),
