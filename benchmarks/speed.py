@@ -112,8 +112,9 @@ def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
 def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int,
                   repeats: int, device: torch.device) -> tuple[dict[str, Any], nn.Module, ResolvedForgetSet]:
     """A subject request with D cached (loaded from a file), with ASSD's α and with the default selection,
-    against the same request recomputing D and against its floor (Df pass + one dampening). Returns the
-    figures, the default selection's candidate and the request."""
+    against the same request recomputing D and against its floor (Df pass + one dampening + one measurement
+    of the target at the chosen point). Returns the figures, the default selection's candidate and the
+    request. (`scale_on_paper` still projects the floor without the target's measurement.)"""
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
     request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
