@@ -1,7 +1,7 @@
 """GPU speed: the torch-only ratios on ResNet18, one run of a few minutes, into results/speed-cuda.json.
 
     python -m benchmarks.gpu_speed --device cuda            # one GPU, well under 10 minutes
-    python -m benchmarks.gpu_speed --device cpu --quick     # seconds: checks the script on a CPU
+    python -m benchmarks.gpu_speed --device cpu --quick --arch convnet   # checks the script on a CPU
 
 Torch and lethe's engine only (lethe.unlearning, lethe.models, the forgetting target and the batched
 forward); no mlflow, kfp, evidently, boto3 or sklearn import (a device image may lack them; the run
@@ -96,10 +96,10 @@ def train(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: 
     model.eval()
 
 
-def run(device: torch.device, samples: int, repeats: int) -> dict[str, Any]:
+def run(device: torch.device, samples: int, repeats: int, arch: str = "resnet18-cifar") -> dict[str, Any]:
     torch.manual_seed(0)
     images, labels = patterned(samples, seed=0)
-    model = build_model("resnet18-cifar", num_classes=CLASSES, in_channels=SHAPE[0]).to(device)
+    model = build_model(arch, num_classes=CLASSES, in_channels=SHAPE[0]).to(device)
     train(model, images, labels, device)
     on_device = [x.to(device) for x in images.split(BATCH)]
     group = per_sample_group_size(model, SHAPE, device=device)
@@ -187,13 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--samples", type=int, default=20_000, help="|D| (synthetic, CIFAR-shaped)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--arch", default="resnet18-cifar")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parent / "results" / "speed-cuda.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     started = time.perf_counter()
-    measured = run(device, 160 if args.quick else args.samples, 1 if args.quick else args.repeats)
+    measured = run(device, 160 if args.quick else args.samples, 1 if args.quick else args.repeats, args.arch)
     headline = {"importance_overhead_ratio": measured["importance_overhead"]["ratio"],
                 "per_sample_ratio": measured["per_sample"]["ratio"],
                 "cached_speedup": measured["request"]["cached_speedup"],
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"machine": {"device": device.type, "gpu": torch.cuda.get_device_name(device)
                           if device.type == "cuda" else None, "torch": torch.__version__,
                           "platform": platform.platform()},
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "arch": "resnet18-cifar",
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "arch": args.arch,
               "command": " ".join(["python -m benchmarks.gpu_speed",
                                    *(argv if argv is not None else sys.argv[1:])]),
               "quick": args.quick, **measured, "headline": headline,
