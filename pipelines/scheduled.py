@@ -34,11 +34,13 @@ def scheduled_deletion_pipeline(
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
+    ladder: str = "",
 ) -> None:
     """Empty `dataset`/`model_name` mean the champion's own data set and LETHE_MODEL_NAME;
     `max_requests` 0 takes every pending request; `alpha`: a number, `assd` or `search`; `cutoff`: where
     dampening may act (empty: searched with α; `all`; a stage name); `thresholds`: the gate's limits,
-    inline YAML or a storage URI (a pod cannot read a file on the submitting machine)."""
+    inline YAML or a storage URI (a pod cannot read a file on the submitting machine); `ladder`: the
+    ladder policy (repair, `retrain: auto`), inline YAML or a storage URI."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     finalize = configure(finalize_requests(run_id=run_id))
     with dsl.ExitHandler(finalize, name="deletion-run"):
@@ -48,4 +50,4 @@ def scheduled_deletion_pipeline(
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,
                                 batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                                thresholds=thresholds, refresh=refresh)
+                                thresholds=thresholds, refresh=refresh, ladder=ladder)
