@@ -217,7 +217,8 @@ def choose_dampening(model: nn.Module, full: Importances, forget: Importances, f
     record = {"found": selection.found, "cutoff": selection.cutoff, "alpha": selection.alpha,
               "cutoffs": list(selection.cutoffs), "low": low, "high": high, "steps": steps,
               "criterion": target.criterion, "limit": target.limit,
-              "trials": [trial.to_dict() for trial in selection.trials]}
+              "trials": [trial.to_dict() for trial in selection.trials],
+              "forward_trials": selection.forward_trials}
     if selection.found:
         parameters = None if selection.cutoff == EVERY_LAYER else selection.parameters
         return DampeningChoice(float(selection.alpha), str(selection.cutoff), parameters,
