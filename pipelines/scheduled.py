@@ -1,9 +1,12 @@
-"""The scheduled GDPR deletion run: collect pending requests, forget them, settle them.
+"""The scheduled GDPR deletion run: collect pending requests, forget them, settle them, retire copies.
 
-collect → importances of D (cached) → unlearn (GPU) → evaluate → register + gate → (new champion:
-refresh importances); `finalize_requests` is the exit task of a `dsl.ExitHandler`, so it runs
-whatever happens and settles the run's requests from the outcome recorded by the register step.
-No pending request: `collect` returns 0 and everything under `dsl.If` is skipped (a clean no-op).
+collect → importances of D (cached) → unlearn (GPU) → evaluate → register + gate → settle requests →
+refresh the champion's importances → apply retention. `settle_requests` is a regular task after the
+gate that runs even when a step before it failed (`ignore_upstream_failure`), so the requests are
+settled before the refresh starts; the refresh and retention read the champion from the registry.
+`finalize_requests`, the exit task of the `dsl.ExitHandler`, only releases the requests a failed run
+still holds (KFP refuses a task outside the handler that consumes its data, and kfp.local runs exit
+tasks last). No pending request: `collect` returns 0; only retention runs.
 
 One run forgets one batch of subjects (the ledger holds GDPR requests, which are about people);
 forgetting a whole class is an on-demand order (`unlearning_pipeline`, scenario `class`), since a
@@ -15,6 +18,7 @@ from kfp import dsl
 
 from components.platform import configure
 from components.requests import collect_requests, finalize_requests
+from components.retention import apply_retention, refresh_champion_importances, settle_requests
 from pipelines.stages import forget_and_register
 
 NAME = "lethe-scheduled-deletion"
@@ -45,7 +49,14 @@ def scheduled_deletion_pipeline(
         collect = configure(collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
                                              max_requests=max_requests, subject_map=subject_map))
         with dsl.If(collect.outputs["Output"] > 0, name="requests-pending"):
-            forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
-                                run_id=run_id, dataset=dataset, model_name=model_name,
-                                batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                                thresholds=thresholds, refresh=refresh)
+            registered = forget_and_register(
+                parent=collect.outputs["parent"], forget=collect.outputs["forget"], run_id=run_id,
+                dataset=dataset, model_name=model_name, batch_size=batch_size, method=method, alpha=alpha,
+                cutoff=cutoff, lam=lam, thresholds=thresholds, refresh=None)
+            settle = configure(settle_requests(run_id=run_id).after(registered).ignore_upstream_failure())
+            with dsl.If(refresh == True, name="refresh"):  # noqa: E712 (builds a KFP condition, not a bool)
+                configure(refresh_champion_importances(dataset=dataset, model_name=model_name,
+                                                       batch_size=batch_size, method=method).after(settle))
+            configure(apply_retention(model_name=model_name).after(settle))
+        with dsl.If(collect.outputs["Output"] == 0, name="nothing-pending"):
+            configure(apply_retention(model_name=model_name).after(collect))

@@ -26,7 +26,7 @@ def forget_and_register(
     cutoff: str,
     lam: float,
     thresholds: str,
-    refresh: dsl.PipelineChannel,
+    refresh: dsl.PipelineChannel | None,
 ) -> PipelineTask:
     """Add the forgetting stages; returns the register task (its output: the decision)."""
     importances = configure(compute_importances(model=parent, dataset=dataset, batch_size=batch_size,
@@ -42,6 +42,8 @@ def forget_and_register(
                                              model_name=model_name))
 
     # A new champion's importances are computed now (refresh) or by the next run that needs them.
+    if refresh is None:  # the caller refreshes the champion itself, after settling (pipelines.scheduled)
+        return registered
     with dsl.If(registered.outputs["Output"] == "pass", name="new-champion"), \
             dsl.If(refresh == True, name="refresh"):  # noqa: E712 (builds a KFP condition, not a bool)
         configure(refresh_importances(model=candidate.outputs["candidate"], dataset=dataset,

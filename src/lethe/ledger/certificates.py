@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 from pydantic import PlainSerializer
@@ -79,7 +79,7 @@ class CertificateScope:
     controller: str = ""
     recipients: tuple[str, ...] = ()
     not_managed: tuple[str, ...] = ()
-    retire_by: str | None = None  # when the policy retires the copies still kept (a fulfilled request)
+    rollback_window_days: float | None = None  # the policy's: when the copies still kept are retired
     signing_key: str | None = None  # PEM path of the Ed25519 certificate key; None: unsigned
 
     def of(self, request: ErasureRequest) -> dict[str, Any]:
@@ -93,8 +93,9 @@ class CertificateScope:
             "not_managed": list(self.not_managed)}
         if request.state == COMPLETE:
             scope["complete_at"] = retention.get("completed_at")
-        elif self.retire_by:
-            scope["retire_by"] = self.retire_by
+        elif self.rollback_window_days is not None and request.fulfilled_at is not None:
+            due = min(request.fulfilled_at + timedelta(days=self.rollback_window_days), request.deadline)
+            scope["retire_by"] = due.isoformat(timespec="seconds")
         return scope
 
 
@@ -222,8 +223,9 @@ def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str]
     documents = []
     for request in requests:
         document = _document(request, scope)
+        page = render_page(document.to_fields()).encode()
         documents.append((join_uri(out_uri, f"{request.id}.json"), document.to_bytes(),
-                          join_uri(out_uri, f"{request.id}.html"), render_page(document.to_fields()).encode()))
+                          join_uri(out_uri, f"{request.id}.html"), page))
     created: list[str] = []
     written = 0
     try:

@@ -26,7 +26,8 @@ class Retirement(LedgerStore):
             if row.state == COMPLETE:
                 return self._view(row, now)
             if row.state != FULFILLED:
-                raise LedgerError(f"request {row.id} is {row.state}; only a fulfilled request can be complete")
+                raise LedgerError(f"request {row.id} is {row.state}; only a fulfilled request can be "
+                                  "complete")
             self._move(session, row, COMPLETE, now, note=f"every copy retired ({len(retired)} copies)")
             row.outcome = {**(row.outcome or {}), "retention": {"completed_at": now.isoformat(),
                                                                 "copies": [dict(c) for c in retired]}}

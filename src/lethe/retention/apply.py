@@ -45,8 +45,8 @@ class RetentionReport:
 
     @property
     def summary(self) -> str:
-        return (f"retention: {len(self.retired)} cop(ies) retired, {len(self.completed)} request(s) complete, "
-                f"{self.kept} cop(ies) kept until their window ends")
+        return (f"retention: {len(self.retired)} cop(ies) retired, {len(self.completed)} request(s) "
+                f"complete, {self.kept} cop(ies) kept until their window ends")
 
 
 def _delete_folder(uri: str) -> None:

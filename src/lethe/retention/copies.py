@@ -53,7 +53,7 @@ class Copy:
 
 
 def honours(version: VersionInfo, request_id: str) -> bool:
-    """Whether a version forgot the request and was accepted for it (the gate passed or a reviewer approved)."""
+    """Whether a version forgot the request and was accepted for it (gate passed, or a reviewer approved)."""
     return request_id in version.request_ids and (version.gate == "pass" or version.review == "approved")
 
 

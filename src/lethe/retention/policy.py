@@ -1,5 +1,5 @@
-"""The retention policy: one YAML file (`retention.yaml` here holds the defaults; `<LETHE_HOME>/retention.yaml`
-or `--policy PATH` replaces it), read by `load_policy`."""
+"""The retention policy: one YAML file (`retention.yaml` here holds the defaults;
+`<LETHE_HOME>/retention.yaml` or `--policy PATH` replaces it), read by `load_policy`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class RetentionPolicy(BaseModel):
     controller: str = ""
     recipients: list[str] = []
     not_managed: list[str] = []
+    #: PEM file of the Ed25519 key certificates are signed with (`lethe request keygen`); empty: unsigned.
+    certificate_key: str = ""
 
     @property
     def window(self) -> timedelta:
