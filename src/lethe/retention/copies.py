@@ -8,7 +8,8 @@ A copy of request R is
   - the importances cached for such a version (`<artifacts>/importances/<model fingerprint>/`), retired
     with it;
   - a reference set (`<artifacts>/audit/references/<root>/`) whose models trained on R's samples (when
-    the ledger knows R's sample ids; else every set, to be safe): retired at once;
+    the ledger knows R's sample ids; else every set, to be safe): retired whole after the rollback window
+    (until then the evaluation keeps judging with it; `lethe audit prepare` trains a new set);
   - the folders of local pipeline runs (`<LETHE_HOME>/kfp`: fetched parents, forget sets, candidates)
     last written before R was fulfilled, retired after the rollback window.
 What lethe does not manage (the source data, backups) is the policy's `not_managed`, named in the certificate.
@@ -141,7 +142,7 @@ def copies_of(request: ErasureRequest, holdings: Holdings, policy: RetentionPoli
     ids = request_sample_ids(request)
     for folder, manifest in holdings.references.items():
         if manifest is None or ids is None or ids & set(manifest.train_ids):
-            copies.append(Copy(REFERENCES, folder, DUE, now.isoformat(timespec="seconds")))
+            copies.append(Copy(REFERENCES, folder, _state(False, due, now), at))
     fulfilled = (request.fulfilled_at or now).timestamp()
     for run in holdings.runs:
         if run.stat().st_mtime <= fulfilled:

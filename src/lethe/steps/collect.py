@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lethe.config import environment
+from lethe.config import environment, settings
 from lethe.errors import ConfigError, PipelineError, UnknownSamplesError
 from lethe.forgetting.scenarios import DEFAULT_SCENARIO
 from lethe.forgetting.spec import ForgetSpec
@@ -166,10 +166,13 @@ def check_champion(ledger: Ledger, *, tracking_uri: str | None = None, model_nam
     honour; returns its one line, or None. Loads MLflow only when some request is fulfilled."""
     if not any(ledger.list_requests(state) for state in HONOURED_STATES):
         return None
+    tracking = tracking_uri or settings().tracking
+    if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
+        return None  # no registry here: no champion to check (and none is created by looking)
     from lethe.registry import Registry
     from lethe.retention import check_drift
 
-    line = check_drift(ledger, Registry(tracking_uri, model_name)).line
+    line = check_drift(ledger, Registry(tracking, model_name)).line
     if line:
         log.warning(line)
     return line
