@@ -168,6 +168,23 @@ def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
     assert "collect-requests-Output" in condition and "> 0" in condition
 
 
+def test_the_scheduled_pipeline_settles_before_the_refresh_and_retention(compiled):
+    """Requests are settled right after the gate, even when a step before failed, and the champion's
+    importances are refreshed (and copies retired) only after that, inside the exit handler."""
+    spec, _, _ = compiled["scheduled"]
+    pending = spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    settle = pending["settle-requests"]
+    assert settle["dependentTasks"] == ["register-and-gate"]
+    assert settle["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # ignore_upstream_failure
+    assert pending["apply-retention"]["dependentTasks"] == ["settle-requests"]
+    refresh = [t for t, body in pending.items() if body.get("dependentTasks") == ["settle-requests"]
+               and t.startswith("condition-")]
+    assert len(refresh) == 1
+    inner = spec["components"][pending[refresh[0]]["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"refresh-champion-importances"}
+    assert not [t for t in pending if t.startswith("refresh-importances")]  # not the candidate's, before settling
+
+
 def test_placement_resources_and_retries_come_from_the_environment(tmp_path, monkeypatch):
     env = {"LETHE_GPU_STEPS": "unlearn", "LETHE_RETRIES": "0", "LETHE_CPU_LIMIT": "3",
            "LETHE_STEP_RESOURCES": '{"unlearn": {"memory_request": "8Gi", "memory_limit": "32Gi"}}'}

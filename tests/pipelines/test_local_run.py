@@ -79,7 +79,7 @@ def test_nothing_pending_is_a_clean_no_op(home, capsys):
     captured = capsys.readouterr()
     assert "pipeline scheduled succeeded" in captured.out
     ran = [line.split()[0] for line in captured.err.splitlines() if line.endswith("SUCCESS")]
-    assert ran == ["collect-requests", "finalize-requests"]
+    assert ran == ["collect-requests", "apply-retention-2", "finalize-requests"]  # retention runs anyway
     assert (home / "kfp" / "logs" / "scheduled.log").is_file()
     from lethe.registry import Registry
 
@@ -94,6 +94,7 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert not run.succeeded
     assert run.tasks["compute-importances"] == "FAILURE"
     assert run.tasks["finalize-requests"] == "SUCCESS"  # the exit task ran anyway
+    assert run.tasks["settle-requests"] == "SUCCESS"  # it ran past the failure and left them to the exit task
     # The runner saw which task failed and why (kfp.local's task records, the task's traceback).
     assert run.failed_task == "compute-importances"
     assert run.failure.startswith("ImportancesError: unknown importance method 'no-such-method'")
@@ -115,8 +116,11 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
     tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
-    assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
-                           "register-and-gate", "refresh-importances", "finalize-requests"]
+    # The requests are settled before the champion's importances are refreshed; retention after them.
+    assert list(tasks)[:6] == ["collect-requests", "compute-importances", "unlearn", "evaluate",
+                               "register-and-gate", "settle-requests"]
+    assert set(list(tasks)[6:]) == {"refresh-champion-importances", "apply-retention", "finalize-requests"}
+    assert list(tasks)[-1] == "finalize-requests"
     assert set(tasks.values()) == {"SUCCESS"}
 
     from lethe.ledger import Ledger

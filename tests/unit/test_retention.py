@@ -39,14 +39,14 @@ class Store:
     """A home with a registry (version 1: the root; version 2 honours the request), the ledger, two
     reference sets (one trained on the request's samples), two cache folders and a run folder."""
 
-    def __init__(self, home: Path, model_dir: Path, name: str) -> None:
+    def __init__(self, home: Path, model_dir: Path, name: str, tracking: str) -> None:
         from lethe.audit.location import references_uri
         from lethe.audit.records import ReferenceManifest
         from lethe.registry import Registry
         from lethe.storage import join_uri, put_bytes
 
         self.home, self.artifacts = home, home / "artifacts"
-        self.tracking = f"sqlite:///{home / 'mlflow.db'}"
+        self.tracking = tracking
         self.ledger_url = f"sqlite:///{home / 'ledger.db'}"
         self.registry = Registry(self.tracking, name)
         root = self.registry.register_version(model_dir, gate={"passed": True, "reasons": []}, scenario="base")
@@ -84,15 +84,25 @@ class Store:
                          "--model-name", self.registry.model_name])
 
 
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow database for the module: its first use migrates the schema (seconds)."""
+    from lethe.registry import Registry
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    Registry(uri, "warm-up").champion_version()
+    return uri
+
+
 @pytest.fixture
 def store(tmp_path: Path, digits_convnet_dir: Path, monkeypatch: pytest.MonkeyPatch,
-          request: pytest.FixtureRequest) -> Store:
+          request: pytest.FixtureRequest, tracking: str) -> Store:
     monkeypatch.setenv("LETHE_HOME", str(tmp_path))
     monkeypatch.setenv("LETHE_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("LETHE_SUBJECT_KEY", KEY)
     model_dir = tmp_path / "root"
     shutil.copytree(digits_convnet_dir, model_dir)
-    return Store(tmp_path, model_dir, f"retention-{request.node.name[:40].replace('[', '-').strip(']')}")
+    return Store(tmp_path, model_dir, f"retention-{request.node.name[5:40]}", tracking)
 
 
 def _copies(store: Store, capsys: pytest.CaptureFixture) -> dict[str, dict[str, Any]]:
