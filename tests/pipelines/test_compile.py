@@ -20,7 +20,7 @@ ROWS = list(step_rows().values())
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict, str]]:
-    from pipelines.tooling import compile_all
+    from lethe.kfp.compiler import compile_all
 
     with pytest.MonkeyPatch.context() as patch:
         # Credentials present in the compiling environment must not end up in the YAML.
@@ -331,7 +331,7 @@ def _rebuild_pipelines() -> None:
 
 def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
-    from pipelines.tooling import compile_pipeline
+    from lethe.kfp.compiler import compile_pipeline
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -376,7 +376,7 @@ def test_bad_tolerations_are_refused(text):
 
 
 def test_cron_needs_six_fields():
-    from pipelines.tooling import validate_cron
+    from lethe.kfp.scheduler import validate_cron
 
     assert validate_cron(" 0 0 2 * * * ") == "0 0 2 * * *"
     with pytest.raises(PipelineError, match="six"):
