@@ -1,7 +1,7 @@
-"""Components after the gate: settle the run's requests, refresh the champion's importances, apply the
-retention policy. They run in that order inside the run's ExitHandler (KFP refuses a task outside it that
-consumes data from inside, and kfp.local runs exit tasks last), so requests are settled before the refresh
-starts; the exit task (`finalize_requests`) only releases what a failed run still holds."""
+"""Components after the gate: settle the run's requests, then refresh the champion's importances, in that
+order inside the run's ExitHandler (KFP refuses a task outside it that consumes data from inside, and
+kfp.local runs exit tasks last); the exit task (`finalize_requests`) releases what a failed run still
+holds and applies the retention policy."""
 
 from kfp import dsl
 
@@ -30,13 +30,3 @@ def refresh_champion_importances(dataset: str, model_name: str, batch_size: int,
 
     model = f"models:/{model_name}@champion" if model_name else "champion"
     return step(model, dataset or None, batch_size=batch_size, method=method).cached
-
-
-# Never retried (a ledger step); idempotent, so the next run finishes what a failed one left.
-@step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="apply retention")
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
-def apply_retention(model_name: str) -> str:
-    """Retire the copies of erased people's data that the retention policy says are due."""
-    from lethe.steps.retention import apply_retention_policy as step
-
-    return step(model_name=model_name or None).summary

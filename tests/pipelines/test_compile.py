@@ -170,19 +170,20 @@ def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
 
 def test_the_scheduled_pipeline_settles_before_the_refresh_and_retention(compiled):
     """Requests are settled right after the gate, even when a step before failed, and the champion's
-    importances are refreshed (and copies retired) only after that, inside the exit handler."""
+    importances are refreshed only after that; the exit task (release, then retention) names the model."""
     spec, _, _ = compiled["scheduled"]
     pending = spec["components"]["comp-condition-2"]["dag"]["tasks"]
     settle = pending["settle-requests"]
     assert settle["dependentTasks"] == ["register-and-gate"]
     assert settle["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"  # ignore_upstream_failure
-    assert pending["apply-retention"]["dependentTasks"] == ["settle-requests"]
     refresh = [t for t, body in pending.items() if body.get("dependentTasks") == ["settle-requests"]
                and t.startswith("condition-")]
     assert len(refresh) == 1
     inner = spec["components"][pending[refresh[0]]["componentRef"]["name"]]["dag"]["tasks"]
     assert set(inner) == {"refresh-champion-importances"}
-    assert not [t for t in pending if t.startswith("refresh-importances")]  # not the candidate's, before settling
+    assert not [t for t in pending if t.startswith("refresh-importances")]  # not the candidate's
+    finalize = spec["root"]["dag"]["tasks"]["finalize-requests"]
+    assert "model_name" in finalize["inputs"]["parameters"]
 
 
 def test_placement_resources_and_retries_come_from_the_environment(tmp_path, monkeypatch):

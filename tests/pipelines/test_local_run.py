@@ -79,7 +79,7 @@ def test_nothing_pending_is_a_clean_no_op(home, capsys):
     captured = capsys.readouterr()
     assert "pipeline scheduled succeeded" in captured.out
     ran = [line.split()[0] for line in captured.err.splitlines() if line.endswith("SUCCESS")]
-    assert ran == ["collect-requests", "apply-retention-2", "finalize-requests"]  # retention runs anyway
+    assert ran == ["collect-requests", "finalize-requests"]
     assert (home / "kfp" / "logs" / "scheduled.log").is_file()
     from lethe.registry import Registry
 
@@ -116,11 +116,11 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
     tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
-    # The requests are settled before the champion's importances are refreshed; retention after them.
-    assert list(tasks)[:6] == ["collect-requests", "compute-importances", "unlearn", "evaluate",
-                               "register-and-gate", "settle-requests"]
-    assert set(list(tasks)[6:]) == {"refresh-champion-importances", "apply-retention", "finalize-requests"}
-    assert list(tasks)[-1] == "finalize-requests"
+    # The requests are settled before the champion's importances are refreshed; the exit task (release,
+    # retention) last.
+    assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
+                           "register-and-gate", "settle-requests", "refresh-champion-importances",
+                           "finalize-requests"]
     assert set(tasks.values()) == {"SUCCESS"}
 
     from lethe.ledger import Ledger

@@ -18,7 +18,7 @@ from lethe.ledger.certificates import CertificateScope, ErasureCertificate
 KEY = b"unit-test-key"
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOT_MEMORISED_GATE = {"decision": "pass", "membership_test": "per-example",
-                      "requests": {"all": {"outcome": "not_memorised", "summary": "the parent never memorised"}}}
+                      "requests": {"all": {"outcome": "not_memorised", "summary": "never memorised"}}}
 OUTCOME = {"model_name": "m", "metrics": {"forget_accuracy": 0.89, "test_accuracy": 0.93},
            "parent_metrics": {"forget_accuracy": 0.89, "test_accuracy": 0.931}, "gate": NOT_MEMORISED_GATE,
            "algorithm": "lfssd", "parameters": {"alpha": 10.0}}
@@ -72,7 +72,8 @@ def test_a_pending_request_cannot_become_complete(ledger: Ledger) -> None:
 
 def test_a_never_memorised_request_says_so_with_parent_and_candidate(ledger: Ledger) -> None:
     document = certificate(ledger.get(fulfilled(ledger)))
-    assert document["parent_metrics"]["forget_accuracy"] == 0.89 and document["metrics"]["forget_accuracy"] == 0.89
+    assert document["parent_metrics"]["forget_accuracy"] == 0.89
+    assert document["metrics"]["forget_accuracy"] == 0.89
     words = document["outcome_in_words"]
     assert "did not change" in words and "89.0% before and 89.0% after" in words
     assert "never memorised" in words
@@ -90,7 +91,8 @@ def test_the_scope_names_controller_recipients_and_what_lethe_does_not_manage(le
     request = ledger.get(fulfilled(ledger))
     document = certificate(request, scope)
     assert document["controller"] == "Example GmbH" and document["recipients"] == ["payments processor"]
-    assert document["scope"]["not_managed"] == ["the data lake"] and "version 2" in document["scope"]["erased"]
+    assert document["scope"]["not_managed"] == ["the data lake"]
+    assert "version 2" in document["scope"]["erased"]
     assert document["scope"]["retire_by"] == (request.fulfilled_at + timedelta(days=10)).isoformat(
         timespec="seconds")
     ledger.complete(request.id, retired=[{"kind": "model version", "name": "version 1", "state": "retired",
@@ -140,7 +142,8 @@ def test_keygen_never_overwrites_a_key(tmp_path: Path, capsys: pytest.CaptureFix
 
 def _check(tmp_path: Path, url: str, *extra: str) -> tuple[int, dict, str]:
     out, metrics = tmp_path / "check.json", tmp_path / "lethe.prom"
-    code = cli.main(["request", "check", "--ledger", url, "--out", str(out), "--metrics", str(metrics), *extra])
+    code = cli.main(["request", "check", "--ledger", url, "--out", str(out), "--metrics", str(metrics),
+                     *extra])
     return code, json.loads(out.read_text()), metrics.read_text()
 
 
@@ -174,5 +177,6 @@ def test_request_check_passes_a_healthy_ledger(tmp_path: Path, capsys: pytest.Ca
     fulfilled(ledger, "bob@example.org")
     code, summary, metrics = _check(tmp_path, url)
     assert code == 0 and summary["healthy"] and summary["by_state"] == {PENDING: 1, FULFILLED: 1}
-    assert 'lethe_erasure_requests{state="pending"} 1' in metrics and "lethe_erasure_requests_overdue 0" in metrics
+    assert 'lethe_erasure_requests{state="pending"} 1' in metrics
+    assert "lethe_erasure_requests_overdue 0" in metrics
     assert capsys.readouterr().out.startswith("ok:")

@@ -49,13 +49,14 @@ class Store:
         self.tracking = tracking
         self.ledger_url = f"sqlite:///{home / 'ledger.db'}"
         self.registry = Registry(self.tracking, name)
-        root = self.registry.register_version(model_dir, gate={"passed": True, "reasons": []}, scenario="base")
+        passed = {"passed": True, "reasons": []}
+        root = self.registry.register_version(model_dir, gate=passed, scenario="base")
         self.ledger = Ledger(self.ledger_url)
         self.request_id = self.ledger.add("ann@example.org", SAMPLES).request.id
         self.ledger.claim("run-1", request_ids=[self.request_id])
         child = _perturbed(model_dir, home / "child")
-        version = self.registry.register_version(child, gate={"passed": True, "reasons": []}, scenario="subject",
-                                                 parent_version="1", request_ids=(self.request_id,))
+        version = self.registry.register_version(child, gate=passed, scenario="subject", parent_version="1",
+                                                 request_ids=(self.request_id,))
         assert version.is_champion
         self.fingerprints = [root.metadata.model_fingerprint, version.metadata.model_fingerprint]
         self.run_folder = home / "kfp" / "lethe-scheduled-deletion-2026-01-01-00-00-00-000000"
@@ -139,7 +140,8 @@ def test_copies_are_listed_then_retired_past_the_window(store: Store, capsys: py
     with pytest.raises((MlflowException, OSError)):
         mlflow.pyfunc.load_model(f"models:/{store.registry.model_name}/1")
     with pytest.raises((MlflowException, OSError)):
-        store.registry.client.download_artifacts(retired.run_id, "model/model.safetensors", str(tmp_path / "x"))
+        store.registry.client.download_artifacts(retired.run_id, "model/model.safetensors",
+                                                 str(tmp_path / "x"))
     store.registry.load_model("2")  # the champion is untouched
 
     files = store.files()
@@ -173,8 +175,8 @@ def test_retention_killed_half_way_finishes_once(store: Store, monkeypatch: pyte
         retire(copy, registry, now)
 
     later = store.ledger.get(store.request_id).deadline + timedelta(days=1)
-    args = dict(ledger_url=store.ledger_url, tracking_uri=store.tracking, model_name=store.registry.model_name,
-                now=later)
+    args = dict(ledger_url=store.ledger_url, tracking_uri=store.tracking,
+                model_name=store.registry.model_name, now=later)
     monkeypatch.setattr(apply_module, "_retire", dies_on_the_second)
     with pytest.raises(KeyboardInterrupt):
         apply_retention_policy(**args)
@@ -188,8 +190,8 @@ def test_retention_killed_half_way_finishes_once(store: Store, monkeypatch: pyte
     assert store.ledger.get(store.request_id).state == COMPLETE
 
 
-def test_a_champion_moved_by_hand_reopens_requests_and_blocks_promotion(store: Store, digits_convnet_dir: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_a_champion_moved_by_hand_reopens_requests_and_blocks_promotion(
+        store: Store, digits_convnet_dir: Path, capsys: pytest.CaptureFixture) -> None:
     from mlflow import MlflowClient
 
     MlflowClient(store.tracking, store.tracking).set_registered_model_alias(store.registry.model_name,

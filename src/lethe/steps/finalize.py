@@ -15,6 +15,7 @@ settled, and `lethe requests export` writes the certificates again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from lethe.config import settings
@@ -24,7 +25,7 @@ from lethe.ledger import Ledger, export_certificates
 from lethe.retention import load_policy
 from lethe.steps.outcome import RunOutcome, read_failure, read_outcome
 from lethe.steps.results import SettledRequests
-from lethe.steps.retention import certificate_scope
+from lethe.steps.retention import apply_retention_policy, certificate_scope
 from lethe.storage import join_uri
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,27 @@ def finalize_requests(
     outcome_root: str | None = None,
     certificates_root: str | None = None,
     settle_only: bool = False,
+    apply_retention: bool = False,
+    model_name: str | None = None,
 ) -> SettledRequests:
     """Settle the run's requests; returns them by new state, the certificates and a one-line summary.
     `settle_only`: when the outcome decides nothing (a step failed), change nothing (the exit task
-    releases them, with the failing step's error)."""
+    releases them, with the failing step's error). `apply_retention`: then apply the retention policy
+    (the exit task); its failure is logged and named in the summary, the requests stay settled."""
+    settled = _settle(run_id, pipeline_state=pipeline_state, error=error, ledger_url=ledger_url,
+                      outcome_root=outcome_root, certificates_root=certificates_root, settle_only=settle_only)
+    if not apply_retention:
+        return settled
+    try:
+        report = apply_retention_policy(ledger_url=ledger_url, model_name=model_name)
+    except LetheError as exc:
+        log.error("run %s: retention not applied: %s", run_id, exc)
+        return dataclasses.replace(settled, summary=f"{settled.summary}; retention not applied ({exc})")
+    return dataclasses.replace(settled, summary=f"{settled.summary}; {report.summary}")
+
+
+def _settle(run_id: str, *, pipeline_state: str, error: str, ledger_url: str | None, outcome_root: str | None,
+            certificates_root: str | None, settle_only: bool) -> SettledRequests:
     ledger = Ledger(ledger_url)
     held = ledger.for_run(run_id)
     if not held:
