@@ -180,3 +180,36 @@ def test_request_check_passes_a_healthy_ledger(tmp_path: Path, capsys: pytest.Ca
     assert 'lethe_erasure_requests{state="pending"} 1' in metrics
     assert "lethe_erasure_requests_overdue 0" in metrics
     assert capsys.readouterr().out.startswith("ok:")
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ("rollback_window_days: -1\n", "rollback_window_days"),
+    ("surprise: 1\n", "surprise"),
+    ("[1, 2]\n", "not a mapping"),
+    (": : :\n", "cannot read the retention policy"),
+])
+def test_a_bad_retention_policy_is_one_line_and_changes_nothing(policy: str, message: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    request_id = fulfilled(Ledger(url, subject_key=KEY))
+    before = Ledger(url, subject_key=KEY).history(request_id)
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    assert cli.main(["retention", "apply", "--policy", str(path), "--ledger", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lethe: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert Ledger(url, subject_key=KEY).history(request_id) == before
+
+
+def test_verify_refuses_what_it_cannot_read_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    _, public = _keys(tmp_path)
+    (tmp_path / "not-json.json").write_text("{")
+    for argv, message in ((["request", "verify", str(tmp_path / "missing.json"), "--public-key", str(public)],
+                           "cannot read the certificate"),
+                          (["request", "verify", str(tmp_path / "not-json.json"), "--public-key", str(public)],
+                           "not JSON"),
+                          (["request", "verify", str(tmp_path / "not-json.json"), "--public-key",
+                            str(tmp_path / "not-json.json")], "not a PEM public key")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lethe.errors import LedgerError, RegistryError
@@ -69,10 +70,14 @@ def list_(args: argparse.Namespace) -> int:
 
 def _drift_line(args: argparse.Namespace, registry: Registry) -> str | None:
     """The drift check (`lethe.retention.drift`) when the ledger has fulfilled requests; its one line."""
+    from lethe.config import settings
     from lethe.ledger import HONOURED_STATES, Ledger
     from lethe.retention import check_drift
 
-    ledger = Ledger(args.ledger)
+    url = args.ledger or settings().ledger
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None  # no ledger here: nothing fulfilled to check (and none is created by looking)
+    ledger = Ledger(url)
     if not any(ledger.list_requests(state) for state in HONOURED_STATES):
         return None
     return check_drift(ledger, registry).line
