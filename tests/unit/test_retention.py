@@ -210,6 +210,8 @@ def test_a_champion_moved_by_hand_reopens_requests_and_blocks_promotion(
                                             request_ids=(store.request_id,))
     assert not again.is_champion and again.review == "pending"
     assert store.registry.champion_version() == "1"
+    assert store.cli("review", "approve", again.version, "--by", "dpo", "--reason", "looks fine") == 2
+    assert "confirm-champion" in capsys.readouterr().err and store.registry.champion_version() == "1"
     assert store.cli("review", "confirm-champion", "2", "--by", "dpo", "--reason", "restored") == 2
     assert "not the champion" in capsys.readouterr().err and store.registry.promotion_blocked()
     assert store.cli("review", "confirm-champion", "1", "--by", "dpo", "--reason", "restored on purpose") == 0

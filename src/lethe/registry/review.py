@@ -42,6 +42,10 @@ def decide(registry: Versions, version: str | int, decision: Literal["approved",
     if info.review != "pending":
         raise RegistryError(f"version {info.version} of {registry.model_name} is not awaiting review "
                             f"(review={info.review or 'none'})")
+    if decision == "approved" and getattr(registry, "promotion_blocked", lambda: False)():
+        raise RegistryError(f"the champion of {registry.model_name} does not honour every fulfilled "
+                            "request (drift): confirm it first with `lethe review confirm-champion`; nothing "
+                            "was changed")
     if decision == "approved":
         champion = registry.champion_version()
         if champion and champion != info.version:
