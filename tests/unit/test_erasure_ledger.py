@@ -201,15 +201,15 @@ def test_a_bad_retention_policy_is_one_line_and_changes_nothing(policy: str, mes
     assert Ledger(url, subject_key=KEY).history(request_id) == before
 
 
-def test_verify_refuses_what_it_cannot_read_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_verify_refuses_what_it_cannot_read_in_one_line(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
     _, public = _keys(tmp_path)
-    (tmp_path / "not-json.json").write_text("{")
-    for argv, message in ((["request", "verify", str(tmp_path / "missing.json"), "--public-key", str(public)],
-                           "cannot read the certificate"),
-                          (["request", "verify", str(tmp_path / "not-json.json"), "--public-key", str(public)],
-                           "not JSON"),
-                          (["request", "verify", str(tmp_path / "not-json.json"), "--public-key",
-                            str(tmp_path / "not-json.json")], "not a PEM public key")):
-        assert cli.main(argv) == 2
+    broken = tmp_path / "not-json.json"
+    broken.write_text("{")
+    cases = ((tmp_path / "missing.json", public, "cannot read the certificate"),
+             (broken, public, "not JSON"),
+             (broken, broken, "not a PEM public key"))
+    for certificate_path, key, message in cases:
+        assert cli.main(["request", "verify", str(certificate_path), "--public-key", str(key)]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
