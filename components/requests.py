@@ -63,8 +63,8 @@ def prepare_request(
 @step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="finalize requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus, model_name: str = "") -> str:
-    """The exit task: release the requests a failed run still holds (`settle_requests` settled the rest
-    after the gate), then apply the retention policy (`lethe retention apply`)."""
+    """The exit task: settle this run's requests from its recorded outcome and its final state, then apply
+    the retention policy (`lethe retention apply`)."""
     from lethe.steps.finalize import finalize_requests as step
 
     result = step(run_id, pipeline_state=status.state, error=status.error_message or "",

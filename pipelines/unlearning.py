@@ -32,16 +32,18 @@ def unlearning_pipeline(
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
+    ladder: str = "",
 ) -> None:
     """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias of LETHE_MODEL_NAME, or a model
     directory; `forget_class` -1 means none; `scenario` is `subject` or `class`; `refresh`: compute
     the new champion's importances now rather than in the next run that needs them; `alpha`: a number,
     `assd` or `search`; `cutoff`: where dampening may act (empty: searched with α; `all`; a stage name);
-    `thresholds`: the gate's limits, inline YAML or a storage URI (they are the search's targets too)."""
+    `thresholds`: the gate's limits, inline YAML or a storage URI (they are the search's targets too);
+    `ladder`: what to do when the gate refuses (repair, retrain), inline YAML or a storage URI."""
     prepared = configure(prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
                                          forget_subjects=forget_subjects, forget_class=forget_class,
                                          scenario=scenario, subject_map=subject_map))
     forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
                         batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                        thresholds=thresholds, refresh=refresh)
+                        thresholds=thresholds, refresh=refresh, ladder=ladder)

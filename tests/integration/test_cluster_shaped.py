@@ -88,7 +88,7 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
                     log_path=tmp_path / "kfp.log")
     assert run.succeeded, f"{run.failed_task}: {run.failure}; see {tmp_path / 'kfp.log'}"
     assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
-                               "register-and-gate", "settle-requests", "finalize-requests"]
+                               "register-and-gate", "finalize-requests"]
 
     registry = Registry()
     assert registry.champion_version() == "2"

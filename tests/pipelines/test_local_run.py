@@ -94,7 +94,6 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert not run.succeeded
     assert run.tasks["compute-importances"] == "FAILURE"
     assert run.tasks["finalize-requests"] == "SUCCESS"  # the exit task ran anyway
-    assert run.tasks["settle-requests"] == "SUCCESS"  # it ran past the failure and left them to the exit task
     # The runner saw which task failed and why (kfp.local's task records, the task's traceback).
     assert run.failed_task == "compute-importances"
     assert run.failure.startswith("ImportancesError: unknown importance method 'no-such-method'")
@@ -116,11 +115,8 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
     tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
-    # The requests are settled before the champion's importances are refreshed; the exit task (release,
-    # retention) last.
     assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
-                           "register-and-gate", "settle-requests", "refresh-champion-importances",
-                           "finalize-requests"]
+                           "register-and-gate", "refresh-importances", "finalize-requests"]
     assert set(tasks.values()) == {"SUCCESS"}
 
     from lethe.ledger import Ledger

@@ -101,7 +101,37 @@ class CertificateScope:
 
 #: Fields added after 0.1.0; left out of the file when empty, so older certificates read and write the same.
 OPTIONAL_FIELDS = ("state", "controller", "recipients", "parent_metrics", "outcome_in_words", "scope",
-                   "signature")
+                   "signature", "rungs", "removed_by")
+
+
+#: What a certificate keeps of each rung of the ladder (the cost and verdict; the request's own outcome).
+RUNG_KEYS = ("rung", "method", "decision", "share_of_recipe", "sample_steps", "seconds", "stopped")
+
+
+def request_rungs(ladder: Sequence[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """Each rung that made the version, with this request's outcome after it (not the others')."""
+    rungs = []
+    for rung in ladder:
+        kept = {key: rung[key] for key in RUNG_KEYS if rung.get(key) is not None}
+        outcome = (rung.get("requests") or {}).get(request_id)
+        if outcome is not None:
+            kept["outcome"] = outcome
+        rungs.append(kept)
+    return rungs
+
+
+def removed_by(rungs: Sequence[dict[str, Any]]) -> str | None:
+    """The first rung after which the request's samples were no longer `still_flagged`; None when no
+    rung found them flagged (nothing to remove: `not_memorised`, ...) or they still are."""
+    outcomes = [(str(r.get("rung")), r.get("outcome")) for r in rungs]
+    if not any(outcome == "still_flagged" for _, outcome in outcomes):
+        return None
+    seen_flagged = False
+    for rung, outcome in outcomes:
+        seen_flagged = seen_flagged or outcome == "still_flagged"
+        if seen_flagged and outcome is not None and outcome != "still_flagged":
+            return rung
+    return None
 
 
 class ErasureCertificate(Record):
@@ -143,10 +173,14 @@ class ErasureCertificate(Record):
     outcome_in_words: str | None = None
     scope: dict[str, Any] | None = None
     signature: dict[str, str] | None = None
+    #: The ladder's rungs that made the version, each with its cost and this request's outcome after it,
+    #: and the rung that removed the person (absent from certificates of runs before the ladder).
+    rungs: list[dict[str, Any]] = []
+    removed_by: str | None = None
 
     def to_fields(self) -> dict[str, Any]:
         fields = super().to_fields()
-        for key in OPTIONAL_FIELDS:
+        for key in OPTIONAL_FIELDS:  # a run without them writes what it always wrote
             if fields.get(key) in (None, [], {}):
                 fields.pop(key, None)
         return fields
@@ -181,7 +215,9 @@ class ErasureCertificate(Record):
             if outcome.get("parent_metrics") else None,
             controller=(scope.controller or None) if scope else None,
             recipients=list(scope.recipients) if scope else None,
-            scope=scope.of(request) if scope else None)
+            scope=scope.of(request) if scope else None,
+            rungs=(rungs := request_rungs(outcome.get("ladder") or [], request.id)),
+            removed_by=removed_by(rungs))
 
 
 def certificate(request: ErasureRequest, scope: CertificateScope | None = None) -> dict[str, Any]:
