@@ -62,9 +62,11 @@ def prepare_request(
 # Never retried: the exit task runs once whatever happens.
 @step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="finalize requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus) -> str:
-    """The exit task: settle this run's requests from its recorded outcome and its final state."""
+def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus, model_name: str = "") -> str:
+    """The exit task: settle this run's requests from its recorded outcome and its final state, then apply
+    the retention policy (`lethe retention apply`)."""
     from lethe.steps.finalize import finalize_requests as step
 
-    result = step(run_id, pipeline_state=status.state, error=status.error_message or "")
+    result = step(run_id, pipeline_state=status.state, error=status.error_message or "",
+                  apply_retention=True, model_name=model_name or None)
     return result.summary

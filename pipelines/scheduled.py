@@ -42,7 +42,7 @@ def scheduled_deletion_pipeline(
     inline YAML or a storage URI (a pod cannot read a file on the submitting machine); `ladder`: the
     ladder policy (repair, `retrain: auto`), inline YAML or a storage URI."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-    finalize = configure(finalize_requests(run_id=run_id))
+    finalize = configure(finalize_requests(run_id=run_id, model_name=model_name))
     with dsl.ExitHandler(finalize, name="deletion-run"):
         collect = configure(collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
                                              max_requests=max_requests, subject_map=subject_map))

@@ -168,6 +168,12 @@ def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
     assert "collect-requests-Output" in condition and "> 0" in condition
 
 
+def test_the_exit_task_names_the_model_for_retention(compiled):
+    spec, _, _ = compiled["scheduled"]
+    finalize = spec["root"]["dag"]["tasks"]["finalize-requests"]
+    assert "model_name" in finalize["inputs"]["parameters"]
+
+
 def test_placement_resources_and_retries_come_from_the_environment(tmp_path, monkeypatch):
     env = {"LETHE_GPU_STEPS": "unlearn", "LETHE_RETRIES": "0", "LETHE_CPU_LIMIT": "3",
            "LETHE_STEP_RESOURCES": '{"unlearn": {"memory_request": "8Gi", "memory_limit": "32Gi"}}'}

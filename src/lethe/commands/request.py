@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lethe.commands._request_erasure import add_actions, add_copies_options, show_copies
 from lethe.commands._validation import check_out_dir, integer, plain_text, sample_id
+from lethe.errors import LedgerError, RegistryError
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import ErasureRequest, Ledger
@@ -110,9 +113,18 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def list_(args: argparse.Namespace) -> int:
-    requests = _ledger(args).list_requests(args.state)
+    from lethe.steps.collect import check_champion
+
+    ledger = _ledger(args)
+    try:
+        drift = check_champion(ledger, tracking_uri=args.tracking_uri, model_name=args.model_name)
+    except RegistryError as exc:  # the ledger still lists; the line says what was not checked
+        drift = f"drift not checked: {exc}"
+    requests = ledger.list_requests(args.state)
     if args.json:
         print(json.dumps([_as_dict(r) for r in requests], indent=2))
+        if drift:
+            print(drift, file=sys.stderr)
         return 0
     now = datetime.now(UTC)
     header = f"{'ID':36}  {'STATE':12}  {'RECEIVED':16}  {'DEADLINE':16}  {'DUE':12}  {'SAMPLES':>7}  VERSION"
@@ -123,10 +135,14 @@ def list_(args: argparse.Namespace) -> int:
               f"{_due(r, now):12}  {samples:>7}  {r.model_version or '-'}")
     overdue = sum(r.overdue for r in requests)
     print(f"{len(requests)} request(s)" + (f", {overdue} OVERDUE" if overdue else ""))
+    if drift:
+        print(drift)
     return 0
 
 
 def show(args: argparse.Namespace) -> int:
+    if args.copies:
+        return show_copies(args)
     ledger = _ledger(args)
     request, history = ledger.get(args.id), ledger.history(args.id)
     if args.json:
@@ -186,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="MLflow tracking URI (default: LETHE_TRACKING_URI)")
     checked.add_argument("--model-name", default=None, help="registered model (default: LETHE_MODEL_NAME)")
     parser = subparsers.add_parser("request", help="GDPR erasure requests: add, amend, cancel, list, show, "
-                                                   "export, retry")
+                                                   "export, retry, verify, keygen, check")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser("add", parents=[common, checked], help="record an erasure request for a subject")
@@ -213,18 +229,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cancel)
 
     p = actions.add_parser("list", parents=[common], help="list requests with their state and deadline")
-    p.add_argument("--state", help="pending, in_progress, fulfilled, needs_review, failed or cancelled")
+    p.add_argument("--state", help="pending, in_progress, fulfilled, complete, needs_review, failed or "
+                                   "cancelled")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI for the drift check (default: LETHE_TRACKING_URI)")
+    p.add_argument("--model-name", default=None, help="registered model (default: LETHE_MODEL_NAME)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=list_)
 
     p = actions.add_parser("show", parents=[common], help="one request and its history")
     p.add_argument("id")
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_copies_options(p)
     p.set_defaults(func=show)
 
     p = actions.add_parser("export", parents=[common], help="a JSON certificate per fulfilled request")
     p.add_argument("--out", required=True, metavar="DIR", help="a directory or s3://bucket/prefix")
     p.set_defaults(func=export)
+
+    add_actions(actions, common)
 
     p = actions.add_parser("retry", parents=[common], help="return a failed request to pending")
     p.add_argument("id")

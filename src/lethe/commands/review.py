@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lethe.errors import LedgerError, RegistryError
@@ -36,6 +38,7 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 def list_(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    drift = _drift_line(args, registry)
     versions = registry.versions() if args.all else registry.pending_reviews()
     champion = registry.champion_version()
     if args.json:  # every field in full, for scripts (the table shortens the reasons)
@@ -47,6 +50,8 @@ def list_(args: argparse.Namespace) -> int:
              "review_by": v.tags.get(REVIEW_BY_TAG), "review_reason": v.tags.get(REVIEW_REASON_TAG),
              "review_at": v.tags.get(REVIEW_AT_TAG), "description": v.description} for v in versions]},
             indent=2))
+        if drift:
+            print(drift, file=sys.stderr)
         return 0
     print(f"model {registry.model_name}; champion: version {champion or '-'}")
     print(f"{'VERSION':>7}  {'CREATED':16}  {'PARENT':>6}  {'GATE':4}  {'REVIEW':8}  {'REQUESTS':>8}  "
@@ -55,10 +60,41 @@ def list_(args: argparse.Namespace) -> int:
         reasons = v.tags.get(GATE_REASONS_TAG, "")
         print(f"{v.version:>7}  {v.created:%Y-%m-%d %H:%M}  {v.parent_version or '-':>6}  {v.gate or '-':4}  "
               f"{v.review or '-':8}  {len(v.request_ids):>8}  {_shorten(reasons, 80)}")
+    if drift:
+        print(drift)
     if not versions:
         print("nothing awaits review" if not args.all else "no versions")
     elif any(len(v.tags.get(GATE_REASONS_TAG, "")) > 80 for v in versions):
         print("(reasons shortened: `lethe review list --json` has them in full)")
+    return 0
+
+
+def _drift_line(args: argparse.Namespace, registry: Registry) -> str | None:
+    """The drift check (`lethe.retention.drift`) when the ledger has fulfilled requests; its one line."""
+    from lethe.config import settings
+    from lethe.ledger import HONOURED_STATES, Ledger
+    from lethe.retention import check_drift
+
+    url = args.ledger or settings().ledger
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return None  # no ledger here: nothing fulfilled to check (and none is created by looking)
+    ledger = Ledger(url)
+    if not any(ledger.list_requests(state) for state in HONOURED_STATES):
+        return None
+    return check_drift(ledger, registry).line
+
+
+def confirm_champion(args: argparse.Namespace) -> int:
+    from lethe.ledger import Ledger
+    from lethe.registry import PrivacyGuard
+    from lethe.retention import confirm_champion as confirm
+
+    registry = _registry(args)
+    guard = PrivacyGuard(names_subject=Ledger(args.ledger).mentions_subject)
+    guard.check_text(args.by, "the reviewer's name")
+    guard.check_text(args.reason, "the confirmation reason")
+    version = confirm(registry, args.version, by=args.by, reason=args.reason)
+    print(f"version {version} confirmed as champion by {args.by}; promotion is allowed again")
     return 0
 
 
@@ -148,3 +184,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--by", required=True, metavar="NAME", help="who decides")
         p.add_argument("--reason", required=True, metavar="TEXT", help="why")
         p.set_defaults(func=lambda args, d=decision: _decide(args, d))
+    p = actions.add_parser("confirm-champion", parents=[common],
+                           help="accept the champion after drift (it does not honour every fulfilled "
+                                "request): promotion is allowed again; the reopened requests are forgotten "
+                                "again")
+    p.add_argument("version")
+    p.add_argument("--by", required=True, metavar="NAME", help="who confirms")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why")
+    p.set_defaults(func=confirm_champion)

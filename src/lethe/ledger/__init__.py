@@ -14,8 +14,10 @@ from lethe.ledger.ledger import (
 )
 from lethe.ledger.schema import (
     CANCELLED,
+    COMPLETE,
     FAILED,
     FULFILLED,
+    HONOURED_STATES,
     IN_PROGRESS,
     NEEDS_REVIEW,
     OPEN_STATES,
@@ -26,10 +28,12 @@ from lethe.ledger.schema import (
 __all__ = [
     "CANCELLED",
     "CERTIFICATE_FORMAT",
+    "COMPLETE",
     "DEFAULT_DEADLINE_DAYS",
     "DEFAULT_LEASE",
     "FAILED",
     "FULFILLED",
+    "HONOURED_STATES",
     "IN_PROGRESS",
     "NEEDS_REVIEW",
     "OPEN_STATES",

@@ -11,7 +11,8 @@ is written, and a write that fails removes the ones this export created, so a re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
 from pydantic import PlainSerializer
@@ -19,7 +20,9 @@ from pydantic import PlainSerializer
 import lethe
 from lethe.errors import LedgerError, LetheError, StorageError
 from lethe.ledger.ledger import ErasureRequest, Ledger
-from lethe.ledger.schema import FULFILLED
+from lethe.ledger.schema import COMPLETE, FULFILLED, HONOURED_STATES
+from lethe.ledger.signing import sign_fields
+from lethe.ledger.words import outcome_in_words
 from lethe.storage import delete, exists, join_uri, put_bytes
 from lethe.storage.records import Record
 
@@ -67,6 +70,38 @@ def own_gate(gate: dict[str, Any], request_id: str) -> dict[str, Any]:
         if isinstance(kept.get(key), list):
             kept[key] = [line for line in kept[key] if not about_other(line)]
     return kept
+
+
+@dataclass(frozen=True)
+class CertificateScope:
+    """What a certificate says beyond the run's evidence (from the retention policy and inventory)."""
+
+    controller: str = ""
+    recipients: tuple[str, ...] = ()
+    not_managed: tuple[str, ...] = ()
+    rollback_window_days: float | None = None  # the policy's: when the copies still kept are retired
+    signing_key: str | None = None  # PEM path of the Ed25519 certificate key; None: unsigned
+
+    def of(self, request: ErasureRequest) -> dict[str, Any]:
+        retention = (request.outcome or {}).get("retention") or {}
+        scope: dict[str, Any] = {
+            "erased": (f"the person's samples from model version {request.model_version}"
+                       + (f" of {(request.outcome or {}).get('model_name')}"
+                          if (request.outcome or {}).get("model_name") else "")
+                       + ", the version that serves"),
+            "retired": list(retention.get("copies") or []),
+            "not_managed": list(self.not_managed)}
+        if request.state == COMPLETE:
+            scope["complete_at"] = retention.get("completed_at")
+        elif self.rollback_window_days is not None and request.fulfilled_at is not None:
+            due = min(request.fulfilled_at + timedelta(days=self.rollback_window_days), request.deadline)
+            scope["retire_by"] = due.isoformat(timespec="seconds")
+        return scope
+
+
+#: Fields added after 0.1.0; left out of the file when empty, so older certificates read and write the same.
+OPTIONAL_FIELDS = ("state", "controller", "recipients", "parent_metrics", "outcome_in_words", "scope",
+                   "signature", "rungs", "removed_by")
 
 
 #: What a certificate keeps of each rung of the ladder (the cost and verdict; the request's own outcome).
@@ -131,6 +166,13 @@ class ErasureCertificate(Record):
     algorithm: str | None = None
     parameters: dict[str, Any] = {}
     lethe_version: str = lethe.__version__
+    state: str | None = None  # complete: every copy retired (absent: fulfilled)
+    controller: str | None = None
+    recipients: list[str] | None = None
+    parent_metrics: dict[str, Any] | None = None
+    outcome_in_words: str | None = None
+    scope: dict[str, Any] | None = None
+    signature: dict[str, str] | None = None
     #: The ladder's rungs that made the version, each with its cost and this request's outcome after it,
     #: and the rung that removed the person (absent from certificates of runs before the ladder).
     rungs: list[dict[str, Any]] = []
@@ -138,15 +180,18 @@ class ErasureCertificate(Record):
 
     def to_fields(self) -> dict[str, Any]:
         fields = super().to_fields()
-        for key in ("rungs", "removed_by"):  # a run without a ladder writes what it always wrote
-            if not fields.get(key):
+        for key in OPTIONAL_FIELDS:  # a run without them writes what it always wrote
+            if fields.get(key) in (None, [], {}):
                 fields.pop(key, None)
         return fields
 
+    def signed(self, private_key_path: str) -> ErasureCertificate:
+        return self.model_copy(update={"signature": sign_fields(self.to_fields(), private_key_path)})
+
     @classmethod
-    def of(cls, request: ErasureRequest) -> ErasureCertificate:
-        """The certificate of a fulfilled request (anything else is a `LedgerError`)."""
-        if request.state != FULFILLED or request.fulfilled_at is None:
+    def of(cls, request: ErasureRequest, scope: CertificateScope | None = None) -> ErasureCertificate:
+        """The certificate of a fulfilled or complete request (anything else is a `LedgerError`)."""
+        if request.state not in HONOURED_STATES or request.fulfilled_at is None:
             raise LedgerError(f"request {request.id} is {request.state}: "
                               "only a fulfilled request has a certificate")
         outcome = request.outcome or {}
@@ -164,47 +209,69 @@ class ErasureCertificate(Record):
             gate=own_gate(gate, request.id), membership=membership_evidence(gate, request.id),
             review=outcome.get("review"), algorithm=outcome.get("algorithm"),
             parameters=outcome.get("parameters", {}), lethe_version=lethe.__version__,
+            state=COMPLETE if request.state == COMPLETE else None,
+            parent_metrics=outcome.get("parent_metrics") or None,
+            outcome_in_words=outcome_in_words(outcome, membership_evidence(gate, request.id))
+            if outcome.get("parent_metrics") else None,
+            controller=(scope.controller or None) if scope else None,
+            recipients=list(scope.recipients) if scope else None,
+            scope=scope.of(request) if scope else None,
             rungs=(rungs := request_rungs(outcome.get("ladder") or [], request.id)),
             removed_by=removed_by(rungs))
 
 
-def certificate(request: ErasureRequest) -> dict[str, Any]:
+def certificate(request: ErasureRequest, scope: CertificateScope | None = None) -> dict[str, Any]:
     """The certificate of a fulfilled request, as the JSON fields its file holds."""
-    return ErasureCertificate.of(request).to_fields()
+    return _document(request, scope).to_fields()
 
 
-def _encoded(request: ErasureRequest) -> bytes:
-    return ErasureCertificate.of(request).to_bytes()
+def _document(request: ErasureRequest, scope: CertificateScope | None) -> ErasureCertificate:
+    document = ErasureCertificate.of(request, scope)
+    return document.signed(scope.signing_key) if scope and scope.signing_key else document
 
 
-def write_certificate(request: ErasureRequest, out_uri: str) -> str:
-    """Write `<out_uri>/<request id>.json` (with its sha256 sidecar); returns its URI.
+def write_certificate(request: ErasureRequest, out_uri: str, scope: CertificateScope | None = None) -> str:
+    """Write `<out_uri>/<request id>.json` (with its sha256 sidecar) and its readable page
+    `<request id>.html`; returns the JSON's URI.
 
-    The one place a certificate file is written (the CLI's export and a run's exit task)."""
+    The one place a certificate file is written (the CLI's export, a run's finalize, retention)."""
+    from lethe.ledger.page import render_page
+
+    document = _document(request, scope)
     uri = join_uri(out_uri, f"{request.id}.json")
-    put_bytes(_encoded(request), uri)
+    put_bytes(document.to_bytes(), uri)
+    put_bytes(render_page(document.to_fields()).encode(), join_uri(out_uri, f"{request.id}.html"))
     return uri
 
 
-def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str] | None = None) -> list[str]:
+def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str] | None = None,
+                        scope: CertificateScope | None = None) -> list[str]:
     """Write the certificate of every fulfilled request (or of `request_ids`, each of which must be
     fulfilled: anything else raises `LedgerError` and writes nothing); returns the URIs.
 
     All or nothing: when a write fails, the certificates this call created are removed again (ones
     that existed before are left: a certificate of a fulfilled request never changes) and a
     `StorageError` says so; re-running the export is safe."""
-    requests = (ledger.list_requests(FULFILLED) if request_ids is None
+    requests = ([*ledger.list_requests(FULFILLED), *ledger.list_requests(COMPLETE)] if request_ids is None
                 else [ledger.get(request_id) for request_id in request_ids])
-    documents = [(join_uri(out_uri, f"{request.id}.json"), _encoded(request)) for request in requests]
+    from lethe.ledger.page import render_page
+
+    documents = []
+    for request in requests:
+        document = _document(request, scope)
+        page = render_page(document.to_fields()).encode()
+        documents.append((join_uri(out_uri, f"{request.id}.json"), document.to_bytes(),
+                          join_uri(out_uri, f"{request.id}.html"), page))
     created: list[str] = []
     written = 0
     try:
-        for uri, data in documents:
-            new = not exists(uri)
-            put_bytes(data, uri)
+        for uri, data, page_uri, page in documents:
+            for target, content in ((uri, data), (page_uri, page)):
+                new = not exists(target)
+                put_bytes(content, target)
+                if new:
+                    created.append(target)
             written += 1
-            if new:
-                created.append(uri)
     except (LetheError, OSError) as exc:
         left = []
         for uri in created:
@@ -217,4 +284,4 @@ def export_certificates(ledger: Ledger, out_uri: str, request_ids: Sequence[str]
         raise StorageError(f"the export to {out_uri} stopped after {written} of {len(documents)} "
                            f"certificate(s): {exc}; {undone}; re-run the export when the cause is fixed"
                            ) from exc
-    return [uri for uri, _ in documents]
+    return [document[0] for document in documents]

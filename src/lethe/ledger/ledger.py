@@ -1,6 +1,7 @@
 """The erasure-request ledger: every request, its deadline, its state and how it got there.
 
-States: pending -> in_progress(run id, lease) -> fulfilled(model version) | needs_review | failed.
+States: pending -> in_progress(run id, lease) -> fulfilled(model version) | needs_review | failed;
+fulfilled -> complete (every copy retired) and fulfilled | complete -> pending (drift: `retirement`).
 An operator amends a request no run holds (pending, failed -> pending with new sample ids) or cancels
 it (pending, failed -> cancelled, final).
 Every change is one transaction that also appends to the history; an illegal change raises
@@ -19,6 +20,7 @@ from lethe.ledger.decision_lock import DecisionLocks
 from lethe.ledger.intake import Intake
 from lethe.ledger.leases import Leases
 from lethe.ledger.mentions import SubjectMentions
+from lethe.ledger.retirement import Retirement
 from lethe.ledger.settlement import Settlement
 from lethe.ledger.store import (
     DEFAULT_DEADLINE_DAYS,
@@ -36,5 +38,5 @@ __all__ = ["DEFAULT_DEADLINE_DAYS", "DEFAULT_LEASE", "MAX_DEADLINE_DAYS", "AddRe
            "Ledger", "Transition", "hash_subject", "utcnow"]
 
 
-class Ledger(Intake, Leases, Settlement, SubjectMentions, DecisionLocks):
+class Ledger(Intake, Leases, Settlement, Retirement, SubjectMentions, DecisionLocks):
     """Erasure requests in SQLite (default: `settings().ledger`) or PostgreSQL (by URL)."""

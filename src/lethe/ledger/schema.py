@@ -16,7 +16,13 @@ FULFILLED = "fulfilled"
 NEEDS_REVIEW = "needs_review"
 FAILED = "failed"
 CANCELLED = "cancelled"  # withdrawn by the operator (`lethe request cancel`): final, never run
-STATES = (PENDING, IN_PROGRESS, FULFILLED, NEEDS_REVIEW, FAILED, CANCELLED)
+# Fulfilled: the champion honours the request. Complete: besides, every other copy of the person's data
+# that lethe keeps (earlier versions' weights, reference models, caches, shards) is retired
+# (`lethe retention apply`). Either goes back to pending when the champion no longer honours it (drift).
+COMPLETE = "complete"
+STATES = (PENDING, IN_PROGRESS, FULFILLED, NEEDS_REVIEW, FAILED, CANCELLED, COMPLETE)
+#: States whose request a champion must honour (a drift check reopens them when it does not).
+HONOURED_STATES = (FULFILLED, COMPLETE)
 OPEN_STATES = (PENDING, IN_PROGRESS, NEEDS_REVIEW)
 
 # Every legal state change; anything else is refused and changes nothing.
@@ -27,7 +33,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     IN_PROGRESS: frozenset({FULFILLED, NEEDS_REVIEW, FAILED, PENDING, IN_PROGRESS}),
     NEEDS_REVIEW: frozenset({FULFILLED, PENDING}),  # reviewer approved / rejected (re-run)
     FAILED: frozenset({PENDING, CANCELLED}),  # an operator retries or amends it, or cancels it
-    FULFILLED: frozenset(),
+    FULFILLED: frozenset({COMPLETE, PENDING}),  # every copy retired / drift reopened it
+    COMPLETE: frozenset({PENDING}),  # drift reopened it
     CANCELLED: frozenset(),
 }
 

@@ -29,13 +29,16 @@ def _keep(row: RequestRow, outcome: dict[str, Any]) -> dict[str, Any]:
 
 class Settlement(LedgerStore):
     def note_resolution(self, request_id: str, *, run_id: str, forgotten: int,
-                        not_in_data: Sequence[str]) -> ErasureRequest:
+                        not_in_data: Sequence[str], forgotten_ids: Sequence[str] = ()) -> ErasureRequest:
         """Record how the run resolved a request it holds: how many samples it forgets, and which of
         the request's ids name no sample of the data (they cannot be forgotten: the model never saw
-        them). Kept in the request's outcome for its certificate, and in its history."""
+        them). Kept in the request's outcome for its certificate, and in its history. `forgotten_ids`:
+        the samples themselves (a subject's, from the map), so retention finds the copies holding them."""
         now = self._now()
         resolution = {"forgotten": int(forgotten), "not_in_data": len(not_in_data),
                       "not_in_data_ids": list(not_in_data)}
+        if forgotten_ids:
+            resolution["forgotten_ids"] = list(forgotten_ids)
         with self._transaction() as session:
             row = self._load(session, request_id, lock=True)
             if row.state != IN_PROGRESS or row.run_id != run_id:

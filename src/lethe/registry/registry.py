@@ -40,6 +40,7 @@ from lethe.registry.privacy import PrivacyGuard, check_registration
 from lethe.registry.review import decide
 from lethe.registry.tags import (
     CHAMPION,
+    DRIFT_TAG,
     PREFIX,
     REVIEW,
     RUN_TAG,
@@ -147,6 +148,16 @@ class Registry:
     def champion_version(self) -> str | None:
         champion = self._champion()
         return str(champion.version) if champion is not None else None
+
+    def promotion_blocked(self) -> bool:
+        """Whether a drift check found a champion that does not honour every fulfilled request and no
+        reviewer has confirmed it yet (`lethe.retention.drift`): no version is promoted meanwhile."""
+        with self._errors():
+            try:
+                tags = self.client.get_registered_model(self.model_name).tags or {}
+            except MlflowException:
+                return False
+        return bool(tags.get(DRIFT_TAG))
 
     def version(self, version: str | int) -> VersionInfo:
         with self._errors():
@@ -278,7 +289,8 @@ class Registry:
         # An unlearned model's card names its importance method: the version records what was run.
         method = method or (card.extra.get("unlearning") or {}).get("method") or None
         # Promote only what passed the gate and forgets at least everything the champion forgot.
-        promote = gate.passed and may_promote(lineage.request_ids, self._champion_request_ids())
+        promote = gate.passed and may_promote(lineage.request_ids, self._champion_request_ids()) \
+            and not self.promotion_blocked()
         metadata = VersionMetadata(
             scenario=scenario, parent_version=lineage.parent_version, request_ids=lineage.request_ids,
             new_request_ids=lineage.new_request_ids, gate=gate.tag, gate_reasons="; ".join(gate.reasons),
@@ -321,7 +333,7 @@ class Registry:
         if info.is_champion or info.review is not None or info.gate != "pass":
             return info
         with self._errors():
-            if may_promote(info.request_ids, self._champion_request_ids()):
+            if may_promote(info.request_ids, self._champion_request_ids()) and not self.promotion_blocked():
                 self.client.set_registered_model_alias(self.model_name, CHAMPION, info.version)
             else:  # the champion moved on meanwhile: as register_version would have, leave it to review
                 self.client.set_model_version_tag(self.model_name, info.version, REVIEW, "pending")

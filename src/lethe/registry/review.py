@@ -44,6 +44,10 @@ def decide(registry: Versions, version: str | int, decision: Literal["approved",
     if info.review != "pending":
         raise RegistryError(f"version {info.version} of {registry.model_name} is not awaiting review "
                             f"(review={info.review or 'none'})")
+    if decision == "approved" and getattr(registry, "promotion_blocked", lambda: False)():
+        raise RegistryError(f"the champion of {registry.model_name} does not honour every fulfilled "
+                            "request (drift): confirm it first with `lethe review confirm-champion`; nothing "
+                            "was changed")
     champion = registry.champion_version() if decision == "approved" else None
     if champion and champion != info.version:
         missing = set(registry.version(champion).request_ids) - set(info.request_ids)

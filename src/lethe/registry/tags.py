@@ -42,6 +42,13 @@ REVIEW_BY_TAG, REVIEW_REASON_TAG, REVIEW_AT_TAG = f"{REVIEW}.by", f"{REVIEW}.rea
 #: The tags a run's copy leaves out: they describe the model files (and can be long).
 MODEL_TAGS_PREFIX = f"{PREFIX}model_"
 CHAMPION = "champion"
+#: When a version's weights were deleted by the retention policy (`lethe.registry.retire`); metadata,
+#: metrics and evidence stay.
+RETIRED_TAG = f"{PREFIX}retired"
+#: Registered-model tags of the drift check (`lethe.retention.drift`): the champion version found not to
+#: honour every fulfilled request (promotion is refused while set), and the version a reviewer confirmed.
+DRIFT_TAG = f"{PREFIX}drift"
+CONFIRMED_CHAMPION_TAG = f"{PREFIX}confirmed_champion"
 
 LONG_TAG_CHUNK = 50_000  # characters per tag of a long list (MLflow allows 100k per version tag)
 GATE_REASONS_MAX = 8000  # characters of the gate's reasons kept in their tag

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lethe.config import environment
+from lethe.config import environment, settings
 from lethe.errors import ConfigError, PipelineError, UnknownSamplesError
 from lethe.forgetting.scenarios import DEFAULT_SCENARIO
 from lethe.forgetting.spec import ForgetSpec
-from lethe.ledger import PENDING, ErasureRequest, Ledger
+from lethe.ledger import HONOURED_STATES, PENDING, ErasureRequest, Ledger
 from lethe.steps.results import CollectedRequests
 
 if TYPE_CHECKING:
@@ -160,6 +160,24 @@ def check_request(
     return found
 
 
+def check_champion(ledger: Ledger, *, tracking_uri: str | None = None, model_name: str | None = None
+                   ) -> str | None:
+    """The drift check (`lethe.retention.drift`): reopen the fulfilled requests the champion does not
+    honour; returns its one line, or None. Loads MLflow only when some request is fulfilled."""
+    if not any(ledger.list_requests(state) for state in HONOURED_STATES):
+        return None
+    tracking = tracking_uri or settings().tracking
+    if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
+        return None  # no registry here: no champion to check (and none is created by looking)
+    from lethe.registry import Registry
+    from lethe.retention import check_drift
+
+    line = check_drift(ledger, Registry(tracking, model_name)).line
+    if line:
+        log.warning(line)
+    return line
+
+
 def collect_requests(
     run_id: str,
     *,
@@ -181,6 +199,7 @@ def collect_requests(
     if reclaimed:
         log.warning("run %s: %d request(s) of a run that stopped renewing its lease are pending again",
                     run_id, len(reclaimed))
+    check_champion(ledger, tracking_uri=tracking_uri, model_name=model_name)  # drift reopens requests
     held = ledger.for_run(run_id)  # a retried task finds its own claim again
     if not held and not ledger.list_requests(PENDING):
         ForgetSpec(scenario=DEFAULT_SCENARIO, dataset=dataset or "").save(forget_path)
@@ -213,7 +232,8 @@ def collect_requests(
             continue
         resolved[request.id] = found.sample_ids
         ledger.note_resolution(request.id, run_id=run_id, forgotten=len(found.sample_ids),
-                               not_in_data=found.not_in_data)
+                               not_in_data=found.not_in_data,
+                               forgotten_ids=() if request.sample_ids else found.sample_ids)
 
     sample_ids = list(dict.fromkeys(s for ids in resolved.values() for s in ids))
     if sample_ids and len(sample_ids) >= len(train):

@@ -56,6 +56,7 @@ class RunOutcome(_RunMarker):
     scenario: str | None = None
     parent_version: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)  # the candidate's headline accuracies
+    parent_metrics: dict[str, Any] = Field(default_factory=dict)  # the parent's, the same keys
     algorithm: str | None = None  # the importance method
     parameters: dict[str, Any] = Field(default_factory=dict)  # alpha, lam, alpha_method, batch_size
     #: The ladder's rungs that made the version (lethe.steps.ladder): method, cost, each one's verdict.
@@ -63,7 +64,8 @@ class RunOutcome(_RunMarker):
 
     def certified(self) -> dict[str, Any]:
         """What each request's ledger entry and certificate record of the run."""
-        keys = ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario", "ladder")
+        keys = ("model_name", "metrics", "parent_metrics", "gate", "algorithm", "parameters", "scenario",
+                "ladder")
         return {key: getattr(self, key) for key in keys}
 
 

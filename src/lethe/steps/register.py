@@ -117,6 +117,8 @@ def register_and_gate(
         run_id=run_id, model_name=info.name, version=info.version, decision=decision,
         gate=gate, request_ids=spec.request_ids, scenario=spec.scenario,
         parent_version=spec.parent.get("version") or None, metrics=headline,
+        parent_metrics={k: parent_metrics[k] for k in headline
+                        if isinstance(parent_metrics.get(k), (int, float))},
         algorithm=method,
         parameters={"alpha": dampening.get("alpha"), "lam": dampening.get("lam"),
                     "alpha_method": dampening.get("alpha_method"),
