@@ -12,6 +12,7 @@ from typing import Any
 
 from lethe.errors import PipelineError
 from lethe.kfp import compiler
+from lethe.kfp import host as kfp_host
 from lethe.kfp.catalog import check_params, pipeline
 
 CRON_FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
@@ -57,8 +58,8 @@ def schedule(name: str, params: Mapping[str, Any] | None, *, host: str, cron: st
     replacing deletes it, then creates the new one: between the two no run of that name is scheduled,
     and when the create fails none is (the error says so; running the command again creates it)."""
     cron = validate_cron(cron)
-    params = dict(params or {})
-    check_params(name, params)
+    params = check_params(name, params)
+    kfp_host.check_host(host)
     component = pipeline(name)
     client = compiler.client(host, namespace)
     with tempfile.TemporaryDirectory(prefix="lethe-pipeline-") as tmp:

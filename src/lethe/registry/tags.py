@@ -38,6 +38,9 @@ REVIEW_BY_TAG, REVIEW_REASON_TAG, REVIEW_AT_TAG = f"{REVIEW}.by", f"{REVIEW}.rea
 #: The tags a run's copy leaves out: they describe the model files (and can be long).
 MODEL_TAGS_PREFIX = f"{PREFIX}model_"
 CHAMPION = "champion"
+#: A registered model's name (checked before anything is sent, never a path); read by the pipeline
+#: parameters' schema too, which must not load MLflow.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 
 LONG_TAG_CHUNK = 50_000  # characters per tag of a long list (MLflow allows 100k per version tag)
 GATE_REASONS_MAX = 8000  # characters of the gate's reasons kept in their tag
