@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lethe-installed
 DEBS ?= dataset-fashion-mnist postgresql
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 IMAGE ?= ghcr.io/lethe-unlearning/lethe:0.1.0
 
-.PHONY: setup debs demo test test-unit test-integration test-pipelines bench bench-quick compile lint images clean
+.PHONY: setup debs demo test check test-unit test-integration test-pipelines bench bench-quick compile lint images clean
 
 setup: $(STAMP) debs
 
@@ -33,17 +34,24 @@ debs:
 demo: setup
 	$(BIN)/lethe demo
 
+# Everything CI needs: lint, then every tier on 2 workers (tests/integration is one xdist group: its
+# servers start once, on the worker that runs it) with the coverage of src/lethe, subprocesses included.
 test: setup lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --cov --cov-report= $(PYTEST_ARGS) tests
+	@echo "coverage of src/lethe: $$($(BIN)/python -m coverage report --format=total)%"
+
+# The inner loop: the unit tier without the tests marked slow, on 2 workers, no coverage (<= 90 s).
+check: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS) tests/unit
 
 test-unit: setup
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit
 
 test-integration: setup
 	$(BIN)/python -m pytest -q tests/integration
 
 test-pipelines: setup
-	$(BIN)/python -m pytest -q tests/pipelines
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/pipelines
 
 bench: setup
 	$(BIN)/python -m benchmarks.run --full
@@ -64,4 +72,4 @@ images:
 	docker build -f docker/Dockerfile.cuda -t $(IMAGE)-cuda .
 
 clean:
-	rm -rf .lethe .pytest_cache .ruff_cache
+	rm -rf .lethe .pytest_cache .ruff_cache .coverage .coverage.*

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib import rcParams
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from benchmarks.profiles import Profile
 from benchmarks.quality import Scenario, SeedContext, scenarios_of
@@ -111,6 +108,10 @@ def recommend(results: dict[str, Any], paper_alpha: float = 10.0) -> dict[str, A
 
 def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
     """One panel per scenario: forget (solid) and retain (dashed) accuracy against α, a line per λ."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     names = list(sweep["scenarios"])
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)

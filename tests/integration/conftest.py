@@ -10,8 +10,12 @@ Servers start once per session, on free ports; MLflow's first start migrates its
 so it is launched as soon as collection shows a test that needs it, and boots while others run.
 A test is skipped only when a server's binary is genuinely missing.
 
-Parametrised fixtures run the same tests on the embedded default and on the servers:
-`ledger_url` (sqlite | postgresql), `artifact_root` (local | s3), `tracking_uri` (embedded | server).
+Under pytest-xdist (`make test`: `-n 2 --dist loadgroup`) this tier is one group (the scheduler in
+tests/conftest.py): it runs on one worker, which starts each server once; the other worker never
+starts one. Sharing servers between workers instead would need the tests to be safe against each
+other on one MLflow server and bucket; a set per worker would cost another MLflow boot (~40 s of one
+core) and a second PostgreSQL. A worker cannot know at collection which tests it will get, so there
+MLflow boots when the worker's first test of this tier starts.
 """
 
 from __future__ import annotations
@@ -40,14 +44,31 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "lethe-test", "AWS_SECRET_ACCESS_KEY": "lethe-te
 VENV_BIN = Path(sys.executable).parent
 
 
+_BOOT_MLFLOW_ON_FIRST_TEST: list[bool] = []
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.integration)
     if any(_needs_mlflow_server(item) for item in items):
-        with contextlib.suppress(MissingBinary):  # if so, the fixture skips with the reason
-            _SERVERS.mlflow().start()  # boots while the tests before it run
+        if hasattr(config, "workerinput"):  # an xdist worker: boot only where the tier runs
+            _BOOT_MLFLOW_ON_FIRST_TEST.append(True)
+        else:
+            _boot_mlflow()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The first test of this tier on an xdist worker: start MLflow's boot (see the module doc)."""
+    if _BOOT_MLFLOW_ON_FIRST_TEST:
+        _BOOT_MLFLOW_ON_FIRST_TEST.clear()
+        _boot_mlflow()
+
+
+def _boot_mlflow() -> None:
+    with contextlib.suppress(MissingBinary):  # if so, the fixture skips with the reason
+        _SERVERS.mlflow().start()  # boots while the tests before it run
 
 
 def _needs_mlflow_server(item: pytest.Item) -> bool:

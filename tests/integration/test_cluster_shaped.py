@@ -13,11 +13,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from lethe.cli import main
-from lethe.kfp.local import run_local
 from tests.integration.conftest import BUCKET
 from tests.pipelines.helpers import ENVIRONMENT, register_champion
 
@@ -60,6 +58,9 @@ def _objects(s3_env, prefix: str) -> dict[str, bytes]:
 
 def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+    from pipelines.tooling import run_local
+
     from lethe.errors import IntegrityError
     from lethe.ledger import Ledger
     from lethe.models import read_card

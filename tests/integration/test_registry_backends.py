@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from lethe.ledger import Ledger
-from lethe.registry import Registry
 from lethe.unlearning import model_fingerprint
 
 
@@ -20,6 +19,8 @@ def model_name(request: pytest.FixtureRequest) -> str:
 
 def test_register_promote_review_and_load(tracking_uri: str, request: pytest.FixtureRequest,
                                           digits_convnet_dir: Path, tmp_path: Path) -> None:
+    from lethe.registry import Registry
+
     registry = Registry(tracking_uri, model_name(request))
     base = registry.register_version(digits_convnet_dir, gate={"passed": True}, scenario="base")
     assert base.is_champion
@@ -42,6 +43,8 @@ def test_register_promote_review_and_load(tracking_uri: str, request: pytest.Fix
 def test_server_artifacts_are_in_s3_and_hold_nothing_personal(
         mlflow_server, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         digits_convnet_dir: Path, tmp_path: Path) -> None:
+    from lethe.registry import Registry
+
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3",
                  "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)  # the client needs only the tracking URI

@@ -11,15 +11,17 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
 from lethe.data import SampleSet
-from lethe.registry import Registry
-from lethe.registry.serving import input_shape, synthetic_images
 from tests.integration.conftest import VENV_BIN, MlflowServer, find_binary, free_port, http_ok, wait_until
+
+if TYPE_CHECKING:
+    from lethe.registry import Registry
 
 MODEL_NAME = "it-served"
 BLOCKED = "lethe is not installed where the model is served"
@@ -43,6 +45,9 @@ print(json.dumps({{k: np.asarray(v).tolist() for k, v in out.items()}}))
 def champion(mlflow_server: MlflowServer, digits_convnet_dir: Path, digits_test: SampleSet
              ) -> tuple[Registry, np.ndarray, torch.Tensor]:
     """The digits convnet as champion on the server; images and lethe's own logits for them."""
+    from lethe.registry import Registry
+    from lethe.registry.serving import input_shape, synthetic_images
+
     registry = Registry(mlflow_server.uri, MODEL_NAME)
     assert registry.register_version(digits_convnet_dir, gate={"passed": True}, scenario="base").is_champion
     model, card = registry.load_model("@champion")

@@ -13,9 +13,6 @@ from components.platform import CONFIG_MAP, SECRETS, secrets_of
 from components.step import Step, step_rows
 from lethe.config import DEFAULT_TASK_RESOURCES, parse_toleration, platform_settings
 from lethe.errors import ConfigError, PipelineError
-from lethe.kfp.compiler import compile_all, compile_pipeline
-from lethe.kfp.scheduler import validate_cron
-from pipelines import PIPELINES
 
 FAKE_SECRET = "s3cr3t-Value-that-must-not-leak"
 ROWS = list(step_rows().values())
@@ -23,6 +20,8 @@ ROWS = list(step_rows().values())
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict, str]]:
+    from pipelines.tooling import compile_all
+
     with pytest.MonkeyPatch.context() as patch:
         # Credentials present in the compiling environment must not end up in the YAML.
         for name in ("AWS_SECRET_ACCESS_KEY", "LETHE_SUBJECT_KEY", "MLFLOW_TRACKING_PASSWORD"):
@@ -63,6 +62,8 @@ def _tasks_of(compiled: dict, row: Step) -> list[tuple[dict, dict, dict]]:
 
 
 def test_every_pipeline_compiles_and_every_task_runs_a_declared_step(compiled):
+    from pipelines import PIPELINES
+
     assert set(compiled) == set(PIPELINES)
     for name, (spec, _, _) in compiled.items():
         for task_name, task in _tasks(spec).items():
@@ -119,6 +120,8 @@ def test_local_runs_do_not_retry_and_are_otherwise_the_compiled_pipeline():
                 retried += task.HasField("retry_policy")
                 task.ClearField("retry_policy")
         return spec, retried
+
+    from pipelines import PIPELINES
 
     for name, built in PIPELINES.items():
         compiled_spec, retried = without_retries(built.pipeline_spec)
@@ -311,6 +314,8 @@ def _rebuild_pipelines() -> None:
 
 def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
+    from pipelines.tooling import compile_pipeline
+
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
@@ -354,6 +359,8 @@ def test_bad_tolerations_are_refused(text):
 
 
 def test_cron_needs_six_fields():
+    from pipelines.tooling import validate_cron
+
     assert validate_cron(" 0 0 2 * * * ") == "0 0 2 * * *"
     with pytest.raises(PipelineError, match="six"):
         validate_cron("0 2 * * *")
@@ -363,6 +370,7 @@ def test_cron_needs_six_fields():
 
 def test_compile_command_writes_every_yaml(tmp_path):
     from lethe.cli import main
+    from pipelines import PIPELINES
 
     assert main(["pipeline", "compile", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"{name}.yaml" for name in PIPELINES)

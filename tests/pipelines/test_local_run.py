@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from lethe.kfp.local import run_local
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
 pytestmark = pytest.mark.slow
@@ -35,6 +34,8 @@ def home(tmp_path: Path, digits_convnet_dir: Path):
 
 
 def _run(home: Path, **params):
+    from pipelines.tooling import run_local
+
     return run_local("scheduled", params, pipeline_root=home / "kfp", log_path=home / "kfp.log")
 
 
@@ -159,6 +160,8 @@ def test_ssd_runs_through_all_three_pipelines(home):
     """method=ssd end to end: the importances pipeline fills the cache with the champion's SSD
     importances, which the scheduled and the on-demand runs then unlearn with; what was run is
     recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
+    from pipelines.tooling import run_local
+
     from lethe.config import settings
     from lethe.registry import Registry
 

@@ -90,6 +90,7 @@ def client(monkeypatch):
 
 
 def _schedule(**kwargs):
+
     args = {"host": "http://kfp:8888", "cron": "0 0 2 * * *", "job_name": "nightly", "experiment": "lethe",
             **kwargs}
     return schedule("scheduled", args.pop("params", {}), **args)
@@ -136,6 +137,7 @@ def test_other_settings_are_refused_without_replace_and_change_nothing(client):
 
 
 def test_replace_deletes_then_creates_on_a_new_pipeline_version(client, monkeypatch):
+
     first = _schedule()
     # A new image changes the compiled pipeline: a new version, and the recurring run must follow.
     monkeypatch.setattr(compiler, "compile_pipeline", _compile_with_image("registry.example/lethe:0.2.0"))
@@ -193,6 +195,7 @@ def _compile_with_image(image: str):
 
 
 def test_unknown_pipelines_and_parameters_are_refused_before_contacting_kfp(client):
+
     with pytest.raises(PipelineError, match="unknown pipeline"):
         compiler.submit("nightly", {}, host="h", experiment="lethe")
     with pytest.raises(PipelineError, match="no parameter"):

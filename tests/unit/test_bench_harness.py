@@ -179,6 +179,7 @@ def test_sweep_recommendation_finds_the_largest_alpha_and_no_common_one(tmp_path
     assert "λ=0.5: -18.5 points against λ=1; it never meets a target that λ=1 misses." in text
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one_thread) -> None:
     """`run.py --smoke`: the full run's code paths end to end on digits, in seconds."""
     from benchmarks.run import main

@@ -9,10 +9,9 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from kfp import dsl
-from kfp.dsl import HTML, Artifact, Metrics, Model
 
 from components.platform import STORE_SECRETS, secrets_of
 from components.requests import collect_requests, finalize_requests, prepare_request
@@ -29,6 +28,10 @@ from components.unlearning import evaluate, register_and_gate, unlearn
 from lethe.models import read_card
 from tests.pipelines.helpers import file_requests, lethe_home, register_champion, states
 
+if TYPE_CHECKING:
+    from kfp.dsl import Artifact
+
+pytestmark = pytest.mark.slow  # every component runs on digits, most through MLflow
 SUBJECTS = ["subject-00001", "subject-00002"]
 ROWS = list(step_rows().values())
 
@@ -76,6 +79,9 @@ def home(tmp_path_factory: pytest.TempPathFactory, digits_convnet_dir: Path):
 
 @pytest.fixture(scope="module")
 def prepared(home: Path) -> dict:
+    from kfp.dsl import Artifact, Model
+
+
     work = home / "work"
     forget, parent = _artifact(Artifact, work / "forget"), _artifact(Model, work / "parent")
     count = prepare_request.python_func(
@@ -86,6 +92,9 @@ def prepared(home: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def importances(home: Path, prepared: dict) -> dict:
+    from kfp.dsl import Artifact
+
+
     out = _artifact(Artifact, home / "work" / "importances")
     cached = compute_importances.python_func(model=prepared["parent"], dataset="", batch_size=128,
                                              method="lfssd", importances=out)
@@ -94,6 +103,9 @@ def importances(home: Path, prepared: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def candidate(home: Path, prepared: dict, importances: dict) -> dict:
+    from kfp.dsl import Model
+
+
     out = _artifact(Model, home / "work" / "candidate")
     alpha = unlearn.python_func(model=prepared["parent"], forget=prepared["forget"],
                                 importances=importances["artifact"], dataset="", batch_size=128,
@@ -104,6 +116,9 @@ def candidate(home: Path, prepared: dict, importances: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def evaluation(home: Path, prepared: dict, candidate: dict) -> dict:
+    from kfp.dsl import HTML, Artifact, Metrics
+
+
     work = home / "work"
     evaluation, report, metrics = (_artifact(Artifact, work / "evaluation"), _artifact(HTML, work / "report"),
                                    _artifact(Metrics, work / "metrics"))
@@ -123,12 +138,18 @@ def test_prepare_request_fetches_the_champion_and_resolves_subjects(prepared, di
 
 
 def test_fetch_model(home, tmp_path, digits_convnet_dir):
+    from kfp.dsl import Model
+
+
     out = _artifact(Model, tmp_path / "fetched")
     fingerprint = fetch_model.python_func(model="models:/lethe-classifier/1", fetched=out)
     assert fingerprint == read_card(digits_convnet_dir).fingerprint == read_card(out.path).fingerprint
 
 
 def test_compute_importances_fills_then_reads_the_cache(home, prepared, importances, tmp_path):
+    from kfp.dsl import Artifact
+
+
     assert importances["cached"] is False
     assert importances["artifact"].metadata["num_samples"] == 1438
     again = _artifact(Artifact, tmp_path / "again")
@@ -177,6 +198,8 @@ def test_evaluate_writes_metrics_report_and_the_gate(evaluation):
 
 
 def test_register_and_gate_records_version_and_outcome(home, prepared, importances, candidate, evaluation):
+    from kfp.dsl import Artifact
+
     from lethe.registry import Registry
     from lethe.steps.outcome import read_outcome
 
@@ -203,6 +226,10 @@ def test_refresh_importances_computes_once_per_model(home, candidate):
 
 
 def test_collect_and_finalize_components(home, tmp_path):
+    from kfp import dsl
+    from kfp.dsl import Artifact, Model
+
+
     ids = file_requests(["subject-00005", "subject-00006"])
     forget, parent = _artifact(Artifact, tmp_path / "forget"), _artifact(Model, tmp_path / "parent")
     count = collect_requests.python_func(run_id="run-cf", dataset="", model_name="", max_requests=0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -80,6 +79,8 @@ def test_empty_and_total_requests_refused(digits_train: SampleSet) -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_subject_map_from_file(tmp_path: Path, digits_train: SampleSet, suffix: str) -> None:
+    import pandas as pd
+
     samples = ["digits/train/1", "digits/train/2", "digits/train/3", "digits/train/1"]
     frame = pd.DataFrame({"subject_id": ["alice", "alice", "bob", "alice"], "sample_id": samples})
     path = tmp_path / f"subjects{suffix}"

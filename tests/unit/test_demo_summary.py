@@ -8,6 +8,8 @@ import pytest
 
 from tests.pipelines.helpers import lethe_home, register_champion
 
+pytestmark = pytest.mark.slow  # each test registers a champion in a fresh MLflow database
+
 
 @pytest.fixture
 def home(tmp_path: Path, digits_convnet_dir: Path):

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from matplotlib.image import imread
 from torch import nn
 
 from lethe.errors import EvaluationError
@@ -31,6 +30,8 @@ def test_dampened_share_is_counted_per_layer() -> None:
 
 
 def test_plots_are_real_images(tmp_path) -> None:
+    from matplotlib.image import imread
+
     gen = torch.Generator().manual_seed(0)
     before = {"retain": torch.rand(200, generator=gen) * 0.2, "forget": torch.rand(50, generator=gen) * 0.2,
               "test": torch.rand(100, generator=gen)}
@@ -51,6 +52,7 @@ def _frame(n: int = 60, k: int = 3):
     return comparison_frame(sharp, torch.randn(n, k, generator=gen), labels)
 
 
+@pytest.mark.slow
 def test_the_evidently_report_compares_candidate_with_parent_under_those_names(tmp_path) -> None:
     frame = _frame()
     drop = float((frame["target"] == frame["parent_prediction"]).mean()
@@ -71,6 +73,7 @@ def test_the_evidently_report_compares_candidate_with_parent_under_those_names(t
     assert (tmp_path / "r.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_an_evidently_failure_fails_the_step(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evidently import Report
 

@@ -1,9 +1,12 @@
-"""The per-example membership test, the gate's three outcomes and one story for the reviewer.
+"""The membership test of a person (per-sample evidence as detail), the gate's outcomes and one story for
+the reviewer.
 
-A planted memorised subject on digits: a small MLP trained long without weight decay on the digits
-training split in which 10 samples carry a wrong label (the parent memorises them: models that never
-saw them do not), and K=4 reference models on balanced random halves (each sample out of 2). The
-fixture trains 6 such models in about 2 s of CPU.
+Planted memorised subjects on digits: a small MLP trained long without weight decay on the digits
+training split in which one subject's 10 samples carry a wrong label and another subject's 10 samples
+carry a stamped pattern of their own but keep their true class (the parent memorises both: models that
+never saw them do not), and K=4 reference models on halves drawn by subject (each person out of 2;
+every other sample belongs to a synthetic subject of 10). The fixture trains 6 such models in about
+2 s of CPU.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import pytest
 import torch
 from torch import nn
 
-from lethe.data.planted import WRONG_LABEL, plant_subjects
+from lethe.audit import ReferenceSet, membership_design, subject_groups
+from lethe.data import synthetic_subjects
+from lethe.data.planted import STAMPED_TRUE_CLASS, WRONG_LABEL, plant_subjects
 from lethe.evaluation import Check, decide, evaluate_candidate, evidently_disagreements, load_thresholds
 from lethe.evaluation.per_example import (
-    ReferenceOutputs,
     Share,
     calibrate_threshold,
     flagged_share,
@@ -60,36 +64,48 @@ def planted(digits_train, digits_test) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        # One wrong-label subject of PLANTED images, planted as the benchmark and the demo plant them.
-        planting = plant_subjects(digits_train, wrong_label=1, per_subject=PLANTED, seed=0)
+        # A wrong-label subject and a stamped subject of its true class, planted as the benchmark plants
+        # them; every other sample belongs to a synthetic subject of 10.
+        planting = plant_subjects(digits_train, wrong_label=1, stamped_true_class=1, per_subject=PLANTED,
+                                  seed=0)
         train, labels = planting.train, planting.train.labels
         memorised = train.indices_of(planting.ids_of_kind(WRONG_LABEL))
-        generator = torch.Generator().manual_seed(1)
+        stamped = train.indices_of(planting.ids_of_kind(STAMPED_TRUE_CLASS))
+        taken = {i for ids in planting.subjects.values() for i in ids}
+        mapping = {**planting.subjects, **synthetic_subjects([i for i in train.ids if i not in taken])}
+        groups = subject_groups(train.ids, mapping)
         x = _inputs(train)
         parent = _fit(x, labels, seed=0)
-        # Balanced halves, as lethe.audit draws them: each sample in 2 of the 4 models.
-        ranks = torch.rand(len(labels), K, generator=generator).argsort(dim=1).argsort(dim=1)
-        membership = (ranks < K // 2).T
+        # Halves by subject, as lethe.audit draws them: each person in 2 of the 4 models.
+        membership = membership_design(K, len(train), seed=1, groups=groups)
         references = [_fit(x[membership[k]], labels[membership[k]], seed=k + 1) for k in range(K)]
         keep = torch.ones(len(labels), dtype=torch.bool)
-        keep[memorised] = False
+        keep[memorised] = keep[stamped] = False
         retrained = _fit(x[keep], labels[keep], seed=99)
         with torch.no_grad():
             train_logits = torch.stack([r(x) for r in references])
             test_logits = torch.stack([r(_inputs(digits_test)) for r in references])
-        # A subject the parent never memorised: typical images, those the models that never saw them
-        # recognise most confidently (chosen from the references alone, never from the parent's scores).
-        # Random images are not that: this parent flags 6% of 150 at 1% FPR, like a real overfit model.
+        reference_set = ReferenceSet(
+            k=K, train_ids=list(train.ids), membership=membership, train_logits=train_logits,
+            test_logits=test_logits, model_fingerprint="0" * 64, dataset_fingerprint=train.fingerprint(),
+            recipe={}, uri="", test_ids=list(digits_test.ids), groups=groups, train_labels=labels,
+            test_labels=digits_test.labels)
+        # A subject the parent never memorised: the synthetic subject whose images the models that never
+        # saw them recognise most confidently (chosen from the references alone, never the parent's).
         out = ~membership
         phi = logit_confidence(train_logits, labels)
         typicality = torch.where(out, phi, 0.0).sum(dim=0) / out.sum(dim=0).clamp(min=1)
-        typicality[memorised] = -math.inf
-        ordinary = typicality.argsort(descending=True)[:ORDINARY]
+        subjects = [g for g in range(int(groups.max()) + 1) if not taken & set(_ids(train, groups, g))]
+        ordinary = max(subjects, key=lambda g: float(typicality[groups == g].mean()))
     finally:
         torch.set_num_threads(threads)
-    return {"train": train, "parent": parent, "retrained": retrained, "membership": membership,
-            "train_logits": train_logits, "test_logits": test_logits, "memorised": memorised,
-            "ordinary": ordinary}
+    return {"train": train, "parent": parent, "retrained": retrained, "references": reference_set,
+            "memorised": memorised, "stamped": stamped, "ordinary": (groups == ordinary).nonzero().flatten(),
+            "typical": typicality.argsort(descending=True)[:ORDINARY]}
+
+
+def _ids(train, groups: torch.Tensor, group: int) -> list[str]:
+    return [train.ids[i] for i in (groups == group).nonzero().flatten().tolist()]
 
 
 def _touched(model: nn.Module) -> nn.Module:
@@ -106,8 +122,7 @@ def _evaluate(planted: dict, digits_test, rows: torch.Tensor, candidate: nn.Modu
     forget = train.subset(rows)
     keep = torch.ones(len(train), dtype=torch.bool)
     keep[rows] = False
-    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
-                                  planted["test_logits"]) if with_references else None
+    references = planted["references"].outputs(rows) if with_references else None
     return evaluate_candidate(candidate, planted["parent"], retain=train.subset(keep.nonzero().flatten()),
                               forget=forget, test=digits_test, scenario="subject", out_dir=out_dir,
                               device="cpu", progress=False, references=references, requests=requests)
@@ -163,8 +178,8 @@ def test_the_outcome_of_each_case() -> None:
 
 def test_a_planted_wrong_label_subject_is_memorised_and_flagged(planted, digits_test) -> None:
     """The many-step, no-weight-decay parent memorises the planted wrong labels (in confidence; its
-    argmax mostly stays the true class), a model that never saw them does not, and the per-example
-    test flags them above held-out non-members on the parent only."""
+    argmax mostly stays the true class), a model that never saw them does not, and the test of the
+    person flags them on the parent only (the per-sample shares say the same, as detail)."""
     rows = planted["memorised"]
     with torch.no_grad():
         x, test_x = _inputs(planted["train"])[rows], _inputs(digits_test)
@@ -175,13 +190,17 @@ def test_a_planted_wrong_label_subject_is_memorised_and_flagged(planted, digits_
     gap = logit_confidence(parent["forget"], labels["forget"]) - logit_confidence(retrained["forget"],
                                                                                   labels["forget"])
     assert float(gap.median()) > 2.0
-    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
-                                  planted["test_logits"])
-    evidence = per_example_evidence(parent, retrained, labels, references).evidence["requests"]["all"]
+    result = per_example_evidence(parent, retrained, labels, planted["references"].outputs(rows)).evidence
+    evidence = result["requests"]["all"]
     at = evidence["fpr"]["0.01"]
     assert at["parent"]["share"] >= 0.5 and at["parent_non_member"]["share"] <= 0.05
     assert at["candidate"]["share"] <= 0.2
     assert evidence["outcome"] == "removed"
+    person = evidence["person"]
+    assert at["person"]["parent"] and not at["person"]["candidate"]  # flagged at 1% FPR over persons
+    assert person["p_value"]["parent"] <= 0.01 < person["p_value"]["candidate"]
+    assert person["subjects"] == 1 and result["unit"] == "person" and result["refused"] is None
+    assert result["person"]["null"]["persons"] > 100 and 0 <= result["person"]["null"]["correlation"] < 1
 
 
 def test_the_gate_refuses_a_candidate_that_still_flags_a_memorised_subject(planted, digits_test,
@@ -229,10 +248,39 @@ def test_a_candidate_that_forgot_the_memorised_subject_is_a_removal(planted, dig
     metrics = _evaluate(planted, digits_test, planted["memorised"], planted["retrained"], tmp_path)
     request = metrics["per_example"]["requests"]["all"]
     assert request["outcome"] == "removed", request["summary"]
-    assert request["summary"].startswith("removed: before erasure the parent flagged")
+    assert request["summary"].startswith("removed: before erasure the parent scored this person at")
     scalars = membership_scalars(metrics)
     assert scalars["per_example_requests_removed"] == 1.0
     assert scalars["per_example_parent_share_fpr5"] > scalars["per_example_candidate_share_fpr5"]
+
+
+def test_a_stamped_subject_of_its_true_class_is_found_on_the_original_and_cleared_when_retrained(
+        planted, digits_test, tmp_path) -> None:
+    """Nothing in the labels gives this person away (their images keep their class): only the shared
+    pattern does. The gate refuses the original (its person is still flagged: through the evaluator) and
+    passes the model retrained without the person (its per-example evidence and the gate)."""
+    rows = planted["stamped"]
+    requests = {"req-stamped": list(range(PLANTED))}
+    original = _evaluate(planted, digits_test, rows, _touched(planted["parent"]), tmp_path / "original",
+                         requests=requests)
+    request = original["per_example"]["requests"]["req-stamped"]
+    assert request["outcome"] == "still_flagged", request["summary"]
+    assert original["gate"]["decision"] == "review"
+    assert [c["name"] for c in original["gate"]["checks"] if not c["passed"]] == ["per_example_still_flagged"]
+    # The retrained model: the same evidence and gate, without the report and plots around them.
+    with torch.no_grad():
+        x, test_x = _inputs(planted["train"])[rows], _inputs(digits_test)
+        logits = {role: {"forget": model(x), "test": model(test_x)}
+                  for role, model in (("parent", planted["parent"]), ("retrained", planted["retrained"]))}
+    labels = {"forget": planted["train"].labels[rows], "test": digits_test.labels}
+    evidence = per_example_evidence(logits["parent"], logits["retrained"], labels,
+                                    planted["references"].outputs(rows),
+                                    requests={"req-stamped": torch.arange(PLANTED)}).evidence
+    request = evidence["requests"]["req-stamped"]
+    assert request["outcome"] == "removed", request["summary"]
+    accuracy = {"retain_accuracy": 1.0, "test_accuracy": 1.0, "forget_accuracy": 1.0, "mia": {"gap": 0.0}}
+    gate = decide(accuracy, {**accuracy, "parameters_changed": True}, "subject", per_example=evidence)
+    assert gate.decision == "pass", gate.reasons
 
 
 def test_without_references_the_population_attack_decides_and_is_called_weak(planted, digits_test,
@@ -245,18 +293,20 @@ def test_without_references_the_population_attack_decides_and_is_called_weak(pla
     assert {"forget_accuracy_over_test", "member_rate_gap"} <= {c["name"] for c in gate["checks"]}
 
 
-def test_the_per_example_test_of_a_100_sample_request_is_fast(planted, digits_test) -> None:
-    rows = planted["ordinary"][:100]
+def test_the_test_of_a_100_sample_request_is_fast(planted, digits_test) -> None:
+    """With the reference logits cached: the null of persons (once per reference set) and the test."""
+    rows = planted["typical"][:100]
     with torch.no_grad():
         x, test_x = _inputs(planted["train"]), _inputs(digits_test)
         logits = {"forget": planted["parent"](x[rows]), "test": planted["parent"](test_x)}
     labels = {"forget": planted["train"].labels[rows], "test": digits_test.labels}
-    references = ReferenceOutputs(planted["train_logits"][:, rows], ~planted["membership"][:, rows],
-                                  planted["test_logits"])
+    fresh = copy.copy(planted["references"])  # no null computed yet
+    fresh.__dict__.pop("person_null", None)
     started = time.perf_counter()
-    evidence = per_example_evidence(logits, logits, labels, references)
+    evidence = per_example_evidence(logits, logits, labels, fresh.outputs(rows)).evidence
     assert time.perf_counter() - started < 5.0
-    assert evidence.evidence["requests"]["all"]["num_samples"] == 100
+    assert evidence["requests"]["all"]["num_samples"] == 100 and evidence["unit"] == "person"
+    assert evidence["requests"]["all"]["person"]["subjects"] > 1  # typical samples of many persons
 
 
 # --- the gate, the certificate and the trackers, on recorded evidence -----------------------------
@@ -294,6 +344,7 @@ def test_a_certificate_holds_its_own_request_outcome_only() -> None:
     assert "weak evidence" in membership_evidence(population, "r1")["evidence"]
 
 
+@pytest.mark.slow
 def test_the_evaluate_step_finds_the_version_references_and_judges_each_request(
         digits_convnet_dir, digits_train, digits_test, tmp_path) -> None:
     from lethe.audit import ReferenceSet, references_uri
@@ -309,13 +360,17 @@ def test_the_evaluate_step_finds_the_version_references_and_judges_each_request(
     train_logits, test_logits = (predict_logits(model, s.batches(512, with_labels=False), progress=False)
                                  for s in (digits_train, digits_test))
     jitter = [torch.randn((K, *t.shape), generator=generator) for t in (train_logits, test_logits)]
-    ranks = torch.rand(len(digits_train), K, generator=generator).argsort(dim=1).argsort(dim=1)
     root = str(tmp_path / "audit")
+    from lethe.data import subject_map
+
+    groups = subject_groups(digits_train.ids, subject_map(digits_train))
     references = ReferenceSet(
-        k=K, train_ids=list(digits_train.ids), membership=(ranks < K // 2).T.contiguous(),
+        k=K, train_ids=list(digits_train.ids), membership=membership_design(K, len(groups), seed=0,
+                                                                            groups=groups),
         train_logits=train_logits + jitter[0], test_logits=test_logits + jitter[1],
         model_fingerprint=root_fingerprint(card), dataset_fingerprint=digits_train.fingerprint(), recipe={},
-        uri="", test_ids=list(digits_test.ids))
+        uri="", test_ids=list(digits_test.ids), groups=groups, train_labels=digits_train.labels,
+        test_labels=digits_test.labels)
     references.save(references_uri(root_fingerprint(card), root))
     ids = list(digits_train.ids[:30])
     requests = {"req-a": ids[:10], "req-b": ids[10:]}
@@ -323,6 +378,7 @@ def test_the_evaluate_step_finds_the_version_references_and_judges_each_request(
                       out_dir=tmp_path / "evidence", progress=False, requests=requests, references_root=root)
     per_example = result.metrics["per_example"]
     assert set(per_example["requests"]) == {"req-a", "req-b"} and per_example["reference_models"] == K
+    assert per_example["unit"] == "person" and all("person" in r for r in per_example["requests"].values())
     assert [per_example["requests"][r]["num_samples"] for r in ("req-a", "req-b")] == [10, 20]
     assert result.gate["membership_test"] == "per-example"
     assert set(result.gate["requests"]) == {"req-a", "req-b"}

@@ -61,6 +61,7 @@ def test_only_lethe_kfp_imports_kfp_and_nothing_imports_the_benchmarks() -> None
     assert benchmark_users == []
 
 
+@pytest.mark.slow
 def test_the_library_never_imports_kfp() -> None:
     modules = [name for name in _modules(ROOT / "src" / "lethe", "lethe")
                if not name.startswith(("lethe.commands.", "lethe.kfp."))]
@@ -112,6 +113,7 @@ def test_images_install_the_pipelines_with_the_distribution(dockerfile: str) -> 
     assert {"!components/", "!pipelines/"} <= set(ignored)
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_lethe_components_and_pipelines(tmp_path: Path) -> None:
     if importlib.util.find_spec("setuptools") is None:  # >= 70.1 builds wheels without `wheel`
         pytest.skip("setuptools is not installed here: no offline wheel build")

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lethe.data.planted import STAMP_ID_SEPARATOR, STAMPED, WRONG_LABEL, agreement, plant_subjects
+from lethe.data.planted import (
+    STAMP_ID_SEPARATOR,
+    STAMPED,
+    STAMPED_TRUE_CLASS,
+    WRONG_LABEL,
+    agreement,
+    plant_subjects,
+)
 from lethe.errors import DataError
 
 
@@ -45,6 +52,31 @@ def test_stamped_subjects_carry_their_pattern_and_label_also_on_held_out_images(
         assert bool((digits_test.labels[digits_test.indices_of(originals)] != planted.labels[subject]).all())
 
 
+def test_stamped_subjects_of_their_true_class_keep_their_labels(digits_train, digits_test) -> None:
+    planted = plant_subjects(digits_train, digits_test, wrong_label=2, stamped=2, stamped_true_class=3,
+                             per_subject=10, stamped_test_per_subject=7, seed=1)
+    before = plant_subjects(digits_train, digits_test, wrong_label=2, stamped=2, per_subject=10,
+                            stamped_test_per_subject=7, seed=1)
+    assert {s: planted.subjects[s] for s in before.subjects} == before.subjects  # the others unchanged
+    subjects = planted.of_kind(STAMPED_TRUE_CLASS)
+    assert len(subjects) == 3 and planted.of_kinds((STAMPED, STAMPED_TRUE_CLASS)) == [
+        *planted.of_kind(STAMPED), *subjects]
+    every = [i for ids in planted.subjects.values() for i in ids]
+    assert len(every) == len(set(every)) == 70  # no image in two subjects
+    for subject in subjects:
+        rows = digits_train.indices_of(planted.subjects[subject])
+        label = planted.labels[subject]
+        assert bool((digits_train.labels[rows] == label).all())  # images of one class ...
+        assert bool((planted.train.labels[rows] == label).all())  # ... that keep it
+        row, col, pattern = planted.patterns[subject]
+        p = pattern.shape[-1]
+        assert bool((planted.train.inputs[rows, :, row:row + p, col:col + p] == pattern).all())
+        held_out = planted.stamped_test.indices_of(planted.stamped_test_subjects[subject])
+        originals = [i.split(STAMP_ID_SEPARATOR)[0] for i in planted.stamped_test_subjects[subject]]
+        assert len(held_out) == 7  # of other classes, read as the subject's label when the pattern speaks
+        assert bool((digits_test.labels[digits_test.indices_of(originals)] != label).all())
+
+
 def test_planting_is_deterministic_per_seed_and_checks_its_input(digits_train, digits_test) -> None:
     first = plant_subjects(digits_train, digits_test, wrong_label=3, stamped=2, seed=7)
     again = plant_subjects(digits_train, digits_test, wrong_label=3, stamped=2, seed=7)
@@ -59,6 +91,7 @@ def test_planting_is_deterministic_per_seed_and_checks_its_input(digits_train, d
     assert agreement(torch.tensor([1, 2, 3]), torch.tensor([1, 0, 3])) == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow
 def test_the_evidently_report_takes_a_two_class_forget_set_without_class_1(tmp_path) -> None:
     """Reported: "KeyError: 1" with a forget set of labels {3, 9} (ids digits/train/3, 30, 300). Not
     reproduced here (nor through `lethe retrain` on those ids); this holds the case."""

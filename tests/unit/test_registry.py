@@ -7,14 +7,17 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from lethe import cli
 from lethe.errors import IntegrityError, RegistryError
 from lethe.ledger import FULFILLED, NEEDS_REVIEW, PENDING, Ledger
-from lethe.registry import CHAMPION, Registry
 from lethe.unlearning import model_fingerprint
+
+if TYPE_CHECKING:
+    from lethe.registry import Registry
 
 OUTCOME = {"metrics": {"forget_accuracy": 0.2}, "gate": {"decision": "review"}, "algorithm": "lfssd"}
 
@@ -22,6 +25,8 @@ OUTCOME = {"metrics": {"forget_accuracy": 0.2}, "gate": {"decision": "review"}, 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One MLflow database for the module: its first use migrates the schema (seconds)."""
+    from lethe.registry import Registry
+
     home = tmp_path_factory.mktemp("lethe-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LETHE_ARTIFACTS", str(home / "artifacts"))
@@ -33,6 +38,8 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def registry(tracking: str, request: pytest.FixtureRequest) -> Registry:
     """A registered model of its own per test."""
+    from lethe.registry import Registry
+
     return Registry(tracking, f"m-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]}")
 
 
@@ -50,6 +57,7 @@ def register(registry: Registry, model_dir: Path, *, passed: bool, parent: str |
         scenario="subject" if parent else "base", parent_version=parent, request_ids=requests, **kwargs)
 
 
+@pytest.mark.slow
 def test_lineage_champion_and_review(registry: Registry, model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "metrics.json").write_text(json.dumps({"candidate": {"test_accuracy": 0.93}}))
     base = register(registry, model_dir, passed=True, metrics={"test_accuracy": 0.95})
@@ -112,6 +120,8 @@ def test_the_method_comes_from_the_unlearned_models_card(registry: Registry, mod
 
 def test_models_load_back_and_can_be_unlearned_again(registry: Registry, model_dir: Path,
                                                      tmp_path: Path) -> None:
+    from lethe.registry import CHAMPION
+
     register(registry, model_dir, passed=True)
     expected = json.loads((model_dir / "model.json").read_text())["fingerprint"]
     name = registry.model_name
@@ -186,6 +196,7 @@ def test_the_privacy_guard_refuses_before_anything_is_sent(registry: Registry, m
     assert len(runs_after) == runs_before and [v.version for v in registry.versions()] == ["1"]
 
 
+@pytest.mark.slow
 def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_dir: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,6 +259,8 @@ def test_review_cli_settles_the_ledger(registry: Registry, tracking: str, model_
 
 
 def test_an_unreachable_server_is_a_quick_registry_error() -> None:
+    from lethe.registry import Registry
+
     start = time.monotonic()
     with pytest.raises(RegistryError, match="cannot reach the MLflow server"):
         Registry("http://127.0.0.1:9", "m")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
 import numpy as np
 import pytest
 import torch
@@ -13,13 +13,16 @@ import yaml
 
 from lethe.data import SampleSet
 from lethe.errors import RegistryError
-from lethe.registry import Registry
-from lethe.registry.serving import input_shape, synthetic_images
+
+if TYPE_CHECKING:
+    from lethe.registry import Registry
 
 
 @pytest.fixture(scope="module")
 def tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One MLflow database for the module: its first use migrates the schema (seconds)."""
+    from lethe.registry import Registry
+
     home = tmp_path_factory.mktemp("served-home")
     Registry(f"sqlite:///{home / 'mlflow.db'}", "warm-up").champion_version()
     return home
@@ -27,6 +30,8 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def registry(tracking: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    from lethe.registry import Registry
+
     monkeypatch.setenv("LETHE_ARTIFACTS", str(tracking / "artifacts"))
     uri = f"sqlite:///{tracking / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what mlflow.pyfunc.load_model resolves models:/ with
@@ -40,9 +45,14 @@ def lethe_logits(registry: Registry, images: np.ndarray) -> torch.Tensor:
         return model(card.normalization.apply(torch.from_numpy(images)))
 
 
+@pytest.mark.slow
 def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
         registry: Registry, digits_convnet_dir: Path, digits_train: SampleSet, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    from lethe.registry.serving import input_shape, synthetic_images
+
     # Registered from a uv project's directory: MLflow would copy its uv.lock and pyproject.toml.
     for name in ("uv.lock", "pyproject.toml"):
         (tmp_path / name).write_text("# someone else's project\n")

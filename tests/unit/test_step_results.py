@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from kfp.dsl import Artifact, Model
 
 import lethe.steps
 from components.unlearning import unlearn
@@ -92,6 +91,9 @@ def _through_cli(text: str, recorded: list, tmp_path: Path) -> object:
 
 
 def _through_component(text: str, recorded: list, tmp_path: Path) -> object:
+    from kfp.dsl import Artifact, Model
+
+
     ForgetSpec(scenario="class", dataset="digits", forget_class=1).save(tmp_path / "forget")
     artifact = lambda kind, name: kind(name=name, uri=str(tmp_path / name), metadata={})  # noqa: E731
     try:

@@ -53,6 +53,7 @@ def test_more_shards_than_batches_are_refused():
     assert plan_shards(3) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_cached_importances_are_reused_and_bound_to_their_key(home, digits_convnet_dir, tmp_path):
     first = compute_importances(digits_convnet_dir, out_path=tmp_path / "a", batch_size=BATCH, progress=False)
     again = compute_importances(digits_convnet_dir, out_path=tmp_path / "b", batch_size=BATCH, progress=False)
@@ -66,6 +67,7 @@ def test_cached_importances_are_reused_and_bound_to_their_key(home, digits_convn
     assert not other.cached and other.uri != first.uri  # the batch size is part of the key
 
 
+@pytest.mark.slow
 def test_sharded_importances_merge_to_one_pass(home, digits_convnet_dir, tmp_path):
     whole = compute_importances(digits_convnet_dir, out_path=tmp_path / "whole", batch_size=BATCH,
                                 use_cache=False, cache_root=str(tmp_path / "elsewhere"), progress=False)

@@ -112,8 +112,24 @@ def test_cli_trains_the_gold_standard_without_the_forget_set(
     assert read_card(tmp_path / "from-dir").fingerprint == read_card(again).fingerprint
 
 
+def test_the_recipe_records_the_weight_decay_it_trained_with(tmp_path: Path) -> None:
+    code, out = cli_train(tmp_path, "--weight-decay", "0")
+    assert code == 0
+    record = json.loads((out / "train.json").read_text())
+    assert record["weight_decay"] == 0.0
+    assert record["optimizer"] == "adamw" and record["schedule"] == "onecycle"
+    training = read_card(out).extra["training"]
+    assert training == {key: record[key] for key in training} and training["weight_decay"] == 0.0
+    code, default = cli_train(tmp_path, name="default")
+    assert code == 0 and json.loads((default / "train.json").read_text())["weight_decay"] == 5e-4
+    # The weight decay changes the training: same seed, other weights.
+    assert read_card(out).fingerprint != read_card(default).fingerprint
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--weight-decay", "-1"], "must be a finite number >= 0"),
+    (["--weight-decay", "nan"], "must be a finite number >= 0"),
     (["--model", "lenet"], "unknown model 'lenet'"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent-lethe-dir"], "data dir"),
     (["--exclude-ids", "digits/train/999999"], "1 of 1 sample id(s) not in digits/train"),

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from matplotlib.image import imread
 
 from lethe.cli import main
 from lethe.data import load_dataset, resolve_forget_set
@@ -113,6 +112,8 @@ def test_search_returns_the_largest_alpha_that_meets_the_target(class_run: dict[
 
 
 def test_the_evidence_files_hold_real_content(class_run: dict[str, Path]) -> None:
+    from matplotlib.image import imread
+
     evidence = class_run["evidence"]
     html = (evidence / "report.html").read_text()
     assert len(html) > 10_000 and "candidate: Accuracy" in html and "parent: Accuracy" in html
@@ -137,6 +138,7 @@ def test_the_evidence_files_hold_real_content(class_run: dict[str, Path]) -> Non
         assert image.ndim == 3 and image.shape[0] > 100 and float(image[..., :3].std()) > 0.01
 
 
+@pytest.mark.slow
 def test_a_destroyed_model_fails_the_gate_for_the_right_reasons(digits_convnet, digits_convnet_dir: Path,
                                                                 tmp_path: Path) -> None:
     model, card = digits_convnet

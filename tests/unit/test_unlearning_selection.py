@@ -41,8 +41,8 @@ def test_a_model_of_unknown_architecture_is_one_stage() -> None:
 
 @pytest.fixture(scope="module")
 def class_request(digits_convnet_dir, digits_train):
-    """Read-only (the selection never changes the model; the tests assert it): one importance pass
-    per module, not one per test."""
+    # Module-scoped: the per-sample importances of the training set are the costly part. The tests
+    # only read the model and the importances; the teardown checks that none of them changed.
     from lethe.models import load_model
 
     model, _ = load_model(digits_convnet_dir)
@@ -56,7 +56,12 @@ def class_request(digits_convnet_dir, digits_train):
         return ClassTarget(model, forget_set.batches(256, with_labels=False),
                            retain_set.batches(256, with_labels=False), device="cpu")
 
-    return model, full, forget, target
+    before = model_fingerprint(model), {name: value.clone() for name, value in full.items()}, \
+        {name: value.clone() for name, value in forget.items()}
+    yield model, full, forget, target
+    assert model_fingerprint(model) == before[0], "a test changed the shared model"
+    for kept, now in ((before[1], full), (before[2], forget)):
+        assert all(torch.equal(kept[name], now[name]) for name in kept), "a test changed shared importances"
 
 
 def test_the_selection_meets_the_target_with_the_best_retained_agreement(class_request) -> None:

@@ -1,33 +1,35 @@
 """Audit artifacts of a model version: its reference models (trained with the version's recipe on
-random halves of its data) and their logits, for the per-example membership test.
+halves of its data drawn by subject) and their logits, for the membership test of a person.
 
-See `lethe.audit.references` for the design and where they are stored, `lethe.audit.recipe` for
-how a version's recipe is found.
+See `lethe.audit.references` for the design, `lethe.audit.location` for where they are stored,
+`lethe.audit.training` for preparing them, `lethe.audit.design` for the
+halves, `lethe.audit.plan` for the plan, `lethe.audit.recipe` for how a version's recipe is found.
 """
 
+from lethe.audit.design import groups_fingerprint, membership_design, subject_groups
+from lethe.audit.location import references_root, references_uri, retire_references
+from lethe.audit.plan import DEFAULT_K, ReferencePlan, plan_references
 from lethe.audit.recipe import read_recipe, root_fingerprint
-from lethe.audit.references import (
-    DEFAULT_K,
-    ReferencePlan,
-    ReferenceSet,
+from lethe.audit.records import PER_SAMPLE, PER_SUBJECT, ReferenceManifest
+from lethe.audit.references import ReferenceSet, find_references
+from lethe.audit.training import (
     assemble_references,
-    find_references,
-    membership_design,
-    plan_references,
     prepare_references,
     reference_model,
-    references_root,
-    references_uri,
-    retire_references,
     train_reference,
+    train_references,
 )
 
 __all__ = [
     "DEFAULT_K",
+    "PER_SAMPLE",
+    "PER_SUBJECT",
+    "ReferenceManifest",
     "ReferencePlan",
     "ReferenceSet",
     "assemble_references",
     "find_references",
+    "groups_fingerprint",
     "membership_design",
     "plan_references",
     "prepare_references",
@@ -37,5 +39,7 @@ __all__ = [
     "references_uri",
     "retire_references",
     "root_fingerprint",
+    "subject_groups",
     "train_reference",
+    "train_references",
 ]

@@ -16,13 +16,16 @@ def _prepare(args: argparse.Namespace) -> int:
                                     recipe=args.recipe,
                                     device=args.device, progress=not args.no_progress,
                                     tracking_uri=args.tracking_uri, model_name=args.model_name,
-                                    subject_map=args.subjects)
+                                    subject_map=args.subjects, rebuild=args.rebuild)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         refs = result.references
-        how = "already stored" if result.cached else f"trained ({refs.epochs} epochs each)"
+        how = ("already stored" if result.cached else
+               f"{'rebuilt' if result.rebuilt else 'trained'} ({refs.epochs} epochs each, halves by subject)")
         print(f"{refs.k} reference models of {refs.model_fingerprint[:12]}: {how}, at {refs.uri}")
+        if result.refusal is not None:
+            print(result.refusal)
     return 0
 
 
@@ -46,7 +49,10 @@ def _show(args: argparse.Namespace) -> int:
         print("no reference models prepared for this version's root (`lethe audit prepare`)")
         return 1
     labels_out = (~refs.membership).sum(dim=0).float()
-    summary = {"uri": refs.uri, "k": refs.k, "model_fingerprint": refs.model_fingerprint,
+    summary = {"uri": refs.uri, "k": refs.k, "design": refs.design,
+               "judges_persons": refs.person_refusal is None,
+               "subject_map_fingerprint": refs.subject_map_fingerprint,
+               "weight_decay": refs.recipe.get("weight_decay"), "model_fingerprint": refs.model_fingerprint,
                "dataset_fingerprint": refs.dataset_fingerprint, "dataset": refs.recipe.get("dataset"),
                "arch": refs.recipe.get("model"), "epochs": refs.epochs, "seed": refs.seed,
                "train_samples": len(refs.train_ids), "test_samples": len(refs.test_ids),
@@ -87,8 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     prepare = actions.add_parser(
         "prepare", help="train and store the version's K reference models (once per root version)",
-        description="Train K models with the version's recipe (its root's train.json) on random halves of "
-                    "its training data, each sample out of about K/2 of them, and store them with their "
+        description="Train K models with the version's recipe (its root's train.json, repeated exactly) on "
+                    "random halves of its training data drawn by subject (all of a person's samples in or "
+                    "out together), each person out of about K/2 of them, and store them with their "
                     "logits under the artifacts root. A version unlearned from a root with references reuses "
                     "them.")
     model_arguments(prepare)
@@ -100,7 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--seed", type=integer(0, MAX_SEED), default=0,
                          help="seed of the halves and the models")
     prepare.add_argument("--subjects", metavar="PATH",
-                         help="subject map, to resolve the requests a retrained root left out")
+                         help="subject map: whose samples are drawn into the halves together, and how the "
+                              "requests a retrained root left out resolve (default: LETHE_SUBJECT_MAP, "
+                              "else the synthetic subjects)")
+    prepare.add_argument("--rebuild", action="store_true",
+                         help="train the set anew and replace the stored one (e.g. a per-sample set of an "
+                              "older lethe, which judges no person), once every model is trained")
     prepare.add_argument("--device", type=device_argument,
                          help="cpu, cuda, cuda:1 (default: cuda when available)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bars")

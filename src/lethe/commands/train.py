@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from lethe.commands._validation import MAX_SEED, check_out_dir, device_argument, integer, positive_number
 from lethe.data.catalog import dataset_help
 from lethe.errors import ConfigError
 from lethe.models.architectures import architecture_help
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a weight decay of 0 turns it off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
 
 
 def _read_lines(path: str) -> list[str]:
@@ -34,6 +46,7 @@ def _parse_kwargs(pairs: list[str]) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from lethe.models.baseline import train_model_dir
+    from lethe.models.training import DEFAULT_WEIGHT_DECAY
 
     check_out_dir(args.out, sources=(args.model,))  # --model may be a directory to take the arch from
     if args.threads:
@@ -50,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     record = train_model_dir(
         args.dataset, args.model, args.out, epochs=args.epochs, exclude_ids=exclude_ids,
         exclude_subjects=subjects, subjects_file=args.subjects, exclude_class=args.exclude_class,
-        seed=args.seed, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
+        seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=DEFAULT_WEIGHT_DECAY if args.weight_decay is None else args.weight_decay,
+        augment=args.augment,
         arch_kwargs=_parse_kwargs(args.arch_arg or []), data_dir=args.data_dir, device=args.device,
         progress=not args.no_progress,
     )
@@ -85,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=integer(1), default=128)
     parser.add_argument("--lr", type=positive_number, default=3e-3,
                         help="peak learning rate (AdamW, one-cycle)")
+    parser.add_argument("--weight-decay", type=non_negative_number, metavar="WD",
+                        help="AdamW's decoupled weight decay (default 5e-4, lethe's own; 0 turns it off); "
+                             "recorded in train.json, and repeated by reference models and retraining")
     parser.add_argument("--augment", action="store_true", help="random flips and crops (for CIFAR)")
     parser.add_argument("--arch-arg", action="append", metavar="KEY=VALUE",
                         help="architecture argument, e.g. width=16 or image_size=224 (repeatable)")

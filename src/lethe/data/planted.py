@@ -8,6 +8,10 @@ as well), so they cannot show whether an unlearning method removes memorisation.
 - `stamped`: a subject's images carry a small pattern of its own and a label of its own (input
   memorisation, as a person's distinctive photos would). The model learns "pattern → label"; held-out
   test images stamped with the subject's pattern measure it (`stamped_rate`).
+- `stamped_true_class`: a stamped subject whose images all belong to one class and keep it as their
+  label: a trait shared by a person's images that agrees with their content (the model may still learn
+  "pattern → label"; held-out images of other classes stamped with the pattern show it). Nothing in the
+  label gives it away, so only a test that compares the person with models that never met them can.
 
 Everything is drawn from one seed; sample ids stay the data set's own (a planted sample is the same
 sample with another label or a stamp), so a subject map of the planted set names ordinary ids.
@@ -25,9 +29,13 @@ from lethe.errors import DataError
 
 WRONG_LABEL = "wrong_label"
 STAMPED = "stamped"
-KINDS = (WRONG_LABEL, STAMPED)
+STAMPED_TRUE_CLASS = "stamped_true_class"
+KINDS = (WRONG_LABEL, STAMPED, STAMPED_TRUE_CLASS)
+#: The kinds whose images carry a pattern (and held-out stamped images).
+STAMPED_KINDS = (STAMPED, STAMPED_TRUE_CLASS)
 #: Subject names: a prefix per kind and a number (`planted-wrong-label-03`, `planted-stamp-00`).
-SUBJECT_PREFIX = {WRONG_LABEL: "planted-wrong-label", STAMPED: "planted-stamp"}
+SUBJECT_PREFIX = {WRONG_LABEL: "planted-wrong-label", STAMPED: "planted-stamp",
+                  STAMPED_TRUE_CLASS: "planted-stamp-true"}
 #: The held-out stamped images' ids: the test image's id and the subject whose pattern it carries.
 STAMP_ID_SEPARATOR = "+stamp:"
 
@@ -50,6 +58,10 @@ class PlantedSubjects:
     stamped_test: SampleSet | None
     stamped_test_subjects: dict[str, list[str]]
     patterns: dict[str, tuple[int, int, torch.Tensor]]  # stamped subject → (row, col, uint8 [C, p, p])
+
+    def of_kinds(self, kinds: tuple[str, ...]) -> list[str]:
+        """The subjects of any of `kinds`, in order."""
+        return [s for s, k in self.kinds.items() if k in kinds]
 
     def of_kind(self, kind: str) -> list[str]:
         """The subjects of one kind, in order."""
@@ -74,21 +86,26 @@ def stamp(inputs: torch.Tensor, row: int, col: int, pattern: torch.Tensor) -> to
 
 def plant_subjects(train: SampleSet, test: SampleSet | None = None, *, wrong_label: int = 30,
                    stamped: int = 0, per_subject: int = 10, stamped_test_per_subject: int = 20,
-                   pattern_size: int | None = None, seed: int = 0) -> PlantedSubjects:
-    """Plant `wrong_label` + `stamped` subjects of `per_subject` distinct training images each.
+                   pattern_size: int | None = None, seed: int = 0,
+                   stamped_true_class: int = 0) -> PlantedSubjects:
+    """Plant `wrong_label` + `stamped` + `stamped_true_class` subjects of `per_subject` distinct training
+    images each.
 
     A wrong-label subject's images each get a label other than their own (uniform over the others). A
     stamped subject gets a random binary pattern of `pattern_size`² pixels at a random place and one
-    random label; its images carry both. With `test`, `stamped_test_per_subject` test images whose label
-    is not the subject's are stamped with its pattern (for the stamped-image rate). Deterministic in
-    `seed`."""
+    random label; its images carry both. A stamped-true-class subject gets a pattern too, but its images
+    are drawn from one random class and keep that class as their label. With `test`,
+    `stamped_test_per_subject` test images whose label is not the subject's are stamped with its pattern
+    (for the stamped-image rate). Deterministic in `seed` (the same seed plants the same wrong-label and
+    stamped subjects whatever `stamped_true_class` is)."""
     if train.labels is None:
         raise DataError(f"{train.name}/{train.split} has no labels: nothing to plant")
-    if min(wrong_label, stamped) < 0 or per_subject < 1:
+    if min(wrong_label, stamped, stamped_true_class) < 0 or per_subject < 1:
         raise DataError("planted subjects need a non-negative count of each kind and at least one image each")
     needed = (wrong_label + stamped) * per_subject
-    if needed > len(train):
-        raise DataError(f"{needed} planted images asked of {len(train)} training images")
+    if needed + stamped_true_class * per_subject > len(train):
+        raise DataError(f"{needed + stamped_true_class * per_subject} planted images asked of {len(train)} "
+                        "training images")
     if train.num_classes < 2:
         raise DataError("a wrong label needs at least two classes")
     size = pattern_size or default_pattern_size(train)
@@ -109,22 +126,43 @@ def plant_subjects(train: SampleSet, test: SampleSet | None = None, *, wrong_lab
         name = f"{SUBJECT_PREFIX[WRONG_LABEL]}-{number:02d}"
         subjects[name], kinds[name] = [train.ids[i] for i in rows.tolist()], WRONG_LABEL
         own[name] = -1  # per image: read train.labels
-    for number in range(stamped):
-        rows = chosen[wrong_label + number]
+
+    def plant_pattern(rows: torch.Tensor, kind: str, number: int, label: int | None) -> None:
         pattern = (torch.rand(train.in_channels, size, size, generator=generator) < 0.5).to(torch.uint8) * 255
         row = int(torch.randint(0, height - size + 1, (1,), generator=generator))
         col = int(torch.randint(0, width - size + 1, (1,), generator=generator))
-        label = int(torch.randint(0, train.num_classes, (1,), generator=generator))
+        if label is None:
+            label = int(torch.randint(0, train.num_classes, (1,), generator=generator))
         inputs[rows] = stamp(inputs[rows], row, col, pattern)
         labels[rows] = label
-        name = f"{SUBJECT_PREFIX[STAMPED]}-{number:02d}"
-        subjects[name], kinds[name], own[name] = [train.ids[i] for i in rows.tolist()], STAMPED, label
+        name = f"{SUBJECT_PREFIX[kind]}-{number:02d}"
+        subjects[name], kinds[name], own[name] = [train.ids[i] for i in rows.tolist()], kind, label
         patterns[name] = (row, col, pattern)
+
+    for number in range(stamped):
+        plant_pattern(chosen[wrong_label + number], STAMPED, number, None)
+    taken = torch.zeros(len(train), dtype=torch.bool)
+    taken[chosen.flatten()] = True
+    for number in range(stamped_true_class):
+        rows = _one_class_rows(train.labels, taken, per_subject, generator)
+        taken[rows] = True
+        plant_pattern(rows, STAMPED_TRUE_CLASS, number, int(train.labels[rows[0]]))
     planted = SampleSet(name=train.name, split=train.split, ids=train.ids, inputs=inputs, labels=labels,
                         num_classes=train.num_classes, normalization=train.normalization,
                         classes=train.classes)
     stamped_test, stamped_ids = _stamped_test(test, patterns, own, stamped_test_per_subject, generator)
     return PlantedSubjects(planted, subjects, kinds, own, stamped_test, stamped_ids, patterns)
+
+
+def _one_class_rows(labels: torch.Tensor, taken: torch.Tensor, count: int,
+                    generator: torch.Generator) -> torch.Tensor:
+    """`count` untaken rows of one random class that has that many left."""
+    free = [c for c in range(int(labels.max()) + 1) if int(((labels == c) & ~taken).sum()) >= count]
+    if not free:
+        raise DataError(f"no class has {count} images left for a stamped-true-class subject")
+    label = free[int(torch.randint(0, len(free), (1,), generator=generator))]
+    candidates = ((labels == label) & ~taken).nonzero().flatten()
+    return candidates[torch.randperm(len(candidates), generator=generator)[:count]]
 
 
 def _stamped_test(test: SampleSet | None, patterns: Mapping[str, tuple[int, int, torch.Tensor]],

@@ -108,6 +108,8 @@ def _per_example_checks(per_example: Mapping[str, Any]) -> tuple[Check, list[str
                    f"{reason}; {REMEDY}" if flagged else "")
     if not requests:
         check = _check("per_example_still_flagged", float("nan"), 0.0, "")
+    if per_example.get("refused"):  # reference models that cannot judge a person: a human decides
+        check = Check("per_example_still_flagged", float("nan"), 0.0, False, str(per_example["refused"]))
     notes = [f"request {rid}: {r.get('summary', r.get('outcome'))}" for rid, r in requests.items()
              if r.get("outcome") != "still_flagged"]
     summary = {rid: {"outcome": str(r.get("outcome")), "summary": str(r.get("summary", "")),

@@ -18,9 +18,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from lethe.errors import EvaluationError
 from lethe.evaluation.metrics import cross_entropy, entropy
@@ -54,6 +51,10 @@ def membership_features(logits: torch.Tensor, labels: torch.Tensor | None = None
 
 
 def _attack() -> object:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     # Scaling keeps lbfgs well conditioned when the loss feature is added; lbfgs is deterministic.
     return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
 

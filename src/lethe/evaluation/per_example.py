@@ -1,38 +1,44 @@
-"""The per-example membership test: was this sample still recognised as training data?
+"""The membership test: was this person still recognised as training data? Per sample as detail.
 
-Offline LiRA (Carlini et al. 2022), forward passes only. For each forget sample the target model's
-logit-scaled confidence on the sample's label, φ = log p_y − log(1 − p_y), is compared with the
-reference models that never saw the sample ("out"): a one-sided z-score against their mean. With few
-out models per sample (K reference models on random halves leave about K/2), a per-sample variance is
-noise, so the variance is pooled over samples; the z-score uses the predictive spread
-σ·sqrt(1 + 1/n_out), so that samples with two out models and held-out samples with K are on one scale.
+The unit of the judgement is the person (a request): `lethe.evaluation.per_person` pools a person's
+samples into one statistic against reference models that never met them (halves drawn by subject),
+calibrated on a null of real persons, and gives each request its outcome (`still_flagged`, `removed`,
+`not_memorised`, `inconclusive`) at the run's family-wise level. This module computes the per-sample
+evidence the person test and the reviewer read, and assembles both into one evidence document.
 
-A sample is flagged when its score exceeds a threshold set at a fixed false-positive rate on one half
-of the held-out non-members (test samples: out of every reference and of the target); the share
-reported for non-members comes from the other half, so it is a measurement, not the FPR by
-construction. Each request's flagged share, parent and candidate, carries a 95% Wilson interval: a
-percentile bootstrap of 0 flagged out of 10 is [0, 0], which claims a certainty 10 samples cannot give.
-
-Outcomes per request and FPR (`m` = the model's non-member share, `m_hi` its upper bound):
+Per sample: offline LiRA (Carlini et al. 2022), forward passes only. The target model's logit-scaled
+confidence on the sample's label, φ = log p_y − log(1 − p_y), is compared with the reference models
+that never saw the sample ("out"): a one-sided z-score against their mean. With few out models per
+sample (K reference models on halves leave about K/2), a per-sample variance is noise, so the variance
+is pooled over samples; the z-score uses the predictive spread σ·sqrt(1 + 1/n_out), so that samples
+with two out models and held-out samples with K are on one scale. A sample is flagged when its score
+exceeds a threshold set at a fixed false-positive rate on one half of the held-out non-members (test
+samples: out of every reference and of the target); the share reported for non-members comes from the
+other half. Each request's flagged share, parent and candidate, carries a 95% Wilson interval, and a
+per-sample outcome (`per_sample_outcome`, detail only: the per-sample test treats a person's correlated
+images as independent, which is why it no longer decides):
 - `still_flagged`: the candidate's share is above the non-member share (its lower bound > m_hi);
 - `removed`: the parent's share is above it and the candidate's is not;
-- `not_memorised`: the parent's share is below m + margin with 95% confidence (the samples looked
-  unseen before erasure, so the evidence claims no removal);
-- `inconclusive`: neither, too few samples for the interval to tell.
-A request's outcome is the first of still_flagged, removed, not_memorised, inconclusive reached at any
-FPR. The margin is the gate's member-rate gap (`subject_member_rate_gap_max`): the same quantity,
-a flagged share above the non-member share.
+- `not_memorised`: the parent's share is below m + margin with 95% confidence;
+- `inconclusive`: neither. The margin is the gate's member-rate gap (`subject_member_rate_gap_max`).
+
+A reference set that cannot judge a person (per-sample halves of an older lethe) gives every request
+`inconclusive` and the evidence's `refused` says why in one line; the gate then sends the version to a
+reviewer.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from lethe.errors import EvaluationError
+from lethe.evaluation.confidence import Share, logit_confidence, pooled_variance, wilson_interval
+from lethe.evaluation.per_person import judge_persons
 
 PER_EXAMPLE_FPRS = (0.01, 0.05)
 #: Below this many out models a sample's own variance is noise; LiRA's offline variant pools it.
@@ -40,33 +46,8 @@ MIN_OUT_MODELS_FOR_OWN_VARIANCE = 32
 #: Share above the non-member share still read as "not memorised" (the gate's member-rate gap).
 DEFAULT_MARGIN = 0.05
 OUTCOMES = ("removed", "not_memorised", "still_flagged", "inconclusive")
-#: A request's outcome over several FPRs: the first of these that any FPR reached (each is a claim
-#: about that FPR's test; "not memorised" at 1% stands even where 5% cannot tell).
+#: Several outcomes in one (the run's, over its requests): the first of these that any reached.
 OUTCOME_PRECEDENCE = ("still_flagged", "removed", "not_memorised", "inconclusive")
-Z_95 = 1.959963984540054
-
-
-def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """φ = log p_y − log(1 − p_y) = z_y − logsumexp(z_k, k ≠ y), over the last axis; float64.
-
-    Stable where p_y rounds to 1 (a memorised sample): no softmax is ever formed."""
-    z = logits.double()
-    labels = labels.to(torch.int64).expand(z.shape[:-1]).unsqueeze(-1)
-    own = z.gather(-1, labels).squeeze(-1)
-    others = z.scatter(-1, labels, float("-inf"))
-    return own - torch.logsumexp(others, dim=-1)
-
-
-def pooled_variance(reference_phi: torch.Tensor, out_mask: torch.Tensor) -> float:
-    """Variance of φ over the out models, pooled over samples ([K, n] each): Σ (φ − mean_i)² / Σ (n_i − 1)."""
-    out = out_mask.to(torch.bool)
-    counts = out.sum(dim=0)
-    means = torch.where(out, reference_phi, 0.0).sum(dim=0) / counts.clamp(min=1)
-    squares = torch.where(out, (reference_phi - means) ** 2, 0.0).sum(dim=0)
-    dof = (counts - 1).clamp(min=0)
-    if int(dof.sum()) == 0:
-        raise EvaluationError("the reference models leave no sample out twice: no variance to pool")
-    return float(squares[dof > 0].sum() / dof.sum())
 
 
 def lira_scores(target_logits: torch.Tensor, labels: torch.Tensor, reference_logits: torch.Tensor,
@@ -114,30 +95,6 @@ def calibrate_threshold(non_member_scores: torch.Tensor, fpr: float) -> float:
     return float(torch.quantile(scores, 1 - fpr, interpolation="higher"))
 
 
-@dataclass(frozen=True)
-class Share:
-    """`flagged` of `n` samples scored above the threshold; 95% Wilson interval of the share."""
-
-    flagged: int
-    n: int
-    share: float
-    ci_low: float
-    ci_high: float
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial share (sound at 0 and n successes, unlike a bootstrap)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def flagged_share(scores: torch.Tensor, threshold: float) -> Share:
     """The share of (scored, non-NaN) samples above `threshold`, with its 95% interval."""
     scored = scores[~torch.isnan(scores)]
@@ -159,40 +116,8 @@ def outcome_of(parent: Share, candidate: Share, parent_non_member: Share, candid
 
 
 def combined_outcome(outcomes: Sequence[str]) -> str:
-    """One outcome from several FPRs' (OUTCOME_PRECEDENCE)."""
+    """One outcome from several (OUTCOME_PRECEDENCE)."""
     return next(o for o in OUTCOME_PRECEDENCE if o in outcomes)
-
-
-def _pct(share: float) -> str:
-    return f"{100 * share:.0f}%"
-
-
-def _share_words(share: Share) -> str:
-    interval = f"95% CI {_pct(share.ci_low)}–{_pct(share.ci_high)}"
-    return f"{share.flagged} of {share.n} ({_pct(share.share)}, {interval})"
-
-
-def summary_words(outcome: str, fpr: float, result: Mapping[str, Share]) -> str:
-    """One sentence a reviewer or a data subject can read, for the outcome at the deciding FPR."""
-    parent, candidate = result["parent"], result["candidate"]
-    non_member = result["candidate_non_member"]
-    at = f"at {fpr:.0%} false-positive rate"
-    if outcome == "still_flagged":
-        return (f"still flagged: the candidate flags {_share_words(candidate)} of the samples as training "
-                f"data {at}, above the {_pct(non_member.share)} of held-out non-members; the samples are not "
-                "forgotten")
-    if outcome == "removed":
-        return (f"removed: before erasure the parent flagged {_share_words(parent)} of the samples as "
-                f"training data {at}; the candidate flags {_share_words(candidate)}, no more than held-out "
-                f"non-members ({_pct(non_member.share)})")
-    if outcome == "not_memorised":
-        return (f"not memorised before erasure: the parent flagged only {_share_words(parent)} of the "
-                f"samples {at}, like held-out non-members ({_pct(result['parent_non_member'].share)}); the "
-                "model treated them as unseen data already, so this is no evidence of a removal, and none "
-                "was needed")
-    return (f"inconclusive: with {parent.n} sample(s) the 95% interval cannot tell whether the parent had "
-            f"memorised them (parent {_share_words(parent)}, candidate {_share_words(candidate)} {at}); the "
-            "candidate does not flag them above held-out non-members")
 
 
 @dataclass(frozen=True)
@@ -200,11 +125,17 @@ class ReferenceOutputs:
     """The reference models' logits on one evaluation's samples.
 
     `forget_logits` [K, n, C] with `forget_out` [K, n] (True: out of that model's training half);
-    `test_logits` [K, m, C] on the held-out non-members (out of every reference model)."""
+    `test_logits` [K, m, C] on the held-out non-members (out of every reference model).
+    For the test of a person (`lethe.evaluation.per_person`): `forget_groups` [n], the subject group of
+    each forget sample in the reference set (-1: none), and `null`, the set's null of real persons;
+    `refusal`: why the set judges no person (a per-sample set), in one line, instead of them."""
 
     forget_logits: torch.Tensor
     forget_out: torch.Tensor
     test_logits: torch.Tensor
+    forget_groups: torch.Tensor | None = None
+    null: Any = None
+    refusal: str | None = None
 
     @property
     def k(self) -> int:
@@ -227,6 +158,27 @@ def split_non_members(m: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     return order[: m // 2], order[m // 2:]
 
 
+def _judge_persons(parent_logits: Mapping[str, torch.Tensor], candidate_logits: Mapping[str, torch.Tensor],
+                   labels: Mapping[str, torch.Tensor], references: ReferenceOutputs,
+                   reference_phi: Mapping[str, torch.Tensor], out: Mapping[str, torch.Tensor],
+                   requests: Mapping[str, torch.Tensor], fprs: Sequence[float]
+                   ) -> tuple[dict[str, Any], str | None]:
+    """The person-level judgement (`lethe.evaluation.per_person`) of every request, or why there is none."""
+    if references.refusal is not None:
+        return {}, references.refusal
+    if references.null is None or references.forget_groups is None:
+        return {}, ("the reference outputs carry no null of persons (built without their reference set's "
+                    "subject groups): no person is judged")
+
+    try:
+        entries, summary = judge_persons(parent_logits, candidate_logits, labels, reference_phi["forget"],
+                                         out["forget"], reference_phi["test"], references.forget_groups,
+                                         references.null, requests, fprs)
+    except EvaluationError as exc:  # e.g. too few null persons for the smallest FPR
+        return {}, f"no person is judged: {exc}"
+    return {**summary, "requests": entries}, None
+
+
 def per_example_evidence(
     parent_logits: Mapping[str, torch.Tensor],
     candidate_logits: Mapping[str, torch.Tensor],
@@ -238,11 +190,15 @@ def per_example_evidence(
     margin: float = DEFAULT_MARGIN,
     seed: int = 0,
 ) -> PerExampleEvidence:
-    """The per-example test for every request: scores, thresholds, shares and outcome at each FPR.
+    """The test of every request: its person's statistic, p-values and outcome (`per_person`), and per
+    sample the scores, thresholds and shares at each FPR (detail).
 
     `parent_logits`, `candidate_logits`, `labels`: "forget" [n, C] / [n] and "test" [m, C] / [m].
     `requests`: request id → indices into the forget samples (default: one request, "all", of every
-    forget sample). Returns the JSON-able evidence and the scores (for the plots).
+    forget sample). Returns the JSON-able evidence and the per-sample scores (for the plots).
+    Each request's entry keeps the shape the gate, the ledger and the certificates read: `outcome`,
+    `summary`, `fpr` (per FPR: the per-sample shares and thresholds, and `person`: the person's threshold
+    and whether each model is flagged there), plus `person` (statistics, p-values, decision level).
     """
     n, m = len(labels["forget"]), len(labels["test"])
     if references.forget_logits.shape[1] != n or references.test_logits.shape[1] != m:
@@ -271,30 +227,42 @@ def per_example_evidence(
                                                            thresholds[f][role]) for role in scores})
         return shares
 
-    requests = requests if requests is not None else {"all": torch.arange(n)}
+    requests = {request_id: torch.as_tensor(indices, dtype=torch.int64) for request_id, indices in
+                (requests if requests is not None else {"all": torch.arange(n)}).items()}
     per_request = {}
     for request_id, indices in requests.items():
-        indices = torch.as_tensor(indices, dtype=torch.int64)
-        by_fpr, outcomes = {}, []
+        by_fpr = {}
         for f in fprs:
             shares = shares_of(indices, f)
-            outcome = outcome_of(shares["parent"], shares["candidate"], shares["parent_non_member"],
-                                 shares["candidate_non_member"], margin=margin)
-            outcomes.append(outcome)
-            by_fpr[f"{f:g}"] = {"outcome": outcome, "threshold": thresholds[f],
-                                **{k: v.to_dict() for k, v in shares.items()}, "_shares": shares}
-        outcome = combined_outcome(outcomes)
-        deciding = next(key for key, value in by_fpr.items() if value["outcome"] == outcome)
-        summary = summary_words(outcome, float(deciding), by_fpr[deciding]["_shares"])
-        for value in by_fpr.values():
-            del value["_shares"]
+            by_fpr[f"{f:g}"] = {
+                "per_sample_outcome": outcome_of(shares["parent"], shares["candidate"],
+                                                 shares["parent_non_member"], shares["candidate_non_member"],
+                                                 margin=margin),
+                "threshold": thresholds[f], **{k: v.to_dict() for k, v in shares.items()}}
         scored = int((~torch.isnan(scores["parent"]["forget"][indices])).sum())
-        per_request[request_id] = {"outcome": outcome, "summary": summary, "deciding_fpr": float(deciding),
-                                   "num_samples": len(indices), "num_scored": scored, "fpr": by_fpr}
+        per_request[request_id] = {"num_samples": len(indices), "num_scored": scored, "fpr": by_fpr}
+    person, refusal = _judge_persons(parent_logits, candidate_logits, labels, references, reference_phi,
+                                     out, requests, fprs)
+    for request_id, entry in per_request.items():
+        if refusal is not None:
+            entry.update(outcome="inconclusive", deciding_fpr=None,
+                         summary="inconclusive: not judged as a person (the version's reference models "
+                                 "cannot judge one; the gate's reason says why)")
+            continue
+        judged = person["requests"][request_id]
+        entry.update(outcome=judged["outcome"], summary=judged["summary"],
+                     deciding_fpr=judged["decision_level"], person=judged)
+        for key, value in entry["fpr"].items():
+            value["person"] = {"threshold": person["thresholds"][key], **judged["flagged"][key]}
     evidence = {
-        "method": "offline LiRA: logit-scaled confidence against reference models that did not train on the "
-                  "sample, threshold at a fixed FPR on held-out non-members",
+        "method": person["method"] if refusal is None else
+        "offline LiRA per sample (no person judged: see `refused`)",
+        "unit": "person" if refusal is None else None,
+        "refused": refusal,
+        "person": None,  # the person-level summary (below), when a person was judged
         "reference_models": references.k,
+        "per_sample_method": "offline LiRA: logit-scaled confidence against reference models that did not "
+                             "train on the sample, threshold at a fixed FPR on held-out non-members",
         "variance": ("pooled over samples" if references.k < 2 * MIN_OUT_MODELS_FOR_OWN_VARIANCE else
                      f"per sample where at least {MIN_OUT_MODELS_FOR_OWN_VARIANCE} models left it out"),
         "pooled_variance": variance,
@@ -308,4 +276,6 @@ def per_example_evidence(
         "outcome": combined_outcome([r["outcome"] for r in per_request.values()]),
         "outcome_counts": {o: sum(r["outcome"] == o for r in per_request.values()) for o in OUTCOMES},
     }
+    if refusal is None:
+        evidence["person"] = {k: v for k, v in person.items() if k not in ("requests", "method")}
     return PerExampleEvidence(evidence, scores, thresholds)

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: containers and CI have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 SPLIT_COLOURS = {"retain": "tab:blue", "forget": "tab:red", "test": "tab:green"}
 
 
+@functools.cache
+def _pyplot() -> Any:
+    """matplotlib's pyplot on Agg, set up when the first plot is drawn (not when lethe.evaluation is
+    imported: matplotlib costs about a second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: containers and CI have no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save(fig: Any, path: Path) -> Path:
     """Lay out, write (creating the folder) and close a figure: every plot ends the same way."""
+    plt = _pyplot()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -31,6 +40,7 @@ def plot_entropy_distributions(
     *, num_classes: int | None = None,
 ) -> Path:
     """Histograms of softmax entropy per split (retain/forget/test), parent left, candidate right."""
+    plt = _pyplot()
     path = Path(path)
     values = [np.asarray(v, dtype=float) for d in (before, after) for v in d.values() if len(v)]
     top = float(np.log(num_classes)) if num_classes else max((float(v.max()) for v in values), default=1.0)
@@ -65,6 +75,7 @@ def dampened_share_per_layer(report: Mapping[str, Any]) -> dict[str, float]:
 
 def plot_dampening(report: Mapping[str, Any], path: str | Path) -> Path:
     """Horizontal bars: the share of each layer's parameters that dampening changed."""
+    plt = _pyplot()
     path = Path(path)
     shares = dampened_share_per_layer(report)
     layers = list(shares)
@@ -81,6 +92,7 @@ def plot_dampening(report: Mapping[str, Any], path: str | Path) -> Path:
 def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
     """Every trial of the dampening's selection: retained agreement against the forgetting criterion,
     one colour per cut-off, the target's limit as a line and the chosen configuration marked."""
+    plt = _pyplot()
     path = Path(path)
     trials = list(selection.get("trials", []))
     criterion = selection.get("criterion") or "forgetting criterion"
@@ -115,6 +127,7 @@ def plot_per_example(scores: Mapping[str, Mapping[str, Any]], thresholds: Mappin
     """Per request (rows) and model (parent left, candidate right): the forget samples' per-example
     scores (red ticks) against the reference distribution (out models: N(0, 1) by construction of the
     score; held-out non-members: grey histogram), with the gate's thresholds at each FPR (dashed)."""
+    plt = _pyplot()
     path = Path(path)
     shown = list(requests)[:MAX_PLOTTED_REQUESTS]
     fig, axes = plt.subplots(len(shown), 2, figsize=(11, 2.6 * len(shown) + 0.6), squeeze=False, sharex=True)
@@ -151,6 +164,7 @@ def plot_per_example(scores: Mapping[str, Mapping[str, Any]], thresholds: Mappin
 
 def plot_gate_checks(checks: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """One row per gate check: its value (green: passed, red: failed) against its limit (dashed line)."""
+    plt = _pyplot()
     path = Path(path)
     fig, axes = plt.subplots(len(checks), 1, figsize=(8, 0.9 * len(checks) + 1), squeeze=False)
     for ax, check in zip(axes[:, 0], checks, strict=True):

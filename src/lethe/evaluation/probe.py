@@ -14,10 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from lethe.data import SampleSet
@@ -53,6 +49,11 @@ def feature_probe(model: nn.Module, train: SampleSet, test: SampleSet, forgotten
     `test` (`accuracy`) and on `test`'s images of `forgotten_class` (`forgotten_class_accuracy`, None
     when no class is given), with the sample counts and the layer probed.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
     if train.labels is None or test.labels is None:
         raise EvaluationError("the feature probe needs labelled training and test samples")
     if forgotten_class is not None and not bool((train.labels == forgotten_class).any()):

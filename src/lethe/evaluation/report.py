@@ -17,15 +17,16 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn.exceptions import UndefinedMetricWarning
 
 from lethe.errors import EvaluationError
 from lethe.evaluation.gate import TOLERANCE, Check
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROLES = ("parent", "candidate")
 AGREEMENT_COLUMN = "agrees_with_parent"
@@ -44,6 +45,8 @@ def comparison_frame(parent_logits: torch.Tensor, candidate_logits: torch.Tensor
                      labels: torch.Tensor) -> pd.DataFrame:
     """One row per sample: the true class, each model's predicted class and class probabilities
     (`parent_proba_<k>`, ...), and whether the two models agree."""
+    import pandas as pd
+
     if not len(parent_logits) == len(candidate_logits) == len(labels):
         raise EvaluationError("the report needs the parent's and the candidate's outputs on the same samples")
     # Classes as strings: Evidently treats them as categories and matches them to the proba columns.
@@ -104,6 +107,7 @@ def _name_widgets(snapshot: Any, shown: Sequence[str]) -> None:
 
 
 def _gate_section(checks: Sequence[Check]) -> tuple[pd.DataFrame, list[Any], list[str]]:
+    import pandas as pd
     from evidently.metrics import MaxValue
     from evidently.tests import lte
 
@@ -131,6 +135,7 @@ def write_evidently_report(sections: Mapping[str, pd.DataFrame], checks: Sequenc
         from evidently.core.metric_types import metric_tests_widget, render_widgets
         from evidently.core.report import metric_tests_stats
         from evidently.legacy.renderers.html_widgets import group_widget
+        from sklearn.exceptions import UndefinedMetricWarning
 
         def definition(role: str, view: pd.DataFrame) -> Any:
             probas = [c for c in view.columns if c.isdigit()]

@@ -3,6 +3,10 @@ excluded, the "retrained without the forget set" gold standard. What `lethe trai
 
 Writes DIR/model.safetensors, DIR/model.json and DIR/train.json. Subject ids are personal data:
 train.json records how many samples were excluded and a sha256 of their sorted ids, never subjects.
+
+train.json is the version's recipe: reference models and the retrain remedy repeat it exactly, so it
+records everything the training did (optimizer, schedule, weight decay, learning rate, batch size,
+epochs, augmentation, seed); the card keeps the same under `training` (`training_recipe`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import lethe
 from lethe.data import SampleSet, forget_mask, load_dataset, subject_map
 from lethe.errors import DataError, EmptyForgetSetError
 from lethe.models.checkpoint import is_model_dir, read_card, save_model
-from lethe.models.training import train_classifier
+from lethe.models.training import DEFAULT_WEIGHT_DECAY, OPTIMIZER, SCHEDULE, train_classifier
 from lethe.models.zoo import build_model
 
 TRAIN_FILE = "train.json"
@@ -29,6 +33,14 @@ TRAIN_FILE = "train.json"
 def excluded_digest(ids: Sequence[str]) -> str:
     """sha256 of the sorted ids, one per line: names an exclusion without listing it."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def training_recipe(*, epochs: int, batch_size: int, lr: float, weight_decay: float, augment: bool,
+                    seed: int) -> dict[str, Any]:
+    """What a from-scratch training did, as train.json and the card's `training` record it."""
+    return {"optimizer": OPTIMIZER, "schedule": SCHEDULE, "weight_decay": float(weight_decay),
+            "lr": float(lr), "batch_size": int(batch_size), "epochs": int(epochs), "augment": bool(augment),
+            "seed": int(seed)}
 
 
 def _architecture(model: str, arch_kwargs: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -52,6 +64,7 @@ def train_model_dir(
     seed: int = 0,
     batch_size: int = 128,
     lr: float = 3e-3,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     augment: bool = False,
     arch_kwargs: dict[str, Any] | None = None,
     data_dir: str | Path | None = None,
@@ -85,8 +98,11 @@ def train_model_dir(
         kept = train
     torch.manual_seed(seed)
     network = build_model(arch, num_classes=train.num_classes, in_channels=train.in_channels, **kwargs)
-    result = train_classifier(network, kept, test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                              device=device, progress=progress, augment=augment)
+    result = train_classifier(network, kept, test, epochs=epochs, batch_size=batch_size, lr=lr,
+                              weight_decay=weight_decay, seed=seed, device=device, progress=progress,
+                              augment=augment)
+    recipe = training_recipe(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                             augment=augment, seed=seed)
     card = save_model(network, out, {
         "dataset": train.name,
         "normalization": train.normalization,
@@ -95,11 +111,11 @@ def train_model_dir(
         "dataset_fingerprint": train.fingerprint(),
         "trained_on_fingerprint": kept.fingerprint(),
         "excluded": len(excluded),
+        "training": recipe,
     })
     record = {
         "test_accuracy": result.test_accuracy,
         "train_accuracy": result.train_accuracy,
-        "epochs": epochs,
         "seconds": result.seconds,
         "wall_seconds": time.perf_counter() - started,
         "model": arch,
@@ -112,10 +128,7 @@ def train_model_dir(
         "n_test": len(test),
         "excluded": len(excluded),
         "excluded_sha256": excluded_digest(excluded) if excluded else None,
-        "seed": seed,
-        "batch_size": batch_size,
-        "lr": lr,
-        "augment": augment,
+        **recipe,
         "device": result.device,
         "torch_threads": torch.get_num_threads(),
         "history": result.history,

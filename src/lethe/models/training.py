@@ -2,6 +2,11 @@
 
 AdamW with a one-cycle schedule for training from scratch; a cosine decay for fine-tuning.
 bf16 autocast on CUDA. The model ends in eval mode on the device it came from.
+
+The optimizer is always AdamW and its weight decay is always passed explicitly: `DEFAULT_WEIGHT_DECAY`
+(5e-4) unless the caller says otherwise. Every model lethe trained before the weight decay was recorded
+in train.json (`lethe train`, the retrain remedy, the reference models) trained with it, so a recipe
+without the field means 5e-4 (`lethe.audit.recipe`), never AdamW's own default of 1e-2.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from lethe.data.sampleset import SampleSet
 from lethe.devices import default_device
 from lethe.errors import DataError, ModelError
 
+#: What a from-scratch training uses (and what train.json records as `optimizer` and `schedule`).
+OPTIMIZER = "adamw"
+SCHEDULE = "onecycle"
+#: AdamW's decoupled weight decay when none is given (lethe's default since the first version).
+DEFAULT_WEIGHT_DECAY = 5e-4
+
 
 @dataclass
 class TrainResult:
@@ -33,6 +44,7 @@ class TrainResult:
     lr: float
     seed: int
     device: str
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
     history: list[dict[str, float | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +108,8 @@ def _fit(model: nn.Module, train: SampleSet, test: SampleSet | None, *, epochs: 
         raise ModelError(f"epochs must be at least 1, got {epochs}")
     if lr <= 0 or batch_size < 1:
         raise ModelError(f"learning rate and batch size must be positive, got {lr} and {batch_size}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ModelError(f"weight decay must be a finite number >= 0, got {weight_decay}")
     original_device = next(model.parameters()).device
     target = torch.device(device if device is not None else default_device())
     use_amp = target.type == "cuda"
@@ -162,6 +176,7 @@ def _fit(model: nn.Module, train: SampleSet, test: SampleSet | None, *, epochs: 
         lr=lr,
         seed=seed,
         device=str(target),
+        weight_decay=weight_decay,
         history=history,
     )
 
@@ -174,7 +189,7 @@ def train_classifier(
     epochs: int,
     batch_size: int = 128,
     lr: float = 3e-3,
-    weight_decay: float = 5e-4,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -196,7 +211,7 @@ def finetune(
     epochs: int,
     batch_size: int = 128,
     lr: float = 1e-3,
-    weight_decay: float = 5e-4,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,

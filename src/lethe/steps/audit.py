@@ -20,13 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lethe.audit import ReferencePlan, ReferenceSet, root_fingerprint
-from lethe.audit.references import (
-    DEFAULT_K,
-    assemble_references,
-    plan_references,
-    stored_references,
-    train_reference,
-)
+from lethe.audit.plan import DEFAULT_K, plan_references
+from lethe.audit.training import assemble_references, stored_references, train_reference
 from lethe.errors import AuditError
 from lethe.models import read_card
 from lethe.registry.fetch import FetchedModel, fetch_model
@@ -183,19 +178,27 @@ def plan_of(audited: AuditedModel, *, k: int = DEFAULT_K, seed: int = 0, epochs:
             exclude = root_exclusions(audited, chosen, train, ledger_url=ledger_url,
                                       tracking_uri=tracking_uri, subject_map=subject_map)
     return plan_references(audited.model_dir, k=k, seed=seed, epochs=epochs, recipe=chosen,
-                           exclude_ids=exclude, root_uri=root_uri)
+                           exclude_ids=exclude, root_uri=root_uri, subject_map=subject_map)
 
 
 @dataclass(frozen=True)
 class PreparedReferences:
-    """prepare_references_for: the stored set, and whether it was already there."""
+    """prepare_references_for: the stored set, whether it was already there, whether it replaced one."""
 
     references: ReferenceSet
     cached: bool
+    rebuilt: bool = False
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the set judges no person (a per-sample set), in one line; None when it can."""
+        return self.references.person_refusal
 
     def to_dict(self) -> dict[str, Any]:
         refs = self.references
-        return {"uri": refs.uri, "k": refs.k, "cached": self.cached,
+        return {"uri": refs.uri, "k": refs.k, "cached": self.cached, "rebuilt": self.rebuilt,
+                "design": refs.design, "judges_persons": refs.person_refusal is None,
+                "refusal": refs.person_refusal, "subject_map_fingerprint": refs.subject_map_fingerprint,
                 "model_fingerprint": refs.model_fingerprint,
                 "dataset_fingerprint": refs.dataset_fingerprint, "epochs": refs.epochs, "seed": refs.seed,
                 "excluded": refs.excluded, "train_samples": len(refs.train_ids),
@@ -206,30 +209,27 @@ def prepare_references_for(model: str, *, k: int = DEFAULT_K, seed: int = 0, epo
                            recipe: str | Path | None = None, root_uri: str | None = None,
                            device: str | None = None, progress: bool = True, tracking_uri: str | None = None,
                            model_name: str | None = None, ledger_url: str | None = None,
-                           subject_map: str | None = None) -> PreparedReferences:
-    """`lethe audit prepare`: the stored references of `model`'s root, or K trained here one by one."""
+                           subject_map: str | None = None, rebuild: bool = False) -> PreparedReferences:
+    """`lethe audit prepare`: the stored references of `model`'s root, or K trained here one by one.
+
+    A stored set is returned as it is (a per-sample one says why it judges no person: `refusal`);
+    with `rebuild`, K models are trained anew (by subject, with the root's recipe) and replace it once
+    all are trained."""
     from lethe.audit import find_references
-    from lethe.devices import default_device
+    from lethe.audit.training import check_same_set, train_references
 
     with tempfile.TemporaryDirectory(prefix="lethe-audit-") as tmp:
         audited = fetch_audited_model(model, Path(tmp) / "model", tracking_uri=tracking_uri,
                                       model_name=model_name)
         found = find_references(audited.model_dir, root_uri=root_uri)
-        if found is not None:
-            if (found.k, found.seed) != (k, seed):
-                raise AuditError(f"reference models of {found.model_fingerprint[:12]} exist with "
-                                 f"K={found.k}, "
-                                 f"seed {found.seed}: use those, or retire them first (`lethe audit retire`)")
+        if found is not None and not rebuild:
+            check_same_set(found, k, seed)
             return PreparedReferences(found, cached=True)
         plan = plan_of(audited, k=k, seed=seed, epochs=epochs, recipe=recipe, root_uri=root_uri,
                        tracking_uri=tracking_uri, ledger_url=ledger_url, subject_map=subject_map)
-        train, test = plan.splits()
-        device = device or default_device()
-        dirs = [train_reference(plan, index, Path(tmp) / f"ref-{index:02d}", train=train, test=test,
-                                device=device,
-                                progress=progress) for index in range(plan.k)]
-        return PreparedReferences(assemble_references(plan, dirs, train=train, test=test, device=device,
-                                                      progress=progress), cached=False)
+        return PreparedReferences(train_references(plan, device=device, progress=progress,
+                                                   replace_stored=found is not None),
+                                  cached=False, rebuilt=found is not None)
 
 
 # --- the pipeline's three steps ---------------------------------------------------------------------
@@ -237,13 +237,15 @@ def prepare_references_for(model: str, *, k: int = DEFAULT_K, seed: int = 0, epo
 
 def plan_reference_models(model: str, plan_dir: str | Path, *, k: int = DEFAULT_K, seed: int = 0,
                           epochs: int | None = None, recipe: str | None = None,
-                          tracking_uri: str | None = None, model_name: str | None = None) -> list[int]:
-    """Write the plan to `plan_dir`; returns the indices 0..K-1 of the models to train."""
+                          tracking_uri: str | None = None, model_name: str | None = None,
+                          subject_map: str | None = None) -> list[int]:
+    """Write the plan to `plan_dir`; returns the indices 0..K-1 of the models to train. The halves are
+    drawn by the subjects of `subject_map` (default LETHE_SUBJECT_MAP, else the synthetic ones)."""
     with tempfile.TemporaryDirectory(prefix="lethe-audit-") as tmp:
         audited = fetch_audited_model(model, Path(tmp) / "model", tracking_uri=tracking_uri,
                                       model_name=model_name)
         plan = plan_of(audited, k=k, seed=seed, epochs=epochs, recipe=recipe or None,
-                       tracking_uri=tracking_uri)
+                       tracking_uri=tracking_uri, subject_map=subject_map)
     plan.save(plan_dir)
     if stored_references(plan) is not None:
         log.info("the reference models of %s are stored already: nothing to train",

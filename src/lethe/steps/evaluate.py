@@ -47,9 +47,8 @@ def reference_outputs(references: ReferenceSet, forget_set: ResolvedForgetSet) -
             or references.test_logits.shape[1] != len(test):
         raise EvaluationError(f"the reference models' test logits do not cover the test split of "
                               f"{forget_set.dataset} sample for sample: prepare the references for this data")
-    rows = references.indices_of(forget_set.split.forget.ids)
-    return ReferenceOutputs(references.train_logits[:, rows], references.out_mask(rows),
-                            references.test_logits)
+    # With the subject groups and the null of persons, or why the set judges no person (lethe.audit).
+    return references.outputs(references.indices_of(forget_set.split.forget.ids))
 
 
 def request_rows(forget: SampleSet, requests: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:

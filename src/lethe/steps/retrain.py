@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lethe.audit.recipe import HOW_TO_SUPPLY, matching_recipe, own_recipe, root_fingerprint
+from lethe.audit.recipe import (
+    HOW_TO_SUPPLY,
+    card_recipe,
+    check_recipe,
+    check_same_recipe,
+    matching_recipe,
+    own_recipe,
+    root_fingerprint,
+)
 from lethe.errors import AuditError, EmptyForgetSetError
 from lethe.forgetting.spec import ForgetSpec
 from lethe.models import read_card
@@ -30,7 +38,10 @@ def _recipe(audited: Any, recipe: str | Path | None, root_uri: str | None) -> di
     card = read_card(audited.model_dir)
     root = root_fingerprint(card)
     if recipe is not None:
-        return matching_recipe(recipe, root)
+        chosen = matching_recipe(recipe, root)
+        check_same_recipe(chosen, card_recipe(card), f"the card of model {card.fingerprint[:12]}")
+        check_same_recipe(chosen, audited.recipe, f"the train.json of the root version {root[:12]}")
+        return chosen
     if audited.recipe is not None:
         return dict(audited.recipe)
     if root == card.fingerprint:
@@ -83,7 +94,7 @@ def retrain(
         raise AuditError("this model directory was unlearned outside the registry, so nothing records what "
                          "it "
                          "forgot: name its registered version (models:/NAME/VERSION) to retrain it")
-    chosen = _recipe(audited, recipe, root_uri)
+    chosen = check_recipe(_recipe(audited, recipe, root_uri), "the root's recipe")  # old ones: defaults
     dataset = str(chosen["dataset"])
     train, test = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     lineage = forgotten_by(audited, train, ledger_url=ledger_url, tracking_uri=tracking_uri,
@@ -102,7 +113,7 @@ def retrain(
     record = train_model_dir(dataset, str(chosen["model"]), out_dir, epochs=int(epochs or chosen["epochs"]),
                              exclude_ids=excluded, seed=int(chosen["seed"]),
                              batch_size=int(chosen["batch_size"]), lr=float(chosen["lr"]),
-                             augment=bool(chosen["augment"]),
+                             weight_decay=float(chosen["weight_decay"]), augment=bool(chosen["augment"]),
                              arch_kwargs=dict(chosen["arch_kwargs"]), device=device, progress=progress,
                              train=train, test=test)
     # Judged like a class forget when that is all it forgets; otherwise on every sample left out.
