@@ -43,7 +43,7 @@ def _function_of(args: list[str]) -> str:
     try:
         return args[args.index("--function_to_execute") + 1]
     except (ValueError, IndexError):
-        raise SystemExit("lethe: task entry: no --function_to_execute among the executor's arguments") from None
+        raise SystemExit("lethe: task entry: no --function_to_execute in the executor's arguments") from None
 
 
 def confine(grants_path: str, function: str) -> list[str]:

@@ -33,6 +33,10 @@ _TYPE_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "tru
                list: "a JSON list of strings"}
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _matching(pattern: str, words: str) -> Callable[[str], str]:
     compiled = re.compile(pattern)
 
@@ -141,8 +145,8 @@ class Param:
         low = -MAX_INTEGER if self.minimum is None else self.minimum
         high = MAX_INTEGER if self.maximum is None else self.maximum
         if not low <= value <= high:
-            bound = (f"at least {self.minimum:g}" if self.maximum is None
-                     else f"between {low:g} and {high:g}")
+            bound = (f"at least {_number(low)}" if self.maximum is None
+                     else f"between {_number(low)} and {_number(high)}")
             raise self.refused(value, f"must be {bound}")
 
     def _check_text(self, value: str, *, multiline: bool | None = None) -> None:
@@ -194,8 +198,14 @@ class PipelineParams:
         return values
 
     def check(self, values: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Values given in Python (already typed), checked; unknown keys refused."""
-        return {key: self._param(key).check_value(value) for key, value in (values or {}).items()}
+        """Values given in Python, checked; unknown keys refused. A text value of a number, boolean or
+        list parameter is read as `-p` reads it (a form or a JSON file gives text)."""
+        checked: dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            param = self._param(str(key))
+            text_given = isinstance(value, str) and param.type is not str
+            checked[key] = param.parse(value) if text_given else param.check_value(value)
+        return checked
 
     def _param(self, key: str) -> Param:
         if key not in self.names:
@@ -210,10 +220,13 @@ class PipelineParams:
 
     def check_signature(self, func: Callable[..., Any]) -> None:
         """The pipeline function takes exactly these parameters, with these types and defaults."""
-        found = [(name, p.annotation, p.default) for name, p in inspect.signature(func).parameters.items()]
+        found = [(name, p.annotation, p.default)
+                 for name, p in inspect.signature(func, eval_str=True).parameters.items()]
         wanted = [(p.name, p.type, p.default) for p in self.params]
-        if [(n, t if isinstance(t, type) else str(t), d) for n, t, d in found] != wanted:
-            differ = [f"{w[0]}" for w, f in zip(wanted, found, strict=False) if w != f] or ["their number"]
+        if found != wanted:
+            differ = [w[0] for w, f in zip(wanted, found, strict=False) if w != f]
+            if len(found) != len(wanted):
+                differ.append("their number")
             raise PipelineError(f"pipeline {self.pipeline}: the function {func.__name__} and its parameter "
                                 f"schema (lethe.kfp.params) differ in {', '.join(differ)}")
 
@@ -297,6 +310,18 @@ def pipeline_params(name: str) -> PipelineParams:
         return SCHEMAS[name]
     except KeyError:
         raise PipelineError(f"unknown pipeline {name!r}; expected one of {', '.join(SCHEMAS)}") from None
+
+
+def validate_params(pipeline: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The one validator of pipeline parameters: `values` of pipeline `pipeline` (e.g. `scheduled`)
+    checked against its schema; returns them as the pipeline takes them (typed). Any unknown name, wrong
+    type, value out of range or bad text is a one-line PipelineError; nothing is imported but the schema."""
+    return pipeline_params(pipeline).check(values)
+
+
+def parse_param_items(pipeline: str, items: Sequence[str] | None) -> dict[str, Any]:
+    """`-p KEY=VALUE` items of pipeline `pipeline`, typed and checked (the CLI's reading)."""
+    return pipeline_params(pipeline).parse(items)
 
 
 def documented(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
