@@ -59,7 +59,7 @@ def _objects(s3_env, prefix: str) -> dict[str, bytes]:
 def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     from lethe.errors import IntegrityError
     from lethe.ledger import Ledger

@@ -24,7 +24,7 @@ def home(tmp_path: Path, digits_convnet_dir: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_reference_models_train_in_parallel_tasks_and_are_stored_once(home, digits_convnet_dir):
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     from lethe.audit import find_references
 
@@ -43,7 +43,7 @@ def test_reference_models_train_in_parallel_tasks_and_are_stored_once(home, digi
 def test_the_retrain_pipeline_registers_a_gated_retrained_version(home, digits_train):
     import json
 
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     from lethe.data import subject_map
     from lethe.models.baseline import excluded_digest

@@ -34,7 +34,7 @@ def home(tmp_path: Path, digits_convnet_dir: Path):
 
 
 def _run(home: Path, **params):
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     return run_local("scheduled", params, pipeline_root=home / "kfp", log_path=home / "kfp.log")
 
@@ -160,7 +160,7 @@ def test_ssd_runs_through_all_three_pipelines(home):
     """method=ssd end to end: the importances pipeline fills the cache with the champion's SSD
     importances, which the scheduled and the on-demand runs then unlearn with; what was run is
     recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
-    from pipelines.tooling import run_local
+    from lethe.kfp.local import run_local
 
     from lethe.config import settings
     from lethe.registry import Registry

@@ -159,6 +159,8 @@ def test_compute_importances_fills_then_reads_the_cache(home, prepared, importan
 
 
 def test_shard_and_merge_components(home, prepared, tmp_path):
+    from kfp.dsl import Artifact
+
     shards = plan_shards.python_func(num_shards=2)
     assert shards == [0, 1]
     outputs = [_artifact(Artifact, tmp_path / f"shard{k}") for k in shards]

@@ -116,11 +116,21 @@ def _summary(run_id: str) -> RunSummary | None:
         return None
 
 
+def _checked_params(args: argparse.Namespace) -> dict:
+    """The `-p` items typed by the pipeline's schema, then the KFP host: both before kfp or the pipelines
+    are imported, so a refusal takes seconds, prints one line and sends nothing."""
+    from lethe.kfp.host import check_host
+    from lethe.kfp.params import parse_param_items
+
+    params = parse_param_items(args.pipeline, args.param)
+    check_host(args.host)
+    return params
+
+
 def submit_command(args: argparse.Namespace) -> int:
-    from lethe.kfp.catalog import parse_params
+    params = _checked_params(args)
     from lethe.kfp.compiler import submit
 
-    params = parse_params(args.pipeline, args.param)
     _say_gpu_note()
     run_id = submit(args.pipeline, params, host=args.host, experiment=args.experiment,
                     run_name=args.run_name, namespace=args.namespace)
@@ -129,11 +139,12 @@ def submit_command(args: argparse.Namespace) -> int:
 
 
 def schedule_command(args: argparse.Namespace) -> int:
-    from lethe.kfp.catalog import parse_params
-    from lethe.kfp.scheduler import schedule, validate_cron
+    from lethe.kfp.scheduler import validate_cron
 
     cron = validate_cron(args.cron)  # before anything else: a bad cron changes nothing
-    params = parse_params(args.pipeline, args.param)
+    params = _checked_params(args)
+    from lethe.kfp.scheduler import schedule
+
     _say_gpu_note()
     done = schedule(args.pipeline, params, host=args.host, cron=cron, job_name=args.name,
                     experiment=args.experiment, namespace=args.namespace,
