@@ -144,6 +144,19 @@ def settings() -> Settings:
     return Settings()
 
 
+def require_existing_store(url: str, what: str, variable: str) -> str:
+    """`url` when it names a store that is there: a command that only reads (`review list`, `request
+    list`) must not create an empty SQLite file where it was run from and report that nothing is in it.
+    Servers (PostgreSQL, an MLflow server) are left to their clients, which say when they cannot connect."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            home = _env("LETHE_HOME", ".lethe")
+            raise ConfigError(f"no {what} at {path} (LETHE_HOME={home}, from {Path.cwd()}): run where it is, "
+                              f"or set LETHE_HOME or {variable}")
+    return url
+
+
 # --- Pipeline tasks on a cluster: read when the pipelines are built (components/platform.py) ---------
 # Which steps get GPUs and more CPU and memory by default is each step's row (components/step.py);
 # the variables below override the rows for a deployment.

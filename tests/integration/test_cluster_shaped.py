@@ -4,8 +4,11 @@ kfp.local runs every task as a subprocess that inherits this environment, which 
 pod's: the data set (published by `lethe data publish`), the subject map, the importances cache,
 the certificates and the MLflow artifacts live only in the S3 server (moto); MLflow is a server;
 the ledger is PostgreSQL; LETHE_STORE_ONLY makes a data directory, the Debian package or a bundled
-set an error in every task. Requests filed by subject (under any spelling of the id) are fulfilled;
-a changed shard, and a data set that is not the champion's, are refused before anything is claimed.
+set an error in every task. Each task sees only what its compiled task is granted on a cluster (the
+`lethe-config` keys and the Secrets of its step's stores: `run_local(..., cluster_env=True)`, through
+lethe's task entry), so a step that reads s3:// without the S3 keys fails here as it would in a pod.
+Requests filed by subject (under any spelling of the id) are fulfilled; a changed shard, and a data
+set that is not the champion's, are refused before anything is claimed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def cluster(s3_env, mlflow_server, postgres_server, tmp_path: Path, monkeypatch:
         "LETHE_DATASET_URI": f"{root}/datasets/digits",
         "LETHE_SUBJECT_MAP": f"{root}/subjects/subjects.parquet",
         "LETHE_SUBJECT_KEY": KEY,
+        # The ConfigMap's name for the endpoint (a pod gets AWS_ENDPOINT_URL, not ..._S3).
+        "AWS_ENDPOINT_URL": s3_env.endpoint,
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
@@ -59,9 +64,9 @@ def _objects(s3_env, prefix: str) -> dict[str, bytes]:
 def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
-    from lethe.kfp.local import run_local
 
     from lethe.errors import IntegrityError
+    from lethe.kfp.local import run_local
     from lethe.ledger import Ledger
     from lethe.models import read_card
     from lethe.registry import Registry
@@ -85,7 +90,7 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     monkeypatch.setenv("LETHE_STORE_ONLY", "1")
     # No refresh of the new champion's importances: tests/pipelines runs it; here it would only add time.
     run = run_local("scheduled", {"refresh": False}, pipeline_root=tmp_path / "kfp",
-                    log_path=tmp_path / "kfp.log")
+                    log_path=tmp_path / "kfp.log", cluster_env=True)
     assert run.succeeded, f"{run.failed_task}: {run.failure}; see {tmp_path / 'kfp.log'}"
     assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
                                "register-and-gate", "finalize-requests"]

@@ -24,9 +24,8 @@ def home(tmp_path: Path, digits_convnet_dir: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_reference_models_train_in_parallel_tasks_and_are_stored_once(home, digits_convnet_dir):
-    from lethe.kfp.local import run_local
-
     from lethe.audit import find_references
+    from lethe.kfp.local import run_local
 
     run = run_local("reference-models", {"k": 2, "epochs": 2}, pipeline_root=home / "kfp",
                     log_path=home / "kfp.log")
@@ -43,9 +42,8 @@ def test_reference_models_train_in_parallel_tasks_and_are_stored_once(home, digi
 def test_the_retrain_pipeline_registers_a_gated_retrained_version(home, digits_train):
     import json
 
-    from lethe.kfp.local import run_local
-
     from lethe.data import subject_map
+    from lethe.kfp.local import run_local
     from lethe.models.baseline import excluded_digest
     from lethe.registry import Registry
 

@@ -160,9 +160,8 @@ def test_ssd_runs_through_all_three_pipelines(home):
     """method=ssd end to end: the importances pipeline fills the cache with the champion's SSD
     importances, which the scheduled and the on-demand runs then unlearn with; what was run is
     recorded on each version and certificate. (Scheduled runs of the default, LFSSD, are above.)"""
-    from lethe.kfp.local import run_local
-
     from lethe.config import settings
+    from lethe.kfp.local import run_local
     from lethe.registry import Registry
 
     def cached(fingerprint: str) -> list[str]:

@@ -109,6 +109,10 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def list_(args: argparse.Namespace) -> int:
+    from lethe.config import require_existing_store, settings
+
+    # Only reads: a ledger that is not there is refused, not created empty.
+    require_existing_store(args.ledger or settings().ledger, "erasure ledger", "LETHE_LEDGER_URL")
     requests = _ledger(args).list_requests(args.state)
     if args.json:
         print(json.dumps([_as_dict(r) for r in requests], indent=2))

@@ -34,6 +34,10 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def list_(args: argparse.Namespace) -> int:
+    from lethe.config import require_existing_store, settings
+
+    # Only reads: a registry that is not there is refused, not created empty.
+    require_existing_store(args.tracking_uri or settings().tracking, "model registry", "LETHE_TRACKING_URI")
     registry = _registry(args)
     versions = registry.versions() if args.all else registry.pending_reviews()
     champion = registry.champion_version()
