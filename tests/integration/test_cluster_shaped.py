@@ -129,3 +129,30 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     with pytest.raises(IntegrityError, match="altered"):
         collect_requests("tampered-run", forget_path=tmp_path / "forget", model_dir=tmp_path / "champion")
     assert ledger.get(later).state == "pending"
+
+
+#: The other pipelines, small: each runs with every task cut down to what its compiled task is granted.
+OTHER_RUNS = (("unlearning", {"forget_subjects": ["bob@example.org"], "refresh": False}),
+              ("importances", {"num_shards": 2}),
+              ("reference-models", {"k": 2, "epochs": 1}),
+              ("retrain", {"forget_subjects": ["carol@example.org"], "epochs": 1}))
+
+
+def test_every_other_pipeline_runs_with_only_what_its_tasks_are_granted(
+        cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from lethe.kfp.local import run_local
+
+    assert main(["data", "publish", "--dataset", "digits", "--to", cluster["LETHE_DATASET_URI"]]) == 0
+    rows = [(subject, f"digits/train/{i}") for subject, ids in SUBJECT_SAMPLES.items() for i in ids]
+    map_file = tmp_path / "subjects.parquet"
+    pd.DataFrame(rows, columns=["subject_id", "sample_id"]).to_parquet(map_file)
+    assert main(["data", "publish-subjects", str(map_file), "--to", cluster["LETHE_SUBJECT_MAP"]]) == 0
+    register_champion(digits_convnet_dir)
+    monkeypatch.setenv("LETHE_STORE_ONLY", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny models, a busy machine
+    for name, params in OTHER_RUNS:
+        log = tmp_path / f"{name}.log"
+        run = run_local(name, params, pipeline_root=tmp_path / "kfp", log_path=log, cluster_env=True)
+        assert run.succeeded, f"{name}: {run.failed_task}: {run.failure}; see {log}"
