@@ -9,7 +9,7 @@ from typing import Any
 from lethe.config import platform_settings, settings
 from lethe.errors import PipelineError
 from lethe.kfp import host as kfp_host
-from lethe.kfp.catalog import build, check_params, pipeline, pipeline_names
+from lethe.kfp.catalog import build, check_params, pipeline_names
 
 
 def compile_pipeline(name: str, out_path: str | Path) -> Path:
@@ -64,7 +64,7 @@ def submit(name: str, params: Mapping[str, Any] | None, *, host: str, experiment
     before the pipelines are imported: a refusal takes seconds and sends nothing."""
     params = check_params(name, params)
     kfp_host.check_host(host)
-    component = pipeline(name)
+    component = build(name)  # under the settings of now (image, GPUs, resources)
     kfp_client = client(host, namespace)
     try:
         result = kfp_client.create_run_from_pipeline_func(component, arguments=params, run_name=run_name,

@@ -13,7 +13,7 @@ from typing import Any
 from lethe.errors import PipelineError
 from lethe.kfp import compiler
 from lethe.kfp import host as kfp_host
-from lethe.kfp.catalog import check_params, pipeline
+from lethe.kfp.catalog import build, check_params
 
 CRON_FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 
@@ -60,7 +60,7 @@ def schedule(name: str, params: Mapping[str, Any] | None, *, host: str, cron: st
     cron = validate_cron(cron)
     params = check_params(name, params)
     kfp_host.check_host(host)
-    component = pipeline(name)
+    component = build(name)  # under the settings of now (image, GPUs, resources)
     client = compiler.client(host, namespace)
     with tempfile.TemporaryDirectory(prefix="lethe-pipeline-") as tmp:
         package = compiler.compile_pipeline(name, Path(tmp) / f"{name}.yaml")
