@@ -135,7 +135,7 @@ def test_a_full_disk_while_writing_certificates_leaves_the_requests_settled(
 
 
 def test_the_first_error_line_of_a_task_is_its_last_tracebacks_exception() -> None:
-    from pipelines.tooling import first_error_line
+    from lethe.kfp.local_hooks import first_error_line
 
     output = """    [KFP Executor 2026-11-30 06:43:18,022 INFO]: Got executor_input:
     Traceback (most recent call last):
