@@ -75,7 +75,6 @@ def run_command(args: argparse.Namespace) -> int:
     check_out_dir(root, flag="--pipeline-root")
     from lethe.kfp.local import run_local
 
-
     def show(task: str, state: str) -> None:
         print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
 
