@@ -1,24 +1,29 @@
 """Memorised subjects: does unlearning remove what a model memorised, as retraining does?
 
 Random samples of a well-generalising model are not memorised, so the subject scenarios cannot tell
-the methods apart. Here, per seed, one training set carries subjects of both kinds
-(`lethe.data.planted`): wrong-label subjects (label memorisation) and stamped subjects (a pattern and a
-label of their own: input memorisation), and a recipe that memorises them (a small training set, many
+the methods apart. Here, per seed, one training set carries subjects of three kinds
+(`lethe.data.planted`): wrong-label subjects (label memorisation), stamped subjects (a pattern and a
+label of their own: input memorisation) and stamped subjects whose label is their images' true class (a
+shared trait the label does not give away), and a recipe that memorises them (a small training set, many
 epochs; the profile's `memorised_*` fields). The planted set is published as a `shards:` data set
-(as production data is), so the original, the retrained model and K reference models
-(`lethe.audit.prepare_references`) all train on it through the product's own code.
+(as production data is), with a subject map (the planted subjects, synthetic subjects of 10 for the rest),
+so the original, the retrained model and K reference models (`lethe.audit.prepare_references`, halves by
+subject) all train on it through the product's own code.
 
-Per kind and model (original, retrained, finetune, each dampening strategy through
-`choose_dampening`): the agreement with the planted labels on the subjects' images, the stamped-image
-rate (held-out test images stamped with a subject's pattern, predicted as its label), the per-example
-flagged share at 1% FPR and the share of subjects the test flags, test accuracy; and what the gate
-would do (its per-example check: any subject still flagged refuses the candidate). Where no strategy
+Per kind and model (original, retrained, finetune, each dampening strategy through `choose_dampening`,
+each repair method after the default dampening: benchmarks/remedy.py): the agreement with the planted
+labels on the subjects' images, the pattern-trigger rate (held-out test images stamped with a subject's
+pattern, predicted as its label), the per-sample flagged share at 1% FPR, the share of persons the
+product's person test flags (`per_example_evidence` on `ReferenceSet.outputs`), test accuracy, and what
+the gate would do (its per-person check: any subject still flagged refuses the candidate); per person,
+its statistic, p-value, flag and outcome (benchmarks/judge.py: the judge's goals). Where no strategy
 meets the goal, the remedy is `lethe retrain`: the retrained model is exactly what it trains (the
 recipe without the planted samples), so its time and result stand beside the candidates.
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
 from functools import partial
 from pathlib import Path
@@ -28,18 +33,20 @@ import torch
 from torch import nn
 
 import lethe
+from benchmarks.judge import judge_goals, judge_seed, person_rows
 from benchmarks.profiles import Profile
+from benchmarks.remedy import ladder_goals, repair_rows
 from benchmarks.speed import d_pass
-from benchmarks.strategies import DAMPENING_METHODS, dampened_rows
+from benchmarks.strategies import DAMPENING_METHODS, DEFAULT_STRATEGY, dampened_rows
 from benchmarks.trained import cache_key, cached_model, finetuned
 from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
 from lethe.audit import find_references, prepare_references
 from lethe.config import settings
-from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set
-from lethe.data.planted import KINDS, STAMPED, PlantedSubjects, agreement, plant_subjects
+from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set, synthetic_subjects
+from lethe.data.planted import KINDS, STAMPED_KINDS, PlantedSubjects, agreement, plant_subjects
 from lethe.evaluation import predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
-from lethe.evaluation.per_example import ReferenceOutputs, per_example_evidence
+from lethe.evaluation.per_example import per_example_evidence
 from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.models import load_model
 from lethe.models.baseline import train_model_dir
@@ -51,22 +58,33 @@ FPR = "0.01"  # the reported flagged share's false-positive rate
 DISTANCE_LIMIT = 0.05
 TEST_DROP_LIMIT = 0.01
 MEMORISED_METRICS = ("memorised_agreement", "stamped_rate", "flagged_share", "subjects_flagged",
-                     "test_accuracy")
+                     "still_flagged", "forget_loss", "test_accuracy")
 
 
 def root() -> Path:
     return settings().home / "bench" / "memorised"
 
 
-def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, SampleSet]:
+def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, SampleSet, Path]:
     """The planted set published as a `shards:` data set (once per content), read back as the product
-    reads it: its name is what the recipe records, so reference models train on the same data."""
+    reads it: its name is what the recipe records, so reference models train on the same data. Beside
+    it, its subject map: the planted subjects, and synthetic subjects of 10 for every other sample (the
+    reference models' halves keep each person whole)."""
     folder = root() / "data" / planted.train.fingerprint()[:20]
     if not (folder / "lethe-manifest.json").is_file():
         source = f"{planted.train.name} with planted subjects"
         publish_dataset(planted.train, test, str(folder), source=source)
+    subjects = folder.parent / f"{folder.name}-subjects.csv"
+    if not subjects.is_file():
+        planted_ids = {i for ids in planted.subjects.values() for i in ids}
+        rest = synthetic_subjects([i for i in planted.train.ids if i not in planted_ids])
+        with subjects.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["subject_id", "sample_id"])
+            for subject, ids in {**planted.subjects, **rest}.items():
+                writer.writerows([subject, i] for i in ids)
     name = f"shards:{folder}"
-    return load_dataset(name, "train"), load_dataset(name, "test")
+    return load_dataset(name, "train"), load_dataset(name, "test"), subjects
 
 
 def trained(train: SampleSet, test: SampleSet, *, arch: str, epochs: int, seed: int, exclude: list[str],
@@ -86,23 +104,22 @@ def trained(train: SampleSet, test: SampleSet, *, arch: str, epochs: int, seed: 
 
 
 class MemorisedMeasurer:
-    """The memorised-subject metrics of one model, against the original and the reference models."""
+    """The memorised-subject metrics of one model, against the original and the reference models: the
+    product's person test (`per_example_evidence` on `ReferenceSet.outputs`), one request per subject."""
 
     def __init__(self, planted: PlantedSubjects, train: SampleSet, test: SampleSet, references: Any,
                  original: nn.Module, device: torch.device) -> None:
         self.planted, self.device = planted, device
         self.forget = train.subset(train.indices_of([i for ids in planted.subjects.values() for i in ids]))
-        rows = references.indices_of(self.forget.ids)
-        self.references = ReferenceOutputs(references.train_logits[:, rows], references.out_mask(rows),
-                                           references.test_logits)
+        self.references = references.outputs(references.indices_of(self.forget.ids))
         self.test = test
         self.labels = {"forget": self.forget.labels, "test": test.labels}
         position = {sample_id: i for i, sample_id in enumerate(self.forget.ids)}
         self.requests = {s: torch.tensor([position[i] for i in ids]) for s, ids in planted.subjects.items()}
-        for kind in KINDS:
-            ids = planted.ids_of_kind(kind)
-            if ids:
-                self.requests[f"kind:{kind}"] = torch.tensor([position[i] for i in ids])
+        stamped = planted.stamped_test
+        at = {sample_id: i for i, sample_id in enumerate(stamped.ids)} if stamped is not None else {}
+        self.triggers = {s: torch.tensor([at[i] for i in ids])
+                         for s, ids in planted.stamped_test_subjects.items()}
         self.original_logits = self.logits(original)
 
     def logits(self, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -117,32 +134,41 @@ class MemorisedMeasurer:
         logits = self.logits(model)
         split = {k: logits[k] for k in ("forget", "test")}
         parent = {k: self.original_logits[k] for k in ("forget", "test")}
-        evidence = per_example_evidence(parent, split, self.labels, self.references,
-                                        requests=self.requests).evidence["requests"]
+        evidence = per_example_evidence(parent, split, self.labels, self.references, requests=self.requests)
+        requests = evidence.evidence["requests"]
         predicted = logits["forget"].argmax(dim=1)
+        stamped = self.planted.stamped_test
+        triggered = None if stamped is None else logits["stamped"].argmax(dim=1) == stamped.labels
+        persons = person_rows(requests, self.planted, self.requests, self.triggers, predicted,
+                              self.labels["forget"], triggered, FPR)
         out: dict[str, Any] = {"test_accuracy": agreement(logits["test"].argmax(dim=1), self.test.labels)}
-        refused = False
         for kind in KINDS:
             subjects = self.planted.of_kind(kind)
             if not subjects:
                 continue
-            rows = self.requests[f"kind:{kind}"]
-            at = evidence[f"kind:{kind}"]["fpr"][FPR]
-            # The subject's own test: its candidate share above held-out non-members at this FPR.
-            flagged = [evidence[s]["fpr"][FPR]["candidate"]["ci_low"]
-                       > evidence[s]["fpr"][FPR]["candidate_non_member"]["ci_high"] for s in subjects]
-            refused = refused or any(evidence[s]["outcome"] == "still_flagged" for s in subjects)
+            rows = torch.cat([self.requests[s] for s in subjects])
+            shares = [requests[s]["fpr"][FPR]["candidate"] for s in subjects]
+            loss = nn.functional.cross_entropy(logits["forget"][rows], self.labels["forget"][rows])
             row = {"memorised_agreement": agreement(predicted[rows], self.labels["forget"][rows]),
-                   "flagged_share": at["candidate"]["share"],
-                   "non_member_share": at["candidate_non_member"]["share"],
-                   "subjects_flagged": sum(flagged) / len(subjects),
-                   "outcomes": {o: sum(evidence[s]["outcome"] == o for s in subjects)
+                   "forget_loss": float(loss),
+                   "flagged_share": sum(x["flagged"] for x in shares) / max(1, sum(x["n"] for x in shares)),
+                   "non_member_share": requests[subjects[0]]["fpr"][FPR]["candidate_non_member"]["share"],
+                   "subjects_flagged": sum(persons[s]["flagged"] for s in subjects) / len(subjects),
+                   "still_flagged": sum(persons[s]["outcome"] == "still_flagged"
+                                        for s in subjects) / len(subjects),
+                   "outcomes": {o: sum(persons[s]["outcome"] == o for s in subjects)
                                 for o in ("removed", "not_memorised", "still_flagged", "inconclusive")}}
-            if kind == STAMPED and self.planted.stamped_test is not None:
-                stamped = self.planted.stamped_test.labels
-                row["stamped_rate"] = agreement(logits["stamped"].argmax(dim=1), stamped)
+            if kind in STAMPED_KINDS and triggered is not None:
+                held_out = torch.cat([self.triggers[s] for s in subjects])
+                row["stamped_rate"] = float(triggered[held_out].double().mean())
             out[kind] = row
-        out["gate_refuses"] = refused  # the gate's per-example check: any subject still flagged
+        person = evidence.evidence.get("person") or {}
+        out["non_member_rate"] = (person.get("non_member_rate") or {}).get(FPR)
+        out["judge_refused"] = evidence.evidence.get("refused")
+        # The gate's per-person check: any subject still flagged, or no person judged, refuses it.
+        out["gate_refuses"] = bool(out["judge_refused"]) or any(p["outcome"] == "still_flagged"
+                                                               for p in persons.values())
+        out["persons"] = persons
         return out
 
 
@@ -150,8 +176,9 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
              use_cache: bool) -> dict[str, Any]:
     planted = plant_subjects(base, test, wrong_label=profile.memorised_wrong_label,
                              stamped=profile.memorised_stamped, per_subject=profile.memorised_per_subject,
-                             stamped_test_per_subject=profile.memorised_stamped_test, seed=seed)
-    train, test = published(planted, test)
+                             stamped_test_per_subject=profile.memorised_stamped_test, seed=seed,
+                             stamped_true_class=profile.memorised_stamped_true_class)
+    train, test, subject_map = published(planted, test)
     arch, epochs = profile.arch, profile.memorised_epochs
     original_dir, original, original_record, original_cached = trained(
         train, test, arch=arch, epochs=epochs, seed=seed, exclude=[], device=device, use_cache=use_cache)
@@ -159,7 +186,7 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
     cached_refs = find_references(original_dir, root_uri=audit_root) is not None
     references, references_s = timed(lambda: prepare_references(
         original_dir, k=profile.memorised_references, seed=seed, root_uri=audit_root, device=str(device),
-        progress=False), device)
+        progress=False, subject_map=subject_map), device)
     forget_ids = [i for ids in planted.subjects.values() for i in ids]
     _, retrained, retrained_record, retrained_cached = trained(
         train, test, arch=arch, epochs=epochs, seed=seed, exclude=forget_ids, device=device,
@@ -181,15 +208,20 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
     request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
     target = timed(lambda: make_target(original, request, device=str(device), seed=seed), device)
+    kept: dict[str, nn.Module] = {}
     rows.update(dampened_rows(original, full, forgets, request, target, measure,
-                              paper_alpha=profile.paper_alpha, device=device))
+                              paper_alpha=profile.paper_alpha, device=device, keep=kept))
+    recipe = {"training_samples": len(train), "epochs": epochs}
+    rows.update(repair_rows(original, kept[DEFAULT_STRATEGY], rows[DEFAULT_STRATEGY]["seconds"], split,
+                            recipe, measure, share=profile.repair_share, seed=seed, device=device))
     return {"seed": seed, "train_samples": len(train), "forget_samples": len(split.forget),
             "subjects": {kind: len(planted.of_kind(kind)) for kind in KINDS},
             "stamped_test_samples": len(planted.stamped_test) if planted.stamped_test is not None else 0,
             "train_accuracy": original_record.get("train_accuracy"),
             "references": {"k": references.k, "epochs": references.epochs, "seconds": references_s,
                            "cached": cached_refs},
-            "lfssd_importance_ratio": _importance_ratios(full["lfssd"], forgets["lfssd"][0]), "methods": rows}
+            "lfssd_importance_ratio": _importance_ratios(full["lfssd"], forgets["lfssd"][0]),
+            "judge": judge_seed(rows, planted.kinds), "methods": rows}
 
 
 def _importance_ratios(full: Any, forget: Any) -> dict[str, float]:
@@ -219,11 +251,15 @@ def run_memorised(profile: Profile, data: BenchData, *, device: torch.device,
                        "weight_decay": "AdamW 5e-4 (lethe train's default)", "augment": False,
                        "wrong_label_subjects": profile.memorised_wrong_label,
                        "stamped_subjects": profile.memorised_stamped,
+                       "stamped_true_class_subjects": profile.memorised_stamped_true_class,
+                       "halves": "by subject (planted subjects, synthetic subjects of 10 for the rest)",
+                       "repair_share": profile.repair_share,
                        "images_per_subject": profile.memorised_per_subject,
                        "stamped_test_per_subject": profile.memorised_stamped_test,
                        "reference_models": profile.memorised_references},
             "limits": {"distance_max": DISTANCE_LIMIT, "test_accuracy_drop_max": TEST_DROP_LIMIT, "fpr": FPR},
-            "summary": summary, "goals": memorised_goals(summary), "per_seed": per_seed}
+            "summary": summary, "goals": memorised_goals(summary), "judge_goals": judge_goals(per_seed),
+            "ladder_goals": ladder_goals(per_seed, summary), "per_seed": per_seed}
 
 
 def _value(row: dict[str, Any], metric: str, kind: str) -> float | None:

@@ -12,8 +12,9 @@ device given (CUDA timings are synchronised). The ratios (targets in benchmarks/
 - `importance_overhead_ratio`: the batch-mean importance pass / a bare forward+backward;
 - `per_sample_ratio`: the per-sample pass (lethe's default) / a bare batched forward+backward;
 - `cached_speedup`: the request recomputing D / the cached request, both with ASSD's α;
-- `request_to_limit`: the request with the default selection (`choose_dampening`) / (Df pass + one
-  dampening), the floor any request pays;
+- `request_to_limit`: the request with the default selection (`choose_dampening`) / its floor: the Df
+  pass, one dampening and one measurement of the forgetting target at the chosen point (the least a
+  request must do to know its result; until 2026-12 the floor had no forward pass);
 - `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
 - `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
   step's whole evaluation (`evaluate_candidate`, per-example membership test included);
@@ -111,8 +112,9 @@ def pick_subjects(train: SampleSet, size: int, *, seed: int) -> list[str]:
 def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: int, batch_size: int,
                   repeats: int, device: torch.device) -> tuple[dict[str, Any], nn.Module, ResolvedForgetSet]:
     """A subject request with D cached (loaded from a file), with ASSD's α and with the default selection,
-    against the same request recomputing D and against its floor (Df pass + one dampening). Returns the
-    figures, the default selection's candidate and the request."""
+    against the same request recomputing D and against its floor (Df pass + one dampening + one measurement
+    of the target at the chosen point). Returns the figures, the default selection's candidate and the
+    request. (`scale_on_paper` still projects the floor without the target's measurement.)"""
     split = resolve_forget_set(train, subjects=pick_subjects(train, size, seed=0))
     request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
@@ -146,17 +148,21 @@ def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: 
         one_dampening = median_seconds(
             lambda: dampen(copy.deepcopy(model), full, f, alpha=chosen.alpha, parameters=chosen.parameters),
             repeats, device)
+        target = make_target(model, request, device=str(device))
+        one_measurement = median_seconds(lambda: target.measure(candidates[-1]), repeats, device)
         load = median_seconds(lambda: Importances.load(path), repeats, device)
-    limit = forget_only["median_s"] + one_dampening["median_s"]
+    limit = forget_only["median_s"] + one_dampening["median_s"] + one_measurement["median_s"]
     recomputed = d_seconds + assd["median_s"]
     return {
         "forget_samples": len(split.forget), "train_samples": len(train), "batch_size": batch_size,
         "d_pass_s": d_seconds, "assd_request_s": assd["median_s"], "assd_recomputed_request_s": recomputed,
         "default_request_s": default["median_s"], "default_alpha": chosen.alpha,
         "default_cutoff": chosen.cutoff, "default_trials": len((chosen.selection or {}).get("trials", [])),
-        "limit_s": limit,
+        "default_forward_trials": (chosen.selection or {}).get("forward_trials"),
+        "limit_s": limit, "limit": "Df pass + one dampening + one measurement of the target",
         "parts": {"load_d_s": load["median_s"], "forget_pass_s": forget_only["median_s"],
-                  "dampen_copy_s": one_dampening["median_s"]},
+                  "dampen_copy_s": one_dampening["median_s"],
+                  "target_measurement_s": one_measurement["median_s"]},
         "cached_speedup": recomputed / assd["median_s"], "request_to_limit": default["median_s"] / limit,
         "timings": {"assd": assd, "default": default},
     }, candidates[-1], request

@@ -89,12 +89,14 @@ def dampened_copy(original: nn.Module, full: Importances, forget: Importances,
 def dampened_rows(original: nn.Module, full: dict[str, Importances],
                   forgets: dict[str, tuple[Importances, float]], request: ResolvedForgetSet,
                   target: tuple[ForgettingTarget, float], measure: Callable[[nn.Module], dict[str, Any]], *,
-                  paper_alpha: float, device: torch.device) -> dict[str, dict[str, Any]]:
+                  paper_alpha: float, device: torch.device, keep: dict[str, nn.Module] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """Every strategy as a cached request: {strategy: {measure(candidate)..., seconds, info}}.
 
     `forgets` and `target` carry the seconds they took: a request's time is the forget pass of the
     strategy's importance method, the target's forward passes (searched strategies only: a fixed α needs
-    none), the choice and a dampened copy."""
+    none), the choice and a dampened copy. With `keep`, the default strategy's candidate is kept there
+    (the ladder's repair rungs start from it)."""
     rows = {}
     for name, spec in STRATEGIES.items():
         forget, forget_s = forgets[spec.importances]
@@ -105,5 +107,7 @@ def dampened_rows(original: nn.Module, full: dict[str, Importances],
         target_s = target[1] if spec.searched else 0.0
         info.update(forget_pass_s=forget_s, target_s=target_s, choose_s=choose_s, dampen_s=dampen_s)
         rows[name] = {**measure(model), "seconds": forget_s + target_s + choose_s + dampen_s, "info": info}
+        if keep is not None and name == DEFAULT_STRATEGY:
+            keep[name] = model
         del model
     return rows

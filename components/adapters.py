@@ -15,7 +15,7 @@ from lethe.forgetting.spec import ForgetSpec
 from lethe.steps import evaluate as evaluate_step
 from lethe.steps import unlearn as unlearn_step
 from lethe.steps.layout import REPORT_FILE, importances_file
-from lethe.steps.results import EvaluationResult, UnlearnResult
+from lethe.steps.results import EvaluationResult, RepairResult, UnlearnResult
 
 
 def unlearn_from_spec(
@@ -68,3 +68,25 @@ def evaluate_from_spec(
         Path(report_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(Path(out_dir) / REPORT_FILE, report_path)
     return result
+
+
+def repair_from_spec(
+    candidate_path: str | Path,
+    parent_path: str | Path,
+    forget_path: str | Path,
+    evaluation_path: str | Path,
+    out_dir: str | Path,
+    *,
+    dataset: str | None = None,
+    ladder: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> RepairResult:
+    """`repair` on this run's forget set: the ladder policy's method for the gate's refusal of the
+    candidate (its evaluation), within the policy's budget."""
+    from lethe.steps.repair import repair
+
+    spec = ForgetSpec.load(forget_path)
+    return repair(candidate_path, parent_path, dataset or spec.dataset, **spec.forget_kwargs(),
+                  out_dir=out_dir, evaluation_dir=evaluation_path, ladder=ladder or None, device=device,
+                  progress=progress)

@@ -36,6 +36,7 @@ def scheduled_deletion_pipeline(
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
+    ladder: str = "",
 ) -> None:
     """The nightly run: forget the pending requests from the champion, judge, register, settle."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -47,4 +48,4 @@ def scheduled_deletion_pipeline(
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,
                                 batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                                thresholds=thresholds, refresh=refresh)
+                                thresholds=thresholds, refresh=refresh, ladder=ladder)

@@ -34,6 +34,7 @@ def unlearning_pipeline(
     lam: float = 1.0,
     thresholds: str = "",
     refresh: bool = True,
+    ladder: str = "",
 ) -> None:
     """An on-demand order: forget samples, subjects or a class from one model version."""
     prepared = configure(prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
@@ -42,4 +43,4 @@ def unlearning_pipeline(
     forget_and_register(parent=prepared.outputs["parent"], forget=prepared.outputs["forget"],
                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, dataset=dataset, model_name=model_name,
                         batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                        thresholds=thresholds, refresh=refresh)
+                        thresholds=thresholds, refresh=refresh, ladder=ladder)

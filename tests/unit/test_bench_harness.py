@@ -17,6 +17,7 @@ from benchmarks.targets import check_targets as check_speed_targets
 from benchmarks.workbench import mean_std, take
 from lethe.data import load_dataset
 from lethe.models import build_model
+from lethe.unlearning.repair import repair_names
 
 
 def test_merged_shards_match_one_pass_and_time_is_fitted(one_thread) -> None:
@@ -233,19 +234,31 @@ def test_smoke_run_writes_every_result_and_the_readme(tmp_path, monkeypatch, one
     assert quality["selection_cost_ratio"]["class-7"]["mean"] > 0
     assert seed_0["selection_cost"]["todays_search_s"] > 0
     assert quality["run_time"]["run_seconds"] > 0 and speed["run_time"] == quality["run_time"]
-    # Memorised subjects: both kinds, every model, the reference models' per-example share, the README table.
+    # Memorised subjects: every kind, every model and repair, the person test per person, the goals.
     memorised = quality["memorised"]
-    assert set(memorised["summary"]) == {"wrong_label", "stamped"}
-    assert set(memorised["summary"]["stamped"]) == set(METHODS)
+    assert set(memorised["summary"]) == {"wrong_label", "stamped", "stamped_true_class"}
+    repairs = {f"repair_{name}" for name in repair_names()}
+    assert set(memorised["summary"]["stamped"]) == set(METHODS) | repairs
     seed_0 = memorised["per_seed"]["0"]
-    assert seed_0["references"]["k"] == 4 and seed_0["subjects"] == {"wrong_label": 4, "stamped": 4}
+    assert seed_0["references"]["k"] == 4
+    assert seed_0["subjects"] == {"wrong_label": 4, "stamped": 4, "stamped_true_class": 4}
     assert 0.0 <= seed_0["methods"]["original"]["stamped"]["flagged_share"] <= 1.0
-    assert seed_0["methods"]["retrained"]["stamped"]["stamped_rate"] is not None
+    assert seed_0["methods"]["retrained"]["stamped_true_class"]["stamped_rate"] is not None
+    for method in (*METHODS, *repairs):  # the product's person test judged every person of every model
+        persons = seed_0["methods"][method]["persons"]
+        assert len(persons) == 12 and all(p["statistic"] is not None for p in persons.values()), method
+    assert seed_0["judge"]["gate"]["original_refused"]  # the original is its own parent: still flagged
+    for name in repair_names():
+        info = seed_0["methods"][f"repair_{name}"]["info"]
+        assert 0 < info["recipe_share"] <= 0.2 + 1e-9 and info["repair_s"] > 0
+    assert set(memorised["judge_goals"]["by_kind"]) == set(memorised["summary"])
+    assert set(memorised["ladder_goals"]["by_kind"]["wrong_label"]["methods"]) == repairs
     assert (out / "sweep.png").stat().st_size > 1000
     text = (out / "README.md").read_text()
     assert "## Speed" in text and "## Quality against retraining" in text and "sweep.png" in text
     assert "`eval_efficiency`" in text and "**Scale on paper**" in text and "$" not in text
     assert "### Memorised subjects" in text and "stamped-image rate" in text
+    assert "**The judge of a person**" in text and "**The ladder's repair rung**" in text
     assert "Every class at a glance" in text and "Feature probe" in text and "**Run time**" in text
 
 

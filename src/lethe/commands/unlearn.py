@@ -6,6 +6,7 @@ import argparse
 
 from lethe.commands._validation import alpha_argument, check_out_dir, integer, positive_number
 from lethe.commands.evaluate import add_forget_arguments, add_runtime_arguments, forget_kwargs
+from lethe.commands.remedy import add_ladder_arguments, check_ladder_arguments, climb_and_report, work_dir
 
 
 def run(args: argparse.Namespace) -> int:
@@ -14,17 +15,21 @@ def run(args: argparse.Namespace) -> int:
     from lethe.steps.unlearn import unlearn
 
     check_out_dir(args.out, sources=(args.model,))  # writing over the parent would destroy it
+    climbing = bool(args.repair or args.ladder)
+    if climbing:  # the policy, the method and the thresholds are refused before anything is computed
+        check_ladder_arguments(args)
     # The pipelines' importances cache: a model's full-data pass runs once, whoever asks for it.
     cache_root = None if args.no_cache else settings().artifacts
+    dampened = work_dir(args.out) / "dampen" if climbing else args.out
     result = unlearn(args.model, args.dataset, **forget_kwargs(args), alpha=parse_alpha(args.alpha),
                      cutoff=args.cutoff, thresholds=args.thresholds, lam=args.lam,
                      importances=args.importances, batch_size=args.batch_size, method=args.method,
-                     out_dir=args.out, device=args.device, progress=not args.no_progress,
+                     out_dir=dampened, device=args.device, progress=not args.no_progress,
                      data_dir=args.data_dir, cache_root=cache_root)
     if not result.importances["computed"] and args.importances is None:
         print(f"full-data importances from the cache ({result.importances['cache_uri']})")
     met = "met" if result.target_met else "NOT met"
-    print(f"{args.out}: forgot {result.forget_size} samples with {result.method.upper()}, "
+    print(f"{dampened}: forgot {result.forget_size} samples with {result.method.upper()}, "
           f"α={result.alpha:.4g} ({result.alpha_method}), λ={result.lam:g}, "
           f"{'every layer' if result.cutoff == 'all' else 'from ' + result.cutoff + ' on'}; "
           f"{result.total_selected} parameters dampened ({100 * result.fraction_dampened:.3f}%)")
@@ -32,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.scenario} target {met}: {target['criterion']} {target['value']:.4f} "
           f"(limit {target['limit']:g}); agreement with the parent on retained samples "
           f"{100 * result.retain_agreement:.2f}%")
+    if climbing:
+        return climb_and_report(args, dampened, args.model, scenario=result.scenario)
     return 0
 
 
@@ -74,5 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="batch size of the importance passes (default: the given "
                              "importances', else 1 = per sample)")
     parser.add_argument("--out", required=True, metavar="DIR", help="the model directory to write")
+    add_ladder_arguments(parser)
     add_runtime_arguments(parser)
     parser.set_defaults(func=run)

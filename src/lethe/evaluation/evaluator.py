@@ -3,7 +3,11 @@
 One batched forward pass per model and split (retain, forget, test) feeds everything: the
 accuracies, the agreement with the parent, both membership attacks, the per-example membership
 test (subject scenario, when the version has reference models: their logits are cached, so it costs
-no forward pass of its own), the Evidently report, the plots and the gate. In the `class` scenario
+no forward pass of its own), the Evidently report, the plots and the gate. The gate measures every
+row; the Evidently report shows every forget and test row and a seeded sample of the retain rows
+(`REPORT_RETAIN_ROWS`: its cost grows with the rows, and a sample of thousands shows the same picture;
+the report and metrics.json say it is a sample). The plots are drawn once, after the gate's decision.
+In the `class` scenario
 the test accuracy is measured on the classes the model keeps (the forgotten class's test samples
 are reported apart): a model that forgot a class is meant to fail on it.
 """
@@ -42,6 +46,16 @@ from lethe.forgetting.scenarios import scenario as scenario_row
 #: Forward-pass batch: on CPU, convnet at 256 costs 0.7x the CPU time of 1024 (cache-friendlier).
 DEFAULT_BATCH_SIZE = 256
 SPLITS = ("retain", "forget", "test")
+#: Retain rows the Evidently report shows (a seeded sample when there are more).
+REPORT_RETAIN_ROWS = 5_000
+
+
+def report_rows(count: int, limit: int, seed: int) -> torch.Tensor | slice:
+    """Every row (`slice(None)`) when `count` <= `limit`, else a seeded sample of `limit` rows, in order."""
+    if count <= limit:
+        return slice(None)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(count, generator=generator)[:limit].sort().values
 
 
 def _labels(samples: Any, split: str) -> torch.Tensor:
@@ -182,13 +196,17 @@ def evaluate_candidate(
     out.mkdir(parents=True, exist_ok=True)
 
     # Evidence for the reviewer: every row, parent and candidate side by side, the gate's tests.
-    subsets = {"forget": (slice(None), "forget"), "retain": (slice(None), "retain"),
+    retain_rows = report_rows(len(retain), REPORT_RETAIN_ROWS, seed)
+    samples = {} if isinstance(retain_rows, slice) else \
+        {"retain": {"rows": len(retain_rows), "of": len(retain), "seed": seed}}
+    subsets = {"forget": (slice(None), "forget"), "retain": (retain_rows, "retain"),
                "test": (test_mask, "test")}
     if not bool(test_mask.all()):
         subsets["forgotten_class_test"] = (~test_mask, "test")
     sections = {name: comparison_frame(parent_logits[split][rows], candidate_logits[split][rows],
                                        labels[split][rows]) for name, (rows, split) in subsets.items()}
-    report = write_evidently_report(sections, gate.checks, out / "report.html", out / "report.json")
+    report = write_evidently_report(sections, gate.checks, out / "report.html", out / "report.json",
+                                    samples=samples)
     timing["evidently"], mark = time.perf_counter() - mark, time.perf_counter()
 
     plots = [plot_entropy_distributions(
@@ -221,6 +239,7 @@ def evaluate_candidate(
             "report_html": "report.html",
             "report_json": "report.json",
             "report_rows": {name: len(frame) for name, frame in sections.items()},
+            "report_samples": samples,
             "evidently": _evidently_summary(report),
             "plots": plots,
         },

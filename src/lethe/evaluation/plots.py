@@ -98,7 +98,8 @@ def plot_selection(selection: Mapping[str, Any], path: str | Path) -> Path:
     criterion = selection.get("criterion") or "forgetting criterion"
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for index, cutoff in enumerate(dict.fromkeys(t["cutoff"] for t in trials)):
-        mine = [t for t in trials if t["cutoff"] == cutoff]
+        # A missed trial may carry no retain agreement: the search measures it only where the target is met.
+        mine = [t for t in trials if t["cutoff"] == cutoff and t.get("retain_agreement") is not None]
         ax.scatter([t["value"] for t in mine], [100 * t["retain_agreement"] for t in mine], s=18,
                    color=plt.get_cmap("tab10")(index % 10), alpha=0.8,
                    label=f"from {cutoff}" if cutoff != "all" else "every layer")

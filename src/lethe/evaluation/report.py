@@ -3,9 +3,11 @@
 One section per subset (forget, retain, test; in the class scenario also the forgotten class's test
 samples): both models' accuracy and F1 (named classifications "parent" and "candidate" of one data
 set, so the report never says "reference" or "current") and how often the candidate predicts what the
-parent predicted, computed by Evidently on every row. Its tests are the gate's checks with the gate's
+parent predicted, computed by Evidently on every row of the section (a seeded sample of the retain rows
+where the evaluator draws one: the section's title says so). Its tests are the gate's checks with the gate's
 thresholds: the accuracy drops and the class's forget accuracy are tested where Evidently computes
-them from the rows, the rest (member-rate gap, per-example test, unchanged parameters) in a "gate"
+them from the rows (not on a sample: there the gate section tests the gate's values), the rest
+(member-rate gap, per-example test, unchanged parameters) in a "gate"
 section on the gate's own values, so no test can contradict the gate's decision. Evidence is never
 silently missing: any Evidently failure raises EvaluationError and fails the step.
 """
@@ -118,16 +120,25 @@ def _gate_section(checks: Sequence[Check]) -> tuple[pd.DataFrame, list[Any], lis
 
 
 def write_evidently_report(sections: Mapping[str, pd.DataFrame], checks: Sequence[Check],
-                           html_path: str | Path, json_path: str | Path) -> dict:
+                           html_path: str | Path, json_path: str | Path, *,
+                           samples: Mapping[str, Mapping[str, int]] | None = None) -> dict:
     """Run one Evidently report per section (frames from `comparison_frame`) and one for the gate's other
     checks; save them as one HTML page and one JSON document; return the JSON's dict.
 
+    `samples`: the sections whose frame is a seeded sample of their rows (name → {"rows", "of", "seed"}):
+    their title says so, and the gate checks measured on their rows are tested in the gate section on
+    the gate's own values (every row), so that a sample can never contradict the gate.
     The dict: `sections` (name → Evidently's dict), `metrics` and `tests` (every section's, each with its
-    `section`; every test with the gate `check` it mirrors)."""
+    `section`; every test with the gate `check` it mirrors), `samples` (as given)."""
     if not sections or any(len(frame) == 0 for frame in sections.values()):
         raise EvaluationError("the Evidently report needs the parent's and the candidate's predictions on "
                               "non-empty sets of samples")
-    in_section = {name: [c for c in checks if SECTION_CHECKS.get(c.name) == name] for name in sections}
+    samples = dict(samples or {})
+    titles = {**SECTION_TITLES, **{name: f"{SECTION_TITLES.get(name, name)}: a seeded sample of "
+                                         f"{s['rows']:,} of {s['of']:,} rows (seed {s['seed']}; the gate "
+                                         f"measures every row)" for name, s in samples.items()}}
+    in_section = {name: [c for c in checks if SECTION_CHECKS.get(c.name) == name and name not in samples]
+                  for name in sections}
     placed = {c.name for group in in_section.values() for c in group}
     rest = [c for c in checks if c.name not in placed]
     try:
@@ -167,13 +178,13 @@ def write_evidently_report(sections: Mapping[str, pd.DataFrame], checks: Sequenc
         grouped: dict[str, list[Any]] = {}
         for name, snapshot, _ in runs:
             grouped.setdefault(name, []).extend(snapshot._widgets)
-        widgets = [group_widget(title=SECTION_TITLES.get(name, name), widgets=items)
+        widgets = [group_widget(title=titles.get(name, name), widgets=items)
                    for name, items in grouped.items()]
         results = [result for _, snapshot, _ in runs for result in snapshot.tests_results]
         if results:
             widgets += [metric_tests_stats(results), metric_tests_widget(results)]
         html = render_widgets(widgets)
-        document: dict[str, Any] = {"sections": {}, "metrics": [], "tests": []}
+        document: dict[str, Any] = {"sections": {}, "metrics": [], "tests": [], "samples": samples}
         for name, snapshot, mirrored in runs:
             raw = json.loads(snapshot.json())  # NumPy values made plain
             section = document["sections"].setdefault(name, {"metrics": [], "tests": []})

@@ -45,7 +45,7 @@ class TargetMeasurement:
     value: float
     limit: float
     met: bool
-    retain_agreement: float
+    retain_agreement: float | None  # None: a missed candidate measured for the decision only
     forget_agreement: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +71,9 @@ class ForgettingTarget:
     def _logits(self, model: nn.Module, batches: Iterable[Any]) -> torch.Tensor:
         return predict_logits(model, batches, device=self.device, progress=False, what="model")
 
-    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+    def measure(self, candidate: nn.Module, *, decided_only: bool = False) -> TargetMeasurement:
+        """`decided_only`: the search asks only whether the candidate meets the target; what only a met
+        candidate needs (its retain agreement) may then be left out of a missed one."""
         raise NotImplementedError
 
     @classmethod
@@ -116,12 +118,14 @@ class ClassTarget(ForgettingTarget):
         if forget_class is not None:
             self.criterion = "forget_class_share"
 
-    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+    def measure(self, candidate: nn.Module, *, decided_only: bool = False) -> TargetMeasurement:
+        # The forget samples decide; the retain sample's forward pass only for a met candidate (or a report).
         forget_logits = self._logits(candidate, self.forget)
         forget_agreement = agreement(forget_logits, self.original_forget)
-        retain_agreement = agreement(self._logits(candidate, self.retain), self.original_retain)
         value = forget_agreement if self.forget_class is None else \
             float((forget_logits.argmax(dim=1) == self.forget_class).float().mean())
+        retain_agreement = None if decided_only and value > self.limit else \
+            agreement(self._logits(candidate, self.retain), self.original_retain)
         return TargetMeasurement(self.criterion, value, self.limit, value <= self.limit, retain_agreement,
                                  forget_agreement)
 
@@ -147,7 +151,8 @@ class SubjectTarget(ForgettingTarget):
         super().__init__(original, forget, retain, limit=limit, device=device)
         self.held_out, self.seed = held_out, seed
 
-    def measure(self, candidate: nn.Module) -> TargetMeasurement:
+    def measure(self, candidate: nn.Module, *, decided_only: bool = False) -> TargetMeasurement:
+        # The calibrated attack needs all three samples: there is no decision without them.
         forget_logits = self._logits(candidate, self.forget)
         retain_logits = self._logits(candidate, self.retain)
         held_out_logits = self._logits(candidate, self.held_out)

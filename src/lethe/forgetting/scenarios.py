@@ -62,7 +62,8 @@ class Scenario:
     alpha_at_most_assd: bool
     #: Splits the training set into forget and retain sets from the forget-set arguments.
     resolve: Callable[..., ForgetSplit] = field(default=_union, repr=False)
-    #: The repair rungs a run may climb after dampening (the ladder, issue 24).
+    #: The repair methods a run may climb to after dampening (names of `lethe.unlearning.repair`'s registry),
+    #: in the order the ladder's `auto` tries them for the gate's refusal (`lethe.evaluation.ladder`).
     repair_rungs: tuple[str, ...] = ()
 
     def refuse_inputs(self, given: Sequence[str], error: type[LetheError] = ConfigError) -> None:
@@ -80,7 +81,9 @@ SCENARIOS: dict[str, Scenario] = {row.name: row for row in (
         summary="a whole class (the candidate predicts it on at most the gate's share of its samples)",
         takes=("forget_class",), forgets_class=True, target="forgotten_class_share",
         checks=("forget_accuracy",), thresholds="class", per_example=False,
-        searches_cutoff=True, alpha_at_most_assd=False),
+        searches_cutoff=True, alpha_at_most_assd=False,
+        # Dampening silenced the class but cost the rest: retain data repairs it (the class never shown).
+        repair_rungs=("retain_finetune",)),
     Scenario(
         name="subject",
         summary="specific samples or people (their samples should look like unseen data)",
@@ -88,7 +91,11 @@ SCENARIOS: dict[str, Scenario] = {row.name: row for row in (
         checks=("forget_accuracy_over_test", "member_rate_gap"), thresholds="subject", per_example=True,
         # A subject's samples often already look unseen, so every cut-off meets the target at once and
         # the least change (the output layer alone) would win: subjects keep every layer at ASSD's α.
-        searches_cutoff=False, alpha_at_most_assd=True),
+        searches_cutoff=False, alpha_at_most_assd=True,
+        # Names of lethe.unlearning.repair's registry, tried in order for the gate's refusal (`auto`): a
+        # person still flagged gets NegGrad+ (the closest to retraining in the memorised benchmark), an
+        # accuracy drop the retain fine-tune; the others can be named.
+        repair_rungs=("neggrad_plus", "retain_finetune", "damage_repair", "scrub")),
 )}
 #: The scenario of a run that names samples or subjects (a scheduled run's requests).
 DEFAULT_SCENARIO = "subject"

@@ -257,6 +257,9 @@ LAM = Param("lam", float, 1.0, "Dampening constant λ, a positive number.", posi
 THRESHOLDS = Param("thresholds", str, "", "The gate's limits, inline YAML or a storage URI (a pod cannot "
                                           "read a file of the submitting machine); empty: the defaults.",
                    storage=True, multiline=True)
+LADDER = Param("ladder", str, "", "What to do when the gate refuses (repair rungs, retrain), inline YAML "
+                                  "or a storage URI; empty: the default ladder policy.",
+               storage=True, multiline=True)
 REFRESH = Param("refresh", bool, True, "Compute a new champion's full-data importances now, not in the next "
                                        "run that needs them.")
 FORGET_IDS = Param("forget_ids", list, [], "Sample ids to forget, a JSON list (run parameters are visible "
@@ -274,12 +277,12 @@ SCHEMAS: dict[str, PipelineParams] = {schema.pipeline: schema for schema in (
         DATASET, MODEL_NAME,
         Param("max_requests", int, 0, "The most pending erasure requests this run takes; 0: all of them.",
               minimum=0, maximum=1_000_000),
-        SUBJECT_MAP, BATCH_SIZE, METHOD, ALPHA, CUTOFF, LAM, THRESHOLDS, REFRESH)),
+        SUBJECT_MAP, BATCH_SIZE, METHOD, ALPHA, CUTOFF, LAM, THRESHOLDS, REFRESH, LADDER)),
     PipelineParams("unlearning", (
         _model(), DATASET, FORGET_IDS, FORGET_SUBJECTS, FORGET_CLASS,
         Param("scenario", str, "subject", "What is forgotten and how it is judged: subject (people's "
                                           "samples) or class.", choices=_scenarios),
-        MODEL_NAME, SUBJECT_MAP, BATCH_SIZE, METHOD, ALPHA, CUTOFF, LAM, THRESHOLDS, REFRESH)),
+        MODEL_NAME, SUBJECT_MAP, BATCH_SIZE, METHOD, ALPHA, CUTOFF, LAM, THRESHOLDS, REFRESH, LADDER)),
     PipelineParams("importances", (
         _model(), DATASET,
         Param("num_shards", int, 4, "Pods the training set is split over; their shards merge exactly.",

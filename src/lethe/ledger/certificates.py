@@ -69,6 +69,36 @@ def own_gate(gate: dict[str, Any], request_id: str) -> dict[str, Any]:
     return kept
 
 
+#: What a certificate keeps of each rung of the ladder (the cost and verdict; the request's own outcome).
+RUNG_KEYS = ("rung", "method", "decision", "share_of_recipe", "sample_steps", "seconds", "stopped")
+
+
+def request_rungs(ladder: Sequence[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """Each rung that made the version, with this request's outcome after it (not the others')."""
+    rungs = []
+    for rung in ladder:
+        kept = {key: rung[key] for key in RUNG_KEYS if rung.get(key) is not None}
+        outcome = (rung.get("requests") or {}).get(request_id)
+        if outcome is not None:
+            kept["outcome"] = outcome
+        rungs.append(kept)
+    return rungs
+
+
+def removed_by(rungs: Sequence[dict[str, Any]]) -> str | None:
+    """The first rung after which the request's samples were no longer `still_flagged`; None when no
+    rung found them flagged (nothing to remove: `not_memorised`, ...) or they still are."""
+    outcomes = [(str(r.get("rung")), r.get("outcome")) for r in rungs]
+    if not any(outcome == "still_flagged" for _, outcome in outcomes):
+        return None
+    seen_flagged = False
+    for rung, outcome in outcomes:
+        seen_flagged = seen_flagged or outcome == "still_flagged"
+        if seen_flagged and outcome is not None and outcome != "still_flagged":
+            return rung
+    return None
+
+
 class ErasureCertificate(Record):
     """One fulfilled request's certificate (the subject's keyed hash, never the raw id)."""
 
@@ -101,6 +131,17 @@ class ErasureCertificate(Record):
     algorithm: str | None = None
     parameters: dict[str, Any] = {}
     lethe_version: str = lethe.__version__
+    #: The ladder's rungs that made the version, each with its cost and this request's outcome after it,
+    #: and the rung that removed the person (absent from certificates of runs before the ladder).
+    rungs: list[dict[str, Any]] = []
+    removed_by: str | None = None
+
+    def to_fields(self) -> dict[str, Any]:
+        fields = super().to_fields()
+        for key in ("rungs", "removed_by"):  # a run without a ladder writes what it always wrote
+            if not fields.get(key):
+                fields.pop(key, None)
+        return fields
 
     @classmethod
     def of(cls, request: ErasureRequest) -> ErasureCertificate:
@@ -122,7 +163,9 @@ class ErasureCertificate(Record):
             model_version=request.model_version, run_id=request.run_id, metrics=outcome.get("metrics", {}),
             gate=own_gate(gate, request.id), membership=membership_evidence(gate, request.id),
             review=outcome.get("review"), algorithm=outcome.get("algorithm"),
-            parameters=outcome.get("parameters", {}), lethe_version=lethe.__version__)
+            parameters=outcome.get("parameters", {}), lethe_version=lethe.__version__,
+            rungs=(rungs := request_rungs(outcome.get("ladder") or [], request.id)),
+            removed_by=removed_by(rungs))
 
 
 def certificate(request: ErasureRequest) -> dict[str, Any]:

@@ -3,7 +3,8 @@ why it was (not) promoted; and the same description after a reviewer's decision.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from lethe.registry.metadata import PromotionDecision
 
@@ -18,9 +19,28 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def rung_line(rung: Mapping[str, Any]) -> str:
+    """One rung of the ladder in words: `repair (retain_finetune, 10% of the recipe, 0.3 s): pass`."""
+    cost = [str(rung["method"])] if rung.get("method") else []
+    if isinstance(rung.get("share_of_recipe"), (int, float)):
+        cost.append(f"{100 * rung['share_of_recipe']:.3g}% of the recipe")
+    if isinstance(rung.get("seconds"), (int, float)):
+        cost.append(f"{rung['seconds']:.3g} s")
+    if isinstance(rung.get("flagged_share"), (int, float)):
+        cost.append(f"{100 * rung['flagged_share']:.3g}% of the forget samples flagged")
+    text = str(rung.get("rung", "?")) + (f" ({', '.join(cost)})" if cost else "")
+    return text + (f": {rung['decision']}" if rung.get("decision") else "")
+
+
+def ladder_line(rungs: Sequence[Mapping[str, Any]]) -> str:
+    """The ladder's rungs that made a version, in order, each with its cost and the gate's verdict."""
+    return "Ladder: " + " → ".join(rung_line(r) for r in rungs) + "."
+
+
 def describe(*, parent: str | None, scenario: str, alpha: float | None, lam: float | None,
              method: str | None, total: int, new: int, gate: PromotionDecision, metrics: Mapping[str, float],
-             importances_uri: str | None, promoted: bool) -> str:
+             importances_uri: str | None, promoted: bool,
+             ladder: Sequence[Mapping[str, Any]] = ()) -> str:
     """The version's description: what it is, what it honours, why it was (not) promoted."""
     if parent is None:
         lines = [f"Base model (scenario: {scenario}); it honours no erasure request yet."]
@@ -31,6 +51,8 @@ def describe(*, parent: str | None, scenario: str, alpha: float | None, lam: flo
         lines = [f"Unlearned from version {parent}{how}" + (f" ({knobs})" if knobs else "")
                  + f"; scenario: {scenario}.",
                  f"Honours {total} erasure request(s), {new} new in this version."]
+    if ladder:
+        lines.append(ladder_line(ladder))
     verdict = "PASS" if gate.passed else "FAIL"
     lines.append(f"Gate: {verdict}" + (" — " + "; ".join(gate.reasons) if gate.reasons else "."))
     lines.append("Promoted to champion." if promoted

@@ -27,6 +27,7 @@ from lethe.registry.tags import (
     GATE_TAG,
     IMPORTANCES_SHA256_TAG,
     IMPORTANCES_URI_TAG,
+    LADDER_TAG,
     LAMBDA_TAG,
     LETHE_VERSION_TAG,
     METHOD_TAG,
@@ -43,6 +44,7 @@ from lethe.registry.tags import (
     REVIEW_BY_TAG,
     REVIEW_REASON_TAG,
     RUN_TAG,
+    RUNGS_TAG,
     SCENARIO_TAG,
     SERVING_MANIFEST_TAG,
     read_long,
@@ -72,6 +74,8 @@ class VersionMetadata(BaseModel):
     lam: float | None = None
     method: str | None = None
     remedy: str | None = None
+    rungs: tuple[str, ...] = ()  # the ladder's rungs that made it (none recorded: dampening alone)
+    ladder: str | None = None  # JSON: each rung's method, cost and verdict
     review: Literal["pending", "approved", "rejected"] | None = None
     review_by: str | None = None
     review_reason: str | None = None
@@ -99,6 +103,10 @@ class VersionMetadata(BaseModel):
                     REVIEW: self.review, REVIEW_BY_TAG: self.review_by, REVIEW_REASON_TAG: self.review_reason,
                     REVIEW_AT_TAG: self.review_at}
         tags.update({key: str(value) for key, value in optional.items() if value is not None})
+        if self.rungs:
+            tags[RUNGS_TAG] = ",".join(self.rungs)
+        if self.ladder is not None:
+            write_long(tags, LADDER_TAG, self.ladder)
         if self.serving_manifest is not None:
             tags[SERVING_MANIFEST_TAG] = json.dumps(self.serving_manifest, sort_keys=True)
         return tags
@@ -120,6 +128,8 @@ class VersionMetadata(BaseModel):
             "gate_reasons": tags.get(GATE_REASONS_TAG, ""),
             "model_manifest": _json(tags, MODEL_MANIFEST_TAG) or {},
             "serving_manifest": _json(tags, SERVING_MANIFEST_TAG),
+            "rungs": _ids(tags.get(RUNGS_TAG, "")),
+            "ladder": read_long(tags, LADDER_TAG) or None,
         }
         for name, key in _TEXT_TAGS.items():  # "" is how an absent value was written
             fields[name] = tags.get(key) or None

@@ -12,6 +12,7 @@ description (`lethe.registry.description`) says so in words, and nothing persona
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 import shutil
@@ -65,6 +66,15 @@ def check_model_name(name: str) -> str:
         raise RegistryError(f"invalid model name {str(name)[:60]!r}: use letters, digits, '_', '.' and '-' "
                             "(starting with a letter or digit)")
     return name
+
+
+#: What a version's ladder tag keeps of each rung (the requests' outcomes stay in the evidence).
+RUNG_TAG_KEYS = ("rung", "method", "decision", "refusals", "share_of_recipe", "budget", "sample_steps",
+                 "stopped", "seconds", "flagged_share", "flagged_ci", "test_accuracy")
+
+
+def _rung_tag(rung: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: rung[key] for key in RUNG_TAG_KEYS if rung.get(key) is not None}
 
 
 def _numeric(values: Mapping[str, Any]) -> dict[str, float]:
@@ -239,13 +249,15 @@ class Registry:
         forbidden: Iterable[str] = (),
         run_name: str | None = None,
         run_key: str | None = None,
+        ladder: Sequence[Mapping[str, Any]] = (),
     ) -> VersionInfo:
         """Log a run (params, metrics, evidence, model dir) and register it as a new version.
 
         `request_ids` are the requests this version newly honours; the version records them plus
         its parent's (cumulative). `forbidden`: subject ids, their hashes and sample ids that must
         not reach MLflow; anything matching them (or shaped like a sample id) is refused before
-        anything is sent. `champion` moves here only when `gate` passed. `run_key`: the pipeline run
+        anything is sent. `ladder`: the rungs that made the candidate (`lethe.steps.ladder`), named in
+        its tags and description. `champion` moves here only when `gate` passed. `run_key`: the pipeline run
         registering it (tag RUN_TAG); when a version of that run exists it is returned instead, with
         a promotion that failed half-way completed, so a retried step registers nothing twice.
         """
@@ -274,13 +286,15 @@ class Registry:
             model_fingerprint=card.fingerprint, model_manifest=flavor.file_manifest(model_dir),
             lethe_version=lethe.__version__, run_key=run_key or None, importances_uri=importances_uri,
             importances_sha256=importances_sha256, alpha=alpha, lam=lam, method=method,
+            rungs=tuple(str(r.get("rung")) for r in ladder),
+            ladder=json.dumps([_rung_tag(r) for r in ladder], sort_keys=True) if ladder else None,
             review=None if promote else "pending")
         numeric = _numeric(metrics or {})
         run_params = _run_params(params or {}, alpha=alpha, lam=lam, method=method, scenario=scenario)
         description = describe(
             parent=lineage.parent_version, scenario=scenario, alpha=alpha, lam=lam, method=method,
             total=len(lineage.request_ids), new=len(lineage.new_request_ids), gate=gate, metrics=numeric,
-            importances_uri=importances_uri, promoted=promote)
+            importances_uri=importances_uri, promoted=promote, ladder=ladder)
         run_name = run_name or f"{scenario}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         guard = PrivacyGuard(forbidden)
         check_registration(guard, params=run_params, tags=metadata.to_tags(), metric_names=numeric,

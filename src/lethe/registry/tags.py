@@ -33,6 +33,10 @@ LAMBDA_TAG = f"{PREFIX}lambda"
 METHOD_TAG = f"{PREFIX}method"
 #: How the version was made when not by dampening (`retrain`).
 REMEDY_TAG = f"{PREFIX}remedy"
+#: The ladder's rungs that made the version, in order (`dampen,repair`), and each rung's method, cost and
+#: the gate's verdict on its candidate (JSON; `lethe.steps.ladder`).
+RUNGS_TAG = f"{PREFIX}rungs"
+LADDER_TAG = f"{PREFIX}ladder"
 REVIEW = "review"  # tag: pending | approved | rejected
 REVIEW_BY_TAG, REVIEW_REASON_TAG, REVIEW_AT_TAG = f"{REVIEW}.by", f"{REVIEW}.reason", f"{REVIEW}.at"
 #: The tags a run's copy leaves out: they describe the model files (and can be long).

@@ -58,10 +58,12 @@ class RunOutcome(_RunMarker):
     metrics: dict[str, Any] = Field(default_factory=dict)  # the candidate's headline accuracies
     algorithm: str | None = None  # the importance method
     parameters: dict[str, Any] = Field(default_factory=dict)  # alpha, lam, alpha_method, batch_size
+    #: The ladder's rungs that made the version (lethe.steps.ladder): method, cost, each one's verdict.
+    ladder: list[dict[str, Any]] = Field(default_factory=list)
 
     def certified(self) -> dict[str, Any]:
         """What each request's ledger entry and certificate record of the run."""
-        keys = ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario")
+        keys = ("model_name", "metrics", "gate", "algorithm", "parameters", "scenario", "ladder")
         return {key: getattr(self, key) for key in keys}
 
 

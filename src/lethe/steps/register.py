@@ -17,6 +17,7 @@ from lethe.errors import PipelineError
 from lethe.forgetting.decisions import GATE_VERDICTS, Decision
 from lethe.forgetting.spec import ForgetSpec
 from lethe.steps.dampening_record import DampeningRecord
+from lethe.steps.ladder import final_history
 from lethe.steps.layout import DAMPENING_FILE, METRICS_FILE, importances_file
 from lethe.steps.layout import IMPORTANCES_INFO_FILE as INFO_FILE
 from lethe.steps.outcome import RunOutcome, write_outcome
@@ -97,6 +98,7 @@ def register_and_gate(
     registry = Registry(tracking_uri, model_name or spec.parent.get("name") or None)
     alpha = dampening.get("alpha")
     method = method_of(dampening, candidate_dir)
+    rungs = final_history(candidate_dir, metrics)  # every rung that made it, the last with this verdict
     info = registry.register_version(
         candidate_dir, gate={"passed": gate["decision"] == "pass", "reasons": gate.get("reasons", [])},
         scenario=spec.scenario, parent_version=spec.parent.get("version") or None,
@@ -108,7 +110,8 @@ def register_and_gate(
         alpha=float(alpha) if isinstance(alpha, (int, float)) else None,
         lam=dampening.get("lam"), method=method,
         forbidden=spec.sample_ids, run_name=f"{spec.scenario}-{run_id}",
-        run_key=run_id)  # idempotent: a retry of this run's step returns the version it registered
+        # idempotent: a retry of this run's step returns the version it registered
+        run_key=run_id, ladder=rungs)
     decision = decision_of(info.is_champion, gate["decision"] == "pass")
     outcome = RunOutcome(
         run_id=run_id, model_name=info.name, version=info.version, decision=decision,
@@ -118,6 +121,7 @@ def register_and_gate(
         parameters={"alpha": dampening.get("alpha"), "lam": dampening.get("lam"),
                     "alpha_method": dampening.get("alpha_method"),
                     "batch_size": (dampening.get("importances") or {}).get("batch_size")},
+        ladder=rungs,
     )
     write_outcome(run_id, outcome, outcome_root)
     return RegisteredVersion(model_name=info.name, version=info.version, decision=decision,

@@ -130,6 +130,30 @@ class UnlearnResult:
 
 
 @dataclass(frozen=True)
+class RepairResult:
+    """repair: the repaired candidate written to `out_dir`, its method, budget and what it spent."""
+
+    out_dir: Path
+    method: str  # a name of lethe.unlearning.repair's registry
+    share_of_recipe: float  # the budget, as a share of the root recipe's sample-steps
+    budget: int  # sample-steps allowed
+    sample_steps: int  # sample-steps spent
+    stopped: str  # "done", or "budget": it stopped where the next batch would have exceeded the budget
+    seconds: float  # the method's own time (no evaluation)
+    rungs: list[str]  # every rung that made the candidate, in order (dampen, repair)
+    recipe: dict[str, int]  # the root recipe's epochs and training samples
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Scalars only (KFP artifact metadata)."""
+        names = ("method", "share_of_recipe", "budget", "sample_steps", "stopped", "seconds")
+        return {k: getattr(self, k) for k in names}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "out_dir": str(self.out_dir)}
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """evaluate: metrics.json's content, its flat numeric metrics, and the gate's decision."""
 

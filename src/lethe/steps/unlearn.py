@@ -35,6 +35,7 @@ from lethe.steps.dampening_record import DampeningRecord
 from lethe.steps.forget_set import load_forget_set
 from lethe.steps.full_importances import verified_importances
 from lethe.steps.importance_pass import DEFAULT_IMPORTANCE_BATCH_SIZE, PER_SAMPLE, importances_of
+from lethe.steps.ladder import ROOT_RECIPE_KEY, recipe_size
 from lethe.steps.layout import DAMPENING_FILE
 from lethe.steps.results import UnlearnResult
 from lethe.storage import get_file, seal_local_file, sha256_file, uri_scheme
@@ -216,7 +217,8 @@ def choose_dampening(model: nn.Module, full: Importances, forget: Importances, f
     record = {"found": selection.found, "cutoff": selection.cutoff, "alpha": selection.alpha,
               "cutoffs": list(selection.cutoffs), "low": low, "high": high, "steps": steps,
               "criterion": target.criterion, "limit": target.limit,
-              "trials": [trial.to_dict() for trial in selection.trials]}
+              "trials": [trial.to_dict() for trial in selection.trials],
+              "forward_trials": selection.forward_trials}
     if selection.found:
         parameters = None if selection.cutoff == EVERY_LAYER else selection.parameters
         return DampeningChoice(float(selection.alpha), str(selection.cutoff), parameters,
@@ -309,6 +311,8 @@ def unlearn(
         "parent_fingerprint": card.fingerprint,
         # The version whose recipe (train.json) and reference models every descendant shares.
         "root_fingerprint": card.extra.get("root_fingerprint") or card.fingerprint,
+        # The root recipe's size, which a repair's budget is a share of (lethe.steps.ladder.recipe_size).
+        ROOT_RECIPE_KEY: recipe_size(card, len(forget_set.train)),
         "unlearning": {"method": full.method, "alpha": chosen.alpha, "cutoff": chosen.cutoff, "lam": lam,
                        "alpha_method": chosen.alpha_method, "scenario": forget_set.scenario,
                        "forget_size": len(split.forget)},

@@ -14,6 +14,14 @@ wins for every class, hence a search per request.
 Forward passes only: the stages before the cut are never changed, so their outputs on the target's
 fixed samples are computed once per cut-off (`target.after(prefix)`) and a trial runs only the
 stages after it. λ stays as given (1 by default): λ < 1 only added damage in every measurement.
+
+Fewer forward passes, the same choice. The selected set {I_f > α·I_D} shrinks as α grows (importances
+are non-negative), so its size names it, and the factors min(λ·I_D/I_f, 1) do not depend on α: two
+α that select as many elements give the same candidate, and the second is answered from the first's
+measurement without a forward pass (the bisection asks for the same α values as before, so it ends on
+the same α). Nothing selected is the original model, measured once for every cut-off. Trials ask the
+target for a decision (`measure(..., decided_only=True)`): a target may then leave out what only a
+met candidate needs (the class target's retain agreement; see `lethe.evaluation.targets`).
 """
 
 from __future__ import annotations
@@ -38,14 +46,14 @@ EVERY_LAYER = "all"
 class Measurement(Protocol):
     met: bool
     value: float
-    retain_agreement: float
+    retain_agreement: float | None  # None: not measured (a missed trial that asked for the decision only)
     forget_agreement: float
 
 
 class SelectionTarget(Protocol):
     """What the selection needs of a forgetting target (see `lethe.evaluation.targets`)."""
 
-    def measure(self, candidate: nn.Module) -> Measurement: ...
+    def measure(self, candidate: nn.Module, *, decided_only: bool = False) -> Measurement: ...
 
     def after(self, prefix: nn.Module) -> SelectionTarget:
         """The same target over the prefix's outputs: it then measures the stages after the cut."""
@@ -58,7 +66,7 @@ class SelectionTrial:
     alpha: float
     met: bool
     value: float
-    retain_agreement: float
+    retain_agreement: float | None  # None on a missed trial whose target decided without it
     forget_agreement: float
     fraction_dampened: float
 
@@ -75,6 +83,7 @@ class Selection:
     parameters: tuple[str, ...] = ()
     trials: list[SelectionTrial] = field(default_factory=list)
     cutoffs: tuple[str, ...] = ()
+    forward_trials: int = 0  # trials that ran a forward pass (the others selected a set already measured)
 
     @property
     def found(self) -> bool:
@@ -137,6 +146,9 @@ def select_dampening(
     named = dict(working.named_parameters())
     total_elements = sum(p.numel() for p in named.values())
     trials: list[SelectionTrial] = []
+    # Measurements by cut-off and number of selected elements (0: the original model, any cut-off).
+    measured: dict[tuple[str, int], Measurement] = {}
+    forward_trials = [0]
     best: tuple[float, str, float, list[str]] | None = None  # (retain agreement, cut-off, α, parameters)
 
     for cutoff in wanted:
@@ -148,19 +160,28 @@ def select_dampening(
         originals = [p.detach().clone() for p in params]
         full_values = [full[n].to(p.device, p.dtype) for n, p in zip(eligible, params, strict=True)]
         forget_values = [forget[n].to(p.device, p.dtype) for n, p in zip(eligible, params, strict=True)]
+        # Nested selections (hence "a count names a set") need I_D ≥ 0; a method that could give
+        # negative importances measures every trial.
+        nested = all(bool((v >= 0).all()) for v in full_values)
         found: dict[float, SelectionTrial] = {}
 
         def trial(value: float, cutoff: str = cutoff, params: list = params, originals: list = originals,
                   full_values: list = full_values, forget_values: list = forget_values,
                   suffix: nn.Module = suffix, view: SelectionTarget = view,
-                  found: dict = found) -> bool:
+                  found: dict = found, nested: bool = nested) -> bool:
             factors, selected = dampening_factors(full_values, forget_values, alpha=value, lam=lam)
-            torch._foreach_copy_(params, torch._foreach_mul(originals, factors))
-            measured = view.measure(suffix)
             count = int(torch.stack([s.sum() for s in selected]).sum()) if selected else 0
-            record = SelectionTrial(cutoff, float(value), bool(measured.met), float(measured.value),
-                                    float(measured.retain_agreement), float(measured.forget_agreement),
-                                    count / max(total_elements, 1))
+            key = ("", 0) if count == 0 else (cutoff, count)
+            measurement = measured.get(key) if nested else None
+            if measurement is None:
+                torch._foreach_copy_(params, torch._foreach_mul(originals, factors))
+                measurement = view.measure(suffix, decided_only=True)
+                measured[key] = measurement
+                forward_trials[0] += 1
+            retained = measurement.retain_agreement
+            record = SelectionTrial(cutoff, float(value), bool(measurement.met), float(measurement.value),
+                                    None if retained is None else float(retained),
+                                    float(measurement.forget_agreement), count / max(total_elements, 1))
             trials.append(record)
             if record.met:
                 found[record.alpha] = record
@@ -175,11 +196,12 @@ def select_dampening(
             torch._foreach_copy_(params, originals)
         if chosen is not None:
             retained = found[float(chosen)].retain_agreement
+            assert retained is not None  # a met trial always measures it
             if best is None or retained > best[0]:
                 best = (retained, cutoff, float(chosen), eligible)
 
     if best is None:
-        return Selection(None, None, (), trials, tuple(wanted))
+        return Selection(None, None, (), trials, tuple(wanted), forward_trials[0])
     _, cutoff, value, eligible = best
-    return Selection(cutoff, value, tuple(eligible), trials, tuple(wanted))
+    return Selection(cutoff, value, tuple(eligible), trials, tuple(wanted), forward_trials[0])
 

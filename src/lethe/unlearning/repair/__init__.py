@@ -21,12 +21,21 @@ from lethe.unlearning.repair.base import (
     run_repair,
     unregister_repair,
 )
+from lethe.unlearning.repair.damage_repair import DAMAGE_REPAIR
+from lethe.unlearning.repair.neggrad_plus import NEGGRAD_PLUS
 from lethe.unlearning.repair.retain_finetune import RETAIN_FINETUNE
+from lethe.unlearning.repair.scrub import SCRUB
 
 register_repair(RETAIN_FINETUNE)
+register_repair(NEGGRAD_PLUS)
+register_repair(SCRUB)
+register_repair(DAMAGE_REPAIR)
 
 __all__ = [
+    "DAMAGE_REPAIR",
+    "NEGGRAD_PLUS",
     "RETAIN_FINETUNE",
+    "SCRUB",
     "BatchSource",
     "BudgetExhausted",
     "BudgetMeter",
