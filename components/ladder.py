@@ -40,9 +40,10 @@ def repair(
     return result.method
 
 
-# Reads the registry (the parent's lineage) and the ledger (the requests the lineage honours), and trains.
-@step(stores=("ledger", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False, retry=False,
-      display_name="retrain (the ladder's last rung)")
+# Reads the registry (the parent's lineage), the ledger and the subject key (the requests the lineage honours,
+# hashed), and trains.
+@step(stores=("ledger", "subject_key", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False,
+      retry=False, display_name="retrain (the ladder's last rung)")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def retrain_rung(
     parent: Input[Model],
