@@ -8,7 +8,8 @@ from components.image import IMAGE
 from components.step import DATA_PASS, step
 
 
-@step(cache=True, retry=True, display_name="next rung")
+# Reads the ladder policy, which may be a storage URI (s3://...).
+@step(stores=("storage",), cache=True, retry=True, display_name="next rung")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def climb(evaluation: Input[Artifact], forget: Input[Artifact], done: str, ladder: str) -> str:
     """After rung `done`, what the ladder policy (`ladder`: inline YAML or a storage URI; empty: the
