@@ -8,8 +8,8 @@ from components.image import IMAGE
 from components.step import DATA_PASS, step
 
 
-# Reads the registry and, for a retrained root, the ledger (what it was trained without).
-@step(stores=("ledger", "registry", "storage"), cache=False, retry=False,
+# Reads the registry and, for a retrained root, the ledger and the subject map (what it was trained without).
+@step(stores=("ledger", "subject_key", "registry", "storage"), cache=False, retry=False,
       display_name="plan reference models")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def plan_reference_models(model: str, k: int, seed: int, epochs: int, recipe: str,
@@ -20,7 +20,9 @@ def plan_reference_models(model: str, k: int, seed: int, epochs: int, recipe: st
     return step(model, plan.path, k=k, seed=seed, epochs=epochs or None, recipe=recipe or None)
 
 
-@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="train a reference model")
+# Reads the data set (s3:// on a cluster) and the stored set (nothing to train when it is there).
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=True, retry=True,
+      display_name="train a reference model")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def train_reference_model(plan: Input[Artifact], index: int, reference: Output[Model]) -> None:
     """Train reference model `index` on its half (nothing when the set is already stored)."""
@@ -44,8 +46,10 @@ def merge_reference_models(plan: Input[Artifact], references: Input[list[Model]]
     return result.references.uri
 
 
-# Reads the registry and the ledger (the lineage's requests), and trains.
-@step(stores=("ledger", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False, retry=False,
+# Reads the registry, the ledger and the subject map (the lineage's requests, hashed), and trains: the
+# one data pass that holds the ledger's credentials, so never retried or cached.
+@step(stores=("ledger", "subject_key", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False,
+      retry=False,
       display_name="retrain without the forget set")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def retrain(
@@ -73,7 +77,8 @@ def retrain(
     return result.excluded
 
 
-@step(stores=("registry",), cache=False, retry=False, display_name="register + gate")
+# Writes the run's outcome; a promoted version retires the references of the root it replaced.
+@step(stores=("registry", "storage"), cache=False, retry=False, display_name="register + gate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register_retrained(
     candidate: Input[Model],

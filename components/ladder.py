@@ -8,7 +8,8 @@ from components.image import IMAGE
 from components.step import DATA_PASS, step
 
 
-@step(cache=True, retry=True, display_name="next rung")
+# Reads the ladder policy, which may be a storage URI (s3://...).
+@step(stores=("storage",), cache=True, retry=True, display_name="next rung")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def climb(evaluation: Input[Artifact], forget: Input[Artifact], done: str, ladder: str) -> str:
     """After rung `done`, what the ladder policy (`ladder`: inline YAML or a storage URI; empty: the
@@ -40,9 +41,10 @@ def repair(
     return result.method
 
 
-# Reads the registry (the parent's lineage) and the ledger (the requests the lineage honours), and trains.
-@step(stores=("ledger", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False, retry=False,
-      display_name="retrain (the ladder's last rung)")
+# Reads the registry (the parent's lineage), the ledger and the subject key (the requests the lineage honours,
+# hashed), and trains.
+@step(stores=("ledger", "subject_key", "registry", "storage"), gpu=True, resources=DATA_PASS, cache=False,
+      retry=False, display_name="retrain (the ladder's last rung)")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def retrain_rung(
     parent: Input[Model],

@@ -33,9 +33,10 @@ SECRETS: dict[str, dict[str, str]] = {
 OPTIONAL_SECRETS = frozenset({"lethe-mlflow"})  # the pod starts without it
 
 # The secrets each store needs. MLflow clients read and write a version's artifacts in the object
-# store themselves, so the registry needs the S3 keys too.
+# store themselves unless the server proxies them, so the registry needs the S3 keys too.
 STORE_SECRETS: dict[Store, tuple[str, ...]] = {
-    "ledger": ("lethe-ledger", "lethe-subject-key"),
+    "ledger": ("lethe-ledger",),
+    "subject_key": ("lethe-subject-key",),
     "registry": ("lethe-s3", "lethe-mlflow"),
     "storage": ("lethe-s3",),
 }
@@ -71,7 +72,8 @@ def secrets_of(row: Step) -> tuple[str, ...]:
 
 def configure(task: PipelineTask) -> PipelineTask:
     """Give `task` what its step's row and the deployment's placement say: display name, caching,
-    settings, credentials, CPU and memory, GPUs, retries (LETHE_RETRIES times, for a row with `retry`)."""
+    settings, credentials (exactly those of its row's stores), CPU and memory, GPUs with the CUDA image
+    (only when LETHE_CUDA_IMAGE is set), retries (LETHE_RETRIES times, for a row with `retry`)."""
     placement = platform_settings()
     check_step_names(placement.gpu_steps or (), "LETHE_GPU_STEPS")
     check_step_names(placement.step_resources or {}, "LETHE_STEP_RESOURCES")
@@ -87,6 +89,8 @@ def configure(task: PipelineTask) -> PipelineTask:
     task.set_cpu_request(resources["cpu_request"]).set_cpu_limit(resources["cpu_limit"])
     task.set_memory_request(resources["memory_request"]).set_memory_limit(resources["memory_limit"])
     if placement.wants_gpu(row.name, row.gpu):
+        # A GPU only with an image that can use it (LETHE_CUDA_IMAGE; without it no task asks for one).
+        task.set_container_image(placement.cuda_image)
         task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(placement.gpu_limit)
         if placement.gpu_node_selector:
             key, value = placement.gpu_node_selector

@@ -7,8 +7,9 @@ from components.image import IMAGE
 from components.step import step
 
 
-# Never retried: a second claim would take other requests.
-@step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="collect requests")
+# Never retried: a second claim would take other requests. The subject key hashes the subject map.
+@step(stores=("ledger", "subject_key", "registry", "storage"), cache=False, retry=False,
+      display_name="collect requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def collect_requests(
     run_id: str,
@@ -34,7 +35,8 @@ def collect_requests(
     return result.num_requests
 
 
-@step(stores=("registry",), cache=False, retry=True, display_name="fetch model, resolve forget set")
+# The data set and the subject map may be in object storage; subjects are matched raw, not hashed.
+@step(stores=("registry", "storage"), cache=False, retry=True, display_name="fetch model, resolve forget set")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def prepare_request(
     model: str,
@@ -59,8 +61,8 @@ def prepare_request(
     return result.num_samples
 
 
-# Never retried: the exit task runs once whatever happens.
-@step(stores=("ledger", "registry", "storage"), cache=False, retry=False, display_name="finalize requests")
+# Never retried: the exit task runs once whatever happens. Reads the run's outcome, writes certificates.
+@step(stores=("ledger", "storage"), cache=False, retry=False, display_name="finalize requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus, model_name: str = "") -> str:
     """The exit task: settle this run's requests from its recorded outcome and its final state, then apply

@@ -7,9 +7,10 @@
 
 `components.platform.configure(task)` reads the row of the task's component; `step_rows()` finds
 every row by importing each module of this package (no hand-kept list), for the compile tests and
-for checking the step names a deployment's variables give. The decorator returns the component
-unchanged: KFP serialises only the function's own source (from its `def`), so a row never changes
-the compiled component.
+for checking the step names a deployment's variables give. The decorator returns the component with
+one change: its command runs lethe's task entry (`components.task_entry`), which runs KFP's executor
+(and, when asked, first drops the credentials the task is not granted). KFP serialises only the
+function's own source (from its `def`), so the row itself never reaches the compiled component.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
 
+from components.task_entry import use_task_entry
 from lethe.errors import PipelineError
 
-#: What a step may touch: the erasure ledger (requests, subject hashes), the model registry (MLflow)
-#: and the object store (artifacts, caches, data). A step's credentials follow from its stores.
-Store = Literal["ledger", "registry", "storage"]
-STORES: tuple[Store, ...] = ("ledger", "registry", "storage")
+#: What a step may touch: the erasure ledger (requests, their states), the subject key (the HMAC that
+#: hashes subject ids: needed to match a subject map or a subject to the ledger's hashes), the model
+#: registry (MLflow) and the object store (every `s3://` read or write: the published data set and
+#: subject map, the importances cache, reference models, artifacts, certificates, run outcomes).
+#: A step's credentials follow from its stores (components.platform.STORE_SECRETS).
+Store = Literal["ledger", "subject_key", "registry", "storage"]
+STORES: tuple[Store, ...] = ("ledger", "subject_key", "registry", "storage")
 
 #: CPU and memory of a step that holds a model and passes over data (the tasks' defaults otherwise:
 #: lethe.config.DEFAULT_TASK_RESOURCES).
@@ -71,7 +76,7 @@ def step(*, stores: tuple[Store, ...] = (), gpu: bool = False, resources: Mappin
         _ROWS[name] = Step(name=name, component=component, stores=tuple(stores), gpu=gpu,
                            resources=dict(resources or {}), cache=cache, retry=retry,
                            display_name=display_name)
-        return component
+        return use_task_entry(component)
 
     return declare
 

@@ -7,7 +7,8 @@ from components.image import IMAGE
 from components.step import DATA_PASS, step
 
 
-@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="unlearn")
+# Reads the data set (s3:// on a cluster) and thresholds given as a storage URI.
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="unlearn")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def unlearn(
     model: Input[Model],
@@ -35,7 +36,8 @@ def unlearn(
     return float(result.alpha)
 
 
-@step(gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="evaluate")
+# Reads the data set, the parent's reference models and thresholds given as a storage URI.
+@step(stores=("storage",), gpu=True, resources=DATA_PASS, cache=True, retry=True, display_name="evaluate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(
     candidate: Input[Model],
@@ -59,7 +61,8 @@ def evaluate(
 
 
 # Retried: a rerun with the same run id finds the version it registered (lethe.run_id tag).
-@step(stores=("registry",), cache=False, retry=True, display_name="register + gate")
+# Writes the run's outcome (the exit task reads it) under the artifacts root.
+@step(stores=("registry", "storage"), cache=False, retry=True, display_name="register + gate")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register_and_gate(
     candidate: Input[Model],

@@ -10,12 +10,14 @@ from kfp import dsl
 
 from components.audit import merge_reference_models, plan_reference_models, train_reference_model
 from components.platform import configure
+from lethe.kfp.params import documented
 
 NAME = "lethe-reference-models"
 
 
 @dsl.pipeline(name=NAME, description="Train a model version's K reference models on random halves of its "
                                      "data (in parallel) and store them with their logits.")
+@documented("reference-models")
 def reference_models_pipeline(
     model: str = "champion",
     k: int = 8,
@@ -23,8 +25,7 @@ def reference_models_pipeline(
     epochs: int = 0,
     recipe: str = "",
 ) -> None:
-    """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias or a model directory; `epochs` 0: the
-    recipe's; `recipe`: the root version's train.json, for a model registered without one."""
+    """K reference models of a version, trained in parallel and stored with their logits."""
     plan = configure(plan_reference_models(model=model, k=k, seed=seed, epochs=epochs, recipe=recipe))
     with dsl.ParallelFor(plan.outputs["Output"], name="reference-models") as index:
         trained = configure(train_reference_model(plan=plan.outputs["plan"], index=index))

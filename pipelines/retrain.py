@@ -11,12 +11,14 @@ from kfp import dsl
 from components.audit import register_retrained, retrain
 from components.platform import configure
 from components.unlearning import evaluate
+from lethe.kfp.params import documented
 
 NAME = "lethe-retrain"
 
 
 @dsl.pipeline(name=NAME, description="Retrain a model version's recipe without every sample it must forget; "
                                      "evaluate, register behind the gate.")
+@documented("retrain")
 def retrain_pipeline(
     model: str = "champion",
     forget_ids: list = [],  # noqa: B006 (KFP reads the default; it is never mutated)
@@ -28,8 +30,7 @@ def retrain_pipeline(
     model_name: str = "",
     thresholds: str = "",
 ) -> None:
-    """`model`: the version to replace; `forget_*`: samples to leave out on top of those its lineage
-    forgot (`forget_class` -1: none); `epochs` 0: the recipe's; `thresholds`: the gate's limits."""
+    """The exact remedy: the recipe retrained without everything the version must forget."""
     trained = configure(retrain(model=model, forget_ids=forget_ids, forget_subjects=forget_subjects,
                                 forget_class=forget_class, subject_map=subject_map, epochs=epochs,
                                 recipe=recipe, model_name=model_name))

@@ -15,6 +15,7 @@ from kfp import dsl
 
 from components.platform import configure
 from components.requests import collect_requests, finalize_requests
+from lethe.kfp.params import documented
 from pipelines.stages import forget_and_register
 
 NAME = "lethe-scheduled-deletion"
@@ -22,6 +23,7 @@ NAME = "lethe-scheduled-deletion"
 
 @dsl.pipeline(name=NAME, description="Forget the pending GDPR erasure requests from the champion model "
                                      "(LFSSD), evaluate, register behind the gate, settle the requests.")
+@documented("scheduled")
 def scheduled_deletion_pipeline(
     dataset: str = "",
     model_name: str = "",
@@ -36,11 +38,7 @@ def scheduled_deletion_pipeline(
     refresh: bool = True,
     ladder: str = "",
 ) -> None:
-    """Empty `dataset`/`model_name` mean the champion's own data set and LETHE_MODEL_NAME;
-    `max_requests` 0 takes every pending request; `alpha`: a number, `assd` or `search`; `cutoff`: where
-    dampening may act (empty: searched with α; `all`; a stage name); `thresholds`: the gate's limits,
-    inline YAML or a storage URI (a pod cannot read a file on the submitting machine); `ladder`: the
-    ladder policy (repair, `retrain: auto`), inline YAML or a storage URI."""
+    """The nightly run: forget the pending requests from the champion, judge, register, settle."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     finalize = configure(finalize_requests(run_id=run_id, model_name=model_name))
     with dsl.ExitHandler(finalize, name="deletion-run"):

@@ -15,12 +15,14 @@ from components.training_set_importances import (
     merge_importances,
     plan_shards,
 )
+from lethe.kfp.params import documented
 
 NAME = "lethe-importances"
 
 
 @dsl.pipeline(name=NAME, description="Importances of the whole training set for a model version, "
                                      "sharded and merged into the cache.")
+@documented("importances")
 def importances_pipeline(
     model: str = "champion",
     dataset: str = "",
@@ -28,6 +30,7 @@ def importances_pipeline(
     batch_size: int = 1,  # importance batch size; 1 = per sample (lethe.steps.importance_pass)
     method: str = "lfssd",
 ) -> None:
+    """Full-data importances of a model version, sharded over pods and merged into the cache."""
     fetched = configure(fetch_model(model=model))
     plan = configure(plan_shards(num_shards=num_shards))
     with dsl.ParallelFor(plan.output, name="shards") as shard_index:

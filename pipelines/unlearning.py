@@ -9,6 +9,7 @@ from kfp import dsl
 
 from components.platform import configure
 from components.requests import prepare_request
+from lethe.kfp.params import documented
 from pipelines.stages import forget_and_register
 
 NAME = "lethe-unlearning"
@@ -16,6 +17,7 @@ NAME = "lethe-unlearning"
 
 @dsl.pipeline(name=NAME, description="Forget samples, subjects or a class from a model version (LFSSD), "
                                      "evaluate, register behind the gate.")
+@documented("unlearning")
 def unlearning_pipeline(
     model: str = "champion",
     dataset: str = "",
@@ -34,12 +36,7 @@ def unlearning_pipeline(
     refresh: bool = True,
     ladder: str = "",
 ) -> None:
-    """`model`: models:/NAME/VERSION, models:/NAME@ALIAS, an alias of LETHE_MODEL_NAME, or a model
-    directory; `forget_class` -1 means none; `scenario` is `subject` or `class`; `refresh`: compute
-    the new champion's importances now rather than in the next run that needs them; `alpha`: a number,
-    `assd` or `search`; `cutoff`: where dampening may act (empty: searched with α; `all`; a stage name);
-    `thresholds`: the gate's limits, inline YAML or a storage URI (they are the search's targets too);
-    `ladder`: what to do when the gate refuses (repair, retrain), inline YAML or a storage URI."""
+    """An on-demand order: forget samples, subjects or a class from one model version."""
     prepared = configure(prepare_request(model=model, dataset=dataset, forget_ids=forget_ids,
                                          forget_subjects=forget_subjects, forget_class=forget_class,
                                          scenario=scenario, subject_map=subject_map))

@@ -144,6 +144,19 @@ def settings() -> Settings:
     return Settings()
 
 
+def require_existing_store(url: str, what: str, variable: str) -> str:
+    """`url` when it names a store that is there: a command that only reads (`review list`, `request
+    list`) must not create an empty SQLite file where it was run from and report that nothing is in it.
+    Servers (PostgreSQL, an MLflow server) are left to their clients, which say when they cannot connect."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            home = _env("LETHE_HOME", ".lethe")
+            raise ConfigError(f"no {what} at {path} (LETHE_HOME={home}, from {Path.cwd()}): run where it is, "
+                              f"or set LETHE_HOME or {variable}")
+    return url
+
+
 # --- Pipeline tasks on a cluster: read when the pipelines are built (components/platform.py) ---------
 # Which steps get GPUs and more CPU and memory by default is each step's row (components/step.py);
 # the variables below override the rows for a deployment.
@@ -220,6 +233,8 @@ def parse_node_selector(text: str) -> tuple[str, str]:
 class PlatformSettings:
     """Where and with what the pipeline tasks run on a cluster (kfp.local ignores all of it).
 
+    LETHE_CUDA_IMAGE: the image of the tasks that get GPUs (lethe's CUDA image); without it no task
+    requests a GPU (the CPU image cannot use one) and every task runs on LETHE_IMAGE;
     LETHE_GPU_STEPS: step names (comma or space separated) that get GPUs, instead of the steps whose
     rows say `gpu`; LETHE_GPU_LIMIT: GPUs per such task (default 1; 0: none, they run on the CPU);
     LETHE_GPU_NODE_SELECTOR `key=value` and LETHE_GPU_TOLERATION `key[=value]:Effect` for them;
@@ -230,6 +245,7 @@ class PlatformSettings:
 
     gpu_steps: tuple[str, ...] | None  # None: the steps' rows decide
     gpu_limit: int
+    cuda_image: str | None  # None: no GPU anywhere
     gpu_node_selector: tuple[str, str] | None
     gpu_toleration: dict[str, str] | None
     resources: dict[str, str]
@@ -243,7 +259,7 @@ class PlatformSettings:
 
     def wants_gpu(self, step: str, row_gpu: bool) -> bool:
         chosen = step in self.gpu_steps if self.gpu_steps is not None else row_gpu
-        return chosen and self.gpu_limit > 0
+        return chosen and self.gpu_limit > 0 and self.cuda_image is not None
 
 
 def _whole_number(name: str, default: int, hint: str) -> int:
@@ -277,6 +293,7 @@ def platform_settings() -> PlatformSettings:
     return PlatformSettings(
         gpu_steps=gpu_steps,
         gpu_limit=_whole_number("LETHE_GPU_LIMIT", DEFAULT_GPU_LIMIT, " of GPUs"),
+        cuda_image=(_env("LETHE_CUDA_IMAGE") or "").strip() or None,
         gpu_node_selector=parse_node_selector(selector) if selector else None,
         gpu_toleration=parse_toleration(toleration) if toleration else None,
         resources=check_resources(resources, "LETHE_CPU_*/LETHE_MEMORY_*"),

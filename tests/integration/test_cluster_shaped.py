@@ -4,8 +4,11 @@ kfp.local runs every task as a subprocess that inherits this environment, which 
 pod's: the data set (published by `lethe data publish`), the subject map, the importances cache,
 the certificates and the MLflow artifacts live only in the S3 server (moto); MLflow is a server;
 the ledger is PostgreSQL; LETHE_STORE_ONLY makes a data directory, the Debian package or a bundled
-set an error in every task. Requests filed by subject (under any spelling of the id) are fulfilled;
-a changed shard, and a data set that is not the champion's, are refused before anything is claimed.
+set an error in every task. Each task sees only what its compiled task is granted on a cluster (the
+`lethe-config` keys and the Secrets of its step's stores: `run_local(..., cluster_env=True)`, through
+lethe's task entry), so a step that reads s3:// without the S3 keys fails here as it would in a pod.
+Requests filed by subject (under any spelling of the id) are fulfilled; a changed shard, and a data
+set that is not the champion's, are refused before anything is claimed.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def cluster(s3_env, mlflow_server, postgres_server, tmp_path: Path, monkeypatch:
         "LETHE_DATASET_URI": f"{root}/datasets/digits",
         "LETHE_SUBJECT_MAP": f"{root}/subjects/subjects.parquet",
         "LETHE_SUBJECT_KEY": KEY,
+        # The ConfigMap's name for the endpoint (a pod gets AWS_ENDPOINT_URL, not ..._S3).
+        "AWS_ENDPOINT_URL": s3_env.endpoint,
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
@@ -85,7 +90,7 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     monkeypatch.setenv("LETHE_STORE_ONLY", "1")
     # No refresh of the new champion's importances: tests/pipelines runs it; here it would only add time.
     run = run_local("scheduled", {"refresh": False}, pipeline_root=tmp_path / "kfp",
-                    log_path=tmp_path / "kfp.log")
+                    log_path=tmp_path / "kfp.log", cluster_env=True)
     assert run.succeeded, f"{run.failed_task}: {run.failure}; see {tmp_path / 'kfp.log'}"
     assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
                                "register-and-gate", "finalize-requests"]
@@ -124,3 +129,36 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     with pytest.raises(IntegrityError, match="altered"):
         collect_requests("tampered-run", forget_path=tmp_path / "forget", model_dir=tmp_path / "champion")
     assert ledger.get(later).state == "pending"
+
+
+#: The other pipelines, small: each runs with every task cut down to what its compiled task is granted.
+#: The last field: whether it runs store-only. The audit pipelines (reference models, retrain) have no
+#: `dataset` parameter and read the data set the card names ('digits'), which LETHE_STORE_ONLY refuses:
+#: a known gap (issue 26's closing note), so they run with the data set at hand.
+OTHER_RUNS = (("unlearning", {"forget_subjects": ["bob@example.org"], "refresh": False}, True),
+              ("importances", {"num_shards": 2}, True),
+              ("reference-models", {"k": 2, "epochs": 1}, False),
+              ("retrain", {"forget_subjects": ["carol@example.org"], "epochs": 1}, False))
+
+
+def test_every_other_pipeline_runs_with_only_what_its_tasks_are_granted(
+        cluster, s3_env, digits_convnet_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from lethe.kfp.local import run_local
+
+    assert main(["data", "publish", "--dataset", "digits", "--to", cluster["LETHE_DATASET_URI"]]) == 0
+    rows = [(subject, f"digits/train/{i}") for subject, ids in SUBJECT_SAMPLES.items() for i in ids]
+    map_file = tmp_path / "subjects.parquet"
+    pd.DataFrame(rows, columns=["subject_id", "sample_id"]).to_parquet(map_file)
+    assert main(["data", "publish-subjects", str(map_file), "--to", cluster["LETHE_SUBJECT_MAP"]]) == 0
+    register_champion(digits_convnet_dir)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny models, a busy machine
+    for name, params, store_only in OTHER_RUNS:
+        if store_only:
+            monkeypatch.setenv("LETHE_STORE_ONLY", "1")
+        else:
+            monkeypatch.delenv("LETHE_STORE_ONLY", raising=False)
+        log = tmp_path / f"{name}.log"
+        run = run_local(name, params, pipeline_root=tmp_path / "kfp", log_path=log, cluster_env=True)
+        assert run.succeeded, f"{name}: {run.failed_task}: {run.failure}; see {log}"

@@ -15,6 +15,7 @@ from lethe.config import DEFAULT_TASK_RESOURCES, parse_toleration, platform_sett
 from lethe.errors import ConfigError, PipelineError
 
 FAKE_SECRET = "s3cr3t-Value-that-must-not-leak"
+CUDA_IMAGE = "registry.example/lethe:cuda-test"
 ROWS = list(step_rows().values())
 
 
@@ -27,6 +28,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, 
         for name in ("AWS_SECRET_ACCESS_KEY", "LETHE_SUBJECT_KEY", "MLFLOW_TRACKING_PASSWORD"):
             patch.setenv(name, FAKE_SECRET)
         patch.setenv("LETHE_LEDGER_URL", f"postgresql://lethe:{FAKE_SECRET}@db/lethe")
+        patch.setenv("LETHE_CUDA_IMAGE", CUDA_IMAGE)  # a GPU only with a GPU image
         paths = compile_all(tmp_path_factory.mktemp("compiled"))
     out = {}
     for name, path in paths.items():
@@ -49,6 +51,13 @@ def _executor_of(spec: dict, task: dict) -> str:
     return spec["components"][task["componentRef"]["name"]]["executorLabel"]
 
 
+def _step_of(executor: str) -> str:
+    """The step an executor runs: KFP numbers the second and later uses of a component (`exec-evaluate-2`)."""
+    name = executor.removeprefix("exec-")
+    base, _, number = name.rpartition("-")
+    return base if name not in step_rows() and number.isdigit() and base in step_rows() else name
+
+
 def _tasks_of(compiled: dict, row: Step) -> list[tuple[dict, dict, dict]]:
     """(task, executor, kubernetes platform config) of every compiled task that runs `row`'s step."""
     found = []
@@ -56,7 +65,7 @@ def _tasks_of(compiled: dict, row: Step) -> list[tuple[dict, dict, dict]]:
         k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
         for task in _tasks(spec).values():
             executor = _executor_of(spec, task)
-            if executor == f"exec-{row.name}":
+            if _step_of(executor) == row.name:
                 found.append((task, spec["deploymentSpec"]["executors"][executor], k8s[executor]))
     return found
 
@@ -67,7 +76,7 @@ def test_every_pipeline_compiles_and_every_task_runs_a_declared_step(compiled):
     assert set(compiled) == set(PIPELINES)
     for name, (spec, _, _) in compiled.items():
         for task_name, task in _tasks(spec).items():
-            assert _executor_of(spec, task).removeprefix("exec-") in step_rows(), (name, task_name)
+            assert _step_of(_executor_of(spec, task)) in step_rows(), (name, task_name)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
@@ -90,8 +99,10 @@ def test_each_task_is_what_its_row_declares(compiled, row: Step):
         accelerator = resources.get("accelerator")
         if row.gpu:
             assert (accelerator["resourceType"], str(accelerator["resourceCount"])) == ("nvidia.com/gpu", "1")
+            assert executor["container"]["image"] == CUDA_IMAGE
         else:
             assert accelerator is None
+            assert executor["container"]["image"] != CUDA_IMAGE
         assert k8s["configMapAsEnv"][0]["configMapName"] == CONFIG_MAP
         mounted = [secret["secretName"] for secret in k8s.get("secretAsEnv", [])]
         assert mounted == list(secrets_of(row))
@@ -99,6 +110,8 @@ def test_each_task_is_what_its_row_declares(compiled, row: Step):
         program = "\n".join(executor["container"]["command"])
         assert "from lethe.steps" in program or "from components.adapters" in program
         assert "pip install" not in program
+        # Every task starts through lethe's task entry, which runs KFP's executor.
+        assert "python3 -m components.task_entry -m kfp.dsl.executor_main" in program
 
 
 def test_a_data_pass_gets_more_memory_than_a_ledger_step(compiled):
@@ -121,10 +134,10 @@ def test_local_runs_do_not_retry_and_are_otherwise_the_compiled_pipeline():
                 task.ClearField("retry_policy")
         return spec, retried
 
-    from pipelines import PIPELINES
+    from lethe.kfp.catalog import build, pipeline_names
 
-    for name, built in PIPELINES.items():
-        compiled_spec, retried = without_retries(built.pipeline_spec)
+    for name in pipeline_names():  # each built under this environment, as compile builds it
+        compiled_spec, retried = without_retries(build(name).pipeline_spec)
         local_spec, retried_locally = without_retries(local_pipeline(name).pipeline_spec)
         assert retried > 0 and retried_locally == 0, name
         assert local_spec == compiled_spec, name
@@ -175,7 +188,8 @@ def test_the_exit_task_names_the_model_for_retention(compiled):
 
 
 def test_placement_resources_and_retries_come_from_the_environment(tmp_path, monkeypatch):
-    env = {"LETHE_GPU_STEPS": "unlearn", "LETHE_RETRIES": "0", "LETHE_CPU_LIMIT": "3",
+    env = {"LETHE_CUDA_IMAGE": CUDA_IMAGE, "LETHE_GPU_STEPS": "unlearn", "LETHE_RETRIES": "0",
+           "LETHE_CPU_LIMIT": "3",
            "LETHE_STEP_RESOURCES": '{"unlearn": {"memory_request": "8Gi", "memory_limit": "32Gi"}}'}
     path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     spec = next(yaml.safe_load_all(path.read_text()))
@@ -253,6 +267,7 @@ def test_a_new_step_is_its_component_with_its_row_and_the_pipeline_that_wires_it
         return len(plan_shards(count))
 
     monkeypatch.setenv("LETHE_GPU_STEPS", "toy-step")  # known to the check of step names
+    monkeypatch.setenv("LETHE_CUDA_IMAGE", CUDA_IMAGE)
 
     @dsl.pipeline(name="toy")
     def toy():
@@ -305,36 +320,22 @@ def test_the_retrain_pipeline_evaluates_and_gates_the_retrained_model(compiled):
     assert set(root["register-retrained"]["dependentTasks"]) == {"retrain", "evaluate"}
 
 
-def _rebuild_pipelines() -> None:
-    """A @dsl.pipeline is built when its module is imported: rebuild them under the current env."""
-    import importlib
-
-    import pipelines
-    import pipelines.scheduled
-    import pipelines.stages
-
-    importlib.reload(pipelines.stages)
-    importlib.reload(pipelines.scheduled)
-    pipelines.PIPELINES["scheduled"] = pipelines.scheduled.scheduled_deletion_pipeline
-
-
 def _compile_scheduled_with(env: dict[str, str], path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scheduled pipeline compiled with `env` set; the pipelines are rebuilt without it after."""
+    """The scheduled pipeline compiled with `env` set (a pipeline is built anew for each compile)."""
     from lethe.kfp.compiler import compile_pipeline
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:
-        _rebuild_pipelines()
         return compile_pipeline("scheduled", path)
     finally:
         for name in env:
             monkeypatch.delenv(name)
-        _rebuild_pipelines()
 
 
 def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
-    env = {"LETHE_GPU_NODE_SELECTOR": "cloud.google.com/gke-accelerator=nvidia-l4",
+    env = {"LETHE_CUDA_IMAGE": CUDA_IMAGE,
+           "LETHE_GPU_NODE_SELECTOR": "cloud.google.com/gke-accelerator=nvidia-l4",
            "LETHE_GPU_TOLERATION": "nvidia.com/gpu:NoSchedule"}
     path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     platform = list(yaml.safe_load_all(path.read_text()))[1]
@@ -352,7 +353,8 @@ def test_gpu_placement_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_no_gpu_when_the_limit_is_zero(tmp_path, monkeypatch):
-    path = _compile_scheduled_with({"LETHE_GPU_LIMIT": "0"}, tmp_path / "s.yaml", monkeypatch)
+    env = {"LETHE_CUDA_IMAGE": CUDA_IMAGE, "LETHE_GPU_LIMIT": "0"}
+    path = _compile_scheduled_with(env, tmp_path / "s.yaml", monkeypatch)
     executors = yaml.safe_load_all(path.read_text()).__next__()["deploymentSpec"]["executors"]
     assert not [e for e, body in executors.items() if "accelerator" in body["container"]["resources"]]
     assert executors["exec-unlearn"]["container"]["resources"]["resourceMemoryLimit"] == "16Gi"
@@ -374,12 +376,81 @@ def test_cron_needs_six_fields():
         validate_cron("0 0 2 * * $(id)")
 
 
-def test_compile_command_writes_every_yaml(tmp_path):
+def test_compile_command_writes_every_yaml_and_without_a_cuda_image_asks_for_no_gpu(tmp_path, monkeypatch,
+                                                                                    capsys):
     from lethe.cli import main
     from pipelines import PIPELINES
 
+    monkeypatch.delenv("LETHE_CUDA_IMAGE", raising=False)
+    monkeypatch.setenv("LETHE_GPU_NODE_SELECTOR", "gpu=l4")  # placement for GPUs that are not asked for
     assert main(["pipeline", "compile", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(f"{name}.yaml" for name in PIPELINES)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and "no GPU requested" in note[0] and "LETHE_CUDA_IMAGE" in note[0]
+    for path in tmp_path.iterdir():
+        spec, platform = list(yaml.safe_load_all(path.read_text()))
+        containers = [body["container"] for body in spec["deploymentSpec"]["executors"].values()]
+        assert not [c for c in containers if "accelerator" in c["resources"]], path.name
+        assert len({c["image"] for c in containers}) == 1, path.name
+        placed = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+        assert not [p for p in placed if "nodeSelector" in p or "tolerations" in p], path.name
+
+
+def _storage_params(pipeline: str) -> set[str]:
+    from lethe.kfp.params import pipeline_params
+
+    return {param.name for param in pipeline_params(pipeline).params if param.storage}
+
+
+def _pipeline_inputs(task: dict) -> set[str]:
+    """The pipeline parameters a task takes (directly or through its DAG's channels)."""
+    names = set()
+    for value in task.get("inputs", {}).get("parameters", {}).values():
+        name = value.get("componentInputParameter")
+        if name:
+            names.add(name.removeprefix("pipelinechannel--"))
+    return names
+
+
+def test_every_task_that_can_touch_object_storage_gets_the_s3_secret(compiled):
+    """A task reads or writes s3:// when it takes a storage URI (data set, subject map, thresholds,
+    recipe: lethe.kfp.params marks them) or passes over the data set (LETHE_DATASET_URI on a cluster):
+    it gets the S3 keys. Found from the compiled tasks and the schema, not from the rows' stores."""
+    from components.step import DATA_PASS
+
+    checked = 0
+    for name, (spec, platform, _) in compiled.items():
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for task_name, task in _tasks(spec).items():
+            executor = _executor_of(spec, task)
+            row = step_rows()[_step_of(executor)]
+            reads = _pipeline_inputs(task) & _storage_params(name)
+            if reads or dict(row.resources) == dict(DATA_PASS):
+                mounted = {secret["secretName"] for secret in k8s[executor].get("secretAsEnv", [])}
+                assert "lethe-s3" in mounted, (name, task_name, sorted(reads))
+                checked += 1
+    assert checked >= 10
+
+
+def test_no_cached_task_gets_the_ledgers_or_the_subject_keys_secret(compiled):
+    for name, (spec, platform, _) in compiled.items():
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for task_name, task in _tasks(spec).items():
+            if task.get("cachingOptions", {}).get("enableCache"):
+                mounted = {s["secretName"] for s in k8s[_executor_of(spec, task)].get("secretAsEnv", [])}
+                assert not mounted & {"lethe-ledger", "lethe-subject-key"}, (name, task_name)
+
+
+def test_every_pipeline_parameter_has_its_schemas_one_line_description(compiled):
+    from lethe.kfp.params import pipeline_params
+
+    for name, (spec, _, _) in compiled.items():
+        schema = pipeline_params(name)
+        params = spec["root"]["inputDefinitions"]["parameters"]
+        assert sorted(params) == sorted(schema.names), name
+        for key, definition in params.items():
+            description = definition.get("description", "")
+            assert description == schema[key].description and "\n" not in description, (name, key)
 
 
 def test_schedule_command_refuses_a_five_field_cron_before_contacting_kfp(capsys):

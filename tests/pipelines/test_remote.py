@@ -86,6 +86,9 @@ def client(monkeypatch):
     RecordingClient.versions = []
     RecordingClient.pipeline_id = None
     monkeypatch.setattr(kfp, "Client", RecordingClient)
+    from lethe.kfp import host
+
+    monkeypatch.setattr(host, "check_host", lambda url: url)  # "kfp:8888" is the recording client's
     return RecordingClient
 
 
@@ -100,7 +103,7 @@ def test_submit_sends_the_pipeline_and_its_parameters(client):
     run_id = compiler.submit("scheduled", {"max_requests": 50}, host="http://kfp:8888", experiment="lethe")
     assert run_id == "run-123"
     (_, func, kwargs), = client.instances[0].calls
-    assert func is pipeline("scheduled")
+    assert func.name == pipeline("scheduled").name  # built anew under this environment's settings
     assert kwargs["arguments"] == {"max_requests": 50} and kwargs["experiment_name"] == "lethe"
 
 
@@ -201,6 +204,7 @@ def test_unknown_pipelines_and_parameters_are_refused_before_contacting_kfp(clie
     with pytest.raises(PipelineError, match="no parameter"):
         compiler.submit("scheduled", {"forget_everything": True}, host="h", experiment="lethe")
     assert client.instances == []
-    assert parse_params(["a=1", "b=x", 'c=["d"]']) == {"a": 1, "b": "x", "c": ["d"]}
+    assert parse_params("unlearning", ["forget_class=1", "model=x", 'forget_ids=["d"]']) == {
+        "forget_class": 1, "model": "x", "forget_ids": ["d"]}
     with pytest.raises(PipelineError):
-        parse_params(["novalue"])
+        parse_params("unlearning", ["novalue"])

@@ -107,7 +107,7 @@ CASES = [
     case("list-ledger-not-a-database", ["request", "list", "--ledger", "sqlite:///{plain}"],
          "not a database"),
     case("list-ledger-uncreatable", ["request", "list", "--ledger", "sqlite:////proc/no/l.db"],
-         "cannot create the ledger's directory"),
+         "no erasure ledger at /proc/no/l.db"),  # only reads: refused, not created
     case("list-home-is-a-file", ["request", "list", "--json"], "is not a directory",
          {"LETHE_HOME": "{plain}"}),
     case("list-ledger-env-not-a-database", ["request", "list"], "not a database",
@@ -440,7 +440,7 @@ SUBPROCESS_CASES = [
          {"LETHE_HOME": "{plain}"}),
     case("script-home-bytes", [LETHE, "review", "list"], "LETHE_HOME is not valid UTF-8",
          {"LETHE_HOME": b"/tmp/lethe-\xff"}),
-    case("script-ledger-env-unreadable", [LETHE, "request", "list"], "cannot create the ledger's directory",
+    case("script-ledger-env-unreadable", [LETHE, "request", "list"], "no erasure ledger at /proc/no",
          {"LETHE_LEDGER_URL": "sqlite:////proc/no/ledger.db"}),
     case("script-tracking-env-not-a-database", [LETHE, "review", "list"], "not a database",
          {"LETHE_TRACKING_URI": "sqlite:///{plain}"}),

@@ -127,13 +127,14 @@ def test_production_schedules_unlearning_on_a_gpu_node() -> None:
     spec, _, effect = cfg["LETHE_GPU_TOLERATION"].rpartition(":")
     assert spec == "nvidia.com/gpu" and effect == "NoSchedule", "key[=value]:Effect"
     assert cfg["LETHE_IMAGE"].endswith("-cuda")
+    assert cfg["LETHE_CUDA_IMAGE"].endswith("-cuda"), "a GPU only with a GPU image"
     endpoint = "http://seaweedfs.kubeflow:8333"
     assert cfg["AWS_ENDPOINT_URL"] == cfg["AWS_ENDPOINT_URL_S3"] == cfg["MLFLOW_S3_ENDPOINT_URL"] == endpoint
 
 
 def test_local_runs_on_cpu_with_its_own_object_store() -> None:
     cfg = config("local")
-    assert cfg["LETHE_GPU_LIMIT"] == "0"
+    assert cfg["LETHE_GPU_LIMIT"] == "0" and not cfg["LETHE_CUDA_IMAGE"]
     assert cfg["LETHE_GPU_NODE_SELECTOR"] == cfg["LETHE_GPU_TOLERATION"] == ""
     docs = render("overlays/local")
     minio = find(docs, "Service", "minio")

@@ -9,7 +9,9 @@ Examples:
       --name lethe-nightly-deletion          # every day at 02:00:00 (six fields, seconds first)
   lethe pipeline schedule ... --replace      # a new cron, image or GPU setting: delete, then create
 
-kfp is imported only when one of these runs (lethe.kfp; the rest of lethe never imports it).
+kfp is imported only when one of these runs (lethe.kfp; the rest of lethe never imports it), and only
+after the parameters (lethe.kfp.params), the cron and the KFP host were checked: a refusal takes seconds.
+Without LETHE_CUDA_IMAGE the pipelines request no GPU; compile, submit and schedule say so on stderr.
 """
 
 from __future__ import annotations
@@ -33,11 +35,22 @@ DEFAULT_EXPERIMENT = "lethe"
 
 
 def _add_pipeline_args(parser: argparse.ArgumentParser) -> None:
+    from lethe.kfp.params import SCHEMAS  # stdlib only: no kfp, no pipelines
+
     parser.add_argument("pipeline", nargs="?", default=DEFAULT_PIPELINE,
-                        help=f"scheduled | unlearning | importances (default {DEFAULT_PIPELINE})")
+                        help=f"{' | '.join(SCHEMAS)} (default {DEFAULT_PIPELINE})")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a pipeline parameter (repeatable); JSON values are parsed, e.g. "
+                        help="a pipeline parameter (repeatable), checked by its type and range before "
+                             "anything runs or is sent; lists as JSON, e.g. "
                              "forget_ids='[\"digits/train/3\"]'")
+
+
+def _say_gpu_note() -> None:
+    from lethe.kfp.compiler import gpu_note
+
+    note = gpu_note()
+    if note:
+        print(f"lethe: {note}", file=sys.stderr)
 
 
 def compile_command(args: argparse.Namespace) -> int:
@@ -50,6 +63,7 @@ def compile_command(args: argparse.Namespace) -> int:
     if unknown:  # refused before the first file is written
         raise PipelineError(f"unknown pipeline(s) {', '.join(map(repr, unknown))}; choose from "
                             f"{', '.join(pipeline_names())}")
+    _say_gpu_note()
     # All or nothing: every pipeline compiles into a temporary directory beside --out, then moves in.
     out = Path(args.out)
     made = not out.exists()
@@ -72,19 +86,20 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.local:
         raise PipelineError("`lethe pipeline run` runs on this machine: pass --local "
                             "(use `lethe pipeline submit --host URL` for a cluster)")
+    from lethe.kfp.catalog import parse_params
+
+    params = parse_params(args.pipeline, args.param)  # before anything runs or is claimed
     root = Path(args.pipeline_root or settings().home_dir() / "kfp")
     check_out_dir(root, flag="--pipeline-root")
-    from lethe.kfp.catalog import parse_params
     from lethe.kfp.local import run_local
-
-    params = parse_params(args.param)
 
     def show(task: str, state: str) -> None:
         print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
 
     log_path = None if args.verbose_tasks else root / "logs" / f"{args.pipeline}.log"
     print(f"running pipeline {args.pipeline} with kfp.local (pipeline root {root})", file=sys.stderr)
-    run = run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show)
+    run = run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show,
+                    cluster_env=args.cluster_env)
     where = f"; task logs in {log_path}" if log_path else ""
     summary = _summary(run.run_id) if args.pipeline in SUMMARIZED else None
     if summary is not None:
@@ -118,22 +133,37 @@ def _summary(run_id: str) -> RunSummary | None:
         return None
 
 
+def _checked_params(args: argparse.Namespace) -> dict:
+    """The `-p` items typed by the pipeline's schema, then the KFP host: both before kfp or the pipelines
+    are imported, so a refusal takes seconds, prints one line and sends nothing."""
+    from lethe.kfp.host import check_host
+    from lethe.kfp.params import parse_param_items
+
+    params = parse_param_items(args.pipeline, args.param)
+    check_host(args.host)
+    return params
+
+
 def submit_command(args: argparse.Namespace) -> int:
-    from lethe.kfp.catalog import parse_params
+    params = _checked_params(args)
     from lethe.kfp.compiler import submit
 
-    run_id = submit(args.pipeline, parse_params(args.param), host=args.host, experiment=args.experiment,
+    _say_gpu_note()
+    run_id = submit(args.pipeline, params, host=args.host, experiment=args.experiment,
                     run_name=args.run_name, namespace=args.namespace)
     print(f"submitted {args.pipeline}: run {run_id}")
     return 0
 
 
 def schedule_command(args: argparse.Namespace) -> int:
-    from lethe.kfp.catalog import parse_params
-    from lethe.kfp.scheduler import schedule, validate_cron
+    from lethe.kfp.scheduler import validate_cron
 
     cron = validate_cron(args.cron)  # before anything else: a bad cron changes nothing
-    done = schedule(args.pipeline, parse_params(args.param), host=args.host, cron=cron, job_name=args.name,
+    params = _checked_params(args)
+    from lethe.kfp.scheduler import schedule
+
+    _say_gpu_note()
+    done = schedule(args.pipeline, params, host=args.host, cron=cron, job_name=args.name,
                     experiment=args.experiment, namespace=args.namespace,
                     max_concurrency=args.max_concurrency, catchup=args.catchup, replace=args.replace)
     what = f"cron {done.cron!r}, pipeline version {done.pipeline_version}"
@@ -166,6 +196,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_parser.add_argument("--pipeline-root", help="where task outputs go (default LETHE_HOME/kfp)")
     run_parser.add_argument("--verbose-tasks", action="store_true",
                             help="stream every task's output here instead of into a log file")
+    run_parser.add_argument("--cluster-env", action="store_true",
+                            help="give each task only the settings and credentials its compiled task gets "
+                                 "on a cluster (the lethe-config keys, the Secrets of its step's stores): "
+                                 "a missing credential fails here, not in a pod")
     run_parser.set_defaults(func=run_command)
 
     for name, helptext, func in (("submit", "start one run on a KFP cluster", submit_command),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lethe.commands._request_erasure import add_actions, add_copies_options, show_copies
 from lethe.commands._validation import check_out_dir, integer, plain_text, sample_id
-from lethe.errors import LedgerError, RegistryError
+from lethe.errors import RegistryError
 
 if TYPE_CHECKING:  # the ledger (SQLAlchemy) loads only when a command runs: `lethe --help` stays fast
     from lethe.ledger import ErasureRequest, Ledger
@@ -113,8 +113,11 @@ def cancel(args: argparse.Namespace) -> int:
 
 
 def list_(args: argparse.Namespace) -> int:
+    from lethe.config import require_existing_store, settings
     from lethe.steps.collect import check_champion
 
+    # Only reads: a ledger that is not there is refused, not created empty.
+    require_existing_store(args.ledger or settings().ledger, "erasure ledger", "LETHE_LEDGER_URL")
     ledger = _ledger(args)
     try:
         drift = check_champion(ledger, tracking_uri=args.tracking_uri, model_name=args.model_name)

@@ -37,6 +37,10 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def list_(args: argparse.Namespace) -> int:
+    from lethe.config import require_existing_store, settings
+
+    # Only reads: a registry that is not there is refused, not created empty.
+    require_existing_store(args.tracking_uri or settings().tracking, "model registry", "LETHE_TRACKING_URI")
     registry = _registry(args)
     drift = _drift_line(args, registry)
     versions = registry.versions() if args.all else registry.pending_reviews()

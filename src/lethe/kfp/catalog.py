@@ -1,16 +1,16 @@
-"""The pipelines by name (`pipelines.PIPELINES`) and their parameters, for the compiler, the
-scheduler and the local runner."""
+"""The pipelines by name (`pipelines.PIPELINES`), built under the current settings, and their parameters
+(checked by `lethe.kfp.params`' schema), for the compiler, the scheduler and the local runner."""
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import json
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from lethe.config import environment
 from lethe.errors import PipelineError
+from lethe.kfp.params import pipeline_params
 
 
 def import_pipelines(module: str = "pipelines") -> ModuleType:
@@ -31,7 +31,9 @@ def pipeline_names() -> list[str]:
 
 
 def pipeline(name: str) -> Any:
-    """The pipeline (a KFP GraphComponent) called `name`, e.g. `scheduled`."""
+    """The pipeline (a KFP GraphComponent) called `name`, e.g. `scheduled`; an unknown name is refused
+    before kfp is imported."""
+    pipeline_params(name)
     pipelines = import_pipelines().PIPELINES
     try:
         return pipelines[name]
@@ -39,25 +41,24 @@ def pipeline(name: str) -> Any:
         raise PipelineError(f"unknown pipeline {name!r}; expected one of {', '.join(pipelines)}") from None
 
 
-def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` pairs; a value that reads as JSON (number, list, bool) is taken as such."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise PipelineError(f"pipeline parameter {item!r} is not key=value")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        params[key.strip()] = value
-    return params
+def parse_params(name: str, items: list[str] | None) -> dict[str, Any]:
+    """`-p KEY=VALUE` items of pipeline `name`, typed and checked by its parameter schema
+    (`lethe.kfp.params`): nothing is imported, claimed or sent before this passes."""
+    return pipeline_params(name).parse(items)
 
 
-def check_params(name: str, params: Mapping[str, Any]) -> None:
-    """Refuse parameters the pipeline does not take, before anything is sent or run."""
-    known = inspect.signature(pipeline(name).pipeline_func).parameters
-    unknown = [key for key in params if key not in known]
-    if unknown:
-        raise PipelineError(f"pipeline {name} has no parameter(s) {', '.join(unknown)}; "
-                            f"it takes {', '.join(known)}")
+def check_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Parameters given in Python, checked by the schema of pipeline `name`; returns them as the
+    pipeline takes them. Refuses unknown ones, before anything is sent or run."""
+    return pipeline_params(name).check(params)
+
+
+def build(name: str, env: Mapping[str, str | None] | None = None) -> Any:
+    """Pipeline `name` built anew under this environment (plus `env`): the placement variables
+    (image, GPUs, resources, retries) are read when a pipeline is built, not when it was imported."""
+    from kfp import dsl
+
+    built = pipeline(name)
+    with environment(dict(env or {})):
+        return dsl.pipeline(name=built.name, description=built.description,
+                            pipeline_config=built.pipeline_config)(built.pipeline_func)

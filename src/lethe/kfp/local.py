@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lethe.config import environment
-from lethe.kfp.catalog import check_params, pipeline
+from lethe.kfp.catalog import build, check_params
 from lethe.kfp.local_hooks import TaskOutput, pipeline_job_id, print_kept, task_events
 
 CLAIMS_REQUESTS = frozenset({"scheduled"})  # pipelines whose runs hold leases on erasure requests
@@ -47,12 +46,7 @@ def local_pipeline(name: str) -> Any:
     """Pipeline `name` built for this machine: the same graph without retry policies (built under
     LETHE_RETRIES=0). Retries are for a cluster's transient failures (a lost node, an API server
     restarting): on one machine a failed step would only fail again, after the back-off."""
-    from kfp import dsl
-
-    built = pipeline(name)
-    with environment({"LETHE_RETRIES": "0"}):
-        return dsl.pipeline(name=built.name, description=built.description,
-                            pipeline_config=built.pipeline_config)(built.pipeline_func)
+    return build(name, {"LETHE_RETRIES": "0"})
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -89,18 +83,19 @@ def _record_failure(run_id: str, task: str, error: str) -> None:
 
 def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_root: str | Path,
               log_path: str | Path | None = None,
-              on_task: Callable[[str, str], None] | None = None) -> LocalRun:
+              on_task: Callable[[str, str], None] | None = None, cluster_env: bool = False) -> LocalRun:
     """Run a pipeline on this machine with kfp.local; `on_task(task, state)` as tasks start (RUNNING)
     and end (SUCCESS, FAILURE).
 
-    Every task runs `python -m kfp.dsl.executor_main` with this interpreter and inherits the
-    environment (LETHE_HOME, LETHE_* settings). A failed task does not raise: the result says so.
+    Every task runs KFP's executor (through lethe's task entry) with this interpreter and inherits the
+    environment (LETHE_HOME, LETHE_* settings); with `cluster_env`, only what its compiled task is
+    granted on a cluster (`lethe.kfp.task_env`). The parameters are checked by the pipeline's schema
+    before anything runs. A failed task does not raise: the result says so.
     `log_path`: where the tasks' output goes (default: this process's stdout).
     """
     from kfp import local
 
-    params = dict(params or {})
-    check_params(name, params)
+    params = check_params(name, params)
     component = local_pipeline(name)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -113,6 +108,10 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
     started = time.perf_counter()
     error = None
     with contextlib.ExitStack() as stack:
+        if cluster_env:
+            from lethe.kfp.task_env import cluster_environment
+
+            stack.enter_context(cluster_environment(name))
         stack.enter_context(print_kept())
         stack.enter_context(pipeline_job_id(run_id))
         if claims:

@@ -12,7 +12,8 @@ from typing import Any
 
 from lethe.errors import PipelineError
 from lethe.kfp import compiler
-from lethe.kfp.catalog import check_params, pipeline
+from lethe.kfp import host as kfp_host
+from lethe.kfp.catalog import build, check_params
 
 CRON_FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 
@@ -57,9 +58,9 @@ def schedule(name: str, params: Mapping[str, Any] | None, *, host: str, cron: st
     replacing deletes it, then creates the new one: between the two no run of that name is scheduled,
     and when the create fails none is (the error says so; running the command again creates it)."""
     cron = validate_cron(cron)
-    params = dict(params or {})
-    check_params(name, params)
-    component = pipeline(name)
+    params = check_params(name, params)
+    kfp_host.check_host(host)
+    component = build(name)  # under the settings of now (image, GPUs, resources)
     client = compiler.client(host, namespace)
     with tempfile.TemporaryDirectory(prefix="lethe-pipeline-") as tmp:
         package = compiler.compile_pipeline(name, Path(tmp) / f"{name}.yaml")

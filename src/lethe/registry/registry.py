@@ -41,6 +41,7 @@ from lethe.registry.review import decide
 from lethe.registry.tags import (
     CHAMPION,
     DRIFT_TAG,
+    MODEL_NAME_PATTERN,
     PREFIX,
     REVIEW,
     RUN_TAG,
@@ -58,7 +59,7 @@ NOTE_TAG = "mlflow.note.content"
 PARAM_MAX = 6000  # characters of a param's value (MLflow's limit)
 # A registered model name: checked before anything is sent (MLflow refuses some names only after a
 # run was created), and never a path ("../../x").
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def check_model_name(name: str) -> str:

@@ -16,6 +16,8 @@ from lethe.registry.metadata import VersionInfo
 from lethe.registry.privacy import PrivacyGuard
 from lethe.registry.tags import CHAMPION, REVIEW, REVIEW_AT_TAG, REVIEW_BY_TAG, REVIEW_REASON_TAG
 
+RUN_NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+
 
 class Versions(Protocol):
     """What a decision needs of the registry (`lethe.registry.Registry`)."""
@@ -68,9 +70,21 @@ def decide(registry: Versions, version: str | int, decision: Literal["approved",
                 raise RegistryError(f"the champion moved while version {info.version} was being approved; "
                                     "run the same command again")
             registry.client.set_registered_model_alias(registry.model_name, CHAMPION, info.version)
-        registry.client.update_model_version(registry.model_name, info.version,
-                                             reviewed_description(info.description, decision, by, at, reason))
-        for key, value in ((REVIEW_BY_TAG, by), (REVIEW_REASON_TAG, reason), (REVIEW_AT_TAG, at),
-                           (REVIEW, decision)):
+        description = reviewed_description(info.description, decision, by, at, reason)
+        registry.client.update_model_version(registry.model_name, info.version, description)
+        decided = ((REVIEW_BY_TAG, by), (REVIEW_REASON_TAG, reason), (REVIEW_AT_TAG, at), (REVIEW, decision))
+        follow_on_run(registry, info, description, decided)
+        for key, value in decided:
             registry.client.set_model_version_tag(registry.model_name, info.version, key, value)
     return registry.version(info.version)
+
+
+def follow_on_run(registry: Versions, info: VersionInfo, description: str,
+                  decided: tuple[tuple[str, str], ...]) -> None:
+    """The version's run says what the version says: its note (MLflow's run description) and its
+    review tags, so a reviewer reading the run in the MLflow UI does not see "waits for a reviewer"."""
+    if not info.run_id:
+        return
+    registry.client.set_tag(info.run_id, RUN_NOTE_TAG, description)
+    for key, value in decided:
+        registry.client.set_tag(info.run_id, key, value)

@@ -49,6 +49,9 @@ RETIRED_TAG = f"{PREFIX}retired"
 #: honour every fulfilled request (promotion is refused while set), and the version a reviewer confirmed.
 DRIFT_TAG = f"{PREFIX}drift"
 CONFIRMED_CHAMPION_TAG = f"{PREFIX}confirmed_champion"
+#: A registered model's name (checked before anything is sent, never a path); read by the pipeline
+#: parameters' schema too, which must not load MLflow.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 
 LONG_TAG_CHUNK = 50_000  # characters per tag of a long list (MLflow allows 100k per version tag)
 GATE_REASONS_MAX = 8000  # characters of the gate's reasons kept in their tag
