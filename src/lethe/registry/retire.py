@@ -12,8 +12,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from lethe.errors import RegistryError
-from lethe.registry.client import mlflow_errors
-from lethe.registry.flavor import MODEL_PATH
 from lethe.registry.metadata import VersionInfo
 from lethe.registry.tags import RETIRED_TAG
 
@@ -34,6 +32,9 @@ def is_retired(info: VersionInfo) -> bool:
 
 def has_weights(registry: Versions, info: VersionInfo) -> bool:
     """Whether any file of the version's model is still in the artifact store."""
+    from lethe.registry.client import mlflow_errors  # MLflow loads at the first registry call
+    from lethe.registry.flavor import MODEL_PATH
+
     if not info.run_id:
         return False
     with mlflow_errors(registry.tracking_uri):
@@ -43,6 +44,9 @@ def has_weights(registry: Versions, info: VersionInfo) -> bool:
 def retire_version(registry: Versions, version: str | int, *, at: datetime) -> bool:
     """Delete a version's weights and tag it retired; False when it was retired already."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from lethe.registry.client import mlflow_errors
+    from lethe.registry.flavor import MODEL_PATH
 
     info = registry.version(version)
     if is_retired(info):

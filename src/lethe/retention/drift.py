@@ -12,7 +12,6 @@ from typing import Any
 
 from lethe.errors import RegistryError
 from lethe.ledger import HONOURED_STATES, Ledger
-from lethe.registry.client import mlflow_errors
 from lethe.registry.tags import CONFIRMED_CHAMPION_TAG, DRIFT_TAG
 from lethe.retention.copies import honours
 
@@ -39,6 +38,7 @@ class Drift:
 def _model_tags(registry: Any) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
+    from lethe.registry.client import mlflow_errors  # MLflow loads at the first call
     with mlflow_errors(registry.tracking_uri):
         try:
             return dict(registry.client.get_registered_model(registry.model_name).tags or {})
@@ -59,6 +59,7 @@ def check_drift(ledger: Ledger, registry: Any) -> Drift:
         reason = (f"the champion (version {champion}) does not honour it (the alias moved to a version that "
                   "never forgot it); it is forgotten again from the current champion")
         drift.reopened = [r.id for r in ledger.reopen(missing, reason=reason)]
+        from lethe.registry.client import mlflow_errors  # MLflow loads at the first call
         with mlflow_errors(registry.tracking_uri):
             registry.client.set_registered_model_tag(registry.model_name, DRIFT_TAG, champion)
         drift.blocked = champion
@@ -73,6 +74,7 @@ def confirm_champion(registry: Any, version: str, *, by: str, reason: str) -> st
     if champion != str(version):
         raise RegistryError(f"version {version} is not the champion of {registry.model_name} "
                             f"(the champion is {champion or 'none'}); nothing was changed")
+    from lethe.registry.client import mlflow_errors  # MLflow loads at the first call
     with mlflow_errors(registry.tracking_uri):
         registry.client.set_registered_model_tag(registry.model_name, CONFIRMED_CHAMPION_TAG,
                                                  f"{version} by {by}: {reason}")
