@@ -1,5 +1,5 @@
-"""Engine speed (benchmarks/speed.py runs it): the importance pass against a bare forward+backward,
-and dampening on ResNet18.
+"""Engine speed, torch and lethe's engine only (benchmarks/speed.py and gpu_speed.py run it): the importance
+pass against a bare forward+backward, and dampening on ResNet18.
 
 Targets: importance pass ≤ 1.05× a bare forward+backward over the same batches (median of ≥ 5
 interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
@@ -7,14 +7,28 @@ interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
-from benchmarks.workbench import timed
+from benchmarks.timing import interleaved_times, timed
 from lethe.models import build_model
 from lethe.unlearning import Importances, compute_importances, dampen, model_fingerprint
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def speed_parser(doc: str, device: str) -> argparse.ArgumentParser:
+    """The options both speed scripts take (each adds its own sizes)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default=device)
+    parser.add_argument("--arch", default="resnet18-cifar", help="the model (default the papers' ResNet18)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser
 
 
 def bare_forward_backward(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
@@ -33,14 +47,13 @@ def importance_overhead(arch: str, shape: tuple[int, int, int], n_batches: int, 
     batches = [torch.randn(batch_size, *shape, device=device) for _ in range(n_batches)]
     bare_forward_backward(model, batches[:2])  # warm-up (allocator, kernels)
     compute_importances(model, batches[:2], progress=False)
-    bare, ours = [], []
-    for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        bare.append(timed(lambda: bare_forward_backward(model, batches), device)[1])
-        ours.append(timed(lambda: compute_importances(model, batches, progress=False), device)[1])
+    times = interleaved_times({"bare": lambda: bare_forward_backward(model, batches),
+                               "ours": lambda: compute_importances(model, batches, progress=False)},
+                              repeats, device)
+    bare, ours = statistics.median(times["bare"]), statistics.median(times["ours"])
     return {"model": arch, "input_shape": list(shape), "batches": n_batches, "batch_size": batch_size,
-            "repeats": repeats, "bare_seconds_median": statistics.median(bare),
-            "importances_seconds_median": statistics.median(ours),
-            "ratio": statistics.median(ours) / statistics.median(bare)}
+            "repeats": repeats, "bare_seconds_median": bare, "importances_seconds_median": ours,
+            "ratio": ours / bare}
 
 
 def dampen_speed(repeats: int, device: torch.device) -> dict:

@@ -38,8 +38,9 @@ from benchmarks.profiles import Profile
 from benchmarks.remedy import ladder_goals, repair_rows
 from benchmarks.speed import d_pass
 from benchmarks.strategies import DAMPENING_METHODS, DEFAULT_STRATEGY, dampened_rows
+from benchmarks.timing import section, timed
 from benchmarks.trained import cache_key, cached_model, finetuned
-from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
+from benchmarks.workbench import BenchData, distances, mean_std, means, take
 from lethe.audit import find_references, prepare_references
 from lethe.config import settings
 from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set, synthetic_subjects

@@ -33,8 +33,9 @@ from benchmarks.strategies import (
     STRATEGIES,
     dampened_rows,
 )
+from benchmarks.timing import section, timed
 from benchmarks.trained import Recipe, finetuned, train_or_load
-from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
+from benchmarks.workbench import BenchData, distances, mean_std, means, take
 from lethe.data import ForgetSplit, SampleSet, concat, resolve_forget_set
 from lethe.evaluation import feature_probe, load_thresholds, model_metrics, predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE

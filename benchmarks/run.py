@@ -28,8 +28,9 @@ from benchmarks.memorised import run_memorised
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.quality import run_quality
 from benchmarks.sweep import plot_sweep, run_sweep
+from benchmarks.timing import now, section, write_json
 from benchmarks.trained import Recipe, train_or_load
-from benchmarks.workbench import BenchData, command_line, load_bench_data, machine, now, section, write_json
+from benchmarks.workbench import BenchData, command_line, load_bench_data, machine
 from lethe.config import settings
 
 BENCH_DIR = Path(__file__).resolve().parent

@@ -25,7 +25,6 @@ device given (CUDA timings are synchronised). The ratios (targets in benchmarks/
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import subprocess
@@ -39,20 +38,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.engine_speed import bare_forward_backward, dampen_speed, importance_overhead
+from benchmarks.engine_speed import (
+    RESULTS,
+    bare_forward_backward,
+    dampen_speed,
+    importance_overhead,
+    speed_parser,
+)
 from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
-from benchmarks.workbench import (
-    Stopwatch,
-    command_line,
-    machine,
-    median_seconds,
-    now,
-    section,
-    timed,
-    write_json,
-)
+from benchmarks.timing import Stopwatch, median_seconds, now, section, timed, write_headline
+from benchmarks.workbench import command_line, machine
 from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
 from lethe.devices import default_device
@@ -388,13 +385,9 @@ def synthetic(count: int, shape: tuple[int, int, int], classes: int, *, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument("--arch", default="resnet18-cifar", help="the model (default the papers' ResNet18)")
+    parser = speed_parser(__doc__, default_device())
     parser.add_argument("--train-samples", type=int, default=50_000, help="|D| (default CIFAR-10's 50,000)")
     parser.add_argument("--epochs", type=int, default=3, help="the model's recipe (default the demo's 3)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n = 256 if args.quick else args.train_samples
@@ -418,11 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(measure(profile, model, train, test, device, retrain_s=retrain_s,
                           recipe={**recipe, "train_seconds": trained.seconds}, pipeline=False))
     result.update(result["headline"])
-    out = args.out or Path(__file__).resolve().parent / "results" / f"speed-{device.type}.json"
-    write_json(out, result)
-    print(f"written: {out}")
-    for key, value in result["headline"].items():
-        print(f"  {key}: {'–' if value is None else f'{value:.3g}'}")
+    write_headline(args.out or RESULTS / f"speed-{device.type}.json", result)
     return 0
 
 

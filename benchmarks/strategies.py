@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.workbench import timed
+from benchmarks.timing import timed
 from lethe.evaluation import ForgettingTarget
 from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.steps.unlearn import DampeningChoice, choose_dampening

@@ -1,0 +1,117 @@
+"""Timers and JSON output every benchmark shares; torch only, so the GPU script can use them too."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Seconds of one `with` block; synchronises the device on both ends."""
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        sync(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sync(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[Any, float]:
+    with Stopwatch(device) as watch:
+        result = fn()
+    return result, watch.seconds
+
+
+def median_seconds(
+    fn: Callable[[], Any], repeats: int, device: torch.device | None = None, *, warm_up: bool = True
+) -> dict[str, Any]:
+    """Median, min and max of `repeats` timed calls (after one untimed warm-up call)."""
+    if warm_up:
+        fn()
+    times = [timed(fn, device)[1] for _ in range(repeats)]
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def interleaved_times(sides: Mapping[str, Callable[[], Any]], repeats: int,
+                      device: torch.device) -> dict[str, list[float]]:
+    """`repeats` rounds of every side in turn, so drift in machine load hits all sides alike."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            times[name].append(timed(fn, device)[1])
+    return times
+
+
+def interleaved(sides: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, Any]:
+    """Each side once to warm up, then interleaved rounds; medians, and the per-round ratio of the first
+    side to the second (median, lowest, highest)."""
+    for fn in sides.values():
+        fn()
+    times = interleaved_times(sides, repeats, device)
+    first, second = list(times.values())[:2]
+    rounds = [a / b for a, b in zip(first, second, strict=True)]
+    return {**{f"{name}_s": statistics.median(t) for name, t in times.items()},
+            "ratio": statistics.median(first) / statistics.median(second),
+            "ratio_spread": [min(rounds), max(rounds)], "repeats": repeats}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def jsonable(value: Any) -> Any:
+    """Strict JSON: NaN/Inf become null, tuples lists, numpy/torch scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def write_headline(path: Path, result: dict[str, Any]) -> None:
+    """Writes a speed result and prints its headline ratios."""
+    write_json(path, result)
+    print(f"written: {path}")
+    for key, value in result["headline"].items():
+        print(f"  {key}: {'–' if value is None else f'{value:.3g}'}")
+
+
+@contextmanager
+def section(title: str) -> Iterator[None]:
+    """Prints what runs and how long it took, so a long `make bench` log can be followed."""
+    print(f"== {title} ...", flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"== {title}: {time.perf_counter() - start:.1f} s", flush=True)
