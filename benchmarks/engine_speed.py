@@ -1,5 +1,5 @@
 """Engine speed, torch and lethe's engine only (benchmarks/speed.py and gpu_speed.py run it): the importance
-pass against a bare forward+backward, and dampening on ResNet18.
+pass against a bare forward+backward, dampening on ResNet18, and the D pass at ImageNet scale on paper.
 
 Targets: importance pass ≤ 1.05× a bare forward+backward over the same batches (median of ≥ 5
 interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
@@ -8,17 +8,22 @@ interleaved runs); `dampen` on ResNet18 (11 M parameters) < 1 s on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from benchmarks.timing import interleaved_times, timed
+from benchmarks.timing import interleaved_times, median_seconds, timed
 from lethe.models import build_model
 from lethe.unlearning import Importances, compute_importances, dampen, model_fingerprint
 
 RESULTS = Path(__file__).resolve().parent / "results"
+IMAGENET_TRAIN = 1_281_167
+SCALE_DEVICES = (1, 8, 64)
 
 
 def speed_parser(doc: str, device: str) -> argparse.ArgumentParser:
@@ -73,3 +78,47 @@ def dampen_speed(repeats: int, device: torch.device) -> dict:
     return {"model": "resnet18-cifar", "parameters": sum(p.numel() for p in model.parameters()),
             "seconds_median": statistics.median(times), "seconds_max": max(times),
             "fraction_dampened": fraction, "repeats": repeats}
+
+
+def scale_on_paper(*, images: int, image_size: int, request_size: int, request_to_limit: float | None,
+                   device: torch.device) -> dict[str, Any]:
+    """The D pass over ImageNet's 1.28 M training images on ResNet50 at `image_size`, on 1, 8 and 64
+    devices through the `importances` pipeline's ParallelFor, from the measured per-sample throughput
+    (the pass is linear in |D|) plus the merge step's measured cost per shard (load it, add it); and the
+    cached request that follows (load D, the Df pass, one dampening; the default selection × the
+    measured `request_to_limit`)."""
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50(num_classes=1000).to(device).eval()
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(n: int) -> list[torch.Tensor]:
+        return [torch.randn(n, 3, image_size, image_size, generator=generator)]
+
+    def per_sample(n: int) -> Importances:
+        return compute_importances(model, batch(n), device=device, progress=False, per_sample=True)
+
+    per_sample(1)  # warm-up
+    shard, seconds = timed(lambda: per_sample(images), device)
+    rate = images / seconds
+    with tempfile.TemporaryDirectory(prefix="lethe-bench-scale-") as tmp:
+        path = shard.save(Path(tmp) / "shard.safetensors")
+        load = median_seconds(lambda: Importances.load(path), 2, device)["median_s"]
+    merge = median_seconds(lambda: Importances.merge([shard, shard]), 2, device)["median_s"] / 2
+    # A forget pass above the full one on about two thirds of the elements: dampening does real work.
+    forget = Importances({n: 3 * v * torch.rand_like(v) for n, v in shard.items()}, **shard.metadata)
+    damp = median_seconds(lambda: dampen(copy.deepcopy(model), shard, forget, alpha=1.0), 2,
+                          device)["median_s"]
+    per_shard = load + merge
+    rows = [{"devices": k, "d_pass_s": IMAGENET_TRAIN / (k * rate) + (k * per_shard if k > 1 else 0.0)}
+            for k in SCALE_DEVICES]
+    assd_request = load + request_size / rate + damp
+    return {
+        "arch": "resnet50", "image_size": image_size, "images_measured": images, "samples_per_s": rate,
+        "parameters": sum(p.numel() for p in model.parameters()), "images": IMAGENET_TRAIN,
+        "merge_per_shard_s": per_shard, "load_d_s": load, "dampen_s": damp, "rows": rows,
+        "request_size": request_size, "assd_request_s": assd_request,
+        "default_request_s": None if request_to_limit is None
+        else request_to_limit * (request_size / rate + damp) + load,
+    }
