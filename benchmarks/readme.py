@@ -32,6 +32,7 @@ def mean(stat: Mapping[str, Any] | None) -> float | None:
 
 
 def _stat(stat: Mapping[str, Any] | None, scale: float, digits: int) -> str:
+    """A {mean, std, n} stat as "mean ± std", scaled (the std only over more than one seed)."""
     if mean(stat) is None:
         return "–"
     assert stat is not None
@@ -39,27 +40,10 @@ def _stat(stat: Mapping[str, Any] | None, scale: float, digits: int) -> str:
     return text + (f" ± {scale * stat['std']:.{digits}f}" if stat.get("n", 0) > 1 else "")
 
 
-def pct(stat: Mapping[str, Any] | None, digits: int = 1) -> str:
-    """A {mean, std, n} share as "mean ± std" in % (the std only over more than one seed)."""
-    return _stat(stat, 100, digits)
-
-
-def num(stat: Mapping[str, Any] | None, digits: int = 2) -> str:
-    return _stat(stat, 1, digits)
-
-
-def points(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}"
-
-
 def seconds(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
-
-
-def duration(value: float) -> str:
-    return seconds(value) if value < 3600 else f"{value / 3600:.1f} h"
 
 
 def ratio(value: float | None) -> str:
@@ -78,27 +62,24 @@ def at(summary: Mapping[str, Any], path: str) -> float | None:
     return mean(node)
 
 
-def counts(by_value: Mapping[str, int] | None) -> str:
-    """{"all": 2, "block3": 1} as "all ×2, block3"."""
-    return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in (by_value or {}).items()) or "–"
-
-
 def average(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
 
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), trim_blocks=True,
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined,
                              extensions=["jinja2.ext.do"])
-    env.filters.update(pct=pct, num=num, points=points, seconds=seconds, duration=duration, ratio=ratio,
-                       at=at, mean=mean, counts=counts, fmt=format)
-    env.globals.update(table=table, average=average, pluck=lambda mapping, keys: [mapping[k] for k in keys])
+    env.filters.update(
+        pct=lambda s, digits=1: _stat(s, 100, digits), num=lambda s, digits=2: _stat(s, 1, digits),
+        points=lambda value, digits=1: "–" if value is None else f"{100 * value:.{digits}f}",
+        duration=lambda value: seconds(value) if value < 3600 else f"{value / 3600:.1f} h",
+        # {"all": 2, "block3": 1} as "all ×2, block3"
+        counts=lambda c: ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in (c or {}).items()) or "–",
+        seconds=seconds, ratio=ratio, at=at, mean=mean, fmt=format)
+    env.globals.update(average=average, pluck=lambda mapping, keys: [mapping[k] for k in keys],
+                       table=lambda header, rows: tabulate(rows, header, "github", disable_numparse=True))
     env.tests["contains"] = lambda values, value: value in values
     return env
 
