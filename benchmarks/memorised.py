@@ -247,17 +247,17 @@ def run_memorised(profile: Profile, data: BenchData, *, device: torch.device,
         with section(f"quality seed {seed}: memorised subjects"):
             per_seed[str(seed)] = run_seed(profile, base, data.test, seed, device=device, use_cache=use_cache)
     summary = summarise_memorised(per_seed)
-    return {"recipe": {"arch": profile.arch, "train_samples": len(base), "first_images": True,
-                       "epochs": profile.memorised_epochs, "batch_size": 128, "lr": 3e-3,
+    p = profile
+    return {"recipe": {"arch": p.arch, "train_samples": len(base), "first_images": True,
+                       "epochs": p.memorised_epochs, "batch_size": 128, "lr": 3e-3,
                        "weight_decay": "AdamW 5e-4 (lethe train's default)", "augment": False,
-                       "wrong_label_subjects": profile.memorised_wrong_label,
-                       "stamped_subjects": profile.memorised_stamped,
-                       "stamped_true_class_subjects": profile.memorised_stamped_true_class,
+                       "wrong_label_subjects": p.memorised_wrong_label,
+                       "stamped_subjects": p.memorised_stamped,
+                       "stamped_true_class_subjects": p.memorised_stamped_true_class,
                        "halves": "by subject (planted subjects, synthetic subjects of 10 for the rest)",
-                       "repair_share": profile.repair_share,
-                       "images_per_subject": profile.memorised_per_subject,
-                       "stamped_test_per_subject": profile.memorised_stamped_test,
-                       "reference_models": profile.memorised_references},
+                       "repair_share": p.repair_share, "images_per_subject": p.memorised_per_subject,
+                       "stamped_test_per_subject": p.memorised_stamped_test,
+                       "reference_models": p.memorised_references},
             "limits": {"distance_max": DISTANCE_LIMIT, "test_accuracy_drop_max": TEST_DROP_LIMIT, "fpr": FPR},
             "summary": summary, "goals": memorised_goals(summary), "judge_goals": judge_goals(per_seed),
             "ladder_goals": ladder_goals(per_seed, summary), "per_seed": per_seed}

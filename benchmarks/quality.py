@@ -35,7 +35,7 @@ from benchmarks.strategies import (
 )
 from benchmarks.timing import section, timed
 from benchmarks.trained import Recipe, finetuned, train_or_load
-from benchmarks.workbench import BenchData, distances, mean_std, means, take
+from benchmarks.workbench import BenchData, distances, mean, mean_std, means, take
 from lethe.data import ForgetSplit, SampleSet, concat, resolve_forget_set
 from lethe.evaluation import feature_probe, load_thresholds, model_metrics, predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
@@ -255,9 +255,6 @@ def check_targets(scenario: Scenario, summary: dict[str, Any]) -> list[dict[str,
     model's than the all-layers search, and costs at most 2× today's search. `subject`: forget
     accuracy and member rates near the retrained model's. Means over seeds.
     """
-    def mean(stat: dict[str, Any] | None) -> float | None:
-        return None if stat is None else stat.get("mean")
-
     rows = []
     for method in ("finetune", *DAMPENING_METHODS):
         s = summary[method]

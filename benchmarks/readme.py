@@ -17,6 +17,8 @@ from typing import Any
 import jinja2
 from tabulate import tabulate
 
+from benchmarks.workbench import mean
+
 PROSE_BEGIN, PROSE_END = "<!-- prose: kept when the tables are regenerated -->", "<!-- /prose -->"
 DEFAULT_PROSE = "_(Written after a full run: where LFSSD misses, and by how much.)_"
 TEMPLATE = Path(__file__).with_name("README.md.j2")
@@ -25,10 +27,6 @@ TEMPLATE = Path(__file__).with_name("README.md.j2")
 def _load(folder: Path, name: str) -> dict[str, Any] | None:
     path = folder / name
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def mean(stat: Mapping[str, Any] | None) -> float | None:
-    return None if not stat else stat.get("mean")
 
 
 def _stat(stat: Mapping[str, Any] | None, scale: float, digits: int) -> str:

@@ -38,14 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.engine_speed import (
-    RESULTS,
-    bare_forward_backward,
-    dampen_speed,
-    importance_overhead,
-    scale_on_paper,
-    speed_parser,
-)
+from benchmarks import engine_speed
 from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
@@ -80,7 +73,8 @@ def per_sample_ratio(model: nn.Module, samples: SampleSet, *, batch_size: int,
     model = model.to(device)
 
     def bare() -> None:
-        bare_forward_backward(model, (x.to(device) for x in samples.batches(batch_size, with_labels=False)))
+        batches = samples.batches(batch_size, with_labels=False)
+        engine_speed.bare_forward_backward(model, (x.to(device) for x in batches))
 
     d_pass(model, samples.subset(torch.arange(min(2 * batch_size, len(samples)))), 1, device)  # warm-up
     bare()
@@ -286,7 +280,7 @@ def measure(
     result: dict[str, Any] = {"arch": recipe["arch"], "recipe": recipe}
     shape = (train.in_channels, *train.image_size)
     with section("speed: importance pass vs bare forward+backward"):
-        result["importance_overhead"] = importance_overhead(
+        result["importance_overhead"] = engine_speed.importance_overhead(
             recipe["arch"], shape, profile.overhead_batches, profile.overhead_batch_size,
             profile.overhead_repeats, device)
     with section("speed: per-sample pass vs bare batched forward+backward"):
@@ -307,10 +301,10 @@ def measure(
         result["scaling"] = scaling(model, train, sizes=profile.scaling_sizes, shards=profile.shards,
                                     batch_size=profile.importance_batch_size, device=device)
     with section("speed: scale on paper (ResNet50, ImageNet-sized images)"):
-        result["scale"] = scale_on_paper(images=profile.scale_images, image_size=profile.scale_image_size,
-                                         request_size=profile.request_size,
-                                         request_to_limit=request["request_to_limit"], device=device)
-    result["dampen"] = dampen_speed(profile.overhead_repeats, device)
+        result["scale"] = engine_speed.scale_on_paper(
+            images=profile.scale_images, image_size=profile.scale_image_size,
+            request_size=profile.request_size, request_to_limit=request["request_to_limit"], device=device)
+    result["dampen"] = engine_speed.dampen_speed(profile.overhead_repeats, device)
     if pipeline:
         with section("speed: the scheduled pipeline through kfp.local vs its steps called directly"):
             result["pipeline"] = pipeline_overhead(model, train, recipe, subjects=10)
@@ -339,7 +333,7 @@ def synthetic(count: int, shape: tuple[int, int, int], classes: int, *, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = speed_parser(__doc__, default_device())
+    parser = engine_speed.speed_parser(__doc__, default_device())
     parser.add_argument("--train-samples", type=int, default=50_000, help="|D| (default CIFAR-10's 50,000)")
     parser.add_argument("--epochs", type=int, default=3, help="the model's recipe (default the demo's 3)")
     args = parser.parse_args(argv)
@@ -365,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(measure(profile, model, train, test, device, retrain_s=retrain_s,
                           recipe={**recipe, "train_seconds": trained.seconds}, pipeline=False))
     result.update(result["headline"])
-    write_headline(args.out or RESULTS / f"speed-{device.type}.json", result)
+    write_headline(args.out or engine_speed.RESULTS / f"speed-{device.type}.json", result)
     return 0
 
 

@@ -53,16 +53,10 @@ STRATEGIES = {
 }
 DAMPENING_METHODS = tuple(STRATEGIES)
 METHODS = ("original", "retrained", "finetune", *DAMPENING_METHODS)
-METHOD_LABELS = {
-    "original": "original",
-    "retrained": "retrained (gold)",
-    "finetune": "finetune",
-    "ssd": "SSD (labels, α=10)",
-    "lfssd_paper": "LFSSD α=10",
-    "lfssd_assd": "LFSSD ASSD α",
-    "lfssd_search_all": "LFSSD searched α, every layer",
-    "lfssd_select": "LFSSD selection (default)",
-}
+METHOD_LABELS = {"original": "original", "retrained": "retrained (gold)", "finetune": "finetune",
+                 "ssd": "SSD (labels, α=10)", "lfssd_paper": "LFSSD α=10", "lfssd_assd": "LFSSD ASSD α",
+                 "lfssd_search_all": "LFSSD searched α, every layer",
+                 "lfssd_select": "LFSSD selection (default)"}
 DEFAULT_STRATEGY = "lfssd_select"
 
 

@@ -125,9 +125,8 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
             pts = sorted((p for p in r["points"] if p["lam"] == lam), key=lambda p: p["alpha"])
             a = [p["alpha"] for p in pts]
             color = colors[k % len(colors)]
-            ax.plot(
-                a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color, label=f"forget, λ={lam:g}"
-            )
+            ax.plot(a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color,
+                    label=f"forget, λ={lam:g}")
             ax.plot(a, [p["retain_accuracy"] for p in pts], "--", color=color, label=f"retain, λ={lam:g}")
             if r["kind"] == "subject":
                 ax.plot(a, [p["member_rate_gap"] for p in pts], ":", color=color, label=f"MIA gap, λ={lam:g}")

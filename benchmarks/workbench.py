@@ -53,6 +53,11 @@ def load_bench_data(dataset: str, train_limit: int | None, speed_train_limit: in
     return BenchData(take(train, train_limit, seed=0), test, take(train, speed_train_limit, seed=0), note)
 
 
+def mean(stat: Mapping[str, Any] | None) -> float | None:
+    """The mean of a {mean, std, n} stat (None when there is none)."""
+    return None if not stat else stat.get("mean")
+
+
 def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """Mean and sample standard deviation (0 for a single value) of the finite values."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
