@@ -42,7 +42,7 @@ from benchmarks import engine_speed
 from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
-from benchmarks.timing import Stopwatch, median_seconds, now, section, timed, write_headline
+from benchmarks.timing import median_seconds, now, section, timed, write_headline
 from benchmarks.workbench import command_line, machine
 from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
@@ -233,8 +233,7 @@ def scaling(model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch
         importances, seconds = d_pass(model, part.subset(torch.arange(start, stop)), batch_size, device)
         shard_results.append(importances)
         shard_seconds.append(seconds)
-    with Stopwatch(device) as merge_watch:
-        merged = Importances.merge(shard_results)
+    merged, merge_seconds = timed(lambda: Importances.merge(shard_results), device)
     abs_diff = max(float((merged[n].double() - one_pass[n].double()).abs().max()) for n in one_pass)
     scale = max(float(one_pass[n].double().abs().max()) for n in one_pass)
     return {
@@ -242,8 +241,8 @@ def scaling(model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch
         "fit": fit,
         "shards": {
             "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
-            "merge_seconds": merge_watch.seconds, "one_pass_seconds": points[-1]["seconds"],
-            "parallel_seconds_ideal": max(shard_seconds) + merge_watch.seconds,
+            "merge_seconds": merge_seconds, "one_pass_seconds": points[-1]["seconds"],
+            "parallel_seconds_ideal": max(shard_seconds) + merge_seconds,
             "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
             "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30),
             "allclose_rtol_1e-5": all(

@@ -20,27 +20,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class Stopwatch:
-    """Seconds of one `with` block; synchronises the device on both ends."""
-
-    def __init__(self, device: torch.device | None = None) -> None:
-        self.device = device or torch.device("cpu")
-        self.seconds = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        sync(self.device)
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sync(self.device)
-        self.seconds = time.perf_counter() - self._start
-
-
 def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[Any, float]:
-    with Stopwatch(device) as watch:
-        result = fn()
-    return result, watch.seconds
+    """`fn()` and its wall-clock seconds; the device is synchronised on both ends."""
+    device = device or torch.device("cpu")
+    sync(device)
+    start = time.perf_counter()
+    result = fn()
+    sync(device)
+    return result, time.perf_counter() - start
 
 
 def median_seconds(
