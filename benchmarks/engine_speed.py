@@ -70,8 +70,7 @@ def dampen_speed(repeats: int, device: torch.device) -> dict:
     forget = Importances({n: torch.rand_like(p) * 12 for n, p in model.named_parameters()}, **meta)
     times, fraction = [], 0.0
     for _ in range(repeats):
-        candidate = build_model("resnet18-cifar", num_classes=10, in_channels=3).to(device)
-        candidate.load_state_dict(model.state_dict())
+        candidate = copy.deepcopy(model)
         report, seconds = timed(lambda c=candidate: dampen(c, full, forget, alpha=10.0), device)
         times.append(seconds)
         fraction = report.fraction

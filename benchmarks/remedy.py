@@ -38,9 +38,7 @@ CLOSE = ("still_flagged", "flagged_share", "memorised_agreement")
 
 def source(samples: SampleSet, device: torch.device) -> Callable[[int, int], Any]:
     """A repair batch source over `samples`: normalised (x, y) batches on `device`, in a seeded order."""
-    def batches(batch_size: int, seed: int) -> Any:
-        return samples.batches(batch_size, shuffle=True, seed=seed, device=device)
-    return batches
+    return lambda batch_size, seed: samples.batches(batch_size, shuffle=True, seed=seed, device=device)
 
 
 def repair_rows(original: nn.Module, dampened: nn.Module, dampen_s: float, split: ForgetSplit,

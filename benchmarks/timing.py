@@ -15,18 +15,15 @@ from typing import Any
 import torch
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[Any, float]:
     """`fn()` and its wall-clock seconds; the device is synchronised on both ends."""
-    device = device or torch.device("cpu")
-    sync(device)
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     result = fn()
-    sync(device)
+    if cuda:
+        torch.cuda.synchronize(device)
     return result, time.perf_counter() - start
 
 
