@@ -66,22 +66,23 @@ def default_out(profile: str) -> Path:
     return DEFAULT_RESULTS if profile == "full" else settings().home / "bench" / "quick-results"
 
 
+def _trainings(quality: dict[str, Any]) -> list[tuple[float, int, bool]]:
+    """Every training the quality run did (or took from the model cache): seconds, samples, cached."""
+    done = [(r["train_seconds"], quality["data"]["train_samples"], r["cached"]) for r in quality["setup"]]
+    return done + [(m["seconds"], r["retain_samples"], bool(m["info"].get("cached")))
+                   for by_seed in quality["per_seed"].values() for r in by_seed.values()
+                   for m in (r["methods"]["retrained"],)]
+
+
 def training_throughput(quality: dict[str, Any]) -> float:
     """Median seconds per (sample × epoch) over every training the quality run did (or cached)."""
-    epochs = quality["recipe"]["epochs"]
-    rates = [row["train_seconds"] / (quality["data"]["train_samples"] * epochs) for row in quality["setup"]]
-    for by_seed in quality["per_seed"].values():
-        for result in by_seed.values():
-            rates.append(result["methods"]["retrained"]["seconds"] / (result["retain_samples"] * epochs))
-    return statistics.median(rates)
+    return statistics.median(s / (n * quality["recipe"]["epochs"]) for s, n, _ in _trainings(quality))
 
 
 def trainings(quality: dict[str, Any]) -> dict[str, int]:
     """How many models the quality run trained, and how many of them came from the model cache: a
     run's time depends on it (a cached training costs nothing)."""
-    cached = [row["cached"] for row in quality["setup"]]
-    for by_seed in quality["per_seed"].values():
-        cached += [bool(r["methods"]["retrained"]["info"].get("cached")) for r in by_seed.values()]
+    cached = [c for *_, c in _trainings(quality)]
     return {"trainings": len(cached), "trainings_cached": sum(cached)}
 
 

@@ -7,18 +7,12 @@
 real data; run alone, this script trains a model with its own recipe on synthetic images of the arch's
 shape (speed does not depend on the pixels) and measures it the same way. "Request": a subject request
 of `request_size` samples with the full-data importances (D) cached. Every timing is wall-clock on the
-device given (CUDA timings are synchronised). The ratios (targets in benchmarks/targets.py):
-
-- `importance_overhead_ratio`: the batch-mean importance pass / a bare forward+backward;
-- `per_sample_ratio`: the per-sample pass (lethe's default) / a bare batched forward+backward;
-- `cached_speedup`: the request recomputing D / the cached request, both with ASSD's α;
-- `request_to_limit`: the request with the default selection (`choose_dampening`) / its floor: the Df
-  pass, one dampening and one measurement of the forgetting target at the chosen point (the least a
-  request must do to know its result; until 2026-12 the floor had no forward pass);
-- `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
-- `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
-  step's whole evaluation (`evaluate_candidate`, per-example membership test included);
-- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`benchmarks.measure`).
+device given (CUDA timings are synchronised). The seven ratios, what each divides by what, and their
+targets: `SPEED_TARGETS` in benchmarks/targets.py. `request_to_limit`'s floor is the least a request must
+do to know its result: the Df pass, one dampening and one measurement of the forgetting target at the
+chosen point (until 2026-12 it had no forward pass); `eval_efficiency` divides by the evaluate step's
+whole evaluation (`evaluate_candidate`), `pipeline_overhead` by the steps called directly
+(`benchmarks.measure`).
 
 `scale` puts the D pass of 1.28 M ImageNet-sized images on paper from a measured ResNet50 throughput.
 """

@@ -3,6 +3,7 @@ JSON output: benchmarks/timing.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -83,14 +84,11 @@ def distances(rows: Sequence[Mapping[str, Any]], gold: Sequence[Mapping[str, Any
 
 def machine(device: torch.device) -> dict[str, Any]:
     """The machine a result was measured on, as the README names it."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    names = []
+    with contextlib.suppress(OSError):
+        names = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                 if x.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
