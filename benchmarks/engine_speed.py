@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.timing import interleaved_times, median_seconds, timed
+from benchmarks.timing import interleaved, median_seconds, timed
 from lethe.models import build_model
 from lethe.unlearning import Importances, compute_importances, dampen, model_fingerprint
 
@@ -52,10 +52,10 @@ def importance_overhead(arch: str, shape: tuple[int, int, int], n_batches: int, 
     batches = [torch.randn(batch_size, *shape, device=device) for _ in range(n_batches)]
     bare_forward_backward(model, batches[:2])  # warm-up (allocator, kernels)
     compute_importances(model, batches[:2], progress=False)
-    times = interleaved_times({"bare": lambda: bare_forward_backward(model, batches),
-                               "ours": lambda: compute_importances(model, batches, progress=False)},
-                              repeats, device)
-    bare, ours = statistics.median(times["bare"]), statistics.median(times["ours"])
+    times = interleaved({"bare": lambda: bare_forward_backward(model, batches),
+                         "ours": lambda: compute_importances(model, batches, progress=False)},
+                        repeats, device, warm_up=False)
+    bare, ours = times["bare_s"], times["ours_s"]
     return {"model": arch, "input_shape": list(shape), "batches": n_batches, "batch_size": batch_size,
             "repeats": repeats, "bare_seconds_median": bare, "importances_seconds_median": ours,
             "ratio": ours / bare}

@@ -38,22 +38,17 @@ def median_seconds(
             "repeats": repeats}
 
 
-def interleaved_times(sides: Mapping[str, Callable[[], Any]], repeats: int,
-                      device: torch.device) -> dict[str, list[float]]:
-    """`repeats` rounds of every side in turn, so drift in machine load hits all sides alike."""
+def interleaved(sides: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device, *,
+                warm_up: bool = True) -> dict[str, Any]:
+    """Each side once to warm up, then `repeats` rounds of every side in turn (so drift in machine load hits
+    all sides alike); medians, and the per-round ratio of the first side to the second (median, lowest,
+    highest)."""
+    for fn in sides.values() if warm_up else ():
+        fn()
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
         for name, fn in sides.items():
             times[name].append(timed(fn, device)[1])
-    return times
-
-
-def interleaved(sides: Mapping[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, Any]:
-    """Each side once to warm up, then interleaved rounds; medians, and the per-round ratio of the first
-    side to the second (median, lowest, highest)."""
-    for fn in sides.values():
-        fn()
-    times = interleaved_times(sides, repeats, device)
     first, second = list(times.values())[:2]
     rounds = [a / b for a, b in zip(first, second, strict=True)]
     return {**{f"{name}_s": statistics.median(t) for name, t in times.items()},
