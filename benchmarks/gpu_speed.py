@@ -155,22 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = speed_parser(__doc__, "cuda")
     parser.add_argument("--samples", type=int, default=20_000, help="|D| (synthetic, CIFAR-shaped)")
     parser.add_argument("--repeats", type=int, default=5)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     started = time.perf_counter()
     measured = run(device, 160 if args.quick else args.samples, 1 if args.quick else args.repeats, args.arch)
-    headline = {"importance_overhead_ratio": measured["importance_overhead"]["ratio"],
-                "per_sample_ratio": measured["per_sample"]["ratio"],
-                "cached_speedup": measured["request"]["cached_speedup"],
-                "request_to_limit": measured["request"]["request_to_limit"],
+    m, request = measured, measured["request"]
+    headline = {"importance_overhead_ratio": m["importance_overhead"]["ratio"],
+                "per_sample_ratio": m["per_sample"]["ratio"], "cached_speedup": request["cached_speedup"],
+                "request_to_limit": request["request_to_limit"],
                 "eval_forward_efficiency": 1 / measured["evaluation_forward"]["ratio"]}
     loaded = sorted({name.split(".")[0] for name in sys.modules} & set(NOT_ON_THE_DEVICE))
     result = {"machine": {"device": device.type, "gpu": torch.cuda.get_device_name(device)
                           if device.type == "cuda" else None, "torch": torch.__version__,
-                          "platform": platform.platform()},
-              "date": now(), "arch": args.arch,
-              "command": " ".join(["python -m benchmarks.gpu_speed",
-                                   *(argv if argv is not None else sys.argv[1:])]),
+                          "platform": platform.platform()}, "date": now(), "arch": args.arch,
+              "command": " ".join(["python -m benchmarks.gpu_speed", *argv]),
               "quick": args.quick, **measured, "headline": headline,
               "targets": [*(t for t in check_targets(headline, device.type) if t["key"] in headline),
                           {"key": "eval_forward_efficiency", "target": "≥ 0.8",

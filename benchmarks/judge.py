@@ -34,9 +34,8 @@ def person_rows(requests: Mapping[str, Any], planted: PlantedSubjects, rows: Map
         person = entry.get("person") or {}
         flagged = (person.get("flagged") or {}).get(fpr) or {}
         mine = rows[subject]
-        trigger = None
-        if triggered is not None and subject in triggers:
-            trigger = float(triggered[triggers[subject]].double().mean())
+        trigger = (float(triggered[triggers[subject]].double().mean())
+                   if triggered is not None and subject in triggers else None)
         out[subject] = {"kind": kind, "statistic": (person.get("statistic") or {}).get("candidate"),
                         "p_value": (person.get("p_value") or {}).get("candidate"),
                         "flagged": bool(flagged.get("candidate", False)), "outcome": entry["outcome"],

@@ -102,12 +102,9 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
 
 
 def write_readme(results: Path, readme: Path, image_prefix: str, command: str) -> Path:
-    prose = ""
-    if readme.is_file():
-        text = readme.read_text()
-        if PROSE_BEGIN in text and PROSE_END in text:
-            prose = text.split(PROSE_BEGIN, 1)[1].split(PROSE_END, 1)[0]
-            if prose.strip() == DEFAULT_PROSE:
-                prose = ""
+    """Renders the README over `results` into `readme`, keeping the discussion between its prose markers."""
+    text = readme.read_text() if readme.is_file() else ""
+    kept = PROSE_BEGIN in text and PROSE_END in text
+    prose = text.split(PROSE_BEGIN, 1)[1].split(PROSE_END, 1)[0] if kept else ""
     readme.write_text(render(results, image_prefix, prose, command))
     return readme

@@ -190,9 +190,8 @@ def eval_efficiency(parent: nn.Module, candidate: nn.Module, request: ResolvedFo
                 test=request.test, scenario="subject", out_dir=tmp, device=device, progress=False,
                 references=references))
 
-        bare_t = median_seconds(bare, repeats, device)
-        whole_t = median_seconds(whole, repeats, device)  # its warm-up call imports Evidently
-    bare_s, whole_s = bare_t["median_s"], whole_t["median_s"]
+        bare_s = median_seconds(bare, repeats, device)["median_s"]
+        whole_s = median_seconds(whole, repeats, device)["median_s"]  # its warm-up call imports Evidently
     return {"samples": sum(len(s) for s in sets), "models": 2, "reference_models": DEFAULT_K,
             "batch_size": DEFAULT_BATCH_SIZE, "bare_forward_s": bare_s, "evaluation_s": whole_s,
             "evaluation_timing_s": metrics[-1]["timing_s"], "ratio": bare_s / whole_s}
