@@ -220,28 +220,19 @@ def scaling(model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch
 
     part, one_pass = largest
     k = min(shards, -(-len(part) // batch_size))
-    shard_results, shard_seconds = [], []
-    for index in plan_shards(k):
-        start, stop = shard_range(len(part), batch_size, index, k)
-        importances, seconds = d_pass(model, part.subset(torch.arange(start, stop)), batch_size, device)
-        shard_results.append(importances)
-        shard_seconds.append(seconds)
+    passes = [d_pass(model, part.subset(torch.arange(*shard_range(len(part), batch_size, index, k))),
+                     batch_size, device) for index in plan_shards(k)]
+    shard_results, shard_seconds = [p[0] for p in passes], [p[1] for p in passes]
     merged, merge_seconds = timed(lambda: Importances.merge(shard_results), device)
     abs_diff = max(float((merged[n].double() - one_pass[n].double()).abs().max()) for n in one_pass)
     scale = max(float(one_pass[n].double().abs().max()) for n in one_pass)
-    return {
-        "points": points,
-        "fit": fit,
-        "shards": {
-            "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
-            "merge_seconds": merge_seconds, "one_pass_seconds": points[-1]["seconds"],
-            "parallel_seconds_ideal": max(shard_seconds) + merge_seconds,
-            "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
-            "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30),
-            "allclose_rtol_1e-5": all(
-                torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass),
-        },
-    }
+    return {"points": points, "fit": fit, "shards": {
+        "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
+        "merge_seconds": merge_seconds, "one_pass_seconds": points[-1]["seconds"],
+        "parallel_seconds_ideal": max(shard_seconds) + merge_seconds,
+        "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
+        "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30), "allclose_rtol_1e-5": all(
+            torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass)}}
 
 
 def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any],
