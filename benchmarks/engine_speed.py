@@ -113,11 +113,9 @@ def scale_on_paper(*, images: int, image_size: int, request_size: int, request_t
     rows = [{"devices": k, "d_pass_s": IMAGENET_TRAIN / (k * rate) + (k * per_shard if k > 1 else 0.0)}
             for k in SCALE_DEVICES]
     assd_request = load + request_size / rate + damp
-    return {
-        "arch": "resnet50", "image_size": image_size, "images_measured": images, "samples_per_s": rate,
-        "parameters": sum(p.numel() for p in model.parameters()), "images": IMAGENET_TRAIN,
-        "merge_per_shard_s": per_shard, "load_d_s": load, "dampen_s": damp, "rows": rows,
-        "request_size": request_size, "assd_request_s": assd_request,
-        "default_request_s": None if request_to_limit is None
-        else request_to_limit * (request_size / rate + damp) + load,
-    }
+    return {"arch": "resnet50", "image_size": image_size, "images_measured": images, "samples_per_s": rate,
+            "parameters": sum(p.numel() for p in model.parameters()), "images": IMAGENET_TRAIN,
+            "merge_per_shard_s": per_shard, "load_d_s": load, "dampen_s": damp, "rows": rows,
+            "request_size": request_size, "assd_request_s": assd_request,
+            "default_request_s": None if request_to_limit is None
+            else request_to_limit * (request_size / rate + damp) + load}

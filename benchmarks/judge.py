@@ -92,13 +92,11 @@ def judge_goals(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                        "retrained_flagged": sum(r["flagged_on_retrained"] for r in rows),
                        "persons": sum(r["persons"] for r in rows)}
     seeds = list(per_seed)
-    return {
-        "flagged_min": FLAGGED_MIN, "memorised_gap": MEMORISED_GAP, "seeds": len(seeds), "by_kind": kinds,
-        "memorised_flagged_met": all(k["met"] for k in kinds.values()),
-        "retrained_within_bound": (within := {s: per_seed[s]["judge"]["retrained_within_non_member_bound"]
-                                              for s in seeds}),
-        "retrained_within_bound_met": all(within.values()),
-        "gate": {s: per_seed[s]["judge"]["gate"] for s in seeds},
-        "gate_met": all(g["original_refused"] and g["retrained_passed"]
-                        for g in (per_seed[s]["judge"]["gate"] for s in seeds)),
-    }
+    return {"flagged_min": FLAGGED_MIN, "memorised_gap": MEMORISED_GAP, "seeds": len(seeds), "by_kind": kinds,
+            "memorised_flagged_met": all(k["met"] for k in kinds.values()),
+            "retrained_within_bound": (within := {s: per_seed[s]["judge"]["retrained_within_non_member_bound"]
+                                                  for s in seeds}),
+            "retrained_within_bound_met": all(within.values()),
+            "gate": {s: per_seed[s]["judge"]["gate"] for s in seeds},
+            "gate_met": all(g["original_refused"] and g["retrained_passed"]
+                            for g in (per_seed[s]["judge"]["gate"] for s in seeds))}

@@ -193,12 +193,10 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
         train, test, arch=arch, epochs=epochs, seed=seed, exclude=forget_ids, device=device,
         use_cache=use_cache)
     measure = MemorisedMeasurer(planted, train, test, references, original, device)
-    rows: dict[str, Any] = {
-        "original": {**measure(original), "seconds": original_record["seconds"],
-                     "info": {"cached": original_cached}},
-        "retrained": {**measure(retrained), "seconds": retrained_record["seconds"],
-                      "info": {"cached": retrained_cached}},
-    }
+    rows: dict[str, Any] = {"original": {**measure(original), "seconds": original_record["seconds"],
+                                         "info": {"cached": original_cached}},
+                            "retrained": {**measure(retrained), "seconds": retrained_record["seconds"],
+                                          "info": {"cached": retrained_cached}}}
     split = resolve_forget_set(train, ids=forget_ids)
     tuned, tuned_s = finetuned(original, take(split.retain, profile.finetune_limit, seed=seed),
                                epochs=profile.finetune_epochs, seed=seed, device=device)

@@ -22,17 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks import strategies
 from benchmarks.memorised import run_memorised
 from benchmarks.profiles import Profile
 from benchmarks.speed import d_pass, pick_subjects
-from benchmarks.strategies import (
-    DAMPENING_METHODS,
-    DEFAULT_STRATEGY,
-    METHOD_LABELS,
-    METHODS,
-    STRATEGIES,
-    dampened_rows,
-)
+from benchmarks.strategies import DAMPENING_METHODS, DEFAULT_STRATEGY, METHODS, dampened_rows
 from benchmarks.timing import section, timed
 from benchmarks.trained import Recipe, finetuned, train_or_load
 from benchmarks.workbench import BenchData, distances, mean, mean_std, means, take
@@ -209,7 +203,8 @@ def run_quality(profile: Profile, data: BenchData, *, device: torch.device,
     memorised = run_memorised(profile, data, device=device, use_cache=use_cache)
     return {
         "recipe": recipe.__dict__, "scenarios": [s.__dict__ for s in scenarios], "methods": list(METHODS),
-        "method_labels": METHOD_LABELS, "strategies": {n: spec.__dict__ for n, spec in STRATEGIES.items()},
+        "method_labels": strategies.METHOD_LABELS,
+        "strategies": {n: spec.__dict__ for n, spec in strategies.STRATEGIES.items()},
         "limits": {"class_forget_accuracy_max": CLASS_FORGET_LIMIT,
                    "class_test_accuracy_drop_max": CLASS_TEST_DROP_LIMIT,
                    "subject_forget_accuracy_distance_max": SUBJECT_FORGET_LIMIT,

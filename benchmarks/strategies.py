@@ -44,13 +44,11 @@ class Strategy:
         return self.alpha == "search"
 
 
-STRATEGIES = {
-    "ssd": Strategy("ssd", PAPER_ALPHA, EVERY_LAYER),
-    "lfssd_paper": Strategy("lfssd", PAPER_ALPHA, EVERY_LAYER),
-    "lfssd_assd": Strategy("lfssd", "assd", EVERY_LAYER),
-    "lfssd_search_all": Strategy("lfssd", "search", EVERY_LAYER),
-    "lfssd_select": Strategy("lfssd", "search", None),
-}
+STRATEGIES = {"ssd": Strategy("ssd", PAPER_ALPHA, EVERY_LAYER),
+              "lfssd_paper": Strategy("lfssd", PAPER_ALPHA, EVERY_LAYER),
+              "lfssd_assd": Strategy("lfssd", "assd", EVERY_LAYER),
+              "lfssd_search_all": Strategy("lfssd", "search", EVERY_LAYER),
+              "lfssd_select": Strategy("lfssd", "search", None)}
 DAMPENING_METHODS = tuple(STRATEGIES)
 METHODS = ("original", "retrained", "finetune", *DAMPENING_METHODS)
 METHOD_LABELS = {"original": "original", "retrained": "retrained (gold)", "finetune": "finetune",
