@@ -293,13 +293,11 @@ def measure(
             result["pipeline"] = pipeline_overhead(model, train, recipe, subjects=10)
     else:
         result["pipeline"] = {"ratio": None, "skipped": "measured by the full run on the demo's data only"}
-    result["headline"] = {"importance_overhead_ratio": result["importance_overhead"]["ratio"],
-                          "per_sample_ratio": result["per_sample"]["ratio"],
-                          "cached_speedup": request["cached_speedup"],
-                          "request_to_limit": request["request_to_limit"],
-                          "retrain_speedup": result["retrain"]["ratio"],
-                          "eval_efficiency": result["evaluation"]["ratio"],
-                          "pipeline_overhead": result["pipeline"]["ratio"]}
+    result["headline"] = {
+        "importance_overhead_ratio": result["importance_overhead"]["ratio"],
+        "per_sample_ratio": result["per_sample"]["ratio"], "cached_speedup": request["cached_speedup"],
+        "request_to_limit": request["request_to_limit"], "retrain_speedup": result["retrain"]["ratio"],
+        "eval_efficiency": result["evaluation"]["ratio"], "pipeline_overhead": result["pipeline"]["ratio"]}
     result["targets"] = check_targets(result["headline"], device.type)
     return result
 
