@@ -80,10 +80,8 @@ def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, Sam
         planted_ids = {i for ids in planted.subjects.values() for i in ids}
         rest = synthetic_subjects([i for i in planted.train.ids if i not in planted_ids])
         with subjects.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["subject_id", "sample_id"])
-            for subject, ids in {**planted.subjects, **rest}.items():
-                writer.writerows([subject, i] for i in ids)
+            csv.writer(handle).writerows([["subject_id", "sample_id"], *(
+                [subject, i] for subject, ids in {**planted.subjects, **rest}.items() for i in ids)])
     name = f"shards:{folder}"
     return load_dataset(name, "train"), load_dataset(name, "test"), subjects
 
@@ -115,12 +113,9 @@ class MemorisedMeasurer:
         self.references = references.outputs(references.indices_of(self.forget.ids))
         self.test = test
         self.labels = {"forget": self.forget.labels, "test": test.labels}
-        position = {sample_id: i for i, sample_id in enumerate(self.forget.ids)}
-        self.requests = {s: torch.tensor([position[i] for i in ids]) for s, ids in planted.subjects.items()}
-        stamped = planted.stamped_test
-        at = {sample_id: i for i, sample_id in enumerate(stamped.ids)} if stamped is not None else {}
-        self.triggers = {s: torch.tensor([at[i] for i in ids])
-                         for s, ids in planted.stamped_test_subjects.items()}
+        self.requests = {s: self.forget.indices_of(ids) for s, ids in planted.subjects.items()}
+        stamped = planted.stamped_test  # (None: no stamped subjects, so no trigger images either)
+        self.triggers = {s: stamped.indices_of(ids) for s, ids in planted.stamped_test_subjects.items()}
         self.original_logits = self.logits(original)
 
     def logits(self, model: nn.Module) -> dict[str, torch.Tensor]:

@@ -255,10 +255,8 @@ def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any]
     return {**result, "ratio": result["kfp_local_s"] / result["direct_s"]}
 
 
-def measure(
-    profile: Profile, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device, *,
-    retrain_s: float, recipe: dict[str, Any], pipeline: bool,
-) -> dict[str, Any]:
+def measure(profile: Profile, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device, *,
+            retrain_s: float, recipe: dict[str, Any], pipeline: bool) -> dict[str, Any]:
     """Every speed part on `model` (trained with `recipe` on `train`; retraining it costs `retrain_s`)."""
     result: dict[str, Any] = {"arch": recipe["arch"], "recipe": recipe}
     shape = (train.in_channels, *train.image_size)

@@ -27,9 +27,8 @@ def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[An
     return result, time.perf_counter() - start
 
 
-def median_seconds(
-    fn: Callable[[], Any], repeats: int, device: torch.device | None = None, *, warm_up: bool = True
-) -> dict[str, Any]:
+def median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device | None = None, *,
+                   warm_up: bool = True) -> dict[str, Any]:
     """Median, min and max of `repeats` timed calls (after one untimed warm-up call)."""
     if warm_up:
         fn()
