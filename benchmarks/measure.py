@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,8 +100,6 @@ def run_direct(run_id: str) -> None:
                           importances_path=work / "importances")
         finalize_requests(run_id, pipeline_state="SUCCEEDED")
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -153,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "_prepare":
         _prepare_home(Path(os.environ["LETHE_HOME"]), model, args.subjects)
         return 0
-    if args.what == "unlearn":
-        result = measure_unlearn(model, args.forget, args.alpha, args.batch_size)
-    else:
-        result = measure_overhead(model, args.subjects)
+    result = (measure_unlearn(model, args.forget, args.alpha, args.batch_size) if args.what == "unlearn"
+              else measure_overhead(model, args.subjects))
     result["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(json.dumps(result, indent=2))
     return 0

@@ -102,7 +102,7 @@ def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: 
     request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
     full, d_seconds = d_pass(model, train, batch_size, device)
-    candidates: list[nn.Module] = []
+    candidates: list[nn.Module] = []  # every request's candidate and choice, the last one reported
     choices: list[Any] = []
 
     def forget_pass() -> Importances:
