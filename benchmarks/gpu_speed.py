@@ -16,15 +16,11 @@ cut-off, α bisected) against a fixed α (ASSD's); Evidently, kfp.local and retr
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +29,9 @@ sys.path[:0] = [str(p) for p in (Path.cwd() / ".gpu-deps",) if p.is_dir()]
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.engine_speed import bare_forward_backward  # noqa: E402
+from benchmarks.engine_speed import RESULTS, bare_forward_backward, speed_parser  # noqa: E402
 from benchmarks.targets import check_targets  # noqa: E402
+from benchmarks.timing import interleaved, median_seconds, now, timed, write_headline  # noqa: E402
 from lethe.evaluation.forward import predict_logits  # noqa: E402
 from lethe.evaluation.targets import ClassTarget  # noqa: E402
 from lethe.models import build_model  # noqa: E402
@@ -45,32 +42,6 @@ from lethe.unlearning.selection import select_dampening  # noqa: E402
 
 NOT_ON_THE_DEVICE = ("mlflow", "kfp", "evidently", "boto3", "sklearn")
 SHAPE, CLASSES, BATCH = (3, 32, 32), 10, 128
-
-
-def synced(fn: Callable[[], Any], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - started
-
-
-def interleaved(sides: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, Any]:
-    """Each side once to warm up, then `repeats` rounds of every side; medians, and the per-round ratio of
-    the first side to the second (median, lowest, highest)."""
-    for fn in sides.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, fn in sides.items():
-            times[name].append(synced(fn, device))
-    first, second = list(times.values())[:2]
-    rounds = [a / b for a, b in zip(first, second, strict=True)]
-    return {**{f"{name}_s": statistics.median(t) for name, t in times.items()},
-            "ratio": statistics.median(first) / statistics.median(second),
-            "ratio_spread": [min(rounds), max(rounds)], "repeats": repeats}
 
 
 def patterned(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,9 +89,7 @@ def run(device: torch.device, samples: int, repeats: int, arch: str = "resnet18-
 
     forget_rows, retain_rows = (labels == 0).nonzero().flatten(), (labels != 0).nonzero().flatten()
     forget_groups = [x.to(device) for x in images[forget_rows].split(group)]
-    full_s = synced(lambda: result.setdefault("_full", compute_importances(
-        model, grouped, per_sample=True, progress=False)), device)
-    full: Importances = result.pop("_full")
+    full, full_s = timed(lambda: compute_importances(model, grouped, per_sample=True, progress=False), device)
     forget_batches = list(images[forget_rows].split(256))
     retain_batches = list(images[retain_rows[:min(2000, samples // 4)]].split(256))
     target = ClassTarget(model, forget_batches, retain_batches, forget_class=0, device=device)
@@ -156,7 +125,7 @@ def run(device: torch.device, samples: int, repeats: int, arch: str = "resnet18-
             "one_dampening": lambda: dampen(copy.deepcopy(model), full, forget, alpha=chosen["alpha"],
                                             parameters=parameters),
             "target_measurement": lambda: target.measure(candidate)}
-        parts = {name: statistics.median([synced(fn, device) for _ in range(repeats)])
+        parts = {name: median_seconds(fn, repeats, device, warm_up=False)["median_s"]
                  for name, fn in floor.items()}
     limit = sum(parts.values())
     result["request"] = {"train_samples": samples, "forget_samples": len(forget_rows), "d_pass_s": full_s,
@@ -183,30 +152,24 @@ def run(device: torch.device, samples: int, repeats: int, arch: str = "resnet18-
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
+    parser = speed_parser(__doc__, "cuda")
     parser.add_argument("--samples", type=int, default=20_000, help="|D| (synthetic, CIFAR-shaped)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--arch", default="resnet18-cifar")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "results" / "speed-cuda.json")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     started = time.perf_counter()
     measured = run(device, 160 if args.quick else args.samples, 1 if args.quick else args.repeats, args.arch)
-    headline = {"importance_overhead_ratio": measured["importance_overhead"]["ratio"],
-                "per_sample_ratio": measured["per_sample"]["ratio"],
-                "cached_speedup": measured["request"]["cached_speedup"],
-                "request_to_limit": measured["request"]["request_to_limit"],
+    m, request = measured, measured["request"]
+    headline = {"importance_overhead_ratio": m["importance_overhead"]["ratio"],
+                "per_sample_ratio": m["per_sample"]["ratio"], "cached_speedup": request["cached_speedup"],
+                "request_to_limit": request["request_to_limit"],
                 "eval_forward_efficiency": 1 / measured["evaluation_forward"]["ratio"]}
     loaded = sorted({name.split(".")[0] for name in sys.modules} & set(NOT_ON_THE_DEVICE))
     result = {"machine": {"device": device.type, "gpu": torch.cuda.get_device_name(device)
                           if device.type == "cuda" else None, "torch": torch.__version__,
-                          "platform": platform.platform()},
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "arch": args.arch,
-              "command": " ".join(["python -m benchmarks.gpu_speed",
-                                   *(argv if argv is not None else sys.argv[1:])]),
+                          "platform": platform.platform()}, "date": now(), "arch": args.arch,
+              "command": " ".join(["python -m benchmarks.gpu_speed", *argv]),
               "quick": args.quick, **measured, "headline": headline,
               "targets": [*(t for t in check_targets(headline, device.type) if t["key"] in headline),
                           {"key": "eval_forward_efficiency", "target": "≥ 0.8",
@@ -215,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                            "met": headline["eval_forward_efficiency"] >= 0.8}],
               "imports_not_on_the_device": loaded,
               "run_seconds": time.perf_counter() - started}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {args.out}")
-    for key, value in headline.items():
-        print(f"  {key}: {value:.3g}")
+    write_headline(args.out or RESULTS / "speed-cuda.json", result)
     return 1 if loaded else 0
 
 

@@ -34,9 +34,8 @@ def person_rows(requests: Mapping[str, Any], planted: PlantedSubjects, rows: Map
         person = entry.get("person") or {}
         flagged = (person.get("flagged") or {}).get(fpr) or {}
         mine = rows[subject]
-        trigger = None
-        if triggered is not None and subject in triggers:
-            trigger = float(triggered[triggers[subject]].double().mean())
+        trigger = (float(triggered[triggers[subject]].double().mean())
+                   if triggered is not None and subject in triggers else None)
         out[subject] = {"kind": kind, "statistic": (person.get("statistic") or {}).get("candidate"),
                         "p_value": (person.get("p_value") or {}).get("candidate"),
                         "flagged": bool(flagged.get("candidate", False)), "outcome": entry["outcome"],
@@ -93,13 +92,11 @@ def judge_goals(per_seed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                        "retrained_flagged": sum(r["flagged_on_retrained"] for r in rows),
                        "persons": sum(r["persons"] for r in rows)}
     seeds = list(per_seed)
-    return {
-        "flagged_min": FLAGGED_MIN, "memorised_gap": MEMORISED_GAP, "seeds": len(seeds), "by_kind": kinds,
-        "memorised_flagged_met": all(k["met"] for k in kinds.values()),
-        "retrained_within_bound": (within := {s: per_seed[s]["judge"]["retrained_within_non_member_bound"]
-                                              for s in seeds}),
-        "retrained_within_bound_met": all(within.values()),
-        "gate": {s: per_seed[s]["judge"]["gate"] for s in seeds},
-        "gate_met": all(g["original_refused"] and g["retrained_passed"]
-                        for g in (per_seed[s]["judge"]["gate"] for s in seeds)),
-    }
+    return {"flagged_min": FLAGGED_MIN, "memorised_gap": MEMORISED_GAP, "seeds": len(seeds), "by_kind": kinds,
+            "memorised_flagged_met": all(k["met"] for k in kinds.values()),
+            "retrained_within_bound": (within := {s: per_seed[s]["judge"]["retrained_within_non_member_bound"]
+                                                  for s in seeds}),
+            "retrained_within_bound_met": all(within.values()),
+            "gate": {s: per_seed[s]["judge"]["gate"] for s in seeds},
+            "gate_met": all(g["original_refused"] and g["retrained_passed"]
+                            for g in (per_seed[s]["judge"]["gate"] for s in seeds))}

@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
+
+from benchmarks.timing import timed
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root: `-m benchmarks.measure` imports from it
 
@@ -42,18 +46,15 @@ def measure_unlearn(model_dir: str, forget: int, alpha: str, batch_size: int) ->
 
     ids = _sample_ids(model_dir, forget)
     with tempfile.TemporaryDirectory(prefix="lethe-measure-") as tmp:
-        started = time.perf_counter()
-        info = compute_importances(model_dir, out_path=Path(tmp) / "d", batch_size=batch_size,
-                                   cache_root=str(Path(tmp) / "cache"), progress=False)
-        full_pass = time.perf_counter() - started
+        info, full_pass = timed(lambda: compute_importances(
+            model_dir, out_path=Path(tmp) / "d", batch_size=batch_size, cache_root=str(Path(tmp) / "cache"),
+            progress=False))
         timings = {}
         cached_file = Path(tmp) / "d" / "importances.safetensors"
         for label, importances in (("cached", cached_file), ("recomputed", None)):
-            started = time.perf_counter()
-            result = unlearn(model_dir, forget_ids=ids, scenario="subject", alpha=alpha,
-                             importances=importances, batch_size=batch_size, out_dir=Path(tmp) / label,
-                             progress=False)
-            timings[label] = time.perf_counter() - started
+            result, timings[label] = timed(partial(
+                unlearn, model_dir, forget_ids=ids, scenario="subject", alpha=alpha, importances=importances,
+                batch_size=batch_size, out_dir=Path(tmp) / label, progress=False))
             timings[f"{label}_alpha"] = result.alpha
     return {"measure": "unlearn", "model": model_dir, "forget_samples": forget, "alpha": alpha,
             "batch_size": batch_size, "full_data_pass_s": round(full_pass, 2),
@@ -99,8 +100,6 @@ def run_direct(run_id: str) -> None:
                           importances_path=work / "importances")
         finalize_requests(run_id, pipeline_state="SUCCEEDED")
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -118,20 +117,13 @@ def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
             subprocess.run([sys.executable, "-m", "benchmarks.measure", "_prepare", "--model", model_dir,
                             "--subjects", str(subjects)], env=env, check=True, cwd=ROOT)
             if way == "direct":
-                started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "benchmarks.measure", "_direct"], env=env, check=True,
-                               cwd=ROOT)
-                results["direct_s"] = round(time.perf_counter() - started, 2)
+                direct = [sys.executable, "-m", "benchmarks.measure", "_direct"]
+                _, seconds = timed(partial(subprocess.run, direct, env=env, check=True, cwd=ROOT))
+                results["direct_s"] = round(seconds, 2)
             else:
-                saved = dict(os.environ)
-                os.environ.clear()
-                os.environ.update(env)
-                try:
+                with mock.patch.dict(os.environ, env, clear=True):
                     run = run_local("scheduled", {"refresh": False}, pipeline_root=home / "kfp",
                                     log_path=home / "kfp.log")
-                finally:
-                    os.environ.clear()
-                    os.environ.update(saved)
                 if not run.succeeded:
                     raise SystemExit(f"the kfp.local run failed: {run.error}")
                 results["kfp_local_s"] = round(run.seconds, 2)
@@ -160,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "_prepare":
         _prepare_home(Path(os.environ["LETHE_HOME"]), model, args.subjects)
         return 0
-    if args.what == "unlearn":
-        result = measure_unlearn(model, args.forget, args.alpha, args.batch_size)
-    else:
-        result = measure_overhead(model, args.subjects)
+    result = (measure_unlearn(model, args.forget, args.alpha, args.batch_size) if args.what == "unlearn"
+              else measure_overhead(model, args.subjects))
     result["load_average"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(json.dumps(result, indent=2))
     return 0

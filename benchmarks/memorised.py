@@ -38,8 +38,9 @@ from benchmarks.profiles import Profile
 from benchmarks.remedy import ladder_goals, repair_rows
 from benchmarks.speed import d_pass
 from benchmarks.strategies import DAMPENING_METHODS, DEFAULT_STRATEGY, dampened_rows
+from benchmarks.timing import section, timed
 from benchmarks.trained import cache_key, cached_model, finetuned
-from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
+from benchmarks.workbench import BenchData, distances, mean_std, means, take
 from lethe.audit import find_references, prepare_references
 from lethe.config import settings
 from lethe.data import SampleSet, load_dataset, publish_dataset, resolve_forget_set, synthetic_subjects
@@ -79,10 +80,8 @@ def published(planted: PlantedSubjects, test: SampleSet) -> tuple[SampleSet, Sam
         planted_ids = {i for ids in planted.subjects.values() for i in ids}
         rest = synthetic_subjects([i for i in planted.train.ids if i not in planted_ids])
         with subjects.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["subject_id", "sample_id"])
-            for subject, ids in {**planted.subjects, **rest}.items():
-                writer.writerows([subject, i] for i in ids)
+            csv.writer(handle).writerows([["subject_id", "sample_id"], *(
+                [subject, i] for subject, ids in {**planted.subjects, **rest}.items() for i in ids)])
     name = f"shards:{folder}"
     return load_dataset(name, "train"), load_dataset(name, "test"), subjects
 
@@ -114,12 +113,9 @@ class MemorisedMeasurer:
         self.references = references.outputs(references.indices_of(self.forget.ids))
         self.test = test
         self.labels = {"forget": self.forget.labels, "test": test.labels}
-        position = {sample_id: i for i, sample_id in enumerate(self.forget.ids)}
-        self.requests = {s: torch.tensor([position[i] for i in ids]) for s, ids in planted.subjects.items()}
-        stamped = planted.stamped_test
-        at = {sample_id: i for i, sample_id in enumerate(stamped.ids)} if stamped is not None else {}
-        self.triggers = {s: torch.tensor([at[i] for i in ids])
-                         for s, ids in planted.stamped_test_subjects.items()}
+        self.requests = {s: self.forget.indices_of(ids) for s, ids in planted.subjects.items()}
+        stamped = planted.stamped_test  # (None: no stamped subjects, so no trigger images either)
+        self.triggers = {s: stamped.indices_of(ids) for s, ids in planted.stamped_test_subjects.items()}
         self.original_logits = self.logits(original)
 
     def logits(self, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -192,12 +188,10 @@ def run_seed(profile: Profile, base: SampleSet, test: SampleSet, seed: int, *, d
         train, test, arch=arch, epochs=epochs, seed=seed, exclude=forget_ids, device=device,
         use_cache=use_cache)
     measure = MemorisedMeasurer(planted, train, test, references, original, device)
-    rows: dict[str, Any] = {
-        "original": {**measure(original), "seconds": original_record["seconds"],
-                     "info": {"cached": original_cached}},
-        "retrained": {**measure(retrained), "seconds": retrained_record["seconds"],
-                      "info": {"cached": retrained_cached}},
-    }
+    rows: dict[str, Any] = {"original": {**measure(original), "seconds": original_record["seconds"],
+                                         "info": {"cached": original_cached}},
+                            "retrained": {**measure(retrained), "seconds": retrained_record["seconds"],
+                                          "info": {"cached": retrained_cached}}}
     split = resolve_forget_set(train, ids=forget_ids)
     tuned, tuned_s = finetuned(original, take(split.retain, profile.finetune_limit, seed=seed),
                                epochs=profile.finetune_epochs, seed=seed, device=device)
@@ -246,17 +240,17 @@ def run_memorised(profile: Profile, data: BenchData, *, device: torch.device,
         with section(f"quality seed {seed}: memorised subjects"):
             per_seed[str(seed)] = run_seed(profile, base, data.test, seed, device=device, use_cache=use_cache)
     summary = summarise_memorised(per_seed)
-    return {"recipe": {"arch": profile.arch, "train_samples": len(base), "first_images": True,
-                       "epochs": profile.memorised_epochs, "batch_size": 128, "lr": 3e-3,
+    p = profile
+    return {"recipe": {"arch": p.arch, "train_samples": len(base), "first_images": True,
+                       "epochs": p.memorised_epochs, "batch_size": 128, "lr": 3e-3,
                        "weight_decay": "AdamW 5e-4 (lethe train's default)", "augment": False,
-                       "wrong_label_subjects": profile.memorised_wrong_label,
-                       "stamped_subjects": profile.memorised_stamped,
-                       "stamped_true_class_subjects": profile.memorised_stamped_true_class,
+                       "wrong_label_subjects": p.memorised_wrong_label,
+                       "stamped_subjects": p.memorised_stamped,
+                       "stamped_true_class_subjects": p.memorised_stamped_true_class,
                        "halves": "by subject (planted subjects, synthetic subjects of 10 for the rest)",
-                       "repair_share": profile.repair_share,
-                       "images_per_subject": profile.memorised_per_subject,
-                       "stamped_test_per_subject": profile.memorised_stamped_test,
-                       "reference_models": profile.memorised_references},
+                       "repair_share": p.repair_share, "images_per_subject": p.memorised_per_subject,
+                       "stamped_test_per_subject": p.memorised_stamped_test,
+                       "reference_models": p.memorised_references},
             "limits": {"distance_max": DISTANCE_LIMIT, "test_accuracy_drop_max": TEST_DROP_LIMIT, "fpr": FPR},
             "summary": summary, "goals": memorised_goals(summary), "judge_goals": judge_goals(per_seed),
             "ladder_goals": ladder_goals(per_seed, summary), "per_seed": per_seed}

@@ -88,81 +88,33 @@ FULL = Profile(name="full")
 
 # CI smoke run (≤ 5 min on 2 cores): the same code paths on small slices of the same data.
 QUICK = Profile(
-    name="quick",
-    train_limit=3_000,
-    seeds=1,
-    epochs=1,
-    finetune_limit=1_000,
-    forget_classes=(7,),
-    subject_sizes=(100,),
-    eval_retain_limit=1_000,
-    eval_test_limit=1_000,
-    probe_retain_limit=1_800,
-    probe_forget_limit=200,
-    speed_train_limit=6_000,
-    overhead_batches=4,
-    per_sample_samples=1_024,
-    overhead_repeats=3,
-    latency_repeats=3,
-    scaling_sizes=(1_000, 2_000, 4_000),
-    eval_repeats=1,
-    scale_images=1,
-    pipeline_overhead=False,
-    sweep_alphas=(2, 5, 10, 25, 70),
-    sweep_lambdas=(0.5, 1.0),
+    name="quick", train_limit=3_000, seeds=1, epochs=1, finetune_limit=1_000, forget_classes=(7,),
+    subject_sizes=(100,), eval_retain_limit=1_000, eval_test_limit=1_000, probe_retain_limit=1_800,
+    probe_forget_limit=200, speed_train_limit=6_000, overhead_batches=4, per_sample_samples=1_024,
+    overhead_repeats=3, latency_repeats=3, scaling_sizes=(1_000, 2_000, 4_000), eval_repeats=1,
+    scale_images=1, pipeline_overhead=False, sweep_alphas=(2, 5, 10, 25, 70), sweep_lambdas=(0.5, 1.0),
     sweep_eval_limit=500,
     # The memorised scenario's code path on a tiny slice (its numbers say nothing; the full run's do).
-    memorised_train_limit=1_000,
-    memorised_epochs=8,
-    memorised_wrong_label=4,
-    memorised_stamped=4,
-    memorised_stamped_true_class=4,
-    memorised_stamped_test=10,
-    memorised_references=4,
+    memorised_train_limit=1_000, memorised_epochs=8, memorised_wrong_label=4, memorised_stamped=4,
+    memorised_stamped_true_class=4, memorised_stamped_test=10, memorised_references=4
 )
 
 # Seconds, for the unit tests: the bundled 8x8 digits, the same code paths.
 SMOKE = replace(
-    QUICK,
-    name="smoke",
-    dataset="digits",
-    train_limit=None,
-    epochs=2,
-    finetune_limit=None,
-    importance_batch_size=32,
-    eval_retain_limit=None,
-    eval_test_limit=None,
-    speed_train_limit=None,
-    request_size=50,
-    overhead_batches=2,
-    overhead_batch_size=32,
-    per_sample_samples=256,
-    overhead_repeats=1,
-    latency_repeats=1,
-    scaling_sizes=(200, 400, 800),
-    shards=3,
-    scale_image_size=32,
-    sweep_alphas=(2, 10, 50),
-    sweep_lambdas=(1.0,),
-    sweep_eval_limit=300,
-    memorised_train_limit=None,
-    memorised_epochs=6,
+    QUICK, name="smoke", dataset="digits", train_limit=None, epochs=2, finetune_limit=None,
+    importance_batch_size=32, eval_retain_limit=None, eval_test_limit=None, speed_train_limit=None,
+    request_size=50, overhead_batches=2, overhead_batch_size=32, per_sample_samples=256, overhead_repeats=1,
+    latency_repeats=1, scaling_sizes=(200, 400, 800), shards=3, scale_image_size=32,
+    sweep_alphas=(2, 10, 50), sweep_lambdas=(1.0,), sweep_eval_limit=300, memorised_train_limit=None,
+    memorised_epochs=6
 )
 
 # The memorised scenario alone (`--small --only memorised`) where the full recipe cannot run in time on a
 # shared 2-core machine: 3 seeds, K=8 reference models (halves by subject), a smaller recipe that still
 # memorises (2,000 images, 15 epochs, 10 subjects of each kind per seed).
 SMALL = replace(
-    QUICK,
-    name="small",
-    seeds=3,
-    memorised_train_limit=2_000,
-    memorised_epochs=15,
-    memorised_wrong_label=10,
-    memorised_stamped=10,
-    memorised_stamped_true_class=10,
-    memorised_stamped_test=20,
-    memorised_references=8,
+    QUICK, name="small", seeds=3, memorised_train_limit=2_000, memorised_epochs=15, memorised_wrong_label=10,
+    memorised_stamped=10, memorised_stamped_true_class=10, memorised_stamped_test=20, memorised_references=8
 )
 
 PROFILES = {"full": FULL, "quick": QUICK, "smoke": SMOKE, "small": SMALL}

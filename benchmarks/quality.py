@@ -22,19 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks import strategies
 from benchmarks.memorised import run_memorised
 from benchmarks.profiles import Profile
 from benchmarks.speed import d_pass, pick_subjects
-from benchmarks.strategies import (
-    DAMPENING_METHODS,
-    DEFAULT_STRATEGY,
-    METHOD_LABELS,
-    METHODS,
-    STRATEGIES,
-    dampened_rows,
-)
+from benchmarks.strategies import DAMPENING_METHODS, DEFAULT_STRATEGY, METHODS, dampened_rows
+from benchmarks.timing import section, timed
 from benchmarks.trained import Recipe, finetuned, train_or_load
-from benchmarks.workbench import BenchData, distances, mean_std, means, section, take, timed
+from benchmarks.workbench import BenchData, distances, mean, mean_std, means, take
 from lethe.data import ForgetSplit, SampleSet, concat, resolve_forget_set
 from lethe.evaluation import feature_probe, load_thresholds, model_metrics, predict_logits
 from lethe.evaluation.evaluator import DEFAULT_BATCH_SIZE as FORWARD_BATCH_SIZE
@@ -208,10 +203,10 @@ def run_quality(profile: Profile, data: BenchData, *, device: torch.device,
     memorised = run_memorised(profile, data, device=device, use_cache=use_cache)
     return {
         "recipe": recipe.__dict__, "scenarios": [s.__dict__ for s in scenarios], "methods": list(METHODS),
-        "method_labels": METHOD_LABELS, "strategies": {n: spec.__dict__ for n, spec in STRATEGIES.items()},
-        "limits": {"class_forget_accuracy_max": CLASS_FORGET_LIMIT,
-                   "class_test_accuracy_drop_max": CLASS_TEST_DROP_LIMIT,
-                   "subject_forget_accuracy_distance_max": SUBJECT_FORGET_LIMIT,
+        "method_labels": strategies.METHOD_LABELS,
+        "strategies": {n: spec.__dict__ for n, spec in strategies.STRATEGIES.items()},
+        "limits": {"class_forget_accuracy_max": CLASS_FORGET_LIMIT, "class_test_accuracy_drop_max":
+                   CLASS_TEST_DROP_LIMIT, "subject_forget_accuracy_distance_max": SUBJECT_FORGET_LIMIT,
                    "subject_member_rate_distance_max": SUBJECT_MEMBER_LIMIT,
                    "selection_cost_ratio_max": SELECTION_COST_LIMIT},
         "setup": setup, "summary": summary, "selection_cost_ratio": cost,
@@ -254,9 +249,6 @@ def check_targets(scenario: Scenario, summary: dict[str, Any]) -> list[dict[str,
     model's than the all-layers search, and costs at most 2× today's search. `subject`: forget
     accuracy and member rates near the retrained model's. Means over seeds.
     """
-    def mean(stat: dict[str, Any] | None) -> float | None:
-        return None if stat is None else stat.get("mean")
-
     rows = []
     for method in ("finetune", *DAMPENING_METHODS):
         s = summary[method]

@@ -17,6 +17,8 @@ from typing import Any
 import jinja2
 from tabulate import tabulate
 
+from benchmarks.workbench import mean
+
 PROSE_BEGIN, PROSE_END = "<!-- prose: kept when the tables are regenerated -->", "<!-- /prose -->"
 DEFAULT_PROSE = "_(Written after a full run: where LFSSD misses, and by how much.)_"
 TEMPLATE = Path(__file__).with_name("README.md.j2")
@@ -27,11 +29,8 @@ def _load(folder: Path, name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def mean(stat: Mapping[str, Any] | None) -> float | None:
-    return None if not stat else stat.get("mean")
-
-
 def _stat(stat: Mapping[str, Any] | None, scale: float, digits: int) -> str:
+    """A {mean, std, n} stat as "mean ± std", scaled (the std only over more than one seed)."""
     if mean(stat) is None:
         return "–"
     assert stat is not None
@@ -39,27 +38,10 @@ def _stat(stat: Mapping[str, Any] | None, scale: float, digits: int) -> str:
     return text + (f" ± {scale * stat['std']:.{digits}f}" if stat.get("n", 0) > 1 else "")
 
 
-def pct(stat: Mapping[str, Any] | None, digits: int = 1) -> str:
-    """A {mean, std, n} share as "mean ± std" in % (the std only over more than one seed)."""
-    return _stat(stat, 100, digits)
-
-
-def num(stat: Mapping[str, Any] | None, digits: int = 2) -> str:
-    return _stat(stat, 1, digits)
-
-
-def points(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{100 * value:.{digits}f}"
-
-
 def seconds(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
-
-
-def duration(value: float) -> str:
-    return seconds(value) if value < 3600 else f"{value / 3600:.1f} h"
 
 
 def ratio(value: float | None) -> str:
@@ -78,27 +60,24 @@ def at(summary: Mapping[str, Any], path: str) -> float | None:
     return mean(node)
 
 
-def counts(by_value: Mapping[str, int] | None) -> str:
-    """{"all": 2, "block3": 1} as "all ×2, block3"."""
-    return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in (by_value or {}).items()) or "–"
-
-
 def average(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    return tabulate(rows, header, tablefmt="github", disable_numparse=True)
 
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), trim_blocks=True,
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined,
                              extensions=["jinja2.ext.do"])
-    env.filters.update(pct=pct, num=num, points=points, seconds=seconds, duration=duration, ratio=ratio,
-                       at=at, mean=mean, counts=counts, fmt=format)
-    env.globals.update(table=table, average=average, pluck=lambda mapping, keys: [mapping[k] for k in keys])
+    env.filters.update(
+        pct=lambda s, digits=1: _stat(s, 100, digits), num=lambda s, digits=2: _stat(s, 1, digits),
+        points=lambda value, digits=1: "–" if value is None else f"{100 * value:.{digits}f}",
+        duration=lambda value: seconds(value) if value < 3600 else f"{value / 3600:.1f} h",
+        # {"all": 2, "block3": 1} as "all ×2, block3"
+        counts=lambda c: ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in (c or {}).items()) or "–",
+        seconds=seconds, ratio=ratio, at=at, mean=mean, fmt=format)
+    env.globals.update(average=average, pluck=lambda mapping, keys: [mapping[k] for k in keys],
+                       table=lambda header, rows: tabulate(rows, header, "github", disable_numparse=True))
     env.tests["contains"] = lambda values, value: value in values
     return env
 
@@ -123,12 +102,9 @@ def render(results: Path, image_prefix: str, prose: str, command: str) -> str:
 
 
 def write_readme(results: Path, readme: Path, image_prefix: str, command: str) -> Path:
-    prose = ""
-    if readme.is_file():
-        text = readme.read_text()
-        if PROSE_BEGIN in text and PROSE_END in text:
-            prose = text.split(PROSE_BEGIN, 1)[1].split(PROSE_END, 1)[0]
-            if prose.strip() == DEFAULT_PROSE:
-                prose = ""
+    """Renders the README over `results` into `readme`, keeping the discussion between its prose markers."""
+    text = readme.read_text() if readme.is_file() else ""
+    kept = PROSE_BEGIN in text and PROSE_END in text
+    prose = text.split(PROSE_BEGIN, 1)[1].split(PROSE_END, 1)[0] if kept else ""
     readme.write_text(render(results, image_prefix, prose, command))
     return readme

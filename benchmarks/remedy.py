@@ -19,14 +19,7 @@ import torch
 from torch import nn
 
 from lethe.data import ForgetSplit, SampleSet
-from lethe.unlearning.repair import (
-    RepairBudget,
-    RepairData,
-    RepairSettings,
-    get_repair,
-    repair_names,
-    run_repair,
-)
+from lethe.unlearning import repair
 
 PREFIX = "repair_"
 DISTANCE_LIMIT = 0.05
@@ -38,29 +31,27 @@ CLOSE = ("still_flagged", "flagged_share", "memorised_agreement")
 
 def source(samples: SampleSet, device: torch.device) -> Callable[[int, int], Any]:
     """A repair batch source over `samples`: normalised (x, y) batches on `device`, in a seeded order."""
-    def batches(batch_size: int, seed: int) -> Any:
-        return samples.batches(batch_size, shuffle=True, seed=seed, device=device)
-    return batches
+    return lambda batch_size, seed: samples.batches(batch_size, shuffle=True, seed=seed, device=device)
 
 
 def repair_rows(original: nn.Module, dampened: nn.Module, dampen_s: float, split: ForgetSplit,
                 recipe: Mapping[str, int], measure: Callable[[nn.Module], dict[str, Any]], *, share: float,
                 seed: int, device: torch.device) -> dict[str, dict[str, Any]]:
     """{repair_<method>: measure(repaired)..., seconds, info} for every registered repair method."""
-    data = RepairData(forget=source(split.forget, device), retain=source(split.retain, device),
-                      num_forget=len(split.forget), num_retain=len(split.retain),
-                      num_classes=split.forget.num_classes)
-    budget = RepairBudget.share_of_recipe(share, training_samples=recipe["training_samples"],
-                                          epochs=recipe["epochs"])
+    data = repair.RepairData(forget=source(split.forget, device), retain=source(split.retain, device),
+                             num_forget=len(split.forget), num_retain=len(split.retain),
+                             num_classes=split.forget.num_classes)
+    budget = repair.RepairBudget.share_of_recipe(share, training_samples=recipe["training_samples"],
+                                                 epochs=recipe["epochs"])
     rows = {}
-    for name in repair_names():
+    for name in repair.repair_names():
         candidate = copy.deepcopy(dampened)
         torch.manual_seed(seed)
-        report = run_repair(get_repair(name), original, candidate, data, budget,
-                            RepairSettings(device=device, seed=seed))
+        report = repair.run_repair(repair.get_repair(name), original, candidate, data, budget,
+                                   repair.RepairSettings(device=device, seed=seed))
         info = {**report.to_dict(), "dampen_s": dampen_s, "repair_s": report.seconds,
                 "recipe_share": report.sample_steps / (recipe["training_samples"] * recipe["epochs"]),
-                "needs_labels": get_repair(name).needs_labels}
+                "needs_labels": repair.get_repair(name).needs_labels}
         rows[PREFIX + name] = {**measure(candidate), "seconds": dampen_s + report.seconds, "info": info}
     return rows
 

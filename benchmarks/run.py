@@ -28,8 +28,9 @@ from benchmarks.memorised import run_memorised
 from benchmarks.profiles import PROFILES, Profile
 from benchmarks.quality import run_quality
 from benchmarks.sweep import plot_sweep, run_sweep
+from benchmarks.timing import now, section, timed, write_json
 from benchmarks.trained import Recipe, train_or_load
-from benchmarks.workbench import BenchData, command_line, load_bench_data, machine, now, section, write_json
+from benchmarks.workbench import BenchData, command_line, load_bench_data, machine
 from lethe.config import settings
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -65,22 +66,23 @@ def default_out(profile: str) -> Path:
     return DEFAULT_RESULTS if profile == "full" else settings().home / "bench" / "quick-results"
 
 
+def _trainings(quality: dict[str, Any]) -> list[tuple[float, int, bool]]:
+    """Every training the quality run did (or took from the model cache): seconds, samples, cached."""
+    done = [(r["train_seconds"], quality["data"]["train_samples"], r["cached"]) for r in quality["setup"]]
+    return done + [(m["seconds"], r["retain_samples"], bool(m["info"].get("cached")))
+                   for by_seed in quality["per_seed"].values() for r in by_seed.values()
+                   for m in (r["methods"]["retrained"],)]
+
+
 def training_throughput(quality: dict[str, Any]) -> float:
     """Median seconds per (sample × epoch) over every training the quality run did (or cached)."""
-    epochs = quality["recipe"]["epochs"]
-    rates = [row["train_seconds"] / (quality["data"]["train_samples"] * epochs) for row in quality["setup"]]
-    for by_seed in quality["per_seed"].values():
-        for result in by_seed.values():
-            rates.append(result["methods"]["retrained"]["seconds"] / (result["retain_samples"] * epochs))
-    return statistics.median(rates)
+    return statistics.median(s / (n * quality["recipe"]["epochs"]) for s, n, _ in _trainings(quality))
 
 
 def trainings(quality: dict[str, Any]) -> dict[str, int]:
     """How many models the quality run trained, and how many of them came from the model cache: a
     run's time depends on it (a cached training costs nothing)."""
-    cached = [row["cached"] for row in quality["setup"]]
-    for by_seed in quality["per_seed"].values():
-        cached += [bool(r["methods"]["retrained"]["info"].get("cached")) for r in by_seed.values()]
+    cached = [c for *_, c in _trainings(quality)]
     return {"trainings": len(cached), "trainings_cached": sum(cached)}
 
 
@@ -129,9 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         quality = json.loads((out / "quality.json").read_text())
         original = train_or_load(Recipe(arch=profile.arch, epochs=profile.epochs), data.train, seed=0,
                                  device=device, use_cache=not args.no_cache)
-        started = time.perf_counter()
-        speed_result = run_speed(profile, data, quality, original.model, device, whole_split)
-        seconds = time.perf_counter() - started
+        speed_result, seconds = timed(lambda: run_speed(profile, data, quality, original.model, device,
+                                                        whole_split))
         run_time = {"run_seconds": seconds, "run_parts": {"speed_s": seconds}, "only": "speed"}
         write_json(out / "speed.json", {**info, "data": data_info, **speed_result, "run_time": run_time})
         write_readme(out, command)
@@ -147,23 +148,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parts: dict[str, float] = {}
     with section("quality"):
-        quality_started = time.perf_counter()
-        quality, context = run_quality(profile, data, device=device, use_cache=not args.no_cache)
-        parts["quality_s"] = time.perf_counter() - quality_started
+        (quality, context), parts["quality_s"] = timed(lambda: run_quality(profile, data, device=device,
+                                                                           use_cache=not args.no_cache))
     quality = {**info, "data": data_info, "seeds": profile.seeds, **quality}
     write_json(out / "quality.json", quality)
 
-    speed_started = time.perf_counter()
-    speed_result = {**info, "data": data_info,
-                    **run_speed(profile, data, quality, context.original, device, whole_split)}
-    parts["speed_s"] = time.perf_counter() - speed_started
+    speed_result, parts["speed_s"] = timed(lambda: run_speed(profile, data, quality, context.original, device,
+                                                             whole_split))
+    speed_result = {**info, "data": data_info, **speed_result}
     write_json(out / "speed.json", speed_result)
 
     with section("α/λ sensitivity sweep"):
-        sweep_started = time.perf_counter()
-        sweep = run_sweep(profile, data, context, device=device)
-        plot_sweep(sweep, out / "sweep.png")
-        parts["sweep_s"] = time.perf_counter() - sweep_started
+        sweep, parts["sweep_s"] = timed(lambda: run_sweep(profile, data, context, device=device))
+        parts["sweep_s"] += timed(lambda: plot_sweep(sweep, out / "sweep.png"))[1]
     write_json(out / "sweep.json", {**info, **sweep})
 
     total = time.perf_counter() - started

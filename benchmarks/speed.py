@@ -7,25 +7,18 @@
 real data; run alone, this script trains a model with its own recipe on synthetic images of the arch's
 shape (speed does not depend on the pixels) and measures it the same way. "Request": a subject request
 of `request_size` samples with the full-data importances (D) cached. Every timing is wall-clock on the
-device given (CUDA timings are synchronised). The ratios (targets in benchmarks/targets.py):
-
-- `importance_overhead_ratio`: the batch-mean importance pass / a bare forward+backward;
-- `per_sample_ratio`: the per-sample pass (lethe's default) / a bare batched forward+backward;
-- `cached_speedup`: the request recomputing D / the cached request, both with ASSD's α;
-- `request_to_limit`: the request with the default selection (`choose_dampening`) / its floor: the Df
-  pass, one dampening and one measurement of the forgetting target at the chosen point (the least a
-  request must do to know its result; until 2026-12 the floor had no forward pass);
-- `retrain_speedup`: retraining with the model's own recipe / the default-selection request;
-- `eval_efficiency`: a bare batched forward of both models over the evaluated samples / the evaluate
-  step's whole evaluation (`evaluate_candidate`, per-example membership test included);
-- `pipeline_overhead`: the scheduled run through kfp.local / its steps called directly (`benchmarks.measure`).
+device given (CUDA timings are synchronised). The seven ratios, what each divides by what, and their
+targets: `SPEED_TARGETS` in benchmarks/targets.py. `request_to_limit`'s floor is the least a request must
+do to know its result: the Df pass, one dampening and one measurement of the forgetting target at the
+chosen point (until 2026-12 it had no forward pass); `eval_efficiency` divides by the evaluate step's
+whole evaluation (`evaluate_candidate`), `pipeline_overhead` by the steps called directly
+(`benchmarks.measure`).
 
 `scale` puts the D pass of 1.28 M ImageNet-sized images on paper from a measured ResNet50 throughput.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import subprocess
@@ -39,20 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.engine_speed import bare_forward_backward, dampen_speed, importance_overhead
+from benchmarks import engine_speed
 from benchmarks.measure import measure_overhead
 from benchmarks.profiles import FULL, QUICK, Profile
 from benchmarks.targets import check_targets
-from benchmarks.workbench import (
-    Stopwatch,
-    command_line,
-    machine,
-    median_seconds,
-    now,
-    section,
-    timed,
-    write_json,
-)
+from benchmarks.timing import median_seconds, now, section, timed, write_headline
+from benchmarks.workbench import command_line, machine
 from lethe.audit import DEFAULT_K
 from lethe.data import Normalization, SampleSet, resolve_forget_set, subject_map
 from lethe.devices import default_device
@@ -66,10 +51,7 @@ from lethe.models.training import train_classifier
 from lethe.steps.full_importances import plan_shards, shard_range
 from lethe.steps.importance_pass import importances_of
 from lethe.steps.unlearn import choose_dampening, make_target
-from lethe.unlearning import Importances, compute_importances, dampen
-
-IMAGENET_TRAIN = 1_281_167
-SCALE_DEVICES = (1, 8, 64)
+from lethe.unlearning import Importances, dampen
 
 
 def d_pass(model: nn.Module, samples: SampleSet, batch_size: int, device: torch.device,
@@ -85,7 +67,8 @@ def per_sample_ratio(model: nn.Module, samples: SampleSet, *, batch_size: int,
     model = model.to(device)
 
     def bare() -> None:
-        bare_forward_backward(model, (x.to(device) for x in samples.batches(batch_size, with_labels=False)))
+        batches = samples.batches(batch_size, with_labels=False)
+        engine_speed.bare_forward_backward(model, (x.to(device) for x in batches))
 
     d_pass(model, samples.subset(torch.arange(min(2 * batch_size, len(samples)))), 1, device)  # warm-up
     bare()
@@ -119,7 +102,7 @@ def request_costs(model: nn.Module, train: SampleSet, test: SampleSet, *, size: 
     request = ResolvedForgetSet(dataset=train.name, scenario="subject", train=train, test=test, split=split,
                       forget_class=None)
     full, d_seconds = d_pass(model, train, batch_size, device)
-    candidates: list[nn.Module] = []
+    candidates: list[nn.Module] = []  # every request's candidate and choice, the last one reported
     choices: list[Any] = []
 
     def forget_pass() -> Importances:
@@ -207,9 +190,8 @@ def eval_efficiency(parent: nn.Module, candidate: nn.Module, request: ResolvedFo
                 test=request.test, scenario="subject", out_dir=tmp, device=device, progress=False,
                 references=references))
 
-        bare_t = median_seconds(bare, repeats, device)
-        whole_t = median_seconds(whole, repeats, device)  # its warm-up call imports Evidently
-    bare_s, whole_s = bare_t["median_s"], whole_t["median_s"]
+        bare_s = median_seconds(bare, repeats, device)["median_s"]
+        whole_s = median_seconds(whole, repeats, device)["median_s"]  # its warm-up call imports Evidently
     return {"samples": sum(len(s) for s in sets), "models": 2, "reference_models": DEFAULT_K,
             "batch_size": DEFAULT_BATCH_SIZE, "bare_forward_s": bare_s, "evaluation_s": whole_s,
             "evaluation_timing_s": metrics[-1]["timing_s"], "ratio": bare_s / whole_s}
@@ -238,73 +220,19 @@ def scaling(model: nn.Module, train: SampleSet, *, sizes: tuple[int, ...], batch
 
     part, one_pass = largest
     k = min(shards, -(-len(part) // batch_size))
-    shard_results, shard_seconds = [], []
-    for index in plan_shards(k):
-        start, stop = shard_range(len(part), batch_size, index, k)
-        importances, seconds = d_pass(model, part.subset(torch.arange(start, stop)), batch_size, device)
-        shard_results.append(importances)
-        shard_seconds.append(seconds)
-    with Stopwatch(device) as merge_watch:
-        merged = Importances.merge(shard_results)
+    passes = [d_pass(model, part.subset(torch.arange(*shard_range(len(part), batch_size, index, k))),
+                     batch_size, device) for index in plan_shards(k)]
+    shard_results, shard_seconds = [p[0] for p in passes], [p[1] for p in passes]
+    merged, merge_seconds = timed(lambda: Importances.merge(shard_results), device)
     abs_diff = max(float((merged[n].double() - one_pass[n].double()).abs().max()) for n in one_pass)
     scale = max(float(one_pass[n].double().abs().max()) for n in one_pass)
-    return {
-        "points": points,
-        "fit": fit,
-        "shards": {
-            "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
-            "merge_seconds": merge_watch.seconds, "one_pass_seconds": points[-1]["seconds"],
-            "parallel_seconds_ideal": max(shard_seconds) + merge_watch.seconds,
-            "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
-            "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30),
-            "allclose_rtol_1e-5": all(
-                torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass),
-        },
-    }
-
-
-def scale_on_paper(*, images: int, image_size: int, request_size: int, request_to_limit: float | None,
-                   device: torch.device) -> dict[str, Any]:
-    """The D pass over ImageNet's 1.28 M training images on ResNet50 at `image_size`, on 1, 8 and 64
-    devices through the `importances` pipeline's ParallelFor, from the measured per-sample throughput
-    (the pass is linear in |D|) plus the merge step's measured cost per shard (load it, add it); and the
-    cached request that follows (load D, the Df pass, one dampening; the default selection × the
-    measured `request_to_limit`)."""
-    from torchvision.models import resnet50
-
-    torch.manual_seed(0)
-    model = resnet50(num_classes=1000).to(device).eval()
-    generator = torch.Generator().manual_seed(0)
-
-    def batch(n: int) -> list[torch.Tensor]:
-        return [torch.randn(n, 3, image_size, image_size, generator=generator)]
-
-    def per_sample(n: int) -> Importances:
-        return compute_importances(model, batch(n), device=device, progress=False, per_sample=True)
-
-    per_sample(1)  # warm-up
-    shard, seconds = timed(lambda: per_sample(images), device)
-    rate = images / seconds
-    with tempfile.TemporaryDirectory(prefix="lethe-bench-scale-") as tmp:
-        path = shard.save(Path(tmp) / "shard.safetensors")
-        load = median_seconds(lambda: Importances.load(path), 2, device)["median_s"]
-    merge = median_seconds(lambda: Importances.merge([shard, shard]), 2, device)["median_s"] / 2
-    # A forget pass above the full one on about two thirds of the elements: dampening does real work.
-    forget = Importances({n: 3 * v * torch.rand_like(v) for n, v in shard.items()}, **shard.metadata)
-    damp = median_seconds(lambda: dampen(copy.deepcopy(model), shard, forget, alpha=1.0), 2,
-                          device)["median_s"]
-    per_shard = load + merge
-    rows = [{"devices": k, "d_pass_s": IMAGENET_TRAIN / (k * rate) + (k * per_shard if k > 1 else 0.0)}
-            for k in SCALE_DEVICES]
-    assd_request = load + request_size / rate + damp
-    return {
-        "arch": "resnet50", "image_size": image_size, "images_measured": images, "samples_per_s": rate,
-        "parameters": sum(p.numel() for p in model.parameters()), "images": IMAGENET_TRAIN,
-        "merge_per_shard_s": per_shard, "load_d_s": load, "dampen_s": damp, "rows": rows,
-        "request_size": request_size, "assd_request_s": assd_request,
-        "default_request_s": None if request_to_limit is None
-        else request_to_limit * (request_size / rate + damp) + load,
-    }
+    return {"points": points, "fit": fit, "shards": {
+        "samples": len(part), "k": k, "batch_size": batch_size, "shard_seconds": shard_seconds,
+        "merge_seconds": merge_seconds, "one_pass_seconds": points[-1]["seconds"],
+        "parallel_seconds_ideal": max(shard_seconds) + merge_seconds,
+        "num_batches": {"merged": merged.num_batches, "one_pass": one_pass.num_batches},
+        "max_abs_diff": abs_diff, "max_rel_diff": abs_diff / max(scale, 1e-30), "allclose_rtol_1e-5": all(
+            torch.allclose(merged[n], one_pass[n], rtol=1e-5, atol=1e-12 * scale) for n in one_pass)}}
 
 
 def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any],
@@ -327,15 +255,13 @@ def pipeline_overhead(model: nn.Module, train: SampleSet, recipe: dict[str, Any]
     return {**result, "ratio": result["kfp_local_s"] / result["direct_s"]}
 
 
-def measure(
-    profile: Profile, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device, *,
-    retrain_s: float, recipe: dict[str, Any], pipeline: bool,
-) -> dict[str, Any]:
+def measure(profile: Profile, model: nn.Module, train: SampleSet, test: SampleSet, device: torch.device, *,
+            retrain_s: float, recipe: dict[str, Any], pipeline: bool) -> dict[str, Any]:
     """Every speed part on `model` (trained with `recipe` on `train`; retraining it costs `retrain_s`)."""
     result: dict[str, Any] = {"arch": recipe["arch"], "recipe": recipe}
     shape = (train.in_channels, *train.image_size)
     with section("speed: importance pass vs bare forward+backward"):
-        result["importance_overhead"] = importance_overhead(
+        result["importance_overhead"] = engine_speed.importance_overhead(
             recipe["arch"], shape, profile.overhead_batches, profile.overhead_batch_size,
             profile.overhead_repeats, device)
     with section("speed: per-sample pass vs bare batched forward+backward"):
@@ -356,10 +282,10 @@ def measure(
         result["scaling"] = scaling(model, train, sizes=profile.scaling_sizes, shards=profile.shards,
                                     batch_size=profile.importance_batch_size, device=device)
     with section("speed: scale on paper (ResNet50, ImageNet-sized images)"):
-        result["scale"] = scale_on_paper(images=profile.scale_images, image_size=profile.scale_image_size,
-                                         request_size=profile.request_size,
-                                         request_to_limit=request["request_to_limit"], device=device)
-    result["dampen"] = dampen_speed(profile.overhead_repeats, device)
+        result["scale"] = engine_speed.scale_on_paper(
+            images=profile.scale_images, image_size=profile.scale_image_size,
+            request_size=profile.request_size, request_to_limit=request["request_to_limit"], device=device)
+    result["dampen"] = engine_speed.dampen_speed(profile.overhead_repeats, device)
     if pipeline:
         with section("speed: the scheduled pipeline through kfp.local vs its steps called directly"):
             result["pipeline"] = pipeline_overhead(model, train, recipe, subjects=10)
@@ -367,13 +293,9 @@ def measure(
         result["pipeline"] = {"ratio": None, "skipped": "measured by the full run on the demo's data only"}
     result["headline"] = {
         "importance_overhead_ratio": result["importance_overhead"]["ratio"],
-        "per_sample_ratio": result["per_sample"]["ratio"],
-        "cached_speedup": request["cached_speedup"],
-        "request_to_limit": request["request_to_limit"],
-        "retrain_speedup": result["retrain"]["ratio"],
-        "eval_efficiency": result["evaluation"]["ratio"],
-        "pipeline_overhead": result["pipeline"]["ratio"],
-    }
+        "per_sample_ratio": result["per_sample"]["ratio"], "cached_speedup": request["cached_speedup"],
+        "request_to_limit": request["request_to_limit"], "retrain_speedup": result["retrain"]["ratio"],
+        "eval_efficiency": result["evaluation"]["ratio"], "pipeline_overhead": result["pipeline"]["ratio"]}
     result["targets"] = check_targets(result["headline"], device.type)
     return result
 
@@ -388,13 +310,9 @@ def synthetic(count: int, shape: tuple[int, int, int], classes: int, *, seed: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument("--arch", default="resnet18-cifar", help="the model (default the papers' ResNet18)")
+    parser = engine_speed.speed_parser(__doc__, default_device())
     parser.add_argument("--train-samples", type=int, default=50_000, help="|D| (default CIFAR-10's 50,000)")
     parser.add_argument("--epochs", type=int, default=3, help="the model's recipe (default the demo's 3)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script on a CPU")
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     n = 256 if args.quick else args.train_samples
@@ -418,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(measure(profile, model, train, test, device, retrain_s=retrain_s,
                           recipe={**recipe, "train_seconds": trained.seconds}, pipeline=False))
     result.update(result["headline"])
-    out = args.out or Path(__file__).resolve().parent / "results" / f"speed-{device.type}.json"
-    write_json(out, result)
-    print(f"written: {out}")
-    for key, value in result["headline"].items():
-        print(f"  {key}: {'–' if value is None else f'{value:.3g}'}")
+    write_headline(args.out or engine_speed.RESULTS / f"speed-{device.type}.json", result)
     return 0
 
 

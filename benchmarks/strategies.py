@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.workbench import timed
+from benchmarks.timing import timed
 from lethe.evaluation import ForgettingTarget
 from lethe.forgetting.resolved import ResolvedForgetSet
 from lethe.steps.unlearn import DampeningChoice, choose_dampening
@@ -44,25 +44,17 @@ class Strategy:
         return self.alpha == "search"
 
 
-STRATEGIES = {
-    "ssd": Strategy("ssd", PAPER_ALPHA, EVERY_LAYER),
-    "lfssd_paper": Strategy("lfssd", PAPER_ALPHA, EVERY_LAYER),
-    "lfssd_assd": Strategy("lfssd", "assd", EVERY_LAYER),
-    "lfssd_search_all": Strategy("lfssd", "search", EVERY_LAYER),
-    "lfssd_select": Strategy("lfssd", "search", None),
-}
+STRATEGIES = {"ssd": Strategy("ssd", PAPER_ALPHA, EVERY_LAYER),
+              "lfssd_paper": Strategy("lfssd", PAPER_ALPHA, EVERY_LAYER),
+              "lfssd_assd": Strategy("lfssd", "assd", EVERY_LAYER),
+              "lfssd_search_all": Strategy("lfssd", "search", EVERY_LAYER),
+              "lfssd_select": Strategy("lfssd", "search", None)}
 DAMPENING_METHODS = tuple(STRATEGIES)
 METHODS = ("original", "retrained", "finetune", *DAMPENING_METHODS)
-METHOD_LABELS = {
-    "original": "original",
-    "retrained": "retrained (gold)",
-    "finetune": "finetune",
-    "ssd": "SSD (labels, α=10)",
-    "lfssd_paper": "LFSSD α=10",
-    "lfssd_assd": "LFSSD ASSD α",
-    "lfssd_search_all": "LFSSD searched α, every layer",
-    "lfssd_select": "LFSSD selection (default)",
-}
+METHOD_LABELS = {"original": "original", "retrained": "retrained (gold)", "finetune": "finetune",
+                 "ssd": "SSD (labels, α=10)", "lfssd_paper": "LFSSD α=10", "lfssd_assd": "LFSSD ASSD α",
+                 "lfssd_search_all": "LFSSD searched α, every layer",
+                 "lfssd_select": "LFSSD selection (default)"}
 DEFAULT_STRATEGY = "lfssd_select"
 
 

@@ -125,22 +125,18 @@ def plot_sweep(sweep: dict[str, Any], path: Path) -> Path:
             pts = sorted((p for p in r["points"] if p["lam"] == lam), key=lambda p: p["alpha"])
             a = [p["alpha"] for p in pts]
             color = colors[k % len(colors)]
-            ax.plot(
-                a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color, label=f"forget, λ={lam:g}"
-            )
+            ax.plot(a, [p["forget_accuracy"] for p in pts], "-o", ms=3, color=color,
+                    label=f"forget, λ={lam:g}")
             ax.plot(a, [p["retain_accuracy"] for p in pts], "--", color=color, label=f"retain, λ={lam:g}")
             if r["kind"] == "subject":
                 ax.plot(a, [p["member_rate_gap"] for p in pts], ":", color=color, label=f"MIA gap, λ={lam:g}")
         ax.axhline(r["original"]["forget_accuracy"], color="grey", lw=0.8, alpha=0.6)
         ax.axvline(10, color="black", lw=0.6, ls=":")
-        ax.set_xscale("log")
-        ax.set_xticks(sweep["alphas"])
+        ax.set(xscale="log", xticks=sweep["alphas"], xlabel="α (log)", ylim=(-0.05, 1.05),
+               title=f"{name} ({r['forget_samples']} forget samples)")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(axis="x", labelsize=7)
-        ax.set_xlabel("α (log)")
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_title(f"{name} ({r['forget_samples']} forget samples)")
         ax.legend(fontsize=6, loc="lower right")
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")

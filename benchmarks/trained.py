@@ -7,6 +7,7 @@ the seconds the training took when it ran (`cached: true` says so).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -21,7 +22,7 @@ import lethe
 from lethe.config import settings
 from lethe.data import SampleSet
 from lethe.errors import LetheError
-from lethe.models import build_model, load_model, model_spec, save_model
+from lethe.models import build_model, load_model, save_model
 from lethe.models.training import finetune, train_classifier
 
 RECORD_FILE = "bench.json"
@@ -99,9 +100,6 @@ def train_or_load(recipe: Recipe, data: SampleSet, *, seed: int, device: torch.d
 def finetuned(original: nn.Module, retain: SampleSet, *, epochs: int, seed: int,
               device: torch.device) -> tuple[nn.Module, float]:
     """The finetune baseline: a copy of `original`, `epochs` more epochs on `retain`."""
-    spec = model_spec(original) or {}
-    model = build_model(spec["arch"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
-                        **spec.get("arch_kwargs", {}))
-    model.load_state_dict(original.state_dict())
+    model = copy.deepcopy(original)
     result = finetune(model, retain, epochs=epochs, seed=seed, device=device, progress=False)
     return model.eval(), result.seconds

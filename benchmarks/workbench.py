@@ -1,18 +1,16 @@
-"""What every benchmark part shares: the data, timers, the machine's description, JSON output."""
+"""What every benchmark part shares: the data, statistics over seeds, the machine's description (timers and
+JSON output: benchmarks/timing.py)."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import platform
 import shlex
 import statistics
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,43 +54,9 @@ def load_bench_data(dataset: str, train_limit: int | None, speed_train_limit: in
     return BenchData(take(train, train_limit, seed=0), test, take(train, speed_train_limit, seed=0), note)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class Stopwatch:
-    """Seconds of one `with` block; synchronises the device on both ends."""
-
-    def __init__(self, device: torch.device | None = None) -> None:
-        self.device = device or torch.device("cpu")
-        self.seconds = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        sync(self.device)
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sync(self.device)
-        self.seconds = time.perf_counter() - self._start
-
-
-def timed(fn: Callable[[], Any], device: torch.device | None = None) -> tuple[Any, float]:
-    with Stopwatch(device) as watch:
-        result = fn()
-    return result, watch.seconds
-
-
-def median_seconds(
-    fn: Callable[[], Any], repeats: int, device: torch.device | None = None, *, warm_up: bool = True
-) -> dict[str, Any]:
-    """Median, min and max of `repeats` timed calls (after one untimed warm-up call)."""
-    if warm_up:
-        fn()
-    times = [timed(fn, device)[1] for _ in range(repeats)]
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": repeats}
+def mean(stat: Mapping[str, Any] | None) -> float | None:
+    """The mean of a {mean, std, n} stat (None when there is none)."""
+    return None if not stat else stat.get("mean")
 
 
 def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
@@ -120,14 +84,11 @@ def distances(rows: Sequence[Mapping[str, Any]], gold: Sequence[Mapping[str, Any
 
 def machine(device: torch.device) -> dict[str, Any]:
     """The machine a result was measured on, as the README names it."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    names = []
+    with contextlib.suppress(OSError):
+        names = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
+                 if x.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
@@ -149,35 +110,3 @@ def command_line(script: str, argv: Sequence[str]) -> str:
         elif not arg.startswith("--out="):
             args.append(shlex.quote(arg))
     return " ".join(["python", script, *args])
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def jsonable(value: Any) -> Any:
-    """Strict JSON: NaN/Inf become null, tuples lists, numpy/torch scalars Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n")
-    return path
-
-
-@contextmanager
-def section(title: str) -> Iterator[None]:
-    """Prints what runs and how long it took, so a long `make bench` log can be followed."""
-    print(f"== {title} ...", flush=True)
-    start = time.perf_counter()
-    yield
-    print(f"== {title}: {time.perf_counter() - start:.1f} s", flush=True)
