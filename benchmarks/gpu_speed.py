@@ -6,7 +6,7 @@
 Torch and lethe's engine only (lethe.unlearning, lethe.models, the forgetting target and the batched
 forward); no mlflow, kfp, evidently, boto3 or sklearn import (a device image may lack them; the run
 checks it). lethe's engine itself needs numpy, safetensors, tqdm and pyyaml: where the image lacks them,
-`pip install --target .gpu-deps safetensors tqdm pyyaml` here and carry `.gpu-deps` (put on sys.path).
+`pip install --target .gpu-deps safetensors tqdm pyyaml` here, carry `.gpu-deps`, set PYTHONPATH=.gpu-deps.
 Each ratio's two sides are measured in one process, interleaved, median of `--repeats` rounds, the
 spread stated (the lowest and highest per-round ratio). Data: synthetic CIFAR-shaped images whose class
 is a bright patch (learnable in one epoch, so forgetting a class means something); speed does not
@@ -24,21 +24,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(p) for p in (Path.cwd() / ".gpu-deps",) if p.is_dir()]
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from benchmarks.engine_speed import RESULTS, bare_forward_backward, speed_parser  # noqa: E402
-from benchmarks.targets import check_targets  # noqa: E402
-from benchmarks.timing import interleaved, median_seconds, now, timed, write_headline  # noqa: E402
-from lethe.evaluation.forward import predict_logits  # noqa: E402
-from lethe.evaluation.targets import ClassTarget  # noqa: E402
-from lethe.models import build_model  # noqa: E402
-from lethe.models.stages import forward_stages  # noqa: E402
-from lethe.unlearning import Importances, calibrate_alpha, compute_importances, dampen  # noqa: E402
-from lethe.unlearning.group_size import per_sample_group_size  # noqa: E402
-from lethe.unlearning.selection import select_dampening  # noqa: E402
+from benchmarks.engine_speed import RESULTS, bare_forward_backward, speed_parser
+from benchmarks.targets import check_targets
+from benchmarks.timing import interleaved, median_seconds, now, timed, write_headline
+from lethe.evaluation.forward import predict_logits
+from lethe.evaluation.targets import ClassTarget
+from lethe.models import build_model
+from lethe.models.stages import forward_stages
+from lethe.unlearning import Importances, calibrate_alpha, compute_importances, dampen
+from lethe.unlearning.group_size import per_sample_group_size
+from lethe.unlearning.selection import select_dampening
 
 NOT_ON_THE_DEVICE = ("mlflow", "kfp", "evidently", "boto3", "sklearn")
 SHAPE, CLASSES, BATCH = (3, 32, 32), 10, 128

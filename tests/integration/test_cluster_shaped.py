@@ -92,7 +92,8 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     run = run_local("scheduled", {"refresh": False}, pipeline_root=tmp_path / "kfp",
                     log_path=tmp_path / "kfp.log", cluster_env=True)
     assert run.succeeded, f"{run.failed_task}: {run.failure}; see {tmp_path / 'kfp.log'}"
-    assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
+    # The ladder's first look at the gate (climb) says register: no repair, no retraining.
+    assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate", "climb",
                                "register-and-gate", "finalize-requests"]
 
     registry = Registry()

@@ -115,7 +115,8 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     valid = file_requests(SUBJECTS)
     unknown = file_requests([UNKNOWN])[0]
     tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
-    assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate",
+    # The ladder's first look at the gate (climb) says register: no repair, no retraining.
+    assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate", "climb",
                            "register-and-gate", "refresh-importances", "finalize-requests"]
     assert set(tasks.values()) == {"SUCCESS"}
 

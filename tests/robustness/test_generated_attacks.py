@@ -199,10 +199,15 @@ def test_generated_bad_input_is_refused_in_one_line_and_changes_nothing(warm: At
 
 
 # --- pipeline parameters: the schema's validator ------------------------------------------------------
-BAD_PARAM_VALUE = st.one_of(st.sampled_from(["NaN", "nan", "Infinity", "-Infinity", "inf", "1e400"]),
-                            _with_control(st.sampled_from(["", "x", "1"])))
-PARAM_NAME = st.sampled_from(["lam", "alpha", "max_requests", "epochs", "seed", "forget_class", "model",
-                              "thresholds", "model_name", "subject_map", "lease_seconds"])
+NON_FINITE = st.sampled_from(["NaN", "nan", "Infinity", "-Infinity", "inf", "1e400"])
+CONTROL_VALUE = _with_control(st.sampled_from(["", "x", "1"]))
+#: Parameters a non-finite number is wrong for: the numbers, and the policies (inline YAML, not a scalar).
+NUMERIC_OR_POLICY = ["lam", "alpha", "max_requests", "epochs", "seed", "forget_class", "thresholds",
+                     "lease_seconds"]
+#: Text parameters: "NaN" is a fine model name, a control character is not.
+TEXT_ONLY = ["model", "model_name", "subject_map"]
+BAD_PARAM = st.one_of(st.tuples(st.sampled_from(NUMERIC_OR_POLICY), st.one_of(NON_FINITE, CONTROL_VALUE)),
+                      st.tuples(st.sampled_from(TEXT_ONLY), CONTROL_VALUE))
 
 
 @st.composite
@@ -210,7 +215,7 @@ def bad_param_items(draw: Callable) -> list[str]:
     """`-p KEY=VALUE` items, at least one invalid: a value no parameter takes, or an unknown name."""
     unknown = draw(st.text(st.characters(codec="ascii", categories=["Ll"]), min_size=1, max_size=8)
                    .map(lambda s: f"zz_{s}"))
-    items = [f"{draw(PARAM_NAME)}={draw(BAD_PARAM_VALUE)}" if draw(st.booleans()) else f"{unknown}=1"]
+    items = ["{}={}".format(*draw(BAD_PARAM)) if draw(st.booleans()) else f"{unknown}=1"]
     return draw(st.permutations(items))
 
 

@@ -22,9 +22,9 @@ def test_every_parameter_has_a_one_line_description_and_a_default_its_own_rules_
 
 def test_items_are_typed_as_the_pipeline_takes_them():
     assert parse_param_items("scheduled", ["max_requests=3", "lam=2", "refresh=false", "alpha=0.5",
-                                           "thresholds=unlearning:\n  forget_acc_max: 0.2"]) == {
+                                           "thresholds=class:\n  forget_accuracy_max: 0.2"]) == {
         "max_requests": 3, "lam": 2.0, "refresh": False, "alpha": "0.5",
-        "thresholds": "unlearning:\n  forget_acc_max: 0.2"}
+        "thresholds": "class:\n  forget_accuracy_max: 0.2"}
     assert parse_param_items("unlearning", ['forget_ids=["d/train/1", "d/train/2"]', "scenario=class"]) == {
         "forget_ids": ["d/train/1", "d/train/2"], "scenario": "class"}
 
@@ -47,6 +47,10 @@ def test_a_dict_may_give_text_for_numbers_and_lists_as_a_form_would():
     ("scheduled", {"refresh": "maybe"}, "refresh must be true or false"),
     ("scheduled", {"dataset": "s3://a/b\nc"}, "dataset must not hold control characters"),
     ("scheduled", {"thresholds": "x" * 9000}, "thresholds is longer than"),
+    # Inline policies are parsed by the library before anything is claimed: a typo in a key, a scalar.
+    ("scheduled", {"thresholds": "class: {forget_acc_max: 0.1}"}, "unknown gate threshold"),
+    ("scheduled", {"thresholds": "NaN"}, "must be a mapping"),
+    ("scheduled", {"ladder": "rungs: [dampen, sing]"}, "unknown rung 'sing'"),
     ("scheduled", {"bogus": 1}, "has no parameter(s) bogus"),
     ("unlearning", {"forget_ids": "d/train/1"}, "forget_ids must be a JSON list"),
     ("unlearning", {"forget_ids": [1]}, "forget_ids must be a list of non-empty strings"),

@@ -92,11 +92,14 @@ def test_the_champion_loads_as_a_pyfunc_and_predicts_like_lethe(
     assert {p.name for p in lethe_dir.iterdir()} == {p.name for p in digits_convnet_dir.iterdir()}
 
 
-def test_a_model_directory_holding_mlflow_files_is_refused(registry: Registry, digits_convnet_dir: Path,
-                                                           tmp_path: Path) -> None:
+def test_a_stray_mlmodel_in_the_model_directory_is_not_what_gets_served(registry: Registry,
+                                                                        digits_convnet_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    # Only lethe's own files are registered: an MLmodel left in the directory neither travels nor
+    # replaces the one lethe writes for serving.
     model_dir = tmp_path / "model"
     shutil.copytree(digits_convnet_dir, model_dir)
     (model_dir / "MLmodel").write_text("flavors: {}\n")
-    with pytest.raises(RegistryError, match=r"already holds files of an MLflow model \(MLmodel\)"):
-        registry.register_version(model_dir, gate={"passed": True}, scenario="base")
-    assert registry.versions() == []
+    info = registry.register_version(model_dir, gate={"passed": True}, scenario="base")
+    served = Path(registry.client.download_artifacts(info.run_id, "model/MLmodel", str(tmp_path / "got")))
+    assert yaml.safe_load(served.read_text())["flavors"]["lethe"]["card"] == "model.json"

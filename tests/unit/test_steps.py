@@ -133,7 +133,8 @@ def test_markers_and_forget_sets_written_before_records_read_the_same(home, tmp_
            "parameters": {"alpha": 2.5, "lam": 1.0, "alpha_method": "search", "batch_size": 1}}
     put_bytes((json.dumps(old, indent=2, sort_keys=True) + "\n").encode(), outcome_uri("run-o"))
     outcome = read_outcome("run-o")
-    assert outcome.to_fields() == {"format": "lethe-run-outcome/1", **old}
+    # Fields added since (the parent's metrics, the ladder's rungs) read as empty.
+    assert outcome.to_fields() == {"format": "lethe-run-outcome/1", **old, "parent_metrics": {}, "ladder": []}
     note = {"run_id": "run-o", "step": "unlearn", "error": "boom"}
     put_bytes(json.dumps(note).encode(), failure_uri("run-o"))
     assert read_failure("run-o") == "step unlearn failed: boom"
@@ -214,8 +215,9 @@ def test_collect_resolves_subjects_and_fails_what_it_cannot(home, tmp_path, digi
     resolution = ledger.get(partly).outcome["resolution"]
     assert (resolution["forgotten"], resolution["not_in_data_ids"]) == (1, ["digits/train/99998"])
     assert "1 sample id(s) not in the data" in ledger.history(partly)[-1].note
+    # A whole-subject request keeps the samples it resolved to: retention retires their copies by them.
     assert ledger.get(whole).outcome["resolution"] == {"forgotten": len(owned), "not_in_data": 0,
-                                                       "not_in_data_ids": []}
+                                                       "not_in_data_ids": [], "forgotten_ids": owned}
     assert spec.parent["version"] == "1" and (tmp_path / "m" / "model.json").is_file()
     now = states()
     assert (now[whole], now[some], now[bad_ids], now[unknown], now[partly]) == (

@@ -150,7 +150,7 @@ def default_policy() -> LadderPolicy:
     return _check(_defaults())
 
 
-def _parse(text: str, *, source: str) -> LadderPolicy:
+def parse_yaml(text: str, *, source: str) -> LadderPolicy:
     """The defaults, overridden by the top-level keys of the YAML (or JSON) mapping in `text`."""
     try:
         override = yaml.safe_load(text)
@@ -173,7 +173,7 @@ def _read_file(path: str | Path) -> LadderPolicy:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read the ladder policy from {path}: {exc.strerror or exc}") from exc
-    return _parse(text, source=str(path))
+    return parse_yaml(text, source=str(path))
 
 
 def load_ladder(source: str | Path | LadderPolicy | None = None) -> LadderPolicy:
@@ -194,9 +194,9 @@ def load_ladder(source: str | Path | LadderPolicy | None = None) -> LadderPolicy
             content = get_bytes(text)
         except StorageError as exc:
             raise ConfigError(f"cannot read the ladder policy from {text}: {exc}") from exc
-        return _parse(content.decode("utf-8", errors="replace"), source=text)
+        return parse_yaml(content.decode("utf-8", errors="replace"), source=text)
     if text.startswith(("{", "[")) or "\n" in text or (":" in text and not Path(text).exists()):
-        return _parse(text, source="inline ladder policy")
+        return parse_yaml(text, source="inline ladder policy")
     return _read_file(text)
 
 

@@ -62,7 +62,7 @@ Thresholds = dataclasses.make_dataclass(
 Thresholds.__module__ = __name__  # pickling and reprs name this module (3.12's make_dataclass(module=))
 
 
-def _parse(text: str, *, source: str) -> Thresholds:
+def parse_yaml(text: str, *, source: str) -> Thresholds:
     """The defaults, overridden by the keys of the YAML (or JSON) mapping in `text`."""
     try:
         override = yaml.safe_load(text) or {}
@@ -89,7 +89,7 @@ def _read_file(path: str | Path) -> Thresholds:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read gate thresholds from {path}: {exc.strerror or exc}") from exc
-    return _parse(text, source=str(path))
+    return parse_yaml(text, source=str(path))
 
 
 def load_thresholds(source: str | Path | Thresholds | None = None) -> Thresholds:
@@ -111,7 +111,7 @@ def load_thresholds(source: str | Path | Thresholds | None = None) -> Thresholds
             content = get_bytes(text)
         except StorageError as exc:
             raise ConfigError(f"cannot read gate thresholds from {text}: {exc}") from exc
-        return _parse(content.decode("utf-8", errors="replace"), source=text)
+        return parse_yaml(content.decode("utf-8", errors="replace"), source=text)
     if text.startswith(("{", "[")) or "\n" in text or (":" in text and not Path(text).exists()):
-        return _parse(text, source="inline thresholds")
+        return parse_yaml(text, source="inline thresholds")
     return _read_file(text)

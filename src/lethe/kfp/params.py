@@ -55,6 +55,21 @@ def _alpha(value: str) -> str:
     return value
 
 
+def _inline_or_uri(loader: str) -> Callable[[str], str]:
+    """A check for a policy parameter: a storage URI is read by the task that takes it; anything else
+    is inline YAML, parsed here by the library's own loader (torch-free) so that it is refused now."""
+    def check(value: str) -> str:
+        import importlib
+
+        text = value.strip()
+        if text and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+            module, name = loader.rsplit(".", 1)
+            getattr(importlib.import_module(module), name)(text, source="inline YAML")
+        return value
+
+    return check
+
+
 def _scenarios() -> tuple[str, ...]:
     from lethe.forgetting.scenarios import SCENARIOS  # the rows; no torch
 
@@ -256,10 +271,11 @@ CUTOFF = Param("cutoff", str, "", "Where dampening may act: empty (searched with
 LAM = Param("lam", float, 1.0, "Dampening constant λ, a positive number.", positive=True)
 THRESHOLDS = Param("thresholds", str, "", "The gate's limits, inline YAML or a storage URI (a pod cannot "
                                           "read a file of the submitting machine); empty: the defaults.",
-                   storage=True, multiline=True)
+                   storage=True, multiline=True,
+                   check=_inline_or_uri("lethe.evaluation.thresholds.parse_yaml"))
 LADDER = Param("ladder", str, "", "What to do when the gate refuses (repair rungs, retrain), inline YAML "
                                   "or a storage URI; empty: the default ladder policy.",
-               storage=True, multiline=True)
+               storage=True, multiline=True, check=_inline_or_uri("lethe.evaluation.ladder.parse_yaml"))
 REFRESH = Param("refresh", bool, True, "Compute a new champion's full-data importances now, not in the next "
                                        "run that needs them.")
 FORGET_IDS = Param("forget_ids", list, [], "Sample ids to forget, a JSON list (run parameters are visible "
