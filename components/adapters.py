@@ -2,7 +2,8 @@
 
 A pipeline hands its steps paths of artifacts; these read the run's forget spec and pass its forget
 set to `lethe.steps.unlearn.unlearn` / `lethe.steps.evaluate.evaluate`. They live with the components
-(the steps know nothing of KFP's artifact folders); the module itself imports no kfp.
+(the steps know nothing of KFP's artifact folders); the module itself imports no kfp and no torch (the
+steps load where they run: building a pipeline imports every component module).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from pathlib import Path
 
 from lethe.forgetting.alpha import parse_alpha
 from lethe.forgetting.spec import ForgetSpec
-from lethe.steps import evaluate as evaluate_step
-from lethe.steps import unlearn as unlearn_step
 from lethe.steps.layout import REPORT_FILE, importances_file
 from lethe.steps.results import EvaluationResult, RepairResult, UnlearnResult
 
@@ -39,8 +38,10 @@ def unlearn_from_spec(
     `method`: the importance method the run asked for; empty means the importances' own (the
     forget pass always uses theirs, and a different one is refused). `cutoff` (empty: the default for
     `alpha`) and `thresholds` (inline YAML or a storage URI; empty: the defaults) as for `unlearn`."""
+    from lethe.steps.unlearn import unlearn
+
     spec = ForgetSpec.load(forget_path)
-    return unlearn_step.unlearn(
+    return unlearn(
         model_path, dataset or spec.dataset, **spec.forget_kwargs(), alpha=parse_alpha(alpha),
         cutoff=cutoff or None, lam=lam, thresholds=thresholds or None,
         importances=importances_file(importances_path), batch_size=batch_size, method=method or None,
@@ -60,8 +61,10 @@ def evaluate_from_spec(
     progress: bool = True,
 ) -> EvaluationResult:
     """`evaluate` on this run's forget set; copies report.html to `report_path`."""
+    from lethe.steps.evaluate import evaluate
+
     spec = ForgetSpec.load(forget_path)
-    result = evaluate_step.evaluate(candidate_path, parent_path, dataset or spec.dataset,
+    result = evaluate(candidate_path, parent_path, dataset or spec.dataset,
                                     **spec.forget_kwargs(), out_dir=out_dir, thresholds=thresholds,
                                     device=device, progress=progress, requests=spec.request_samples or None)
     if report_path is not None:
