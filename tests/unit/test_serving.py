@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from lethe.data import SampleSet
-from lethe.errors import RegistryError
 
 if TYPE_CHECKING:
     from lethe.registry import Registry
