@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,9 @@ def run_direct(run_id: str) -> None:
                            progress=False)
         register_and_gate(work / "candidate", work / "evaluation", work / "forget", run_id=run_id,
                           importances_path=work / "importances")
-        finalize_requests(run_id, pipeline_state="SUCCEEDED")
+        _, settle_s = timed(partial(finalize_requests, run_id, settle_only=True))  # the settle task
+        print(json.dumps({"settle_s": round(settle_s, 3)}))
+        finalize_requests(run_id, pipeline_state="SUCCEEDED")  # the exit task
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -107,6 +110,12 @@ def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
     from lethe.kfp.local import run_local
 
     results: dict[str, Any] = {"measure": "overhead", "model": model_dir, "subjects": subjects}
+    ended: dict[str, float] = {}  # task -> when it ended, in the kfp.local run
+
+    def on_task(task: str, state: str) -> None:
+        if state != "RUNNING":
+            ended[task] = time.perf_counter()
+
     with tempfile.TemporaryDirectory(prefix="lethe-measure-") as tmp:
         for way in ("direct", "kfp_local"):
             home = Path(tmp) / way
@@ -118,16 +127,20 @@ def measure_overhead(model_dir: str, subjects: int) -> dict[str, Any]:
                             "--subjects", str(subjects)], env=env, check=True, cwd=ROOT)
             if way == "direct":
                 direct = [sys.executable, "-m", "benchmarks.measure", "_direct"]
-                _, seconds = timed(partial(subprocess.run, direct, env=env, check=True, cwd=ROOT))
+                done, seconds = timed(partial(subprocess.run, direct, env=env, check=True, cwd=ROOT,
+                                              stdout=subprocess.PIPE, text=True))
                 results["direct_s"] = round(seconds, 2)
+                results["direct_settle_s"] = json.loads(done.stdout.splitlines()[-1])["settle_s"]
             else:
                 with mock.patch.dict(os.environ, env, clear=True):
                     run = run_local("scheduled", {"refresh": False}, pipeline_root=home / "kfp",
-                                    log_path=home / "kfp.log")
+                                    log_path=home / "kfp.log", on_task=on_task)
                 if not run.succeeded:
                     raise SystemExit(f"the kfp.local run failed: {run.error}")
                 results["kfp_local_s"] = round(run.seconds, 2)
                 results["tasks"] = list(run.tasks)
+                # From the gate's decision (register-and-gate ends) to the settled requests.
+                results["settle_seconds"] = round(ended["settle-requests"] - ended["register-and-gate"], 2)
     extra = results["kfp_local_s"] - results["direct_s"]
     results["overhead_share"] = round(extra / results["kfp_local_s"], 3)
     return results

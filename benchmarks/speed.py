@@ -296,6 +296,8 @@ def measure(profile: Profile, model: nn.Module, train: SampleSet, test: SampleSe
         "per_sample_ratio": result["per_sample"]["ratio"], "cached_speedup": request["cached_speedup"],
         "request_to_limit": request["request_to_limit"], "retrain_speedup": result["retrain"]["ratio"],
         "eval_efficiency": result["evaluation"]["ratio"], "pipeline_overhead": result["pipeline"]["ratio"]}
+    # From the gate's decision to the settled requests, in the kfp.local run (a measure, not a ratio).
+    result["settle_seconds"] = result["pipeline"].get("settle_seconds")
     result["targets"] = check_targets(result["headline"], device.type)
     return result
 

@@ -10,13 +10,16 @@ policies, which the local runner (lethe.kfp.local) builds its pipelines without.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import inspect
+import sys
+from collections.abc import Iterable, Iterator
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from components.step import Step, Store, row_of, step_rows
-from lethe.config import platform_settings
+from lethe.config import PlatformSettings, platform_settings
 from lethe.errors import PipelineError
 
 # Secret name -> {secret key: environment variable}, in the order tasks mount them.
@@ -86,6 +89,15 @@ def configure(task: PipelineTask) -> PipelineTask:
         kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=SECRETS[secret],
                                      optional=secret in OPTIONAL_SECRETS)
     resources = placement.resources_for(row.name, row.resources)
+    with _frames_without_source():
+        _place(task, row, placement, resources)
+    if row.retry and placement.retries > 0:
+        task.set_retry(placement.retries, backoff_duration=RETRY_BACKOFF, backoff_factor=RETRY_BACKOFF_FACTOR,
+                       backoff_max_duration=RETRY_BACKOFF_MAX)
+    return task
+
+
+def _place(task: PipelineTask, row: Step, placement: PlatformSettings, resources: dict[str, str]) -> None:
     task.set_cpu_request(resources["cpu_request"]).set_cpu_limit(resources["cpu_limit"])
     task.set_memory_request(resources["memory_request"]).set_memory_limit(resources["memory_limit"])
     if placement.wants_gpu(row.name, row.gpu):
@@ -97,10 +109,29 @@ def configure(task: PipelineTask) -> PipelineTask:
             kubernetes.add_node_selector(task, label_key=key, label_value=value)
         if placement.gpu_toleration:
             kubernetes.add_toleration(task, **placement.gpu_toleration)
-    if row.retry and placement.retries > 0:
-        task.set_retry(placement.retries, backoff_duration=RETRY_BACKOFF, backoff_factor=RETRY_BACKOFF_FACTOR,
-                       backoff_max_duration=RETRY_BACKOFF_MAX)
-    return task
+
+
+@contextlib.contextmanager
+def _frames_without_source() -> Iterator[None]:
+    """KFP's task setters (set_cpu_limit, ...) call `inspect.stack()` only to name themselves in an error
+    message. `inspect.stack` looks up the module and source of every frame, scanning `sys.modules` for
+    each frame without a file (`<frozen importlib._bootstrap>` while a pipeline module is imported):
+    with torch and MLflow loaded, 0.1-1 s a call, over a minute for the pipelines. While they run, a
+    walk of the frames that names each function stands in for it (no source lines, which KFP never reads)."""
+    def stack(context: int = 1) -> list[inspect.FrameInfo]:
+        frame, frames = sys._getframe(1), []
+        while frame is not None:
+            frames.append(inspect.FrameInfo(frame, frame.f_code.co_filename, frame.f_lineno,
+                                            frame.f_code.co_name, None, None))
+            frame = frame.f_back
+        return frames
+
+    full = inspect.stack
+    inspect.stack = stack
+    try:
+        yield
+    finally:
+        inspect.stack = full
 
 
 def check_step_names(names: Iterable[str], variable: str) -> None:

@@ -61,12 +61,25 @@ def prepare_request(
     return result.num_samples
 
 
+# After the gate, before the next champion's importances are refreshed: requests wait for their own
+# verdict only (`lethe request settle RUN_ID`). Not retried, as no ledger step is: if it fails, the
+# exit task gives the requests back.
+@step(stores=("ledger", "storage"), cache=False, retry=False, display_name="settle requests")
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def settle_requests(run_id: str) -> str:
+    """Settle this run's requests from the outcome its register step recorded (fulfilled, needs review);
+    a run without an outcome is left to the exit task. Returns a one-line summary."""
+    from lethe.steps.finalize import finalize_requests as step
+
+    return step(run_id, settle_only=True).summary
+
+
 # Never retried: the exit task runs once whatever happens. Reads the run's outcome, writes certificates.
 @step(stores=("ledger", "storage"), cache=False, retry=False, display_name="finalize requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def finalize_requests(run_id: str, status: dsl.PipelineTaskFinalStatus, model_name: str = "") -> str:
-    """The exit task: settle this run's requests from its recorded outcome and its final state, then apply
-    the retention policy (`lethe retention apply`)."""
+    """The exit task: settle what the run still holds (a failed run's requests go back to pending), then
+    apply the retention policy (`lethe retention apply`)."""
     from lethe.steps.finalize import finalize_requests as step
 
     result = step(run_id, pipeline_state=status.state, error=status.error_message or "",

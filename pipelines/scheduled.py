@@ -1,8 +1,10 @@
 """The scheduled GDPR deletion run: collect pending requests, forget them, settle them.
 
-collect → importances of D (cached) → unlearn (GPU) → evaluate → register + gate → (new champion:
-refresh importances); `finalize_requests` is the exit task of a `dsl.ExitHandler`, so it runs
-whatever happens and settles the run's requests from the outcome recorded by the register step.
+collect → importances of D (cached) → unlearn (GPU) → evaluate → (the ladder) → register + gate →
+settle requests → (new champion: refresh importances). The requests settle as soon as the gate has
+decided, not after the next champion's D pass; `finalize_requests` is the exit task of a
+`dsl.ExitHandler`, so it runs whatever happens: it releases what a failed run still holds, then
+applies the retention policy.
 No pending request: `collect` returns 0 and everything under `dsl.If` is skipped (a clean no-op).
 
 One run forgets one batch of subjects (the ledger holds GDPR requests, which are about people);
@@ -48,4 +50,4 @@ def scheduled_deletion_pipeline(
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,
                                 batch_size=batch_size, method=method, alpha=alpha, cutoff=cutoff, lam=lam,
-                                thresholds=thresholds, refresh=refresh, ladder=ladder)
+                                thresholds=thresholds, refresh=refresh, ladder=ladder, settle=True)

@@ -94,7 +94,7 @@ def test_the_scheduled_run_lives_in_object_storage(cluster, s3_env, digits_convn
     assert run.succeeded, f"{run.failed_task}: {run.failure}; see {tmp_path / 'kfp.log'}"
     # The ladder's first look at the gate (climb) says register: no repair, no retraining.
     assert list(run.tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate", "climb",
-                               "register-and-gate", "finalize-requests"]
+                               "register-and-gate", "settle-requests", "finalize-requests"]
 
     registry = Registry()
     assert registry.champion_version() == "2"

@@ -181,6 +181,32 @@ def test_the_scheduled_pipeline_settles_requests_in_an_exit_handler(compiled):
     assert "collect-requests-Output" in condition and "> 0" in condition
 
 
+def test_requests_settle_after_each_register_and_before_any_refresh(compiled):
+    """Every register task of the scheduled run (dampened, repaired, retrained) is followed by a settle
+    task, and the refresh of the new champion's importances waits for it; the on-demand pipeline,
+    which holds no ledger requests, has none."""
+    spec, _, _ = compiled["scheduled"]
+    dags = {name: c["dag"]["tasks"] for name, c in spec["components"].items() if "dag" in c}
+    settles = {task: body for tasks in dags.values() for task, body in tasks.items()
+               if task.startswith("settle-requests")}
+    registers = {task for tasks in dags.values() for task in tasks if task.startswith("register-")}
+    assert len(settles) == len(registers) == 4
+    assert {body["dependentTasks"][0] for body in settles.values()} == registers
+    new_champion = {task: body for tasks in dags.values() for task, body in tasks.items()
+                    if "pipelinechannel--register-" in body.get("triggerPolicy", {}).get("condition", "")}
+    assert len(new_champion) == 4  # the gate said pass: refresh, if asked
+    for task, body in new_champion.items():
+        nested = _nested_tasks(spec, body["componentRef"]["name"])
+        assert any(t.startswith("refresh-importances") for t in nested), task
+        assert any(t.startswith("settle-requests") for t in body["dependentTasks"]), task
+    assert not [t for t in _tasks(compiled["unlearning"][0]) if t.startswith("settle")]
+
+
+def _nested_tasks(spec: dict, component: str) -> list[str]:
+    dag = spec["components"][component].get("dag", {}).get("tasks", {})
+    return [*dag, *(t for body in dag.values() for t in _nested_tasks(spec, body["componentRef"]["name"]))]
+
+
 def test_the_exit_task_names_the_model_for_retention(compiled):
     spec, _, _ = compiled["scheduled"]
     finalize = spec["root"]["dag"]["tasks"]["finalize-requests"]

@@ -117,7 +117,7 @@ def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeyp
     tasks = _run_installed(home, tmp_path / "elsewhere", failed_requests=1)  # the unknown subject
     # The ladder's first look at the gate (climb) says register: no repair, no retraining.
     assert list(tasks) == ["collect-requests", "compute-importances", "unlearn", "evaluate", "climb",
-                           "register-and-gate", "refresh-importances", "finalize-requests"]
+                           "register-and-gate", "settle-requests", "refresh-importances", "finalize-requests"]
     assert set(tasks.values()) == {"SUCCESS"}
 
     from lethe.ledger import Ledger

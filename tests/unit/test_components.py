@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from components.platform import STORE_SECRETS, secrets_of
-from components.requests import collect_requests, finalize_requests, prepare_request
+from components.requests import collect_requests, finalize_requests, prepare_request, settle_requests
 from components.step import STORES, Step, step_rows
 from components.training_set_importances import (
     compute_importances,
@@ -241,6 +241,29 @@ def test_collect_and_finalize_components(home, tmp_path):
     status = dsl.PipelineTaskFinalStatus(state="FAILED", pipeline_job_resource_name="run-cf",
                                          pipeline_task_name="exit-handler-1", error_code=1,
                                          error_message="Task unlearn failed.")
+    # No outcome recorded (the run failed before its gate): the settle task changes nothing...
+    assert "the exit task releases 2" in settle_requests.python_func(run_id="run-cf")
+    assert {states()[i] for i in ids} == {"in_progress"}
+    # ...and the exit task gives them back.
     summary = finalize_requests.python_func(run_id="run-cf", status=status)
     assert "0 fulfilled" in summary and "2 back to pending" in summary
     assert {states()[i] for i in ids} == {"pending"}
+
+
+def test_the_settle_task_fulfils_on_the_gates_outcome_and_the_exit_task_finds_nothing_left(home):
+    from kfp import dsl
+
+    from lethe.ledger import Ledger
+    from lethe.steps.outcome import write_outcome
+
+    ids = file_requests(["subject-00005"])
+    Ledger().claim("run-st")
+    write_outcome("run-st", {"decision": "pass", "version": "3", "model_name": "m", "request_ids": ids,
+                             "gate": {"decision": "pass", "reasons": []}})
+    assert "1 fulfilled" in settle_requests.python_func(run_id="run-st")
+    assert states()[ids[0]] == "fulfilled" and Ledger().get(ids[0]).model_version == "3"
+    assert settle_requests.python_func(run_id="run-st").endswith("no request to settle")  # a retry
+    status = dsl.PipelineTaskFinalStatus(state="SUCCEEDED", pipeline_job_resource_name="run-st",
+                                         pipeline_task_name="exit-handler-1", error_code=0, error_message="")
+    assert "no request to settle" in finalize_requests.python_func(run_id="run-st", status=status)
+    assert states()[ids[0]] in {"fulfilled", "complete"}  # the exit task's retention may complete it

@@ -12,7 +12,7 @@ import torch
 
 from lethe.cli import main
 from lethe.data import load_dataset, resolve_forget_set
-from lethe.errors import ConfigError, DataError, ModelError
+from lethe.errors import ConfigError, DataError, EvaluationError, ModelError
 from lethe.models import build_model, load_model, save_model
 from lethe.steps.evaluate import evaluate
 from lethe.steps.forget_set import load_forget_set
@@ -136,6 +136,16 @@ def test_the_evidence_files_hold_real_content(class_run: dict[str, Path]) -> Non
     for name in ("entropy.png", "dampening.png", "gate.png"):
         image = imread(evidence / name)
         assert image.ndim == 3 and image.shape[0] > 100 and float(image[..., :3].std()) > 0.01
+
+
+def test_a_candidate_is_judged_against_its_own_parent_only(class_run: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    other = build_model("convnet", num_classes=10, in_channels=1, width=16)  # another lineage
+    save_model(other, tmp_path / "other", {"dataset": "digits"})
+    with pytest.raises(EvaluationError, match="made from model .* not from the parent given"):
+        evaluate(class_run["candidate"], tmp_path / "other", "digits", forget_class=CHEAP_CLASS,
+                 scenario="class", out_dir=tmp_path / "z", progress=False)
+    assert not (tmp_path / "z").exists()
 
 
 @pytest.mark.slow

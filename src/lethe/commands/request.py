@@ -188,6 +188,17 @@ def retry(args: argparse.Namespace) -> int:
     return 0
 
 
+def settle(args: argparse.Namespace) -> int:
+    from lethe.config import require_existing_store, settings
+    from lethe.steps.finalize import finalize_requests
+    from lethe.steps.outcome import outcome_uri
+
+    outcome_uri(args.run_id)  # a run id that names no marker (a path, a traversal) is refused first
+    ledger = require_existing_store(args.ledger or settings().ledger, "erasure ledger", "LETHE_LEDGER_URL")
+    print(finalize_requests(args.run_id, ledger_url=ledger, settle_only=True).summary)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--ledger", metavar="URL", default=None,
@@ -205,7 +216,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="MLflow tracking URI (default: LETHE_TRACKING_URI)")
     checked.add_argument("--model-name", default=None, help="registered model (default: LETHE_MODEL_NAME)")
     parser = subparsers.add_parser("request", help="GDPR erasure requests: add, amend, cancel, list, show, "
-                                                   "export, retry, verify, keygen, check")
+                                                   "export, retry, settle, verify, keygen, check")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser("add", parents=[common, checked], help="record an erasure request for a subject")
@@ -256,3 +267,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id")
     p.add_argument("--reason", default="operator retry", help="why (recorded in the history)")
     p.set_defaults(func=retry)
+
+    p = actions.add_parser("settle", parents=[common],
+                           help="settle a run's requests from the outcome its gate recorded (what the "
+                                "scheduled run's settle task does); a run without one is left as it is")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.set_defaults(func=settle)

@@ -140,6 +140,10 @@ def evaluate(
     limits = load_thresholds(thresholds)
     candidate, card = load_model(model_path)
     parent, parent_card = load_model(parent_path)
+    made_from = card.extra.get("parent_fingerprint")  # unlearned and repaired models record it
+    if made_from and made_from != parent_card.fingerprint:
+        raise EvaluationError(f"the candidate was made from model {made_from[:12]}, not from the parent "
+                              f"given ({parent_card.fingerprint[:12]}): judge it against its own parent")
     forget_set = load_forget_set(dataset, card, forget_ids=forget_ids, forget_subjects=forget_subjects,
                                  forget_class=forget_class, scenario=scenario, subjects_file=subjects_file,
                                  data_dir=data_dir)
