@@ -152,7 +152,7 @@ def test_unreachable_s3_is_a_clear_error_and_the_ledger_is_unchanged(
     assert cli.main(["request", "export", "--ledger", ledger_url, "--out", "s3://lethe-it/certs"]) == 2
     err = capsys.readouterr().err
     # All or nothing (issue 16): the export says how far it got, why, and that it removed what it wrote.
-    assert err.startswith("lethe: error: the export to s3://lethe-it/certs stopped after 0 of 1")
+    assert err.startswith("lethe: error: the export to s3://lethe-it/certs stopped after 0 of 1"), err
     assert "cannot reach the S3 endpoint http://127.0.0.1:9" in err and err.count("\n") == 1
     assert "Traceback" not in err
     cache = ImportancesCache("s3://lethe-it/cache")

@@ -154,3 +154,31 @@ def test_the_first_error_line_of_a_task_is_its_last_tracebacks_exception() -> No
     expected = "StorageError: cannot write /x/y.sha256: No space left on device"
     assert first_error_line(output.splitlines()) == expected
     assert first_error_line(["killed by a signal, no traceback"]) == ""
+
+
+def test_the_local_runner_leaves_the_root_loggers_handlers_as_it_found_them(tmp_path: Path) -> None:
+    """kfp.local swaps the root logger's handlers around each task, from several threads under a
+    ParallelFor: interleaved, a handler on the run's closed log file stayed behind, and the next log
+    line anywhere in the process failed ("I/O operation on closed file")."""
+    import logging
+    import threading
+
+    from lethe.kfp.local_hooks import logging_kept
+
+    root = logging.getLogger()
+    before, level = root.handlers[:], root.level
+    log = open(tmp_path / "run.log", "w")  # noqa: SIM115 - closed below, as the runner's sink is
+    with logging_kept():
+        # Two tasks' swaps, interleaved as two threads can: B saves A's handler and puts it back last.
+        saved_a = root.handlers[:]
+        root.handlers[:] = [logging.StreamHandler(log)]
+        saved_b = root.handlers[:]
+        root.handlers[:] = [logging.StreamHandler(log)]
+        root.handlers[:] = saved_a
+        late = threading.Thread(target=lambda: root.handlers.__setitem__(slice(None), saved_b))
+        late.start()
+        late.join()
+        root.setLevel(logging.INFO)
+    log.close()
+    assert root.handlers == before and root.level == level
+    logging.getLogger("botocore.credentials").warning("a later line")  # no handler on the closed file

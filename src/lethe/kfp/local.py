@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.kfp.catalog import build, check_params
-from lethe.kfp.local_hooks import TaskOutput, pipeline_job_id, print_kept, task_events
+from lethe.kfp.local_hooks import TaskOutput, logging_kept, pipeline_job_id, print_kept, task_events
 
 CLAIMS_REQUESTS = frozenset({"scheduled"})  # pipelines whose runs hold leases on erasure requests
 #: Pipeline parameters that hold subject or sample ids: their values never reach a log.
@@ -113,6 +113,7 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
 
             stack.enter_context(cluster_environment(name))
         stack.enter_context(print_kept())
+        stack.enter_context(logging_kept())
         stack.enter_context(pipeline_job_id(run_id))
         if claims:
             from lethe.ledger import LeaseHeartbeat

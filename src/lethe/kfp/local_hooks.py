@@ -148,3 +148,17 @@ def print_kept() -> Iterator[None]:
         yield
     finally:
         builtins.print = saved
+
+
+@contextlib.contextmanager
+def logging_kept() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the block. kfp.local swaps them for a
+    handler on the stdout of the moment (lethe's TaskOutput) around each task, from several threads
+    under a ParallelFor: the swaps interleave and a handler on a closed log file could stay behind."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
