@@ -38,6 +38,17 @@ def test_register_promote_review_and_load(tracking_uri: str, request: pytest.Fix
     assert model_fingerprint(model) == card.fingerprint
     files = {a.path for a in registry.client.list_artifacts(failed.run_id, "evidence")}
     assert files == {"evidence/metrics.json", "evidence/report.html", "evidence/lineage.json"}
+    # Each version is an MLflow 3 logged model of the experiment (its Models view), ready, with the
+    # version's metrics and gate, and the version it became; it holds no second copy of the weights.
+    experiment = registry.client.get_run(failed.run_id).info.experiment_id
+    models = registry.client.search_logged_models([experiment])
+    logged = {m.tags["lethe.registered_version"]: m for m in models if m.name == registry.model_name}
+    assert set(logged) == {f"{registry.model_name}/{v}" for v in (base.version, failed.version)}
+    model = logged[f"{registry.model_name}/{failed.version}"]
+    assert model.status == "READY" and model.source_run_id == failed.run_id
+    assert {m.key: m.value for m in model.metrics} == {"forget_accuracy": 0.3}
+    assert model.tags["lethe.gate"] == "fail" and model.tags["lethe.scenario"] == "subject"
+    assert registry.client.list_logged_model_artifacts(model.model_id) == []
 
 
 def test_server_artifacts_are_in_s3_and_hold_nothing_personal(

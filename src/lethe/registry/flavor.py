@@ -24,10 +24,22 @@ import lethe
 from lethe.errors import IntegrityError, RegistryError
 from lethe.registry.client import quiet_mlflow
 from lethe.registry.metadata import VersionMetadata
+from lethe.registry.tags import (
+    GATE_REASONS_TAG,
+    GATE_TAG,
+    METHOD_TAG,
+    MODEL_FINGERPRINT_TAG,
+    PARENT_VERSION_TAG,
+    SCENARIO_TAG,
+    VERSION_OF_TAG,
+)
 from lethe.storage import sha256_file
 from lethe.storage.uris import SIDECAR_SUFFIX
 
 FLAVOR_NAME = "lethe"
+#: The version's tags its logged model carries too: what a reviewer scans in the Models view.
+LOGGED_MODEL_TAGS = (SCENARIO_TAG, PARENT_VERSION_TAG, GATE_TAG, GATE_REASONS_TAG, METHOD_TAG,
+                     MODEL_FINGERPRINT_TAG)
 #: The run's artifact folders: the model (both sides) and the evidence.
 MODEL_PATH = "model"
 EVIDENCE_PATH = "evidence"
@@ -99,6 +111,21 @@ def log_model(client: MlflowClient, run_id: str, model_dir: Path, served_dir: Pa
     """Both sides under the run's `model/`: lethe's files, and MLmodel beside them."""
     client.log_artifacts(run_id, str(model_dir), MODEL_PATH)
     client.log_artifacts(run_id, str(served_dir), MODEL_PATH)
+
+
+def create_logged_model(client: MlflowClient, run: Any, name: str, tags: dict[str, str]) -> str:
+    """An MLflow 3 logged model for the version that `run` (a RunInfo) registers, so that it shows in the
+    experiment's Models view with its metrics (logged with its id). It holds no files: the weights stay
+    once, under the run's `model/`, where retention retires them. Returns its id."""
+    kept = {key: tags[key] for key in LOGGED_MODEL_TAGS if key in tags}
+    return client.create_logged_model(run.experiment_id, name=name, source_run_id=run.run_id, tags=kept,
+                                      model_type=FLAVOR_NAME).model_id
+
+
+def finish_logged_model(client: MlflowClient, model_id: str, model_name: str, version: str) -> None:
+    """The logged model names the registered version it became, and is ready."""
+    client.set_logged_model_tags(model_id, {VERSION_OF_TAG: f"{model_name}/{version}"})
+    client.finalize_logged_model(model_id, "READY")
 
 
 # --- download and load ---------------------------------------------------------------------------------

@@ -351,9 +351,10 @@ class Registry:
             run_id = run.info.run_id
             try:
                 now = int(datetime.now(UTC).timestamp() * 1000)
+                model = flavor.create_logged_model(self.client, run.info, self.model_name, tags)
                 # MLflow's client splits the batch to its limits (100 params or tags, 1000 entities).
                 self.client.log_batch(run_id, params=[Param(k, v[:PARAM_MAX]) for k, v in params.items()],
-                                      metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                                      metrics=[Metric(k, v, now, 0, model) for k, v in metrics.items()],
                                       tags=[RunTag(NOTE_TAG, description)])
                 self.client.log_artifacts(run_id, str(evidence_dir), EVIDENCE_PATH)
                 flavor.log_model(self.client, run_id, model_dir, served_dir)
@@ -365,7 +366,8 @@ class Registry:
                             self.model_name, description="Image classifier unlearned by lethe.")
                 mv = self.client.create_model_version(
                     self.model_name, f"{run.info.artifact_uri}/{MODEL_PATH}", run_id=run_id, tags=tags,
-                    description=description)
+                    description=description)  # not model_id: a server wants the source inside it
+                flavor.finish_logged_model(self.client, model, self.model_name, str(mv.version))
                 if promote:
                     self.client.set_registered_model_alias(self.model_name, CHAMPION, str(mv.version))
             except BaseException:

@@ -31,6 +31,8 @@ IMPORTANCES_SHA256_TAG = f"{PREFIX}importances_sha256"
 ALPHA_TAG = f"{PREFIX}alpha"
 LAMBDA_TAG = f"{PREFIX}lambda"
 METHOD_TAG = f"{PREFIX}method"
+#: On the version's MLflow logged model: the registered version it became (`NAME/VERSION`).
+VERSION_OF_TAG = f"{PREFIX}registered_version"
 #: How the version was made when not by dampening (`retrain`).
 REMEDY_TAG = f"{PREFIX}remedy"
 #: The ladder's rungs that made the version, in order (`dampen,repair`), and each rung's method, cost and
