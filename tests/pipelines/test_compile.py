@@ -260,6 +260,37 @@ def test_quantities_in_every_form_kfp_takes_are_accepted(monkeypatch):
         "cpu_request": ".5", "cpu_limit": "1500m", "memory_request": "512Mi", "memory_limit": "2Gi"}
 
 
+def test_building_a_pipeline_leaves_inspect_stack_as_it_was_and_kfp_still_names_its_setter():
+    """configure() lends KFP's setters a frame walk for inspect.stack (the full one scans sys.modules per
+    frame): it is put back afterwards, and what KFP reads from it, the calling setter's name, is right."""
+    import inspect
+
+    from kfp import dsl
+
+    from components.platform import _frames_without_source, configure
+    from components.requests import settle_requests
+
+    original = inspect.stack
+
+    @dsl.pipeline(name="one-task")
+    def one_task() -> None:
+        configure(settle_requests(run_id="r"))
+
+    assert one_task.pipeline_spec.root.dag.tasks and inspect.stack is original
+
+    def set_something() -> str:
+        return inspect.stack()[1][3]  # as KFP's _ensure_container_spec_exists reads it
+
+    def caller() -> str:
+        return set_something()
+
+    with _frames_without_source():
+        assert inspect.stack is not original
+        assert caller() == "caller" and inspect.stack()[0][3] == (
+            "test_building_a_pipeline_leaves_inspect_stack_as_it_was_and_kfp_still_names_its_setter")
+    assert inspect.stack is original
+
+
 def test_a_misspelt_gpu_step_is_refused_when_the_pipeline_is_built(monkeypatch):
     from kfp import dsl
 

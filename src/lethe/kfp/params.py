@@ -61,8 +61,10 @@ def _inline_or_uri(loader: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         import importlib
 
+        from lethe.storage.uris import uri_scheme  # stdlib only
+
         text = value.strip()
-        if text and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        if text and not uri_scheme(text):
             module, name = loader.rsplit(".", 1)
             getattr(importlib.import_module(module), name)(text, source="inline YAML")
         return value
