@@ -518,3 +518,21 @@ def test_schedule_command_refuses_a_five_field_cron_before_contacting_kfp(capsys
                  "--name", "nightly"])
     assert code == 2
     assert "six" in capsys.readouterr().err
+
+
+def test_every_task_runs_warm_under_kfp_local(compiled):
+    """`lethe.kfp.warm_tasks` forks a task only when its command is kfp's launcher: every lethe task's
+    is, as kfp.local runs it (a kfp whose launcher changes makes every local task cold and this fail)."""
+    import sys
+
+    from kfp.local.subprocess_task_handler import replace_python_executable
+
+    from lethe.kfp.warm_tasks import parse_launch
+
+    for name, (spec, _, _) in compiled.items():
+        for label, executor in spec["deploymentSpec"]["executors"].items():
+            container = executor["container"]
+            command = replace_python_executable([*container["command"], *container["args"]], sys.executable)
+            launch = parse_launch(command)
+            assert launch is not None, f"{name}/{label}: {container['command'][:3]}"
+            assert launch[0] == "components.task_entry" and launch[1][:2] == ["-m", "kfp.dsl.executor_main"]

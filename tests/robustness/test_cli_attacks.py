@@ -453,6 +453,8 @@ SUBPROCESS_CASES = [
          {"LETHE_LEDGER_URL": "sqlite:////proc/no/ledger.db"}),
     case("script-tracking-env-not-a-database", [LETHE, "review", "list"], "not a database",
          {"LETHE_TRACKING_URI": "sqlite:///{plain}"}),
+    case("script-local-tasks-env-unknown", [LETHE, "pipeline", "run", "--local", "scheduled"],
+         "LETHE_LOCAL_TASKS must be one of warm, subprocess, not 'hot'", {"LETHE_LOCAL_TASKS": "hot"}),
     case("script-train-lr-nan", [LETHE, *TRAIN, "--out", "{new}", "--lr", "nan"], "positive, finite"),
     case("script-unlearn-lam-inf", [LETHE, *UNLEARN_CLASS, "--out", "{new}", "--lam", "inf"],
          "positive, finite"),

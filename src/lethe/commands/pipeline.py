@@ -87,8 +87,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise PipelineError("`lethe pipeline run` runs on this machine: pass --local "
                             "(use `lethe pipeline submit --host URL` for a cluster)")
     from lethe.kfp.catalog import parse_params
+    from lethe.kfp.warm_tasks import mode as local_tasks_mode
 
     params = parse_params(args.pipeline, args.param)  # before anything runs or is claimed
+    local_tasks_mode()  # LETHE_LOCAL_TASKS
     root = Path(args.pipeline_root or settings().home_dir() / "kfp")
     check_out_dir(root, flag="--pipeline-root")
     from lethe.kfp.local import run_local

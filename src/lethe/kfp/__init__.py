@@ -5,6 +5,7 @@
 - `compiler`: compile to YAML, submit one run to a KFP API;
 - `scheduler`: the recurring run (six-field cron, one pipeline version per compiled YAML);
 - `local`: one run on this machine with kfp.local, watched (lease heartbeat, failure note, redaction);
+- `warm_tasks`: kfp.local's task processes forked from a warm interpreter (not started cold);
 - `local_hooks`: what `local` needs from kfp.local that kfp.local has no API for, kept in one place;
 - `summary`: what a run did, from the registry and the ledger (no kfp; the demo prints it too).
 

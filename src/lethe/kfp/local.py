@@ -1,4 +1,5 @@
-"""One pipeline run on this machine with kfp.local (subprocesses in this environment, no venv).
+"""One pipeline run on this machine with kfp.local (a process per task in this environment, no venv,
+forked from a warm interpreter: `lethe.kfp.warm_tasks`).
 
 A local run of a pipeline that claims erasure requests is watched from this process: it renews the
 run's lease while the run works (`lethe.ledger.LeaseHeartbeat`; when this process dies the beats stop
@@ -23,6 +24,8 @@ from typing import Any
 
 from lethe.kfp.catalog import build, check_params
 from lethe.kfp.local_hooks import TaskOutput, logging_kept, pipeline_job_id, print_kept, task_events
+from lethe.kfp.warm_tasks import mode as warm_tasks_mode
+from lethe.kfp.warm_tasks import warm_tasks
 
 CLAIMS_REQUESTS = frozenset({"scheduled"})  # pipelines whose runs hold leases on erasure requests
 #: Pipeline parameters that hold subject or sample ids: their values never reach a log.
@@ -96,6 +99,7 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
     from kfp import local
 
     params = check_params(name, params)
+    task_start = warm_tasks_mode()  # LETHE_LOCAL_TASKS, checked before anything runs
     component = local_pipeline(name)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -112,6 +116,7 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
             from lethe.kfp.task_env import cluster_environment
 
             stack.enter_context(cluster_environment(name))
+        stack.enter_context(warm_tasks(task_start))
         stack.enter_context(print_kept())
         stack.enter_context(logging_kept())
         stack.enter_context(pipeline_job_id(run_id))
