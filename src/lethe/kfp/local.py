@@ -25,7 +25,7 @@ from typing import Any
 from lethe.kfp.catalog import build, check_params
 from lethe.kfp.local_hooks import TaskOutput, logging_kept, pipeline_job_id, print_kept, task_events
 from lethe.kfp.warm_tasks import mode as warm_tasks_mode
-from lethe.kfp.warm_tasks import warm_tasks
+from lethe.kfp.warm_tasks import start_server, warm_tasks
 
 CLAIMS_REQUESTS = frozenset({"scheduled"})  # pipelines whose runs hold leases on erasure requests
 #: Pipeline parameters that hold subject or sample ids: their values never reach a log.
@@ -100,6 +100,8 @@ def run_local(name: str, params: Mapping[str, Any] | None = None, *, pipeline_ro
 
     params = check_params(name, params)
     task_start = warm_tasks_mode()  # LETHE_LOCAL_TASKS, checked before anything runs
+    if task_start == "warm":
+        start_server()  # its imports overlap the pipeline's build
     component = local_pipeline(name)
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)

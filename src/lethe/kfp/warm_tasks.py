@@ -137,6 +137,13 @@ def run_warm(module: str, args: list[str], source: str, env: Mapping[str, str]) 
     return task.exitcode if task.exitcode is not None else 1
 
 
+def start_server(preload: Sequence[str] = PRELOAD) -> None:
+    """Start the warm server (if this process has none) and return at once: it imports `preload` while
+    the caller goes on (builds the pipeline); the first task waits for it."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
+    forkserver.ensure_running()
+
+
 @contextlib.contextmanager
 def warm_tasks(start: str = "warm", preload: Sequence[str] = PRELOAD) -> Iterator[None]:
     """While the block runs, kfp.local's SubprocessRunner tasks of kfp's launcher shape run warm
@@ -147,9 +154,7 @@ def warm_tasks(start: str = "warm", preload: Sequence[str] = PRELOAD) -> Iterato
         return
     from kfp.local import subprocess_task_handler as handler
 
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
-    forkserver.ensure_running()  # returns at once; the server imports PRELOAD while the run is set up
+    start_server(preload)
     cold = handler.run_local_subprocess
 
     def run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
