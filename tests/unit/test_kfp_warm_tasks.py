@@ -72,6 +72,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"workdir": str(workdir), **json.loads(done.stdout.splitlines()[-1])}
 
 
+@pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
 def test_a_warm_task_streams_its_output_and_sees_the_environment_and_directory_of_its_start(runs) -> None:
     output = runs["0"]["output"]
     assert runs["0"]["code"] == 0
@@ -80,6 +81,7 @@ def test_a_warm_task_streams_its_output_and_sees_the_environment_and_directory_o
     assert output.endswith("\n\n\n")  # the blank line kfp.local prints after each task
 
 
+@pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
 def test_a_warm_task_ends_with_its_exit_code_its_exception_or_its_signal(runs) -> None:
     assert runs["3"]["code"] == 3
     assert runs["raise"]["code"] == 1
@@ -88,6 +90,7 @@ def test_a_warm_task_ends_with_its_exit_code_its_exception_or_its_signal(runs) -
     assert runs["kill"]["code"] == -9 and "to stdout" in runs["kill"]["output"]
 
 
+@pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
 def test_kfp_local_runs_a_lightweight_component_as_a_child_of_the_warm_server(runs) -> None:
     assert runs["ppid"] == runs["server"]
 

@@ -125,7 +125,7 @@ def run_warm(module: str, args: list[str], source: str, env: Mapping[str, str]) 
     context = multiprocessing.get_context("forkserver")
     reader, writer = context.Pipe(duplex=False)
     task = _TaskProcess(target=_run_in_child, args=(module, args, source, dict(env), writer),
-                           name="lethe-task", daemon=False)
+                        name="lethe-task", daemon=False)
     task.start()
     writer.close()  # the child holds the only write end: end of file when it exits
     with open(reader.fileno(), encoding="utf-8", errors="replace", closefd=False) as lines:
