@@ -55,6 +55,9 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+LOCAL_TASK_MODES = ("warm", "subprocess")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("LETHE_HOME", ".lethe")))
@@ -79,6 +82,17 @@ class Settings:
     demo: bool = field(default_factory=lambda: _env("LETHE_DEMO", "0") in ("1", "true", "yes"))
     image: str = field(default_factory=lambda: _env("LETHE_IMAGE", DEFAULT_IMAGE))
     lease_text: str | None = field(default_factory=lambda: _env("LETHE_LEASE_SECONDS"))
+    local_tasks_text: str | None = field(default_factory=lambda: _env("LETHE_LOCAL_TASKS"))
+
+    @property
+    def local_tasks(self) -> str:
+        """LETHE_LOCAL_TASKS: how `lethe pipeline run --local` starts its tasks, "warm" (default: forked
+        from an interpreter that imported their libraries once, lethe.kfp.warm_tasks) or "subprocess"."""
+        value = (self.local_tasks_text or "").strip() or "warm"
+        if value not in LOCAL_TASK_MODES:
+            raise ConfigError(f"LETHE_LOCAL_TASKS must be one of {', '.join(LOCAL_TASK_MODES)}, "
+                              f"not {value!r}")
+        return value
 
     @property
     def lease_seconds(self) -> float:

@@ -39,7 +39,6 @@ PRELOAD = (
     "lethe.kfp.warm_tasks",
 )
 MODE_VARIABLE = "LETHE_LOCAL_TASKS"
-MODES = ("warm", "subprocess")
 
 # kfp's lightweight-component launcher (kfp/dsl/component_factory.py), after kfp.local has put its
 # interpreter in place of `python3`: the source arrives as $0, the executor's arguments as "$@".
@@ -50,13 +49,10 @@ _PROGRAM_PATH = "$program_path"
 
 
 def mode() -> str:
-    """How local tasks start: "warm" (default) or "subprocess" (LETHE_LOCAL_TASKS)."""
-    from lethe.errors import ConfigError
+    """How local tasks start: "warm" (default) or "subprocess" (LETHE_LOCAL_TASKS, lethe.config)."""
+    from lethe.config import settings
 
-    value = os.environ.get(MODE_VARIABLE, "warm").strip() or "warm"
-    if value not in MODES:
-        raise ConfigError(f"{MODE_VARIABLE} must be one of {', '.join(MODES)}, not {value!r}")
-    return value
+    return settings().local_tasks
 
 
 def parse_launch(full_command: Sequence[str]) -> tuple[str, list[str], str] | None:
