@@ -48,3 +48,26 @@ def test_the_run_summary_names_what_failed_in_full(home: Path) -> None:
     assert "no model version registered" in text and "champion: version 1" in text
     assert reason.strip() in text  # in full: it says what to fix
     assert "2 request(s): 1 pending, 1 failed" in text
+
+
+def test_the_summary_is_prepared_while_the_run_works_and_its_errors_wait_for_the_summary(
+        home: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    from lethe.config import settings
+    from lethe.errors import RegistryError
+    from lethe.kfp.summary import prepare_summary, summarize_run
+    from lethe.registry import client
+
+    monkeypatch.setattr(client, "_clients", {})
+    thread = prepare_summary()
+    assert thread.daemon  # never keeps a finished command alive
+    thread.join(timeout=120)
+    assert not thread.is_alive() and settings().tracking in client._clients  # opened in the background
+
+    # An unreachable registry: the background thread says nothing; the summary reports it, in one line.
+    monkeypatch.setenv("LETHE_TRACKING_URI", "http://127.0.0.1:9")
+    failed = prepare_summary()
+    failed.join(timeout=120)
+    assert not failed.is_alive() and "http://127.0.0.1:9" not in client._clients
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RegistryError, match="cannot reach the MLflow server"):
+        summarize_run("run-1")

@@ -5,6 +5,7 @@ The server is process-wide, so these run in a fresh interpreter with nothing pre
 No `from __future__ import annotations`: KFP reads the toy component's annotations as types."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,8 @@ with warm_tasks("warm", preload=()):
     with contextlib.redirect_stdout(io.StringIO()):
         results["ppid"] = parent_of_task().output
 results["server"] = forkserver._forkserver._forkserver_pid
+results["server_streams"] = [os.readlink(f"/proc/{results['server']}/fd/{fd}") for fd in (1, 2)]
+print("the caller's stderr still reaches its reader", file=sys.stderr)
 print(json.dumps(results))
 '''
 
@@ -69,7 +72,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
                           capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"workdir": str(workdir), **json.loads(done.stdout.splitlines()[-1])}
+    return {"workdir": str(workdir), "stderr": done.stderr, **json.loads(done.stdout.splitlines()[-1])}
 
 
 @pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
@@ -93,6 +96,14 @@ def test_a_warm_task_ends_with_its_exit_code_its_exception_or_its_signal(runs) -
 @pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
 def test_kfp_local_runs_a_lightweight_component_as_a_child_of_the_warm_server(runs) -> None:
     assert runs["ppid"] == runs["server"]
+
+
+@pytest.mark.slow  # a fresh interpreter that imports kfp and starts a server
+def test_the_server_holds_no_end_of_the_callers_output(runs) -> None:
+    # A reader of the caller's output (a pipe, capture_output) gets its end when the caller exits,
+    # not seconds later when the server has torn down what it imported.
+    assert runs["server_streams"] == [os.devnull, os.devnull]
+    assert "the caller's stderr still reaches its reader" in runs["stderr"]  # the caller's are back
 
 
 def test_only_kfps_launcher_run_by_this_interpreter_is_taken(tmp_path: Path) -> None:

@@ -95,6 +95,11 @@ def run_command(args: argparse.Namespace) -> int:
     check_out_dir(root, flag="--pipeline-root")
     from lethe.kfp.local import run_local
 
+    if args.pipeline in SUMMARIZED:  # after every check: it opens the registry's client
+        from lethe.kfp.summary import prepare_summary
+
+        prepared = prepare_summary()
+
     def show(task: str, state: str) -> None:
         print(f"  {task:32s} {state}", file=sys.stderr, flush=True)
 
@@ -103,7 +108,10 @@ def run_command(args: argparse.Namespace) -> int:
     run = run_local(args.pipeline, params, pipeline_root=root, log_path=log_path, on_task=show,
                     cluster_env=args.cluster_env)
     where = f"; task logs in {log_path}" if log_path else ""
-    summary = _summary(run.run_id) if args.pipeline in SUMMARIZED else None
+    summary = None
+    if args.pipeline in SUMMARIZED:
+        prepared.join()
+        summary = _summary(run.run_id)
     if summary is not None:
         print(summary.text())
     if not run.succeeded:

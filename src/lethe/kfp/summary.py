@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ def version_entry(registry: Any, info: Any) -> dict[str, Any]:
                              "champion": info.is_champion, "reasons": info.tags.get(GATE_REASONS_TAG)}
     if info.parent_version and info.run_id:
         run = registry.client.get_run(info.run_id)
-        with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp:
+        from lethe.registry.client import quiet_mlflow
+
+        with tempfile.TemporaryDirectory(prefix="lethe-demo-") as tmp, quiet_mlflow():
             path = registry.client.download_artifacts(info.run_id, "evidence/metrics.json", tmp)
             entry["metrics"] = json.loads(Path(path).read_text())
         report = f"{run.info.artifact_uri}/evidence/report.html"
@@ -153,6 +156,25 @@ class RunSummary:
             out.append(f"{len(self.requests)} request(s): "
                        + ", ".join(f"{n} {state}" for state, n in counts.items()))
         return "\n".join(out)
+
+
+def prepare_summary() -> threading.Thread:
+    """Import MLflow and open the registry's client in a background thread, while a run works: the
+    summary after it then costs its queries only (the imports and the store's start are ~6 s on two
+    cores, otherwise spent after the run). An error here is left for `summarize_run` to report."""
+
+    def prepare() -> None:
+        from lethe.errors import LetheError
+        from lethe.registry.client import get_client
+
+        try:
+            get_client()
+        except LetheError:
+            return
+
+    thread = threading.Thread(target=prepare, name="lethe-summary-prepare", daemon=True)
+    thread.start()
+    return thread
 
 
 def summarize_run(run_id: str) -> RunSummary:

@@ -137,7 +137,30 @@ def start_server(preload: Sequence[str] = PRELOAD) -> None:
     """Start the warm server (if this process has none) and return at once: it imports `preload` while
     the caller goes on (builds the pipeline); the first task waits for it."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
-    forkserver.ensure_running()
+    with _server_output_discarded():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _server_output_discarded() -> Iterator[None]:
+    """The server started with /dev/null as its stdout and stderr (tasks send theirs through a pipe of
+    their own). Otherwise the server keeps the caller's open after the caller exits, while it tears
+    down torch, MLflow and Evidently (~5 s): whoever reads the caller's output to its end (a shell
+    pipe, `subprocess.run(capture_output=True)`, a CI log) waits for that too."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 @contextlib.contextmanager
