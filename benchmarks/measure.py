@@ -172,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subjects", type=int, default=10, help="subjects with a request (overhead)")
     args = parser.parse_args(argv)
     if args.what == "_direct":
+        from lethe.cli import exit_without_teardown
+
         run_direct("measure-direct")
-        return 0
+        exit_without_teardown(0)  # as the CLI it is compared with ends
     if not args.model:
         parser.error("--model is required")
     model = str(Path(args.model).resolve())

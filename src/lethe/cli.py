@@ -117,7 +117,12 @@ def run() -> NoReturn:
     Everything else a normal exit does still happens, in the interpreter's order: other threads
     finish, the atexit handlers run (temporary directories, logging, multiprocessing, coverage), the
     streams are flushed. An exception `main` does not turn into a message exits the usual way."""
-    code = main()
+    exit_without_teardown(main())
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Exit as the interpreter would (threads joined, atexit handlers, flushed streams), less the
+    teardown of every imported module."""
     shutdown = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx calls first: joins threads
     if shutdown is None:
         sys.exit(code)
