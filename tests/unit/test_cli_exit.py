@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test is a fresh interpreter that imports lethe
+
 PROGRAM = r'''
 import atexit, sys, threading, time
 from lethe import cli
