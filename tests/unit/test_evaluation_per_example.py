@@ -203,6 +203,7 @@ def test_a_planted_wrong_label_subject_is_memorised_and_flagged(planted, digits_
     assert result["person"]["null"]["persons"] > 100 and 0 <= result["person"]["null"]["correlation"] < 1
 
 
+@pytest.mark.slow  # a whole evaluation with its report and plots (8 s)
 def test_the_gate_refuses_a_candidate_that_still_flags_a_memorised_subject(planted, digits_test,
                                                                            tmp_path) -> None:
     metrics = _evaluate(planted, digits_test, planted["memorised"], _touched(planted["parent"]), tmp_path,

@@ -293,6 +293,7 @@ def test_the_cluster_reads_its_data_only_from_object_storage(overlay: str) -> No
     assert bucket in cfg["LETHE_BUCKETS"].split() and cfg["LETHE_ARTIFACTS"].startswith(f"s3://{bucket}/")
 
 
+@pytest.mark.slow  # registers a champion and loads Fashion-MNIST (5 s)
 @pytest.mark.skipif(not DEBIAN_DIR.is_dir(), reason="Fashion-MNIST (Debian dataset-fashion-mnist) is absent")
 def test_the_scheduled_pipeline_refuses_fashion_mnist_for_a_digits_champion(digits_convnet_dir: Path,
                                                                             tmp_path: Path) -> None:
