@@ -8,6 +8,8 @@ from components.step import step
 
 
 # Never retried: a second claim would take other requests. The subject key hashes the subject map.
+# It takes every parameter of the run: a run started from the KFP UI (or a recurring run edited there)
+# was never checked by `lethe pipeline submit`, and a bad value must be refused before the claim.
 @step(stores=("ledger", "subject_key", "registry", "storage"), cache=False, retry=False,
       display_name="collect requests")
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -19,13 +21,27 @@ def collect_requests(
     subject_map: str,
     forget: Output[Artifact],
     parent: Output[Model],
+    batch_size: int = 1,
+    method: str = "lfssd",
+    alpha: str = "search",
+    cutoff: str = "",
+    lam: float = 1.0,
+    thresholds: str = "",
+    refresh: bool = True,
+    ladder: str = "",
 ) -> int:
-    """Claim pending erasure requests for this run, resolve them to sample ids, freeze the champion.
+    """Check the run's parameters by the scheduled pipeline's schema, then claim pending erasure
+    requests for this run, resolve them to sample ids, freeze the champion.
 
     Returns the number of requests to honour (a single output: kfp.local resolves conditions only
     on a task's default output)."""
+    from lethe.kfp.params import validate_params
     from lethe.steps.collect import collect_requests as step
 
+    validate_params("scheduled", {
+        "dataset": dataset, "model_name": model_name, "max_requests": max_requests,
+        "subject_map": subject_map, "batch_size": batch_size, "method": method, "alpha": alpha,
+        "cutoff": cutoff, "lam": lam, "thresholds": thresholds, "refresh": refresh, "ladder": ladder})
     result = step(run_id, forget_path=forget.path, model_dir=parent.path, dataset=dataset or None,
                   model_name=model_name or None, max_requests=max_requests or None,
                   subject_map=subject_map or None)

@@ -45,7 +45,10 @@ def scheduled_deletion_pipeline(
     finalize = configure(finalize_requests(run_id=run_id, model_name=model_name))
     with dsl.ExitHandler(finalize, name="deletion-run"):
         collect = configure(collect_requests(run_id=run_id, dataset=dataset, model_name=model_name,
-                                             max_requests=max_requests, subject_map=subject_map))
+                                             max_requests=max_requests, subject_map=subject_map,
+                                             batch_size=batch_size, method=method, alpha=alpha,
+                                             cutoff=cutoff, lam=lam, thresholds=thresholds,
+                                             refresh=refresh, ladder=ladder))
         with dsl.If(collect.outputs["Output"] > 0, name="requests-pending"):
             forget_and_register(parent=collect.outputs["parent"], forget=collect.outputs["forget"],
                                 run_id=run_id, dataset=dataset, model_name=model_name,

@@ -32,25 +32,37 @@ def mask_credentials(text: str) -> str:
 
 #: Schemes that name a server: their URLs must name a host.
 SERVER_SCHEMES = ("http", "https", "postgresql", "postgres")
+#: A DNS name, an IPv4 address or (urllib drops the brackets) an IPv6 address.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+(%[A-Za-z0-9._~-]+)?")
 
 
 def check_url(url: str, what: str) -> str:
-    """`url` (a ledger, tracking or storage URL) if it parses: no control character, and a port that is
-    a number from 1 to 65535; else one ConfigError line that names `what`, without the password."""
+    """`url` (a ledger, tracking or storage URL) if it parses: no control character, a port that is a
+    number from 1 to 65535 and, for a server, a host name and no '@' after it (an unencoded '/', '?'
+    or '#' in a password); else one ConfigError line that names `what`, without the password."""
     text = str(url)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError(f"{what} holds control characters: {mask_url(text)!r}")
     if "://" not in text:
         return text
     parts = urlsplit(text)
+    server = parts.scheme.split("+")[0] in SERVER_SCHEMES
+    if server and "@" in text[len(parts.scheme) + 3 + len(parts.netloc):]:
+        # urllib ends the credentials at a "/", "?" or "#"; the next client may read the rest as the
+        # host (and echo the password in its error).
+        raise ConfigError(f"{what} {mask_url(text)}: an '@' after the host; percent-encode "
+                          "'/', '?', '#' and '@' in a user name or password")
     try:
         port = parts.port
     except ValueError:
         port = -1
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"{what} {mask_url(text)}: the port is not a number from 1 to 65535")
-    if parts.scheme.split("+")[0] in SERVER_SCHEMES and not parts.hostname:
-        raise ConfigError(f"{what} {mask_url(text)} names no host")
+    if server:
+        if not parts.hostname:
+            raise ConfigError(f"{what} {mask_url(text)} names no host")
+        if not _HOST.fullmatch(parts.hostname):
+            raise ConfigError(f"{what} {mask_url(text)}: {parts.hostname[:40]!r} is not a host name")
     return text
 
 

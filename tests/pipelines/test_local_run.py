@@ -108,6 +108,22 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert [v.version for v in Registry().versions()] == ["1"]
 
 
+def test_a_run_started_without_the_cli_refuses_a_bad_parameter_before_it_claims(home, monkeypatch):
+    # The KFP UI (or a recurring run edited there) starts a run that no `lethe pipeline` command
+    # checked: here, kfp.local with the runner's own check taken out.
+    from lethe.kfp import local
+
+    monkeypatch.setattr(local, "check_params", lambda name, params: dict(params or {}))
+    valid = file_requests(SUBJECTS)
+    run = _run(home, alpha="banana")
+    assert not run.succeeded and run.failed_task == "collect-requests"
+    assert run.failure.startswith("PipelineError: pipeline parameter alpha"), run.failure
+    assert run.tasks["finalize-requests"] == "SUCCESS"
+    assert [states()[i] for i in valid] == ["pending", "pending"]
+    for request_id in valid:  # never claimed, so nothing to release
+        assert not any("claimed" in note or "released" in note for note in _history_notes(request_id))
+
+
 def test_the_scheduled_run_forgets_registers_and_settles(home, tmp_path, monkeypatch, digits_train):
     # Planted secrets: the subject key (inherited by every task) and a password nothing may print.
     monkeypatch.setenv("LETHE_SUBJECT_KEY", PLANTED_KEY)

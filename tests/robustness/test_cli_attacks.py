@@ -381,7 +381,17 @@ CASES = [
     case("subject-with-escape", ["request", "add", "--subject", "s\x1b[31m", "--defer-check"],
          "control characters"),
     case("tracking-no-host", ["review", "list", "--tracking-uri", "http://u:S3cretPW@?@127.0.0.1:abc"],
-         "names no host"),
+         "an '@' after the host"),
+    # Found by `make fuzz` (2026-12-07): a quote and a '?' in the password (http.client's traceback
+    # echoed it), a host that is no host name, a number after a line break (float("\n1") is 1.0).
+    case("tracking-password-quote-question", ["review", "list", "--tracking-uri",
+                                              "http://u:S3cretPW@'?@127.0.0.1:abc"], "an '@' after the host"),
+    case("tracking-host-not-a-name", ["review", "list", "--tracking-uri", "http://'x':1"],
+         "is not a host name"),
+    case("ledger-host-not-a-name", ["request", "list", "--ledger", "postgresql://lethe:S3cretPW@'x'/lethe"],
+         "is not a host name"),
+    case("pipeline-run-lam-after-a-line-break", ["pipeline", "run", "--local", "scheduled", "-p", "lam=\n1"],
+         "lam must not hold control characters"),
     case("compile-unknown-pipeline-writes-nothing", ["pipeline", "compile", "--out", "{new}", "scheduled",
                                                      "bogus"], "bogus"),
 ]

@@ -250,6 +250,29 @@ def test_collect_and_finalize_components(home, tmp_path):
     assert {states()[i] for i in ids} == {"pending"}
 
 
+@pytest.mark.parametrize(("bad", "words"), [({"alpha": "banana"}, "alpha must be a positive number"),
+                                            ({"lam": float("nan")}, "lam must be a finite number"),
+                                            ({"thresholds": "class: ["}, "thresholds"),
+                                            ({"batch_size": 0}, "batch_size")])
+def test_collect_refuses_a_bad_run_parameter_before_it_claims(home, tmp_path, bad, words):
+    """A run started from the KFP UI was never checked by the CLI: collect checks every parameter."""
+    from kfp.dsl import Artifact, Model
+
+    from lethe.errors import PipelineError
+
+    ids = file_requests(["subject-00007"])
+    before = states()
+    forget, parent = _artifact(Artifact, tmp_path / "forget"), _artifact(Model, tmp_path / "parent")
+    with pytest.raises(PipelineError, match=words):
+        collect_requests.python_func(run_id="run-bad", dataset="", model_name="", max_requests=0,
+                                     subject_map="", forget=forget, parent=parent, **bad)
+    assert states() == before and before[ids[0]] == "pending"  # nothing claimed
+    assert not (tmp_path / "forget").exists() and not (tmp_path / "parent").exists()
+    from lethe.ledger import Ledger
+
+    Ledger().cancel(ids[0], reason="test over")  # the module's other tests claim what is pending
+
+
 def test_the_settle_task_fulfils_on_the_gates_outcome_and_the_exit_task_finds_nothing_left(home):
     from kfp import dsl
 

@@ -105,6 +105,8 @@ class Param:
     def parse(self, text: str) -> Any:
         """The value of `-p NAME=TEXT`, typed and checked."""
         value: Any = text
+        if self.type in (int, float, bool) and _LINE_BREAKING.search(text):
+            raise self.refused(text, "must not hold control characters")  # float("\n1") would be 1.0
         if self.type is int:
             try:
                 value = int(text.strip())
