@@ -108,17 +108,23 @@ def test_a_failed_step_fulfils_nothing_and_loses_nothing(home):
     assert [v.version for v in Registry().versions()] == ["1"]
 
 
-def test_a_run_started_without_the_cli_refuses_a_bad_parameter_before_it_claims(home, monkeypatch):
+@pytest.mark.parametrize("bad", [{"alpha": "banana"}, {"lam": float("nan")}], ids=["alpha-word", "lam-nan"])
+def test_a_run_started_without_the_cli_refuses_a_bad_parameter_before_it_claims(home, monkeypatch, bad):
     # The KFP UI (or a recurring run edited there) starts a run that no `lethe pipeline` command
-    # checked: here, kfp.local with the runner's own check taken out.
+    # checked: here, kfp.local with the runner's own check taken out. NaN is the value kfp.local once
+    # failed to serialise after collect had claimed, and the exit task never ran.
     from lethe.kfp import local
 
     monkeypatch.setattr(local, "check_params", lambda name, params: dict(params or {}))
     valid = file_requests(SUBJECTS)
-    run = _run(home, alpha="banana")
-    assert not run.succeeded and run.failed_task == "collect-requests"
-    assert run.failure.startswith("PipelineError: pipeline parameter alpha"), run.failure
-    assert run.tasks["finalize-requests"] == "SUCCESS"
+    run = _run(home, **bad)
+    assert not run.succeeded
+    if "alpha" in bad:
+        assert run.failed_task == "collect-requests", run
+        assert run.failure.startswith("PipelineError: pipeline parameter alpha"), run.failure
+        assert run.tasks["finalize-requests"] == "SUCCESS"
+    else:  # kfp.local refuses NaN for collect's own input: no task starts
+        assert "collect-requests" not in run.tasks and "NaN" in (run.error or ""), run
     assert [states()[i] for i in valid] == ["pending", "pending"]
     for request_id in valid:  # never claimed, so nothing to release
         assert not any("claimed" in note or "released" in note for note in _history_notes(request_id))
